@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The project's two entry points on a fresh Debian machine:
+#   bash deploy/run.sh demo [ARGS...]   a whole small city on this machine
+#   bash deploy/run.sh test [PYTEST ARGS...]   the test suite
+# Each first installs what is missing (Debian packages when run as root, a .venv with the
+# package and its extras) and then does its job. A second run installs nothing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.urbansense-installed"
+
+# Debian packages the project runs or tests against (see README, "What it installs").
+APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics ca-certificates)
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+missing_packages() {
+    local pkg missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    echo "${missing[@]:-}"
+}
+
+install_system_packages() {
+    local missing
+    missing="$(missing_packages)"
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "missing Debian packages: $missing"
+        say "run this script as root once, or: sudo apt-get install -y $missing"
+        exit 1
+    fi
+    say "installing Debian packages: $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # The packages enable system-wide services; the project starts its own private
+    # instances on free ports, so the system ones are not needed.
+    for svc in mosquitto influxdb; do
+        if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+            systemctl stop "$svc" || true
+        fi
+    done
+}
+
+pick_python() {
+    local candidate
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null &&
+           "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    say "Python 3.11 or newer is needed"
+    exit 1
+}
+
+install_venv() {
+    local want
+    want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+        return 0
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        "$(pick_python)" -m venv "$VENV"
+    fi
+    say "installing urbansense with extras sim,dev into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[sim,dev]"
+    echo "$want" > "$STAMP"
+}
+
+main() {
+    local job="${1:-}"
+    [ $# -gt 0 ] && shift
+    case "$job" in
+        demo|test) ;;
+        *) echo "usage: bash deploy/run.sh demo|test [ARGS...]" >&2; exit 2 ;;
+    esac
+    install_system_packages
+    install_venv
+    export PATH="$VENV/bin:$PATH"
+    cd "$ROOT"
+    case "$job" in
+        # Until the city-in-a-box demo lands, the main job shows what the CLI offers.
+        demo) exec "$VENV/bin/urbansense" --help ;;
+        test) exec "$VENV/bin/python" -m pytest "$@" ;;
+    esac
+}
+
+main "$@"

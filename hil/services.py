@@ -1,0 +1,297 @@
+"""Private instances of the real servers the system talks to, each on a free loopback
+port with its state in a folder of its own.
+
+Tests, benchmarks, the demo and the HIL runner all start their servers through these
+classes, so a server is configured one way everywhere. Each server can be stopped,
+killed (SIGKILL, for fault tests) and started again on the same port with the same state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A server could not be started or did not become ready."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_program(name: str, *extra_dirs: str) -> str:
+    """Locate a server binary; Debian puts some in /usr/sbin, which is not on every PATH."""
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *extra_dirs]))
+    if path is None:
+        raise ServiceError(f"{name} is not installed (run: bash deploy/run.sh test, as root, once)")
+    return path
+
+
+class ManagedServer:
+    """One server process: start, wait until ready, stop, kill, restart."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    # -- to be provided by each server
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def is_ready(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Write config files before the first start."""
+
+    # -- lifecycle
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 30.0) -> "ManagedServer":
+        if self.running():
+            return self
+        if self.starts == 0:
+            self.prepare()
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n--- start {self.starts} ---\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.workdir, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceError(f"{self.name} exited with {self.process.returncode} on start:\n"
+                                   + self.log_tail())
+            try:
+                if self.is_ready():
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise ServiceError(f"{self.name} not ready on port {self.port} after {timeout} s:\n"
+                           + self.log_tail())
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful stop (SIGTERM), falling back to SIGKILL."""
+        if not self.running():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the server gets no chance to flush anything."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _tcp_open(self) -> bool:
+        with socket.create_connection((self.host, self.port), timeout=0.5):
+            return True
+
+    def _http_status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=1.0) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+
+class MosquittoServer(ManagedServer):
+    """Mosquitto 2.0 with persistence, so a restart keeps queued QoS1 messages and
+    persistent sessions exactly as a production broker does."""
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "",
+                 anonymous: bool = True) -> None:
+        super().__init__(workdir, port)
+        self.extra_config = extra_config
+        self.anonymous = anonymous
+        self.config_path = self.workdir / "mosquitto.conf"
+
+    def prepare(self) -> None:
+        (self.workdir / "data").mkdir(exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            "persistence true",
+            f"persistence_location {self.workdir / 'data'}/",
+            # Write the in-memory state to disk every second so that even a SIGKILLed
+            # broker loses at most one second of queued messages.
+            "autosave_interval 1",
+            "max_queued_messages 100000",
+            "max_inflight_messages 100",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages true",
+            "log_timestamp_format %H:%M:%S",
+        ]
+        if self.extra_config:
+            lines.append(self.extra_config)
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def command(self) -> list[str]:
+        return [find_program("mosquitto", "/usr/sbin"), "-c", str(self.config_path)]
+
+    def is_ready(self) -> bool:
+        return self._tcp_open()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class InfluxDBServer(ManagedServer):
+    """InfluxDB 1.6 (v1 write and InfluxQL query API)."""
+
+    name = "influxdb"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.rpc_port = free_port()
+        self.config_path = self.workdir / "influxdb.conf"
+
+    def prepare(self) -> None:
+        # influxd takes its defaults for every key a config file leaves out, so the file
+        # holds only what must differ per instance: folders, ports, no phoning home.
+        d = self.workdir
+        self.config_path.write_text(f"""\
+reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+
+[meta]
+  dir = "{d / 'meta'}"
+  logging-enabled = false
+
+[data]
+  dir = "{d / 'data'}"
+  wal-dir = "{d / 'wal'}"
+  query-log-enabled = false
+  trace-logging-enabled = false
+
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+  max-body-size = 0
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = false
+""")
+
+    def command(self) -> list[str]:
+        return [find_program("influxd", "/usr/sbin"), "-config", str(self.config_path)]
+
+    def is_ready(self) -> bool:
+        return self._http_status("/ping") == 204
+
+    def query(self, influxql: str, db: str | None = None, epoch: str = "ms") -> list[dict]:
+        """Run InfluxQL; return the series of the first statement (empty list if none)."""
+        params = {"q": influxql, "epoch": epoch}
+        if db:
+            params["db"] = db
+        data = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(self.url + "/query", data=data, timeout=30) as resp:
+            body = json.load(resp)
+        result = body["results"][0]
+        if "error" in result:
+            raise ServiceError(f"InfluxQL error: {result['error']}")
+        return result.get("series", [])
+
+    def create_database(self, db: str) -> None:
+        self.query(f'CREATE DATABASE "{db}"')
+
+    def count(self, measurement: str, db: str, field: str = "*", where: str = "") -> int:
+        """Number of points in a measurement (the largest per-field count)."""
+        clause = f" WHERE {where}" if where else ""
+        series = self.query(f'SELECT COUNT({field}) FROM "{measurement}"{clause}', db=db)
+        if not series:
+            return 0
+        row = series[0]["values"][0]
+        return max(v for v in row[1:] if v is not None)
+
+
+class VictoriaMetricsServer(ManagedServer):
+    """VictoriaMetrics: here it stands in for an InfluxDB 2.x/3.x `/api/v2/write` endpoint,
+    since no InfluxDB 2.x server can be installed from Debian's packages."""
+
+    name = "victoria-metrics"
+
+    def command(self) -> list[str]:
+        return [
+            find_program("victoria-metrics"),
+            f"-storageDataPath={self.workdir / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-loggerLevel=WARN",
+            # Make fresh points queryable at once (the default hides the last 30 s).
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+        ]
+
+    def is_ready(self) -> bool:
+        return self._http_status("/health") == 200
+
+    def flush(self) -> None:
+        """Make everything ingested so far searchable (a test-only endpoint of VictoriaMetrics)."""
+        with urllib.request.urlopen(self.url + "/internal/force_flush", timeout=10):
+            pass
+
+    def export(self, match: str) -> list[dict]:
+        """All samples of the series that match a selector, as VictoriaMetrics' JSON lines."""
+        self.flush()
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as resp:
+            return [json.loads(line) for line in resp.read().splitlines() if line.strip()]

@@ -1,0 +1,180 @@
+# Encoders for every protocol v1 message, the decoder of commands (what a node reads),
+# and the small parsing helpers the full decoder (decoder.py) shares.
+#
+# Nodes import this module and not decoder.py: it holds only what a node needs, because
+# every module a node imports costs heap (SPEC.md section 10 gives the budget).
+# Plain Python that runs unchanged under CPython and MicroPython: note `type(x) is bool`
+# rather than isinstance, because MicroPython's bool is not a subclass of int.
+import json
+
+from protocols import thresholds
+from protocols.errors import (
+    ProtocolError, BAD_JSON, NOT_OBJECT, TOO_LARGE, BAD_VERSION, BAD_ID,
+    MISSING_FIELD, UNKNOWN_FIELD, BAD_TYPE, OUT_OF_RANGE, EMPTY,
+)
+from protocols.topics import VERSION, is_slug
+
+MAX_MESSAGE_BYTES = 1024        # one reading, event, status or ack
+MAX_BATCH_BYTES = 8192          # a telemetry batch
+MAX_BATCH_ITEMS = 64
+
+COMMANDS = ("set", "get", "ping", "sample", "reboot")
+_CMD_KEYS = ("v", "id", "cmd", "args")
+
+
+def _dumps(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _reject_constant(name):
+    # CPython's json accepts NaN and Infinity, which are not JSON (RFC 8259).
+    raise ValueError("not JSON: " + name)
+
+
+def _parse(payload):
+    if type(payload) is str:
+        text = payload
+    else:
+        try:
+            text = str(payload, "utf-8")
+        except Exception:
+            raise ProtocolError(BAD_JSON, "payload is not UTF-8")
+    try:
+        try:
+            obj = json.loads(text, parse_constant=_reject_constant)
+        except TypeError:
+            # MicroPython's json.loads takes no keyword arguments (and rejects NaN itself).
+            obj = json.loads(text)
+    except ValueError:
+        raise ProtocolError(BAD_JSON, "payload is not valid JSON")
+    if type(obj) is not dict:
+        raise ProtocolError(NOT_OBJECT, "payload is not a JSON object")
+    return obj
+
+
+def _require(obj, key):
+    if key not in obj:
+        raise ProtocolError(MISSING_FIELD, key)
+    return obj[key]
+
+
+def _only(obj, allowed, where="message"):
+    for key in obj:
+        if key not in allowed:
+            raise ProtocolError(UNKNOWN_FIELD, "%s has no key %r" % (where, key))
+
+
+def _number(value, key):
+    if type(value) is not int and type(value) is not float:
+        raise ProtocolError(BAD_TYPE, key + " must be a number")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ProtocolError(OUT_OF_RANGE, key + " is not finite")
+    return value
+
+
+def decode_command(payload):
+    """Decode a command sent to a node on its `cmd` topic: {"id", "cmd", "args"}."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(TOO_LARGE, "%d bytes" % len(payload))
+    obj = _parse(payload)
+    if obj.get("v") != VERSION or type(obj.get("v")) is not int:
+        raise ProtocolError(BAD_VERSION, "v must be %d" % VERSION)
+    _only(obj, _CMD_KEYS)
+    cmd_id = _require(obj, "id")
+    if not is_slug(cmd_id):
+        raise ProtocolError(BAD_ID, "command id must be a slug")
+    cmd = _require(obj, "cmd")
+    if cmd not in COMMANDS:
+        raise ProtocolError(UNKNOWN_FIELD, "no command %r" % (cmd,))
+    args = obj.get("args", {})
+    if type(args) is not dict:
+        raise ProtocolError(BAD_TYPE, "args must be an object")
+    if cmd == "set":
+        _only(args, ("interval_s", "thresholds"), "set args")
+        if not args:
+            raise ProtocolError(EMPTY, "set needs interval_s or thresholds")
+        if "interval_s" in args:
+            interval = _number(args["interval_s"], "interval_s")
+            if not thresholds.INTERVAL_MIN_S <= interval <= thresholds.INTERVAL_MAX_S:
+                raise ProtocolError(OUT_OF_RANGE, "interval_s outside %d..%d" % (
+                    thresholds.INTERVAL_MIN_S, thresholds.INTERVAL_MAX_S))
+        limits = args.get("thresholds", {})
+        if type(limits) is not dict:
+            raise ProtocolError(BAD_TYPE, "thresholds must be an object")
+        for name in limits:
+            _number(limits[name], name)
+    elif args:
+        raise ProtocolError(UNKNOWN_FIELD, "%s takes no args" % cmd)
+    return {"id": cmd_id, "cmd": cmd, "args": args}
+
+
+# --- encoders: what nodes (and tests) publish -------------------------------------
+
+def _stamp(obj, ts, age_ms):
+    if ts is not None:
+        obj["ts"] = ts
+    elif age_ms is not None:
+        obj["age_ms"] = age_ms
+    return obj
+
+
+def reading_item(boot, seq, fields, ts=None, age_ms=None):
+    """One reading as it stands in a batch (and in a node's offline queue)."""
+    return _stamp({"boot": boot, "seq": seq, "fields": fields}, ts, age_ms)
+
+
+def encode_reading(node, kind, boot, seq, fields, ts=None, age_ms=None):
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
+           "fields": fields}
+    return _dumps(_stamp(obj, ts, age_ms))
+
+
+def encode_batch(node, kind, items):
+    """items: reading_item() dicts in increasing (boot, seq) order."""
+    last = items[-1]
+    return _dumps({"v": VERSION, "node": node, "kind": kind, "boot": last["boot"],
+                   "seq": last["seq"], "batch": items})
+
+
+def encode_event(node, kind, boot, seq, event, state, value=None, severity=None,
+                 ts=None, age_ms=None, fields=None):
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
+           "event": event, "state": state}
+    if value is not None:
+        obj["value"] = value
+    if severity is not None:
+        obj["severity"] = severity
+    if fields:
+        obj["fields"] = fields
+    return _dumps(_stamp(obj, ts, age_ms))
+
+
+def encode_status(node, kind, boot, seq, state, fw=None, interval_s=None, reset=None,
+                  ts=None, age_ms=None):
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
+           "state": state}
+    if fw is not None:
+        obj["fw"] = fw
+    if interval_s is not None:
+        obj["interval_s"] = interval_s
+    if reset is not None:
+        obj["reset"] = reset
+    return _dumps(_stamp(obj, ts, age_ms))
+
+
+def encode_ack(node, kind, boot, seq, cmd_id, ok, error=None, result=None):
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
+           "id": cmd_id, "ok": ok}
+    if error is not None:
+        obj["error"] = error
+    if result is not None:
+        obj["result"] = result
+    return _dumps(obj)
+
+
+def encode_command(cmd_id, cmd, args=None):
+    obj = {"v": VERSION, "id": cmd_id, "cmd": cmd}
+    if args:
+        obj["args"] = args
+    return _dumps(obj)

@@ -1,0 +1,61 @@
+"""The `urbansense` command line as a user runs it: a real subprocess from the venv."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VECTORS = Path(__file__).resolve().parent.parent / "protocols" / "vectors"
+
+
+def urbansense(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "urbansense"
+    return subprocess.run([str(exe), *args], input=stdin.decode() if stdin else None,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_help_works_and_lists_commands():
+    proc = urbansense("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "decode" in proc.stdout
+
+
+def test_every_command_has_help():
+    from edge.cli.main import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert sub.choices, "no commands registered"
+    for name in sub.choices:
+        proc = urbansense(name, "--help")
+        assert proc.returncode == 0, f"{name}: {proc.stderr}"
+        assert "usage:" in proc.stdout
+
+
+def test_unknown_command_fails():
+    proc = urbansense("no-such-command")
+    assert proc.returncode != 0
+
+
+def test_decode_valid_payload_as_json():
+    from protocols.codec import encode_event
+    payload = encode_event("m-0001", "manhole", 2, 40, "cover-open", True, value=37.5,
+                           ts=int(time.time() * 1000) - 1000)
+    proc = urbansense("decode", "city/v1/xuhui/caohejing/m-0001/event", "--json", stdin=payload)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["valid"] is True and out["message"]["event"] == "cover-open"
+
+
+def test_decode_invalid_payload_names_the_reason():
+    payload = (VECTORS / "payloads" / "id-mismatch").read_bytes()
+    proc = urbansense("decode", "city/v1/xuhui/caohejing/p-0001/telemetry", "--json", stdin=payload)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["reason"] == "id_mismatch"
+
+
+def test_decode_missing_file_is_one_line():
+    proc = urbansense("decode", "city/v1/a/b/c/telemetry", "/nonexistent/payload")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
