@@ -7,6 +7,7 @@ killed (SIGKILL, for fault tests) and started again on the same port with the sa
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -77,6 +78,8 @@ class ManagedServer:
     def start(self, timeout: float = 30.0) -> "ManagedServer":
         if self.running():
             return self
+        if self._port_taken():
+            raise ServiceError(f"{self.name}: port {self.port} is already in use")
         if self.starts == 0:
             self.prepare()
         self.starts += 1
@@ -133,6 +136,12 @@ class ManagedServer:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def _port_taken(self) -> bool:
+        try:
+            return self._tcp_open()
+        except OSError:
+            return False
+
     def _tcp_open(self) -> bool:
         with socket.create_connection((self.host, self.port), timeout=0.5):
             return True
@@ -161,6 +170,9 @@ class MosquittoServer(ManagedServer):
     def prepare(self) -> None:
         (self.workdir / "data").mkdir(exist_ok=True)
         lines = [
+            # Run as whoever starts it: as root, mosquitto would otherwise switch to the
+            # `mosquitto` user and lose access to its own persistence folder.
+            f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.anonymous else 'false'}",
             "persistence true",
@@ -266,7 +278,10 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
 class VictoriaMetricsServer(ManagedServer):
     """VictoriaMetrics: here it stands in for an InfluxDB 2.x/3.x `/api/v2/write` endpoint,
-    since no InfluxDB 2.x server can be installed from Debian's packages."""
+    since no InfluxDB 2.x server can be installed from Debian's packages.
+
+    It stores line protocol `m,tags f=v` as the series `m_f{tags}`, and it silently
+    drops points dated far in the future: write real times."""
 
     name = "victoria-metrics"
 
@@ -289,9 +304,18 @@ class VictoriaMetricsServer(ManagedServer):
         with urllib.request.urlopen(self.url + "/internal/force_flush", timeout=10):
             pass
 
-    def export(self, match: str) -> list[dict]:
-        """All samples of the series that match a selector, as VictoriaMetrics' JSON lines."""
-        self.flush()
+    def export(self, match: str, min_samples: int = 0, timeout: float = 10.0) -> list[dict]:
+        """All samples of the series that match a selector, as VictoriaMetrics' JSON lines.
+
+        Ingested rows become searchable about a second after the write, so with
+        `min_samples` this polls until at least that many samples are visible or the
+        timeout passes (then it returns what there is)."""
         query = urllib.parse.urlencode({"match[]": match})
-        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as resp:
-            return [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.flush()
+            with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=30) as resp:
+                series = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+            if sum(len(s["values"]) for s in series) >= min_samples or time.monotonic() > deadline:
+                return series
+            time.sleep(0.2)

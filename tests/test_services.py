@@ -1,0 +1,95 @@
+"""The server fixtures themselves: each real server starts, answers, survives a restart
+with its state, and can be killed and started again (what the fault tests rely on)."""
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from hil.services import ServiceError, free_port, MosquittoServer
+
+
+def _retained(broker, topic: str, timeout: float = 5.0) -> bytes | None:
+    got: list[bytes] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe-" + str(time.monotonic_ns()))
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    deadline = time.monotonic() + timeout
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.loop_stop()
+    client.disconnect()
+    return got[0] if got else None
+
+
+def _publish_retained(broker, topic: str, payload: bytes) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-" + str(time.monotonic_ns()))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_mosquitto_keeps_retained_messages_across_restart(mosquitto_factory):
+    broker = mosquitto_factory()
+    _publish_retained(broker, "city/v1/d/z/n/status", b"hello")
+    broker.restart()
+    assert _retained(broker, "city/v1/d/z/n/status") == b"hello"
+
+
+def test_mosquitto_can_be_killed_and_started(mosquitto_factory):
+    broker = mosquitto_factory()
+    port = broker.port
+    broker.kill()
+    assert not broker.running()
+    broker.start()
+    assert broker.running() and broker.port == port
+    _publish_retained(broker, "t/x", b"1")
+    assert _retained(broker, "t/x") == b"1"
+
+
+def test_influxdb_write_query_and_survive_sigkill(influxdb_factory):
+    db = influxdb_factory()
+    db.create_database("t")
+    body = b"parking,node=p-1 occupied=true 1795334340000\nparking,node=p-2 occupied=false 1795334340000"
+    req = urllib.request.Request(f"{db.url}/write?db=t&precision=ms", data=body, method="POST")
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 204
+    assert db.count("parking", "t") == 2
+    db.kill()
+    db.start()
+    assert db.count("parking", "t") == 2
+
+
+def test_victoria_accepts_v2_line_protocol(victoria):
+    body = b"air,node=a-1,zone=z pm25=35.5 %d" % time.time_ns()
+    req = urllib.request.Request(f"{victoria.url}/api/v2/write?org=o&bucket=b", data=body, method="POST")
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 204
+    series = victoria.export('{__name__="air_pm25"}', min_samples=1)
+    assert [s["values"] for s in series] == [[35.5]]
+    assert series[0]["metric"]["node"] == "a-1"
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path):
+    taken = MosquittoServer(tmp_path / "a")
+    taken.start()
+    try:
+        clash = MosquittoServer(tmp_path / "b", port=taken.port)
+        with pytest.raises(ServiceError) as err:
+            clash.start(timeout=5)
+        assert "mosquitto" in str(err.value)
+    finally:
+        taken.stop()
+
+
+def test_free_port_is_bindable():
+    import socket
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
