@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -154,6 +155,18 @@ class ManagedServer:
             return err.code
 
 
+@dataclass(frozen=True)
+class BrokerTLS:
+    """PEM files for a TLS listener: the CA clients are checked against, and the broker's
+    own certificate and key. With require_client_cert, clients log in by certificate and
+    the certificate's CN becomes their username (for the ACL)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    require_client_cert: bool = False
+
+
 class MosquittoServer(ManagedServer):
     """Mosquitto 2.0 with persistence, so a restart keeps queued QoS1 messages and
     persistent sessions exactly as a production broker does."""
@@ -161,10 +174,14 @@ class MosquittoServer(ManagedServer):
     name = "mosquitto"
 
     def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "",
-                 anonymous: bool = True) -> None:
+                 anonymous: bool = True, tls: "BrokerTLS | None" = None,
+                 password_file: Path | None = None, acl_file: Path | None = None) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config
         self.anonymous = anonymous
+        self.tls = tls
+        self.password_file = password_file
+        self.acl_file = acl_file
         self.config_path = self.workdir / "mosquitto.conf"
 
     def prepare(self) -> None:
@@ -189,6 +206,19 @@ class MosquittoServer(ManagedServer):
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
         ]
+        if self.tls is not None:
+            lines += [
+                f"cafile {self.tls.ca}",
+                f"certfile {self.tls.cert}",
+                f"keyfile {self.tls.key}",
+                "tls_version tlsv1.2",
+            ]
+            if self.tls.require_client_cert:
+                lines += ["require_certificate true", "use_identity_as_username true"]
+        if self.password_file is not None:
+            lines.append(f"password_file {self.password_file}")
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
         if self.extra_config:
             lines.append(self.extra_config)
         self.config_path.write_text("\n".join(lines) + "\n")
@@ -202,6 +232,12 @@ class MosquittoServer(ManagedServer):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto rereads its password and ACL files."""
+        if self.running():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGHUP)
 
 
 class InfluxDBServer(ManagedServer):

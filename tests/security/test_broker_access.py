@@ -1,0 +1,157 @@
+"""The production broker setup (TLS, no anonymous access, per-node passwords, topic ACLs)
+against a real Mosquitto with certificates made here: who can connect, publish and read."""
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge.access import BrokerAccess
+from hil.pki import CertificateAuthority
+from hil.services import BrokerTLS, MosquittoServer
+from protocols.codec import encode_command, encode_reading
+from protocols.topics import topic
+from tests.security.mqtt_probe import Probe
+
+D, Z = "xuhui", "caohejing"
+
+
+@dataclass
+class Site:
+    broker: MosquittoServer
+    ca: Path
+    access: BrokerAccess
+    passwords: dict[str, str]
+
+    def probe(self, user: str | None, password: str | None = None, **kw) -> Probe:
+        if user is not None and password is None:
+            password = self.passwords[user]
+        return Probe(self.broker.port, user, password, ca=kw.pop("ca", self.ca), **kw)
+
+
+@pytest.fixture
+def site(tmp_path, mosquitto_factory) -> Site:
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    server = ca.issue("broker", tmp_path / "pki", server_names=["127.0.0.1", "localhost"])
+    access = BrokerAccess(tmp_path / "access")
+    passwords = {
+        "p-0001": access.add("p-0001", "node", D, Z),
+        "p-0002": access.add("p-0002", "node", D, Z),
+        "edge-xuhui-caohejing": access.add("edge-xuhui-caohejing", "edge", D, Z),
+    }
+    broker = mosquitto_factory(anonymous=False, tls=BrokerTLS(ca.files.cert, server.cert, server.key),
+                               password_file=access.passwd_path, acl_file=access.acl_path)
+    return Site(broker, ca.files.cert, access, passwords)
+
+
+def _reading(node: str, seq: int) -> bytes:
+    return encode_reading(node, "parking", 1, seq, {"occupied": True}, ts=int(time.time() * 1000))
+
+
+def test_valid_node_credentials_connect(site):
+    p = site.probe("p-0001")
+    assert p.connect() is not None and p.ok(), p.connack
+    p.close()
+
+
+def test_anonymous_connect_is_refused(site):
+    p = site.probe(None)
+    rc = p.connect()
+    assert rc is not None and rc.is_failure and "authori" in str(rc).lower(), rc
+    p.close()
+
+
+def test_wrong_password_is_refused(site):
+    p = site.probe("p-0001", "not-the-password")
+    rc = p.connect()
+    assert rc is not None and rc.is_failure, rc
+    p.close()
+
+
+def test_client_refuses_a_broker_signed_by_another_ca(site, tmp_path):
+    other = CertificateAuthority.create(tmp_path / "other", name="someone else")
+    p = site.probe("p-0001", ca=other.files.cert)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        p.connect()
+    p.close()
+
+
+def test_plaintext_client_gets_no_session_on_the_tls_port(site):
+    p = Probe(site.broker.port, "p-0001", site.passwords["p-0001"])
+    try:
+        rc = p.connect(timeout=3)
+    except OSError:
+        rc = None
+    assert rc is None or rc.is_failure
+    p.close()
+
+
+def test_node_cannot_publish_as_another_node(site):
+    edge = site.probe("edge-xuhui-caohejing")
+    assert edge.connect() is not None and edge.ok()
+    edge.subscribe(f"city/v1/{D}/{Z}/+/telemetry")
+    a = site.probe("p-0001")
+    assert a.connect() is not None and a.ok()
+    a.publish(topic(D, Z, "p-0002", "telemetry"), _reading("p-0002", 1))   # forged: dropped
+    a.publish(topic(D, Z, "p-0001", "telemetry"), _reading("p-0001", 1))   # its own: delivered
+    got = edge.wait_for(1)
+    time.sleep(0.5)  # let a wrongly delivered forgery arrive, if the ACL failed
+    topics = [t for t, _ in edge.messages]
+    assert topics == [topic(D, Z, "p-0001", "telemetry")], topics
+    a.close(), edge.close()
+
+
+def test_node_cannot_read_another_nodes_commands(site):
+    a = site.probe("p-0001")
+    assert a.connect() is not None and a.ok()
+    a.subscribe(f"city/v1/{D}/{Z}/+/cmd")          # tries to read every node's commands
+    edge = site.probe("edge-xuhui-caohejing")
+    assert edge.connect() is not None and edge.ok()
+    edge.publish(topic(D, Z, "p-0002", "cmd"), encode_command("c-1", "ping"))
+    edge.publish(topic(D, Z, "p-0001", "cmd"), encode_command("c-2", "ping"))
+    a.wait_for(1)
+    time.sleep(0.5)
+    assert [t for t, _ in a.messages] == [topic(D, Z, "p-0001", "cmd")]
+    a.close(), edge.close()
+
+
+def test_edge_account_cannot_forge_node_data(site):
+    listener = site.probe("edge-xuhui-caohejing", client_id="listener")
+    assert listener.connect() is not None and listener.ok()
+    listener.subscribe(f"city/v1/{D}/{Z}/#")
+    edge = site.probe("edge-xuhui-caohejing")
+    assert edge.connect() is not None and edge.ok()
+    edge.publish(topic(D, Z, "p-0001", "telemetry"), _reading("p-0001", 5))  # denied
+    edge.publish(topic(D, Z, "p-0001", "cmd"), encode_command("c-3", "ping"))  # allowed
+    listener.wait_for(1)
+    time.sleep(0.5)
+    assert [t for t, _ in listener.messages] == [topic(D, Z, "p-0001", "cmd")]
+    listener.close(), edge.close()
+
+
+def test_rotated_password_replaces_the_old_one(site):
+    old = site.passwords["p-0001"]
+    new = site.access.rotate("p-0001")
+    site.broker.reload()
+    time.sleep(0.5)
+    stale = site.probe("p-0001", old)
+    rc = stale.connect()
+    assert rc is not None and rc.is_failure, rc
+    stale.close()
+    fresh = site.probe("p-0001", new)
+    assert fresh.connect() is not None and fresh.ok()
+    fresh.close()
+
+
+def test_revoked_node_is_refused(site):
+    site.access.revoke("p-0002")
+    site.broker.reload()
+    time.sleep(0.5)
+    p = site.probe("p-0002")
+    rc = p.connect()
+    assert rc is not None and rc.is_failure, rc
+    p.close()
+    assert "p-0002" not in site.access.acl_path.read_text()
