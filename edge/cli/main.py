@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 COMMAND_MODULES = [
     "edge.cli.decode",
     "hil.cli",
+    "edge.cli.creds",
 ]
 
 
