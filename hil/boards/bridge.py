@@ -1,0 +1,215 @@
+"""The process behind a virtual board's serial port.
+
+It owns two pseudo-terminals:
+- the *port*: the slave end (`/dev/pts/N`) is what mpremote, pyserial or a terminal opens,
+  exactly like /dev/ttyUSB0; the bridge holds the master end;
+- the *console*: the MicroPython unix port runs with this pty as its controlling terminal,
+  so the kernel's line discipline turns a Ctrl-C byte into SIGINT (the unix port raises it as
+  KeyboardInterrupt in whatever code runs, as a board's UART interrupt does) and "\\n" into
+  "\\r\\n" on output, as a board's console does.
+Bytes are copied both ways; the console's output is also appended to a log file. When the
+interpreter exits (a soft reset, see board_repl.py), a new one starts in the same flash
+folder: that is what a soft reset is. With nobody on the port, output is dropped, as a
+UART drops it.
+
+Python's pty/termios do the work; no library offers a pty-backed MicroPython board.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import termios
+import time
+import tty
+from pathlib import Path
+from typing import Callable
+
+from hil.micropython import interpreter
+
+BOARD_REPL = Path(__file__).resolve().parent / "board_repl.py"
+SOFT_RAW = 10  # exit codes of board_repl.py: come back in the raw REPL ...
+SOFT_RUN = 11  # ... or run main.py
+RESTART_PAUSE_S = 0.2  # a program that exits at once must not spin the CPU
+MAX_PENDING = 512  # output held back while the port is full; beyond it a UART would have lost it
+
+
+def _raw_port(fd: int) -> None:
+    """The port side: no echo, no line editing, bytes as they are (pyserial sets the same)."""
+    tty.setraw(fd)
+
+
+def _console_mode(fd: int) -> None:
+    """The interpreter's side: raw input except that Ctrl-C raises SIGINT; "\\n" -> "\\r\\n"."""
+    attrs = termios.tcgetattr(fd)
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
+    iflag &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF
+               | termios.ISTRIP | termios.BRKINT)
+    oflag |= termios.OPOST | termios.ONLCR
+    lflag &= ~(termios.ICANON | termios.ECHO | termios.ECHOE | termios.ECHOK | termios.ECHONL
+               | termios.IEXTEN)
+    # Keep queued input when Ctrl-C arrives: mpremote sends "\r\x03" then "\r\x01" at once.
+    lflag |= termios.ISIG | termios.NOFLSH
+    cc = list(cc)
+    cc[termios.VINTR] = b"\x03"
+    cc[termios.VQUIT] = b"\x00"  # Ctrl-\ and Ctrl-Z are data on a board, not signals
+    cc[termios.VSUSP] = b"\x00"
+    cc[termios.VMIN] = 1
+    cc[termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
+
+
+def _make_controlling_tty() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Bridge:
+    """One virtual board: a port, a console, and the interpreter behind it."""
+
+    def __init__(self, flash: Path, heap: str = "128k", log_path: Path | None = None) -> None:
+        self.flash = Path(flash).resolve()
+        self.heap = heap
+        self.log_path = log_path
+        self.port_master, self.port_slave = os.openpty()
+        _raw_port(self.port_slave)
+        self.console_master, self.console_slave = os.openpty()
+        _console_mode(self.console_slave)
+        for fd in (self.port_master, self.console_master):
+            os.set_blocking(fd, False)
+        self.child: subprocess.Popen[bytes] | None = None
+        self.to_console = bytearray()
+        self.to_port = bytearray()
+        self.boots = 0
+        self._stop = False
+        self._log = open(log_path, "ab") if log_path else None
+
+    @property
+    def port(self) -> str:
+        return os.ttyname(self.port_slave)
+
+    def _spawn(self, mode: str) -> None:
+        self.boots += 1
+        self.child = subprocess.Popen(
+            [interpreter(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode],
+            cwd=self.flash, stdin=self.console_slave, stdout=self.console_slave,
+            stderr=self.console_slave, preexec_fn=_make_controlling_tty,
+            env={**os.environ, "MICROPYPATH": f"{self.flash}:{self.flash}/lib"})
+
+    def _reap(self) -> None:
+        """Start a new interpreter when the last one ended (a soft reset, a crash)."""
+        assert self.child is not None
+        code = self.child.poll()
+        if code is None:
+            return
+        if code == SOFT_RAW:
+            self._spawn("raw")
+            return
+        if code != SOFT_RUN:  # a crash or a stray signal: power-cycle after a pause
+            self._write_log(f"\n[virtual board: interpreter exited with {code}; restarting]\n".encode())
+            time.sleep(RESTART_PAUSE_S)
+        self._spawn("run")
+
+    def _write_log(self, data: bytes) -> None:
+        if self._log:
+            self._log.write(data)
+            self._log.flush()
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def run(self, on_ready: Callable[[str], None] | None = None) -> None:
+        self._spawn("run")
+        if on_ready:
+            on_ready(self.port)
+        try:
+            self._loop()
+        finally:
+            self.close()
+
+    def _loop(self) -> None:
+        while not self._stop:
+            want_write = []
+            if self.to_console:
+                want_write.append(self.console_master)
+            if self.to_port:
+                want_write.append(self.port_master)
+            try:
+                readable, writable, _ = select.select(
+                    [self.port_master, self.console_master], want_write, [], 0.1)
+            except InterruptedError:
+                continue
+            if self.port_master in readable:
+                self.to_console += self._read(self.port_master)
+            if self.console_master in readable:
+                data = self._read(self.console_master)
+                self._write_log(data)
+                self.to_port += data
+                if len(self.to_port) > MAX_PENDING:
+                    del self.to_port[:-MAX_PENDING]
+            if self.console_master in writable:
+                self._flush(self.console_master, self.to_console)
+            if self.port_master in writable:
+                self._flush(self.port_master, self.to_port)
+            self._reap()
+
+    @staticmethod
+    def _read(fd: int) -> bytes:
+        try:
+            return os.read(fd, 4096)
+        except BlockingIOError:
+            return b""
+        except OSError as err:  # EIO: the other side is closed for a moment
+            if err.errno == errno.EIO:
+                return b""
+            raise
+
+    @staticmethod
+    def _flush(fd: int, pending: bytearray) -> None:
+        try:
+            sent = os.write(fd, pending)
+        except BlockingIOError:
+            return
+        del pending[:sent]
+
+    def close(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
+        for fd in (self.port_master, self.port_slave, self.console_master, self.console_slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self._log:
+            self._log.close()
+
+
+def serve(flash: Path, heap: str, log_path: Path | None,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Run a virtual board in this process until SIGTERM or SIGINT."""
+    bridge = Bridge(flash, heap, log_path)
+    signal.signal(signal.SIGTERM, bridge.stop)
+    signal.signal(signal.SIGINT, bridge.stop)
+    bridge.run(on_ready)
+
+
+def main() -> None:
+    """`python -m hil.boards.bridge FLASH HEAP PORT_FILE [LOG]`: used by VirtualBoard."""
+    import sys
+    flash, heap, port_file = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    log = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+
+    def ready(port: str) -> None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(port)
+        tmp.replace(port_file)
+
+    serve(flash, heap, log, ready)
+
+
+if __name__ == "__main__":
+    main()
