@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 # Command groups, in the order `--help` lists them.
 COMMAND_MODULES = [
     "edge.cli.decode",
+    "edge.cli.query",
     "hil.cli",
     "edge.cli.creds",
 ]
