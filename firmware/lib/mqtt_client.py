@@ -1,0 +1,394 @@
+# A small asyncio MQTT 3.1.1 client for the node (DESIGN "Why a firmware MQTT client").
+# QoS 0 and 1 with retransmission until PUBACK, keepalive pings and dead-link detection,
+# last will, clean_session false, non-blocking sockets (asyncio streams), reconnect with
+# exponential backoff and jitter, subscriptions restored after a reconnect, optional TLS.
+# Memory is a budget: incoming packets land in one preallocated buffer.
+import asyncio
+import struct
+import time
+
+try:
+    import random
+except ImportError:  # some minimal ports lack it; jitter then comes from ticks
+    random = None
+
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82
+SUBACK = 0x90
+PINGREQ = 0xC0
+PINGRESP = 0xD0
+DISCONNECT = 0xE0
+
+_CONNACK_ERRORS = ("", "bad protocol version", "client id rejected", "server unavailable",
+                   "bad user name or password", "not authorised")
+ENETUNREACH = 101
+
+
+class MQTTError(OSError):
+    pass
+
+
+def _jitter(limit_ms):
+    if random is not None:
+        return random.randint(0, max(0, int(limit_ms)))
+    return time.ticks_us() % (int(limit_ms) + 1)
+
+
+def _put_str(buf, pos, text):
+    if type(text) is str:
+        text = text.encode()
+    n = len(text)
+    buf[pos] = n >> 8
+    buf[pos + 1] = n & 0xFF
+    buf[pos + 2:pos + 2 + n] = text
+    return pos + 2 + n
+
+
+def _str_len(text):
+    return 2 + len(text.encode() if type(text) is str else text)
+
+
+def _header(ptype, remaining):
+    # Fixed header: type byte, then the remaining length as a base-128 varint.
+    out = bytearray(5)
+    out[0] = ptype
+    i = 1
+    while True:
+        byte = remaining & 0x7F
+        remaining >>= 7
+        out[i] = byte | (0x80 if remaining else 0)
+        i += 1
+        if not remaining:
+            return out[:i]
+
+
+class MQTTClient:
+    """One connection to one broker. `link_up` is a callable the HAL provides: while it
+    returns False the client refuses to connect or send (a Wi-Fi outage, or the sim's
+    network cut), and an open connection is dropped."""
+
+    def __init__(self, client_id, host, port=1883, user=None, password=None,
+                 keepalive=60, will=None, clean=False, ssl=None, link_up=None,
+                 on_message=None, log=None, rx_size=1200, ack_timeout_ms=4000,
+                 connect_timeout_ms=5000):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.will = will          # (topic, payload, retain, qos) or None
+        self.clean = clean
+        self.ssl = ssl            # an ssl.SSLContext, or None
+        self.link_up = link_up or (lambda: True)
+        self.on_message = on_message
+        self.log = log or (lambda msg: None)
+        self.ack_timeout_ms = ack_timeout_ms
+        self.connect_timeout_ms = connect_timeout_ms
+        self.subscriptions = []   # (topic, qos), restored on every connect
+        self._rx = bytearray(rx_size)
+        self._rxv = memoryview(self._rx)
+        self._one = bytearray(1)
+        self._onev = memoryview(self._one)
+        self._reader = None
+        self._writer = None
+        self._tasks = []
+        self._lock = asyncio.Lock()
+        self._waiting = {}        # packet id -> [asyncio.Event, acked], for PUBACK / SUBACK
+        self._pid = 0
+        self._last_tx = 0
+        self._last_rx = 0
+        self.connected = False
+        self.session_present = False
+        self.connects = 0
+        self.retransmits = 0
+        self.failures = 0         # consecutive failed connects, drives the backoff
+
+    # -- connection ----------------------------------------------------------------
+    def _check_link(self):
+        if not self.link_up():
+            raise OSError(ENETUNREACH)
+
+    async def connect(self):
+        """One attempt: open the socket, send CONNECT, wait for CONNACK, resubscribe."""
+        self._check_link()
+        await self.close()
+        try:
+            if self.ssl is not None:
+                # TLS handshake on a non-blocking socket is done by asyncio's stream.
+                opened = asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+            else:
+                opened = asyncio.open_connection(self.host, self.port)
+            self._reader, self._writer = await asyncio.wait_for_ms(
+                opened, self.connect_timeout_ms)
+            await self._send(self._connect_packet())
+            ptype = await asyncio.wait_for_ms(self._read_packet(), self.connect_timeout_ms)
+            if ptype != CONNACK:
+                raise MQTTError("expected CONNACK, got 0x%02x" % ptype)
+            code = self._rx[1]
+            if code:
+                why = _CONNACK_ERRORS[code] if code < len(_CONNACK_ERRORS) else str(code)
+                raise MQTTError("broker refused: " + why)
+            self.session_present = bool(self._rx[0] & 1)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise MQTTError("broker did not answer in time")
+        except Exception:
+            await self.close()
+            raise
+        self.connected = True
+        self.connects += 1
+        self._last_rx = time.ticks_ms()
+        self._tasks = [asyncio.create_task(self._read_loop()),
+                       asyncio.create_task(self._keepalive_loop())]
+        for topic, qos in self.subscriptions:
+            await self._subscribe(topic, qos)
+
+    async def connect_with_backoff(self, attempts=0, base_ms=500, cap_ms=30000):
+        """Connect, retrying with exponential backoff and full jitter (so a fleet that lost
+        its broker does not reconnect in lockstep). attempts=0: until it works."""
+        tried = 0
+        while True:
+            try:
+                await self.connect()
+                self.failures = 0
+                return True
+            except OSError as err:
+                self.failures += 1
+                tried += 1
+                self.log("error mqtt: %s" % (err,))
+                if attempts and tried >= attempts:
+                    return False
+                delay = min(cap_ms, base_ms << min(self.failures - 1, 10))
+                await asyncio.sleep_ms(delay // 2 + _jitter(delay // 2))
+
+    def _connect_packet(self):
+        flags = 0 if not self.clean else 0x02
+        size = 10 + _str_len(self.client_id)
+        if self.will:
+            topic, payload, retain, qos = self.will
+            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+            size += _str_len(topic) + 2 + len(payload)
+        if self.user is not None:
+            flags |= 0x80
+            size += _str_len(self.user)
+        if self.password is not None:
+            flags |= 0x40
+            size += _str_len(self.password)
+        head = _header(CONNECT, size)
+        pkt = bytearray(len(head) + size)
+        pkt[:len(head)] = head
+        pos = len(head)
+        pkt[pos:pos + 7] = b"\x00\x04MQTT\x04"
+        pkt[pos + 7] = flags
+        struct.pack_into("!H", pkt, pos + 8, self.keepalive)
+        pos = _put_str(pkt, pos + 10, self.client_id)
+        if self.will:
+            pos = _put_str(pkt, pos, self.will[0])
+            pos = _put_str(pkt, pos, self.will[1])
+        if self.user is not None:
+            pos = _put_str(pkt, pos, self.user)
+        if self.password is not None:
+            pos = _put_str(pkt, pos, self.password)
+        return pkt
+
+    async def disconnect(self):
+        """Clean DISCONNECT: the broker discards the will (a planned sleep is not a loss)."""
+        if self.connected:
+            try:
+                await self._send(b"\xe0\x00")
+            except OSError:
+                pass
+        await self.close()
+
+    async def close(self):
+        was = self.connected
+        self.connected = False
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._tasks = []
+        if self._writer is not None:
+            try:
+                self._writer.close()
+                await self._writer.wait_closed()
+            except Exception:
+                pass  # the socket may already be gone; closing is best effort
+        self._reader = self._writer = None
+        # Wake everyone waiting for an ack: their packet will be sent again after reconnect.
+        for entry in self._waiting.values():
+            entry[0].set()
+        self._waiting = {}
+        if was:
+            self.log("mqtt closed")
+
+    # -- sending -------------------------------------------------------------------
+    async def _send(self, data):
+        self._check_link()
+        if self._writer is None:
+            raise OSError(ENETUNREACH)
+        async with self._lock:
+            self._writer.write(data)
+            await self._writer.drain()
+        self._last_tx = time.ticks_ms()
+
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
+
+    async def publish(self, topic, payload, retain=False, qos=1):
+        """QoS 0: send once. QoS 1: send, then resend with DUP until the PUBACK arrives.
+        Raises OSError if the connection is lost first; the caller keeps the message
+        (the node's offline queue) and sends it again after reconnecting."""
+        tb = topic.encode() if type(topic) is str else topic
+        pid = self._next_pid() if qos else 0
+        size = 2 + len(tb) + (2 if qos else 0) + len(payload)
+        head = _header(PUBLISH | (qos << 1) | (1 if retain else 0), size)
+        pkt = bytearray(len(head) + size)
+        pkt[:len(head)] = head
+        pos = _put_str(pkt, len(head), tb)
+        if qos:
+            struct.pack_into("!H", pkt, pos, pid)
+            pos += 2
+        pkt[pos:] = payload
+        if not qos:
+            await self._send(pkt)
+            return
+        entry = [asyncio.Event(), False]
+        self._waiting[pid] = entry
+        try:
+            while True:
+                await self._send(pkt)
+                try:
+                    await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
+                except asyncio.TimeoutError:
+                    pkt[0] |= 0x08  # DUP: the broker may have it already
+                    self.retransmits += 1
+                    continue
+                if not entry[1]:
+                    raise OSError(ENETUNREACH)  # woken by close(), not by a PUBACK
+                return
+        finally:
+            self._waiting.pop(pid, None)
+
+    async def subscribe(self, topic, qos=1):
+        self.subscriptions.append((topic, qos))
+        if self.connected:
+            await self._subscribe(topic, qos)
+
+    async def _subscribe(self, topic, qos):
+        pid = self._next_pid()
+        size = 2 + _str_len(topic) + 1
+        head = _header(SUBSCRIBE, size)
+        pkt = bytearray(len(head) + size)
+        pkt[:len(head)] = head
+        struct.pack_into("!H", pkt, len(head), pid)
+        pos = _put_str(pkt, len(head) + 2, topic)
+        pkt[pos] = qos
+        entry = [asyncio.Event(), False]
+        self._waiting[pid] = entry
+        try:
+            await self._send(pkt)
+            await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
+        except asyncio.TimeoutError:
+            raise MQTTError("no SUBACK")
+        finally:
+            self._waiting.pop(pid, None)
+        if not entry[1]:
+            raise OSError(ENETUNREACH)
+
+    # -- receiving -----------------------------------------------------------------
+    async def _fill(self, mv):
+        # mv must be a memoryview: slicing a bytearray would copy, and fill the copy.
+        got = 0
+        while got < len(mv):
+            n = await self._reader.readinto(mv[got:])
+            if not n:
+                raise OSError(ENETUNREACH)  # the broker closed the connection
+            got += n
+
+    async def _read_packet(self):
+        """Read one packet; its body goes into self._rx. Returns the type byte."""
+        one = self._one
+        await self._fill(self._onev)
+        ptype = one[0]
+        size = 0
+        shift = 0
+        while True:
+            await self._fill(self._onev)
+            size |= (one[0] & 0x7F) << shift
+            if not one[0] & 0x80:
+                break
+            shift += 7
+        if size > len(self._rx):
+            # Too big for the node (the SPEC caps commands at 1 KiB): read it away.
+            while size:
+                n = min(size, len(self._rx))
+                await self._fill(self._rxv[:n])
+                size -= n
+            self.log("error mqtt: dropped an oversized packet")
+            return 0
+        await self._fill(self._rxv[:size])
+        self._rx_size = size
+        self._last_rx = time.ticks_ms()
+        return ptype
+
+    async def _read_loop(self):
+        try:
+            while True:
+                ptype = await self._read_packet()
+                kind = ptype & 0xF0
+                if kind in (PUBACK, SUBACK):
+                    pid = (self._rx[0] << 8) | self._rx[1]
+                    entry = self._waiting.pop(pid, None)
+                    if entry is not None:
+                        entry[1] = True
+                        entry[0].set()
+                elif kind == PUBLISH:
+                    await self._on_publish(ptype)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self.log("error mqtt: read: %r" % (err,))
+            await self.close()
+
+    async def _on_publish(self, ptype):
+        rx = self._rx
+        tlen = (rx[0] << 8) | rx[1]
+        topic = bytes(rx[2:2 + tlen]).decode()
+        pos = 2 + tlen
+        qos = (ptype >> 1) & 3
+        pid = 0
+        if qos:
+            pid = (rx[pos] << 8) | rx[pos + 1]
+            pos += 2
+        payload = bytes(rx[pos:self._rx_size])
+        if self.on_message is not None:
+            self.on_message(topic, payload)
+        if qos == 1:
+            await self._send(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+
+    async def _keepalive_loop(self):
+        # Ping when idle for half the keepalive; declare the link dead when nothing came
+        # back for 1.5 keepalives (MQTT 3.1.1 §3.1.2.10), or when the HAL says it is down.
+        ka_ms = self.keepalive * 1000
+        try:
+            while self.connected:
+                await asyncio.sleep_ms(min(500, ka_ms // 4))
+                now = time.ticks_ms()
+                if not self.link_up():
+                    self.log("error mqtt: link down")
+                    break
+                if time.ticks_diff(now, self._last_rx) > ka_ms * 3 // 2:
+                    self.log("error mqtt: keepalive timeout")
+                    break
+                if time.ticks_diff(now, self._last_tx) > ka_ms // 2:
+                    await self._send(b"\xc0\x00")
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self.log("error mqtt: ping: %r" % (err,))
+        await self.close()
