@@ -61,7 +61,7 @@ class InfluxQLClient:
         for result in results:
             if "error" in result:
                 raise QueryError(f"InfluxQL error: {result['error']}")
-            out.append([Series(s.get("name", ""), s.get("tags") or {}, s["columns"], s["values"])
+            out.append([Series(s.get("name", ""), s.get("tags") or {}, s.get("columns", []), s.get("values", []))
                         for s in result.get("series", [])])
         return out
 
