@@ -6,6 +6,7 @@ import argparse
 import importlib
 
 HIL_COMMAND_MODULES: list[str] = [
+    "hil.board_cli",
 ]
 
 

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "edge.cli.query",
     "edge.cli.db",
     "hil.cli",
+    "hil.node_cli",
     "edge.cli.creds",
 ]
 

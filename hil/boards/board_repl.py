@@ -3,7 +3,8 @@
 # working folder, and speaks what a real board's console speaks (micropython's
 # shared/runtime/pyexec.c), so mpremote and pyserial cannot tell it from an ESP32:
 #   - at power-on and after a soft reset from the friendly REPL: boot.py, then main.py,
-#     then the friendly REPL (">>> ");
+#     then the friendly REPL (">>> "); mode "repl" (after main.py refused to run) goes
+#     straight to the friendly REPL;
 #   - Ctrl-A: the raw REPL ("raw REPL; CTRL-B to exit\n>"); code up to Ctrl-D, answer
 #     "OK", the output, \x04, the error, \x04, ">"; raw-paste mode (\x05A\x01) with flow
 #     control; Ctrl-D on an empty command is a soft reset that comes back in the raw REPL
@@ -56,7 +57,13 @@ def run_file(name):
     f.close()
     try:
         exec(compile(src, name, "exec"), ns)
-    except SystemExit:
+    except SystemExit as e:
+        # The firmware's sim HAL ends the process with a code that means something to its
+        # supervisor (75 deep sleep, 76 reboot, 2 bad config: firmware/README.md), and the
+        # bridge is that supervisor. sys.exit() alone is a soft reset, as on a board.
+        code = e.args[0] if e.args else 0
+        if code:
+            sys.exit(code)
         soft_reset(SOFT_RUN)
     except BaseException as e:
         sys.print_exception(e, sys.stdout)
@@ -181,7 +188,8 @@ def main():
     sys.path[:] = ["", root, root + "/lib", ".frozen"]
     mode = sys.argv[1] if len(sys.argv) > 1 else "run"
     try:
-        run_file("boot.py")
+        if mode != "repl":
+            run_file("boot.py")
         if mode == "run":
             run_file("main.py")
     except KeyboardInterrupt as e:

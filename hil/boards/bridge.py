@@ -12,12 +12,16 @@ interpreter exits (a soft reset, see board_repl.py), a new one starts in the sam
 folder: that is what a soft reset is. With nobody on the port, output is dropped, as a
 UART drops it.
 
+Signals: SIGTERM/SIGINT power the board off; SIGUSR1 wakes it from deep sleep early (a pin
+wake: URBANSENSE_WAKE=pin); SIGUSR2 is a power cycle (RTC memory, rtc.json, is lost).
+
 Python's pty/termios do the work; no library offers a pty-backed MicroPython board.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import select
 import signal
@@ -33,6 +37,10 @@ from hil.micropython import interpreter
 BOARD_REPL = Path(__file__).resolve().parent / "board_repl.py"
 SOFT_RAW = 10  # exit codes of board_repl.py: come back in the raw REPL ...
 SOFT_RUN = 11  # ... or run main.py
+# Exit codes of the firmware's sim HAL (firmware/README.md, contract 2).
+DEEP_SLEEP = 75  # wake after rtc.json's sleep_ms (or at once on SIGUSR1: a pin wake)
+REBOOT = 76  # a `reboot` command: start again at once
+BAD_CONFIG = 2  # the node refused its config: stay in the REPL so it can be fixed
 RESTART_PAUSE_S = 0.2  # a program that exits at once must not spin the CPU
 MAX_PENDING = 512  # output held back while the port is full; beyond it a UART would have lost it
 
@@ -84,6 +92,9 @@ class Bridge:
         self.to_console = bytearray()
         self.to_port = bytearray()
         self.boots = 0
+        self.wake_at: float | None = None  # asleep until this monotonic time
+        self._pin_wake = False
+        self._power_cycle = False
         self._stop = False
         self._log = open(log_path, "ab") if log_path else None
 
@@ -91,27 +102,65 @@ class Bridge:
     def port(self) -> str:
         return os.ttyname(self.port_slave)
 
-    def _spawn(self, mode: str) -> None:
+    def _spawn(self, mode: str, pin_wake: bool = False) -> None:
         self.boots += 1
+        self.wake_at = None
+        self._pin_wake = False
+        env = {**os.environ, "MICROPYPATH": f"{self.flash}:{self.flash}/lib"}
+        env.pop("URBANSENSE_WAKE", None)
+        if pin_wake:
+            env["URBANSENSE_WAKE"] = "pin"
         self.child = subprocess.Popen(
             [interpreter(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode],
             cwd=self.flash, stdin=self.console_slave, stdout=self.console_slave,
-            stderr=self.console_slave, preexec_fn=_make_controlling_tty,
-            env={**os.environ, "MICROPYPATH": f"{self.flash}:{self.flash}/lib"})
+            stderr=self.console_slave, preexec_fn=_make_controlling_tty, env=env)
+
+    def _sleep_ms(self) -> int:
+        try:
+            with open(self.flash / "rtc.json") as f:
+                return int(json.load(f).get("sleep_ms", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     def _reap(self) -> None:
-        """Start a new interpreter when the last one ended (a soft reset, a crash)."""
+        """Start a new interpreter when the last one ended (a soft reset, a reboot, the end
+        of a deep sleep, a crash); a power cycle asked for by SIGUSR2 kills it first."""
         assert self.child is not None
+        if self._power_cycle:
+            self._power_cycle = False
+            if self.child.poll() is None:
+                self.child.kill()
+                self.child.wait()
+            (self.flash / "rtc.json").unlink(missing_ok=True)
+            self._write_log(b"\n[virtual board: power cycle]\n")
+            self._spawn("run")
+            return
         code = self.child.poll()
         if code is None:
             return
+        if self.wake_at is None and code == DEEP_SLEEP:
+            self.wake_at = time.monotonic() + self._sleep_ms() / 1000
+        if self.wake_at is not None:
+            if self._pin_wake or time.monotonic() >= self.wake_at:
+                pin, self._pin_wake = self._pin_wake, False
+                self._spawn("run", pin_wake=pin)
+            return
         if code == SOFT_RAW:
             self._spawn("raw")
-            return
-        if code != SOFT_RUN:  # a crash or a stray signal: power-cycle after a pause
+        elif code == BAD_CONFIG:
+            self._spawn("repl")
+        elif code in (SOFT_RUN, REBOOT):
+            self._spawn("run")
+        else:  # a crash or a stray signal: power-cycle after a pause
             self._write_log(f"\n[virtual board: interpreter exited with {code}; restarting]\n".encode())
             time.sleep(RESTART_PAUSE_S)
-        self._spawn("run")
+            self._spawn("run")
+
+    def wake(self, *_: object) -> None:
+        self._pin_wake = True
+
+    def power_cycle(self, *_: object) -> None:
+        self._power_cycle = True
 
     def _write_log(self, data: bytes) -> None:
         if self._log:
@@ -143,7 +192,9 @@ class Bridge:
             except InterruptedError:
                 continue
             if self.port_master in readable:
-                self.to_console += self._read(self.port_master)
+                data = self._read(self.port_master)
+                if self.wake_at is None:  # a board in deep sleep hears nothing
+                    self.to_console += data
             if self.console_master in readable:
                 data = self._read(self.console_master)
                 self._write_log(data)
@@ -194,6 +245,8 @@ def serve(flash: Path, heap: str, log_path: Path | None,
     bridge = Bridge(flash, heap, log_path)
     signal.signal(signal.SIGTERM, bridge.stop)
     signal.signal(signal.SIGINT, bridge.stop)
+    signal.signal(signal.SIGUSR1, bridge.wake)
+    signal.signal(signal.SIGUSR2, bridge.power_cycle)
     bridge.run(on_ready)
 
 

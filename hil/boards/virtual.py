@@ -3,6 +3,7 @@ read its console log, stop it. The board itself runs in its own process
 (`python -m hil.boards.bridge`), so a test can kill the board without killing itself."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -60,6 +61,20 @@ class VirtualBoard:
                 return True
             time.sleep(0.05)
         return False
+
+    def wake(self) -> None:
+        """Wake the board from deep sleep now, as a pin interrupt does."""
+        self._signal(signal.SIGUSR1)
+
+    def power_cycle(self) -> None:
+        """Cut the power and restore it: the program restarts and RTC memory is lost."""
+        self._signal(signal.SIGUSR2)
+
+    def _signal(self, sig: int) -> None:
+        if not self.running():
+            raise VirtualBoardError("virtual board is not running")
+        assert self.process is not None
+        self.process.send_signal(sig)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -1,0 +1,278 @@
+"""`urbansense node ...`: the field technician's tool. Build the firmware bundle, flash one
+node, provision a fleet from an inventory, and read what a node is."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edge.cli.main import CommandError
+from edge.cli.output import add_format_flags, print_json, print_table
+from hil.boards.serial_board import BoardError
+from hil.micropython import MicroPythonMissing
+from hil.provision import bundle as bundles
+from hil.provision import inventory
+from hil.provision.esptool_cmd import IMAGE_OFFSETS, EsptoolError, flash_image
+from hil.provision.flash import Outcome, flash_node
+from hil.provision.info import read_info
+from hil.provision.node_config import ConfigError, load, parse, parse_host_port
+
+DEFAULT_BUNDLE = Path("build") / "bundle"
+STATUS_STYLE = {"live": "[green]live[/green]", "flashed": "[yellow]flashed[/yellow]",
+                "failed": "[red]failed[/red]"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("node", help="build, flash and provision nodes; read a node's state",
+                       description="The field technician's tool: build the firmware bundle, flash one node, "
+                                   "provision a fleet from an inventory, read what a node is.")
+    node_sub = p.add_subparsers(title="node commands", metavar="COMMAND")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    b = node_sub.add_parser("build", help="compile the firmware into a versioned bundle",
+                            description="Compile firmware/ and protocols/ with mpy-cross into a "
+                                        "bundle with a manifest of sha256 hashes.")
+    b.add_argument("--out", type=Path, default=DEFAULT_BUNDLE,
+                   help=f"bundle folder (default: {DEFAULT_BUNDLE})")
+    add_format_flags(b)
+    b.set_defaults(func=run_build)
+
+    f = node_sub.add_parser("flash", help="flash one node and wait until it is live",
+                            description="Copy the bundle and the node's config to a board, verify "
+                                        "the hashes, reset it and wait for its birth message.")
+    f.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    f.add_argument("--node", required=True, type=Path, metavar="NODE_CONFIG",
+                   help="the node's config (JSON, the keys of config.json)")
+    f.add_argument("--image", type=Path, help="first erase the chip and write this MicroPython "
+                                              "image with esptool (real ESP32 boards only)")
+    f.add_argument("--chip", default="esp32", choices=sorted(IMAGE_OFFSETS),
+                   help="chip for --image; sets the image offset (default: esp32)")
+    _flash_options(f)
+    f.set_defaults(func=run_flash)
+
+    pr = node_sub.add_parser("provision", help="flash every node of an inventory CSV",
+                             description="Work through a fleet inventory: flash each node, wait "
+                                         "until it is live, write results (CSV and JSON).")
+    pr.add_argument("--inventory", required=True, type=Path,
+                    help="CSV: node,district,zone,kind,port and override columns")
+    pr.add_argument("--defaults", type=Path,
+                    help="site defaults for every node (JSON: platform, wifi, broker, ...)")
+    pr.add_argument("--resume", action="store_true",
+                    help="skip the nodes an earlier run left live")
+    pr.add_argument("--results", type=Path,
+                    help="folder for results.csv and results.json (default: INVENTORY-results/)")
+    _flash_options(pr)
+    pr.set_defaults(func=run_provision)
+
+    i = node_sub.add_parser("info", help="firmware, config, memory, reset cause, queue of a node",
+                            description="Read a node's state over its REPL (secrets masked); "
+                                        "the node's program is restarted afterwards.")
+    i.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    i.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the REPL")
+    i.add_argument("--no-restart", action="store_true",
+                   help="leave the node in its REPL instead of restarting its program")
+    add_format_flags(i)
+    i.set_defaults(func=run_info)
+
+
+def _flash_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path,
+                   help="a bundle from `node build` (default: build one now)")
+    p.add_argument("--broker", metavar="HOST:PORT",
+                   help="the broker the node connects to (overrides the config's broker)")
+    p.add_argument("--watch", metavar="HOST:PORT",
+                   help="where this laptop reaches that broker, if not at the same address")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the birth message (default: 60)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="do not watch the broker: stop after the verified copy and reset")
+    add_format_flags(p)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True)
+
+
+# -- build
+def run_build(args: argparse.Namespace) -> int:
+    with _progress("compiling") as step:
+        try:
+            built = bundles.build(args.out, progress=step)
+        except (bundles.BundleError, MicroPythonMissing) as err:
+            raise CommandError(str(err)) from None
+    size = sum(built.path(n).stat().st_size for n in built.files)
+    if args.json:
+        print_json({"bundle": str(built.root), "version": built.version, "files": len(built.files),
+                    "bytes": size})
+    else:
+        print_table(("bundle", "version", "files", "bytes"),
+                    [(built.root, built.version, len(built.files), size)], title="firmware bundle")
+    return 0
+
+
+@contextmanager
+def _progress(what: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_stderr(), transient=True) as progress:
+        task = progress.add_task(what, total=total)
+
+        def step(name: str) -> None:
+            progress.update(task, advance=1, description=f"{what} {name}")
+        yield step
+
+
+@contextmanager
+def _bundle(path: Path | None) -> Iterator[bundles.Bundle]:
+    """The bundle given (checked against its manifest), or one built now in a temp folder."""
+    try:
+        if path is not None:
+            yield bundles.load(path)
+            return
+        with tempfile.TemporaryDirectory(prefix="urbansense-bundle-") as tmp:
+            with _progress("compiling") as step:
+                built = bundles.build(Path(tmp), progress=step)
+            yield bundles.load(built.root)
+    except (bundles.BundleError, MicroPythonMissing) as err:
+        raise CommandError(str(err)) from None
+
+
+def _watch_address(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    if not args.watch:
+        return None, None
+    try:
+        return parse_host_port(args.watch)
+    except ConfigError as err:
+        raise CommandError(str(err).replace("--broker", "--watch")) from None
+
+
+def _apply_broker(data: dict, args: argparse.Namespace) -> None:
+    if args.broker:
+        host, port = parse_host_port(args.broker)
+        data.setdefault("broker", {})
+        if not isinstance(data["broker"], dict):
+            data["broker"] = {}
+        data["broker"].update(host=host, port=port)
+
+
+def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argparse.Namespace,
+                         label: str = "") -> Outcome:
+    watch_host, watch_port = _watch_address(args)
+    total = 2 * len(built.files) + 1
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_stderr(), transient=True) as progress:
+        task = progress.add_task(f"{label}connecting", total=total)
+
+        def step(phase: str, detail: str) -> None:
+            advance = 1 if phase in ("copy", "verify") else 0
+            progress.update(task, advance=advance, description=f"{label}{phase} {detail}")
+        return flash_node(port, config, built, timeout=args.timeout, watch_host=watch_host,
+                          watch_port=watch_port, wait=not args.no_wait, step=step)
+
+
+def _print_outcomes(outcomes: list[Outcome], as_json: bool, title: str) -> None:
+    if as_json:
+        print_json({"nodes": [o.to_dict() for o in outcomes]})
+        return
+    print_table(("node", "port", "status", "fw", "boot", "reset", "reason"),
+                [(o.node, o.port, STATUS_STYLE.get(o.status, o.status), o.fw, o.boot, o.reset,
+                  o.reason) for o in outcomes], title=title)
+
+
+# -- flash
+def run_flash(args: argparse.Namespace) -> int:
+    try:
+        data = load(args.node)
+        _apply_broker(data, args)
+        config = parse(data, str(args.node))
+    except ConfigError as err:
+        raise CommandError(str(err)) from None
+    if args.image:
+        _stderr().print(f"erasing and writing {args.image} ({args.chip}) with esptool …")
+        try:
+            flash_image(args.chip, args.port, args.image)
+        except EsptoolError as err:
+            raise CommandError(str(err)) from None
+    with _bundle(args.bundle) as built:
+        outcome = _flash_with_progress(args.port, config, built, args)
+    _print_outcomes([outcome], args.json, f"node {config.node}")
+    if not args.json:
+        _say_outcome(outcome)
+    return 0 if outcome.status in ("live", "flashed") else 1
+
+
+def _say_outcome(o: Outcome) -> None:
+    if o.live:
+        print(f"{o.node} is live (firmware {o.fw}, boot {o.boot}) after {o.seconds:g} s")
+    elif o.status == "flashed":
+        print(f"{o.node} was flashed and verified; its birth message was not watched")
+    else:
+        print(f"{o.node} is NOT live: {o.reason}", file=sys.stderr)
+
+
+# -- provision
+def run_provision(args: argparse.Namespace) -> int:
+    try:
+        defaults = load(args.defaults) if args.defaults else {}
+        _apply_broker(defaults, args)
+        rows = inventory.read(args.inventory, defaults)
+        results_dir = args.results or args.inventory.with_name(args.inventory.stem + "-results")
+        earlier = inventory.load_results(results_dir) if args.resume else {}
+    except ConfigError as err:
+        raise CommandError(str(err)) from None
+    if not rows:
+        raise CommandError(f"{args.inventory}: no nodes in it")
+    results = dict(earlier)
+    todo = [r for r in rows if not (args.resume and earlier.get(r.node, {}).get("status") == "live")]
+    skipped = len(rows) - len(todo)
+    if skipped:
+        _stderr().print(f"resuming: {skipped} node(s) already live, {len(todo)} to do")
+    done: list[Outcome] = []
+    with _bundle(args.bundle) as built:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=_stderr()) as progress:
+            fleet = progress.add_task("fleet", total=len(todo))
+            for row in todo:
+                progress.update(fleet, description=f"fleet: {row.node} on {row.port}")
+                if row.config is None:
+                    outcome = inventory.row_failure(row)
+                else:
+                    outcome = _flash_with_progress(row.port, row.config, built, args,
+                                                   label=f"{row.node}: ")
+                done.append(outcome)
+                results[outcome.node] = outcome.to_dict()
+                inventory.write_results(results_dir, args.inventory, results)
+                progress.advance(fleet)
+    _print_outcomes(done, args.json, f"provisioned from {args.inventory.name}")
+    live = sum(1 for r in results.values() if r.get("status") in ("live", "flashed"))
+    if not args.json:
+        print(f"{live} of {len(rows)} node(s) live; results in {results_dir}/results.csv and results.json")
+    return 0 if all(o.status in ("live", "flashed") for o in done) else 1
+
+
+# -- info
+def run_info(args: argparse.Namespace) -> int:
+    try:
+        info = read_info(args.port, timeout=args.timeout, restart=not args.no_restart)
+    except BoardError as err:
+        raise CommandError(str(err)) from None
+    if args.json:
+        print_json(info)
+        return 0
+    queue = info.get("queue") or {}
+    rows = [
+        ("node", info["node"]), ("firmware", info["firmware"]), ("bundle", info["bundle"]),
+        ("micropython", info["micropython"]), ("platform", info["platform"]),
+        ("free memory", f"{info['mem_free']} bytes"), ("last reset", info["reset_cause"]),
+        ("boot counter", info["boot"]),
+        ("queue depth", f"{queue.get('events', 0)} events, {queue.get('telemetry', 0)} readings"),
+    ]
+    for key, value in sorted((info.get("config") or {}).items()):
+        rows.append((f"config.{key}", value))
+    print_table(("", "value"), rows, title=f"node on {args.port}")
+    return 0

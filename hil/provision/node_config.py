@@ -1,0 +1,134 @@
+"""A node's config.json (firmware/README.md, contract 1), validated on the laptop before
+anything is written to a board, and shown with its secrets masked."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Slug = Field(pattern=r"^[a-z0-9-]{1,32}$")
+SECRET_KEYS = ("password",)
+MASK = "********"
+
+
+class ConfigError(Exception):
+    """A node config that cannot be used (one line naming the key)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WifiConfig(_Strict):
+    ssid: str = Field(min_length=1, max_length=32)
+    password: str = Field(default="", max_length=64)
+
+
+class BrokerConfig(_Strict):
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca: str | None = None
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+
+class NodeConfig(_Strict):
+    node: str = Slug
+    district: str = Slug
+    zone: str = Slug
+    kind: Literal["parking", "air", "leak", "manhole"]
+    platform: Literal["esp32", "rp2", "sim"]
+    schedule: Literal["always-on", "duty-cycled"] = "always-on"
+    interval_s: float | None = Field(default=None, le=86400)
+    wifi: WifiConfig | None = None
+    broker: BrokerConfig
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    queue_max: int = Field(default=500, ge=10, le=5000)
+    hil: bool = False
+    keepalive_s: int | None = Field(default=None, ge=10, le=120)
+    sensor: Literal["mag", "distance"] | None = None
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _platform_rules(self) -> "NodeConfig":
+        if self.platform in ("esp32", "rp2") and self.wifi is None:
+            raise ValueError("wifi: required on esp32 and rp2 (ssid and password)")
+        if self.interval_s is not None:
+            low = 0.1 if self.platform == "sim" else 5
+            if self.interval_s < low:
+                raise ValueError(f"interval_s: at least {low:g} on {self.platform}")
+        return self
+
+    @property
+    def status_topic(self) -> str:
+        return f"city/v1/{self.district}/{self.zone}/{self.node}/status"
+
+    def device_json(self) -> bytes:
+        """config.json as the node reads it (optional keys left out when unset)."""
+        data = self.model_dump(exclude_none=True)
+        data["broker"] = self.broker.model_dump()  # the firmware expects every broker key
+        return (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def masked(data: Any) -> Any:
+    """A copy of a config (dict) with every secret replaced by a mask."""
+    if isinstance(data, dict):
+        return {k: (MASK if k in SECRET_KEYS and v else masked(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [masked(v) for v in data]
+    return data
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
+
+
+def parse(data: dict, source: str) -> NodeConfig:
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_describe(err)}") from None
+
+
+def load(path: Path) -> dict:
+    """The raw JSON object of a config file (validated later, after overrides)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: {err.strerror}") from None
+    except ValueError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must hold a JSON object")
+    return data
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """data["broker"]["port"] = value for key "broker.port"."""
+    *parents, last = key.split(".")
+    for part in parents:
+        node = data.get(part)
+        if not isinstance(node, dict):
+            node = data[part] = {}
+        data = node
+    data[last] = value
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--broker {text}: expected HOST:PORT, e.g. 10.0.0.5:1883")
+    return host, int(port)
