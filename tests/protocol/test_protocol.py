@@ -110,7 +110,9 @@ def test_compiled_protocol_decodes_within_a_small_heap(tmp_path):
               "c = decode_command(encode_command('c-1', 'set', {'interval_s': 30}))\n"
               "gc.collect()\n"
               "print(c['args']['interval_s'], gc.mem_alloc())\n")
-    proc = micropython.run(["-c", script], heap="32k", micropypath=str(tmp_path))
+    # cwd is the folder of .mpy files: MicroPython searches the current folder first, and
+    # the repository's protocols/*.py must not be picked up instead.
+    proc = micropython.run(["-c", script], heap="32k", micropypath=str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     interval, in_use = proc.stdout.decode().split()
     assert interval == "30"
