@@ -7,6 +7,7 @@ import importlib
 
 HIL_COMMAND_MODULES: list[str] = [
     "hil.board_cli",
+    "hil.run_cli",
 ]
 
 

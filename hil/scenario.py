@@ -116,7 +116,8 @@ class _Expect(_Strict):
 
 class AlarmExpect(_Expect):
     """An event republished on alarms/v1/... Either `within_ms` of step `after`, or (with
-    `count`) exactly that many matching alarms over the run (or since step `since`)."""
+    `count`) exactly that many matching alarms over the run (or between steps `since`
+    and `until`)."""
     type: Literal["alarm"]
     node: Slug
     event: Slug
@@ -125,6 +126,7 @@ class AlarmExpect(_Expect):
     within_ms: float | None = Field(default=None, gt=0)
     count: int | None = Field(default=None, ge=0)
     since: Slug | None = Field(default=None, description="count only alarms after this step")
+    until: Slug | None = Field(default=None, description="... and before this one")
 
     @model_validator(mode="after")
     def _timed_or_counted(self) -> "AlarmExpect":
@@ -132,8 +134,8 @@ class AlarmExpect(_Expect):
             raise ValueError("`after` and `within_ms` go together")
         if (self.after is None) == (self.count is None):
             raise ValueError("give either `after` with `within_ms`, or `count`")
-        if self.since is not None and self.count is None:
-            raise ValueError("`since` goes with `count`")
+        if (self.since is not None or self.until is not None) and self.count is None:
+            raise ValueError("`since` and `until` go with `count`")
         return self
 
 
@@ -231,9 +233,10 @@ class Scenario(_Strict):
                 if event not in allowed:
                     raise ValueError(f"{where}.event: {event!r} is not an event of a "
                                      f"{nodes[node].kind} node ({', '.join(allowed)})")
-            since = getattr(exp, "since", None)
-            if since is not None and since not in steps:
-                raise ValueError(f"{where}.since: no timeline step with id {since!r}")
+            for key in ("since", "until"):
+                ref = getattr(exp, key, None)
+                if ref is not None and ref not in steps:
+                    raise ValueError(f"{where}.{key}: no timeline step with id {ref!r}")
             after = getattr(exp, "after", None)
             if after is not None:
                 if after not in steps:

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 # Command groups, in the order `--help` lists them.
 COMMAND_MODULES = [
+    "edge.cli.demo",
     "edge.cli.decode",
     "edge.cli.query",
     "edge.cli.db",

@@ -1,0 +1,265 @@
+"""City in a box: a whole small "1+16+X" city on this machine.
+
+Two districts of two zones each; one edge aggregator per zone; sim nodes of all four kinds
+running the real firmware; a private Mosquitto and InfluxDB whose state lives in a folder
+the user can find (default ./var/demo). Part way through, a leak, an opened manhole cover
+and a gas alarm are staged and their end-to-end latencies measured. At the end the demo
+reports what landed in InfluxDB. Everything it started is stopped, also on Ctrl-C."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hil.demo.edges import EdgeSite, metric_sum
+from hil.demo.landed import Landed, city_landing, district_landing
+from hil.demo.probes import EventPointProbe, Moment
+from hil.demo.stack import CityStack
+from hil.demo.view import CityView, StagedAlarm, gather
+from hil.node_handles import apply_stimulus
+
+DISTRICTS: dict[str, tuple[str, ...]] = {
+    "xuhui": ("caohejing", "xujiahui"),
+    "minhang": ("xinzhuang", "zizhu"),
+}
+KINDS = ("parking", "air", "leak", "manhole")
+MARKER = ".urbansense-demo"        # marks a folder as the demo's own, safe to clean
+ONLINE_WAIT_S = 45.0
+DRAIN_WAIT_S = 15.0
+GIVE_UP_S = 15.0                   # a staged alarm not seen by then is reported as missing
+
+
+class DemoError(RuntimeError):
+    """Something the user can fix (a folder that is not the demo's ...): one line."""
+
+
+@dataclass
+class DemoOptions:
+    state_dir: Path
+    duration_s: float = 60.0
+    nodes_per_zone: int = 8
+    interval_s: float = 5.0
+    seed: int = 1
+
+
+@dataclass
+class DemoReport:
+    state_dir: Path
+    ran_s: float
+    interrupted: bool
+    nodes: int
+    nodes_online: int
+    messages: int
+    staged: list[StagedAlarm]
+    districts: list[Landed]
+    city: list[Landed]
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state_dir": str(self.state_dir), "ran_s": round(self.ran_s, 1),
+            "interrupted": self.interrupted, "nodes": self.nodes, "nodes_online": self.nodes_online,
+            "messages": self.messages,
+            "staged_alarms": [{"alarm": s.label, "node": s.node, "district": s.district,
+                               "zone": s.zone, "event": s.event,
+                               "alarms_topic_ms": None if s.topic_ms is None else round(s.topic_ms, 1),
+                               "influxdb_ms": None if s.influx_ms is None else round(s.influx_ms, 1)}
+                              for s in self.staged],
+            "landed": [l.__dict__ for l in self.districts + self.city],
+            "problems": self.problems,
+        }
+
+
+def sites() -> list[EdgeSite]:
+    return [EdgeSite(d, z) for d, zones in DISTRICTS.items() for z in zones]
+
+
+def prepare_state_dir(path: Path) -> Path:
+    """Clean the previous run's state so a second run starts fresh without manual steps;
+    refuse to wipe a folder the demo did not make."""
+    path = path.resolve()
+    if path.exists():
+        if not path.is_dir():
+            raise DemoError(f"{path} is a file, not a folder for the demo's state")
+        if any(path.iterdir()) and not (path / MARKER).exists():
+            raise DemoError(f"{path} is not empty and was not made by the demo; "
+                            "choose another --state-dir")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text("state of `urbansense demo`; removed by its next run\n")
+    return path
+
+
+class CityDemo:
+    def __init__(self, options: DemoOptions, view: CityView) -> None:
+        self.opts = options
+        self.view = view
+        self.sites = sites()
+        self.stack: CityStack | None = None
+        self.fleets: dict[EdgeSite, Any] = {}
+        self.staged: list[StagedAlarm] = []
+        self.probes: list[tuple[StagedAlarm, EventPointProbe]] = []
+        self.problems: list[str] = []
+
+    # -- the whole run
+    def run(self) -> DemoReport:
+        state_dir = prepare_state_dir(self.opts.state_dir)
+        self.view.say(f"state folder: {state_dir} (kept after the run; the next run cleans it)")
+        self.stack = CityStack(state_dir, self.sites, progress=self.view.say)
+        began = time.monotonic()
+        interrupted = False
+        with self.stack:
+            self._start_fleets(state_dir)
+            try:
+                self._wait_online()
+                self._stage_plan()
+                self._run_city()
+            except KeyboardInterrupt:
+                interrupted = True
+                self.view.say("interrupted: collecting what landed, then stopping everything")
+            self._settle()
+            report = self._report(state_dir, time.monotonic() - began, interrupted)
+            self.view.say("stopping nodes, edges, InfluxDB and Mosquitto")
+        return report
+
+    def _start_fleets(self, state_dir: Path) -> None:
+        from hil.sim import Fleet  # the firmware's harness API (firmware/README.md, contract 4)
+        assert self.stack is not None
+        host, port = self.stack.broker_address
+        for i, site in enumerate(self.sites):
+            fleet = Fleet(host, port, site.district, site.zone, list(KINDS), self.opts.nodes_per_zone,
+                          self.opts.interval_s, self.opts.seed + i, state_dir / "nodes" / site.name)
+            self.stack.defer(fleet.stop)
+            self.view.say(f"starting {self.opts.nodes_per_zone} nodes in {site.district}/{site.zone}")
+            fleet.start()
+            self.fleets[site] = fleet
+
+    def _state(self, started: float, phase: str):
+        assert self.stack is not None and self.stack.observer is not None
+        expected = {s: self.opts.nodes_per_zone for s in self.sites}
+        return gather(self.stack.observer, self.stack.edges, expected, self.staged, started,
+                      self.opts.duration_s, phase)
+
+    def _wait_online(self) -> None:
+        started = time.monotonic()
+        total = self.opts.nodes_per_zone * len(self.sites)
+        while time.monotonic() - started < ONLINE_WAIT_S:
+            state = self._state(started, "nodes coming online")
+            self.view.update(state)
+            if sum(z.online for z in state.zones) >= total:
+                return
+            time.sleep(0.25)
+        online = sum(z.online for z in self._state(started, "").zones)
+        self.problems.append(f"only {online} of {total} nodes online after {ONLINE_WAIT_S:.0f} s")
+        self.view.say(self.problems[-1])
+
+    # -- staged alarms
+    def _stage_plan(self) -> None:
+        """Pick the nodes that will raise the three alarms, spread over the city."""
+        plan = [
+            ("leak", "leak", "leak", {"wet": True, "conductance": 4000}, 0),
+            ("manhole cover opened", "manhole", "cover-open", {"cover_open": True, "tilt_deg": 40.0}, 3),
+            ("gas (CH4)", "manhole", "ch4", {"ch4_lel": 30.0}, 2),
+        ]
+        for label, kind, event, stimulus, site_index in plan:
+            site = self.sites[site_index % len(self.sites)]
+            node = self._node_of_kind(site, kind)
+            if node is None:
+                self.problems.append(f"no {kind} node in {site.district}/{site.zone} to stage {label}")
+                continue
+            self.staged.append(StagedAlarm(label, _node_id(node), site.district, site.zone, event, stimulus))
+
+    def _node_of_kind(self, site: EdgeSite, kind: str) -> Any:
+        taken = {s.node for s in self.staged}
+        for node in self.fleets[site].nodes:
+            if _node_kind(node) == kind and _node_id(node) not in taken:
+                return node
+        return None
+
+    def _sim_node(self, staged: StagedAlarm) -> Any:
+        site = EdgeSite(staged.district, staged.zone)
+        return next(n for n in self.fleets[site].nodes if _node_id(n) == staged.node)
+
+    def _run_city(self) -> None:
+        assert self.stack is not None and self.stack.observer is not None
+        started = time.monotonic()
+        first = max(3.0, self.opts.duration_s * 0.3)
+        times = [first + 3.0 * i for i in range(len(self.staged))]
+        while True:
+            elapsed = time.monotonic() - started
+            if elapsed >= self.opts.duration_s:
+                break
+            for staged, at in zip(self.staged, times):
+                if staged.set_at is None and elapsed >= at:
+                    self._stage(staged)
+            self._measure()
+            self.view.update(self._state(started, "running"))
+            time.sleep(0.1)
+        self.view.update(self._state(started, "done"), force=True)
+
+    def _stage(self, staged: StagedAlarm) -> None:
+        assert self.stack is not None
+        moment = Moment.now()
+        apply_stimulus(self._sim_node(staged), staged.stimulus)
+        staged.set_at = moment.mono
+        self.view.say(f"staging {staged.label} on {staged.district}/{staged.zone}/{staged.node}: "
+                      f"{staged.stimulus}")
+        db = f"district_{staged.district}"
+        self.probes.append((staged, EventPointProbe(self.stack.influx, db, staged.node, staged.event,
+                                                     True, moment, GIVE_UP_S)))
+
+    def _measure(self) -> None:
+        assert self.stack is not None and self.stack.observer is not None
+        for staged in self.staged:
+            if staged.set_at is not None and staged.topic_ms is None:
+                seen = self.stack.observer.alarms_matching(staged.node, staged.event, True, staged.set_at)
+                if seen:
+                    staged.topic_ms = (seen[0].received - staged.set_at) * 1000
+        for staged, probe in self.probes:
+            if probe.done():
+                staged.influx_ms = probe.seen_after_ms
+
+    def _settle(self) -> None:
+        """Let staged probes finish and the edges forward what they hold before counting."""
+        assert self.stack is not None
+        deadline = time.monotonic() + DRAIN_WAIT_S
+        for staged, probe in self.probes:
+            if staged.topic_ms is None and staged.set_at is not None and self.stack.observer:
+                left = max(0.0, min(deadline, staged.set_at + GIVE_UP_S) - time.monotonic())
+                alarm = self.stack.observer.wait_alarm(staged.node, staged.event, True, staged.set_at, left)
+                if alarm is not None:
+                    staged.topic_ms = (alarm.received - staged.set_at) * 1000
+            staged.influx_ms = probe.result()
+        while time.monotonic() < deadline:
+            pending = [metric_sum(e.metrics(), "sink_pending_lines") for e in self.stack.edges.values()]
+            if all(p == 0 for p in pending):
+                break
+            time.sleep(0.25)
+        for staged in self.staged:
+            if staged.set_at is None:
+                staged.note = "not staged (the run ended first)"
+            elif staged.topic_ms is None or staged.influx_ms is None:
+                self.problems.append(f"{staged.label} on {staged.node}: "
+                                     + ("no alarm on the alarms topic; " if staged.topic_ms is None else "")
+                                     + ("not visible in InfluxDB" if staged.influx_ms is None else ""))
+
+    def _report(self, state_dir: Path, ran_s: float, interrupted: bool) -> DemoReport:
+        assert self.stack is not None and self.stack.observer is not None
+        nodes = self.stack.observer.snapshot()
+        return DemoReport(
+            state_dir=state_dir, ran_s=ran_s, interrupted=interrupted,
+            nodes=self.opts.nodes_per_zone * len(self.sites),
+            nodes_online=sum(1 for n in nodes.values() if n.online),
+            messages=self.stack.observer.messages, staged=self.staged,
+            districts=district_landing(self.stack.influx, list(DISTRICTS)),
+            city=city_landing(self.stack.influx), problems=self.problems)
+
+
+def _node_id(node: Any) -> str:
+    return node.config["node"]
+
+
+def _node_kind(node: Any) -> str:
+    return node.config["kind"]
