@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 COMMAND_MODULES = [
     "edge.cli.demo",
     "edge.cli.decode",
+    "edge.cli.edge",
     "edge.cli.query",
     "edge.cli.db",
     "hil.cli",

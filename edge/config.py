@@ -1,0 +1,243 @@
+"""The edge's configuration: one TOML file, validated completely before anything starts.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelt key is an error
+that names it (`mqtt.hots: unknown key`) rather than a silently ignored line. Relative
+paths are taken from the config file's folder, so a generated config is self-sufficient
+wherever the process starts.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator, model_validator)
+
+from protocols import topics
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(Section):
+    district: Slug
+    zone: Slug
+
+
+class MqttConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    # Fixed and unique per worker: the broker keeps this client's persistent session
+    # (subscriptions and unacknowledged QoS1 messages) under it across restarts.
+    client_id: str = Field(min_length=1, max_length=128)
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # Subscription filters; default: the four node channels of [site].
+    topics: list[str] | None = None
+    # When set, subscribe as $share/<group>/<filter> so several workers split one zone.
+    shared_group: Name | None = None
+    keepalive_s: int = Field(30, ge=5, le=600)
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_not_empty(cls, value):
+        if value is not None and not value:
+            raise ValueError("topics must not be empty (leave the key out for the default)")
+        return value
+
+
+class BufferConfig(Section):
+    path: str = "state/buffer.db"
+    # Cap on the buffer database (used pages). Over it, the oldest telemetry goes first;
+    # events are never dropped.
+    max_bytes: int = Field(2_000_000_000, ge=256 * 1024)
+    # "full": fsync the WAL at every commit, so an acknowledged message survives power loss
+    # (the broker forgets a message once acked). "normal" survives a process crash only.
+    synchronous: Literal["full", "normal"] = "full"
+    # Group commit: one transaction (one fsync) for up to this many messages ...
+    commit_max_messages: int = Field(500, ge=1, le=100_000)
+    # ... or whatever arrived within this many ms after the first one.
+    commit_wait_ms: float = Field(5.0, ge=0, le=1000)
+    # How long the (node, boot, seq) identity index remembers a reading.
+    dedup_hours: float = Field(48.0, gt=0)
+    # Dead-letter rows kept (oldest removed beyond this).
+    dead_letter_max_rows: int = Field(100_000, ge=100)
+
+
+class SinkConfig(Section):
+    name: Name
+    url: str
+    api: Literal["v1", "v2"] = "v1"
+    database: str | None = None          # v1
+    username: str | None = None          # v1, optional
+    password: str | None = None          # v1, optional
+    bucket: str | None = None            # v2
+    org: str | None = None               # v2
+    token: str | None = None             # v2
+    data: Literal["raw", "rollup"] = "raw"
+    # Largest batch of line-protocol lines in one request.
+    batch_max_lines: int = Field(5000, ge=1, le=1_000_000)
+    # Telemetry waits at most this long for a fuller batch; events never wait.
+    batch_wait_ms: float = Field(100.0, ge=0, le=60_000)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    gzip: bool = True
+    # Exponential backoff with full jitter between these bounds.
+    retry_min_s: float = Field(0.2, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    create_database: bool = True         # v1: CREATE DATABASE at start and on "database not found"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not (value.startswith("http://") or value.startswith("https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _api_keys(self):
+        if self.api == "v1" and not self.database:
+            raise ValueError("a v1 sink needs `database`")
+        if self.api == "v2" and not (self.bucket and self.org):
+            raise ValueError("a v2 sink needs `bucket` and `org` (and usually `token`)")
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s must be at least retry_min_s")
+        return self
+
+
+class MetricsConfig(Section):
+    # host:port for the Prometheus text endpoint; "" turns it off.
+    listen: str = "127.0.0.1:9108"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("listen must be host:port, e.g. 127.0.0.1:9108")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class RollupConfig(Section):
+    # A minute is rolled up this many seconds after it ends (late readings rewrite it).
+    delay_s: float = Field(5.0, ge=0, le=3600)
+    # Rollup state is kept this long, so a late reading within it rewrites a full minute.
+    keep_hours: float = Field(24.0, gt=0)
+
+
+class HealthConfig(Section):
+    # A node silent for more than this many reporting intervals is offline.
+    offline_after_intervals: float = Field(3.0, gt=0)
+    # Health points at most this often per node, unless online/offline changes.
+    write_every_s: float = Field(60.0, ge=0)
+    check_every_s: float = Field(5.0, gt=0)
+
+
+class AlarmsConfig(Section):
+    enabled: bool = True
+
+
+class EdgeConfig(Section):
+    site: SiteConfig
+    mqtt: MqttConfig
+    buffer: BufferConfig = BufferConfig()
+    sink: list[SinkConfig] = Field(min_length=1)
+    metrics: MetricsConfig = MetricsConfig()
+    rollup: RollupConfig = RollupConfig()
+    health: HealthConfig = HealthConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
+    # Folder of the config file: relative paths are resolved against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_sinks(self):
+        names = [s.name for s in self.sink]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sink names must be unique: {', '.join(dupes)}")
+        return self
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def buffer_path(self) -> Path:
+        return self.path(self.buffer.path)
+
+    def subscriptions(self) -> list[str]:
+        filters = self.mqtt.topics or topics.zone_filters(self.site.district, self.site.zone)
+        if self.mqtt.shared_group:
+            filters = [f"$share/{self.mqtt.shared_group}/{f}" for f in filters]
+        return filters
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` lists one line per bad key."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        super().__init__(f"{path}: " + "; ".join(problems))
+        self.path = path
+        self.problems = problems
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def problems_of(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        where = _where(tuple(e["loc"]))
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: missing (required)")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}")
+    return lines
+
+
+def parse_config(data: dict, base_dir: Path, source: str = "<config>") -> EdgeConfig:
+    try:
+        return EdgeConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(source, problems_of(err)) from None
+
+
+def load_config(path: str | Path) -> EdgeConfig:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(str(path), [f"cannot read: {err.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(str(path), [f"not valid TOML: {err}"]) from None
+    if "base_dir" in data:
+        raise ConfigError(str(path), ["base_dir: unknown key"])
+    return parse_config(data, path.resolve().parent, str(path))
