@@ -1,0 +1,130 @@
+"""Typed records that flow between the edge's stages, built from the protocol catalog.
+
+`protocols.decoder` checks a message in the order SPEC.md fixes and returns a plain dict;
+these pydantic models, generated with `pydantic.create_model` from `protocols.catalog`,
+turn that dict into a typed, immutable record: per kind, every catalog field with its
+type (strict bool, or a finite float inside the catalog range) and every event the kind
+may raise. A catalog addition (a new kind, field or event) is picked up with no code
+change here. A dict the models refuse is quarantined like any protocol violation.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, create_model
+
+from protocols import catalog
+from protocols.decoder import COUNTER_MAX
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+Counter = Annotated[int, Field(ge=0, le=COUNTER_MAX, strict=True)]
+TimeSource = Literal["node", "edge"]
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+def _field_type(spec: tuple):
+    kind, unit, low, high = spec
+    if kind == catalog.BOOL:
+        return Optional[StrictBool]
+    return Optional[Annotated[float, Field(ge=low, le=high, allow_inf_nan=False,
+                                           json_schema_extra={"unit": unit})]]
+
+
+def _class_name(kind: str, suffix: str) -> str:
+    return "".join(p.capitalize() for p in kind.replace("-", "_").split("_")) + suffix
+
+
+class FieldsBase(BaseModel):
+    model_config = _FROZEN
+
+    def values(self) -> dict:
+        """The fields the node sent (absent ones are not None-filled)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class Record(BaseModel):
+    model_config = _FROZEN
+    district: Slug
+    zone: Slug
+    node: Slug
+    arrival_ms: int
+
+
+class ReadingBase(Record):
+    boot: Counter
+    seq: Counter
+    ts: int
+    time_source: TimeSource
+
+
+class EventBase(ReadingBase):
+    severity: Literal[catalog.SEVERITIES]  # type: ignore[valid-type]
+    state: StrictBool
+    value: Optional[float] = Field(None, allow_inf_nan=False)
+
+
+class Status(Record):
+    kind: str
+    boot: Counter
+    seq: Counter
+    ts: Optional[int]
+    time_source: Optional[TimeSource]
+    state: Literal["online", "offline"]
+    fw: Optional[str] = Field(None, max_length=64)
+    interval_s: Optional[float] = None
+    reset: Optional[str] = Field(None, max_length=64)
+
+
+class Ack(Record):
+    kind: str
+    boot: Counter
+    seq: Counter
+    id: Slug
+    ok: StrictBool
+    error: Optional[str] = Field(None, max_length=200)
+    result: Optional[dict] = None
+
+
+def _build():
+    fields, readings, events = {}, {}, {}
+    for kind in catalog.KINDS:
+        spec = catalog.fields_of(kind)
+        model = create_model(_class_name(kind, "Fields"), __base__=FieldsBase,
+                             **{name: (_field_type(s), None) for name, s in spec.items()})
+        fields[kind] = model
+        readings[kind] = create_model(
+            _class_name(kind, "Reading"), __base__=ReadingBase,
+            kind=(Literal[kind], kind), fields=(model, ...))
+        names = tuple(catalog.events_of(kind))
+        events[kind] = create_model(
+            _class_name(kind, "Event"), __base__=EventBase,
+            kind=(Literal[kind], kind), event=(Literal[names], ...),  # type: ignore[valid-type]
+            fields=(model, model()))
+    return fields, readings, events
+
+
+FIELDS, READINGS, EVENTS = _build()
+
+
+def readings_of(message: dict, arrival_ms: int) -> list[ReadingBase]:
+    """Typed readings of a decoded telemetry message."""
+    model = READINGS[message["kind"]]
+    base = {"district": message["district"], "zone": message["zone"],
+            "node": message["node"], "kind": message["kind"], "arrival_ms": arrival_ms}
+    return [model.model_validate({**base, **r}) for r in message["readings"]]
+
+
+def event_of(message: dict, arrival_ms: int) -> EventBase:
+    data = {k: v for k, v in message.items() if k not in ("v", "channel")}
+    return EVENTS[message["kind"]].model_validate({**data, "arrival_ms": arrival_ms})
+
+
+def status_of(message: dict, arrival_ms: int) -> Status:
+    data = {k: v for k, v in message.items() if k not in ("v", "channel")}
+    return Status.model_validate({**data, "arrival_ms": arrival_ms})
+
+
+def ack_of(message: dict, arrival_ms: int) -> Ack:
+    data = {k: v for k, v in message.items() if k not in ("v", "channel")}
+    return Ack.model_validate({**data, "arrival_ms": arrival_ms})
