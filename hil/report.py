@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hil.results import ScenarioResult
 
@@ -26,9 +27,9 @@ def table(result: ScenarioResult) -> Table:
     tbl.add_column("expectation")
     tbl.add_column("measured")
     if result.error:
-        tbl.add_row("[red]✗[/]", "run", result.error)
+        tbl.add_row("[red]✗[/]", "run", Text(result.error))
     for exp in result.expectations:
-        tbl.add_row("[green]✓[/]" if exp.passed else "[red]✗[/]", exp.label, exp.measured)
+        tbl.add_row("[green]✓[/]" if exp.passed else "[red]✗[/]", Text(exp.label), Text(exp.measured))
     return tbl
 
 

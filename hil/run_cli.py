@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
-from typing import Any
-
 from rich.console import Console
+from rich.text import Text
 
 from edge.cli.main import CommandError
 from edge.cli.output import add_format_flags, print_json
@@ -30,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "`virtual`: the unix port behind a pty, flashed like a real board "
                         "(default); `sim`: a sim node; else a serial port such as /dev/ttyUSB0")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="scenarios run side by side on virtual boards, each with its own "
+                        "servers (default 1; latency figures are steadiest with 1)")
     p.add_argument("--workdir", type=Path, metavar="DIR",
                    help="keep servers' and boards' state and logs here (default: a temp dir)")
     add_format_flags(p)
@@ -73,10 +74,12 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
 
     def progress(line: str) -> None:
-        console.print(f"[dim]{line}[/]" if console.is_terminal else line, markup=console.is_terminal,
-                      highlight=False)
+        console.print(Text(line, style="dim"), highlight=False)
 
-    results = run_scenarios(paths, args.board, args.workdir, progress, factories.__getitem__)
+    if not 1 <= args.jobs <= 16:
+        raise CommandError(f"--jobs {args.jobs}: must be 1..16", exit_code=2)
+    results = run_scenarios(paths, args.board, args.workdir, progress, factories.__getitem__,
+                            jobs=args.jobs)
     if args.junit:
         junit.write(results, args.junit)
     if args.json:

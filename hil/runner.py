@@ -11,6 +11,7 @@ import heapq
 import itertools
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -38,9 +39,9 @@ class ScenarioRun:
         self.source = source
         self.factories = boards
         self.workdir = workdir
-        self.progress = progress
+        self.progress: Callable[[str], None] = lambda line: progress(f"[{scenario.name}] {line}")
         self.site = EdgeSite(scenario.site.district, scenario.site.zone)
-        self.stack = CityStack(workdir, [self.site], progress)
+        self.stack = CityStack(workdir, [self.site], self.progress)
         self.handles: dict[str, NodeHandle] = {}
         self.steps: dict[str, Moment] = {}
         self.influx_probes: list[tuple[sc.InfluxExpect, EventPointProbe]] = []
@@ -71,7 +72,7 @@ class ScenarioRun:
     def _boards_up(self) -> None:
         broker = self.stack.broker_address
         for spec, factory in zip(self.scenario.boards, self.factories):
-            self.progress(f"{self.scenario.name}: setting up board {spec.node} ({spec.kind})")
+            self.progress(f"setting up board {spec.node} ({spec.kind})")
             handle = factory(spec, self.scenario.site, broker, self.workdir / "boards" / spec.node)
             self.stack.defer(handle.stop)
             handle.start()
@@ -127,7 +128,7 @@ class ScenarioRun:
             delay = t0 + at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self.progress(f"{self.scenario.name}: t={at:g} s {what}")
+            self.progress(f"t={at:g} s: {what}")
             started = Moment.now()
             action()
             if step_id is not None:
@@ -317,20 +318,25 @@ def sequence_verdict(readings: list[tuple[int, int]], events: list[tuple[int, in
 
 def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None,
                   progress: Callable[[str], None],
-                  make_factory: Callable[[str], BoardFactory]) -> list[ScenarioResult]:
-    """Run each scenario file in turn; `board_args` gives each board its rig board in order
-    (missing ones are `virtual`)."""
-    results: list[ScenarioResult] = []
+                  make_factory: Callable[[str], BoardFactory], jobs: int = 1) -> list[ScenarioResult]:
+    """Run each scenario file; `board_args` gives each board its rig board in order (missing
+    ones are `virtual`). With `jobs` > 1, scenarios on virtual boards run side by side, each
+    with its own servers; the results keep the order of `paths`."""
+    if jobs > 1 and any(a not in ("virtual", "sim") for a in board_args):
+        jobs = 1   # one real board cannot be in two scenarios at once
     with tempfile.TemporaryDirectory(prefix="urbansense-hil-") as tmp:
         base = Path(workdir) if workdir else Path(tmp)
-        for path in paths:
+
+        def one(path: Path) -> ScenarioResult:
             try:
                 scenario = sc.load(path)
             except sc.ScenarioError as err:
-                results.append(ScenarioResult(path.stem, str(path), error=str(err)))
-                continue
+                return ScenarioResult(path.stem, str(path), error=str(err))
             args = list(board_args) + ["virtual"] * (len(scenario.boards) - len(board_args))
             factories = [make_factory(a) for a in args[:len(scenario.boards)]]
-            run = ScenarioRun(scenario, str(path), factories, base / scenario.name, progress)
-            results.append(run.run())
-    return results
+            return ScenarioRun(scenario, str(path), factories, base / scenario.name, progress).run()
+
+        if jobs <= 1:
+            return [one(p) for p in paths]
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="scenario") as pool:
+            return list(pool.map(one, paths))

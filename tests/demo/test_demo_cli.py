@@ -75,3 +75,13 @@ def test_edge_config_follows_the_schema_databases(tmp_path):
     assert (sinks["district"]["database"], sinks["district"]["data"]) == ("district_minhang", "raw")
     assert (sinks["city"]["database"], sinks["city"]["data"]) == ("city", "rollup")
     assert cfg["metrics"]["listen"] == "127.0.0.1:9108"
+
+
+def test_edge_config_is_accepted_by_the_edge(tmp_path):
+    from edge.config import load_config
+    path = tmp_path / "edge.toml"
+    path.write_text(edge_config(EdgeSite("xuhui", "caohejing"), ("127.0.0.1", 1883),
+                                "http://127.0.0.1:8086", tmp_path, 9108))
+    cfg = load_config(path)
+    assert cfg.buffer_path == tmp_path / "buffer.db"
+    assert [s.database for s in cfg.sink] == ["district_xuhui", "city"]
