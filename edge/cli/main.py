@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "edge.cli.edge",
     "edge.cli.query",
     "edge.cli.db",
+    "edge.cli.report",
     "hil.cli",
     "hil.node_cli",
     "edge.cli.creds",

@@ -14,6 +14,7 @@ import pytest
 
 from edge.cli.main import main
 from tests.ops import city as known
+from tests.ops.expected import occupancy_pct, parking_zone_nodes as zone_nodes, zone_air_mean
 
 LEVELS = [pytest.param(["--district", known.DISTRICT], id="district-raw"),
           pytest.param(["--db", "city", "--district", known.DISTRICT], id="city-rollup")]
@@ -31,10 +32,6 @@ def hour_iso(city: known.City, hour: int) -> str:
 
 
 # -- parking ---------------------------------------------------------------------------------
-
-def zone_nodes(zone: str) -> list[str]:
-    return [n for n, (z, _) in known.PARKING.items() if z == zone]
-
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_parking_now_per_zone(capsys, city, influxdb, level):
@@ -62,11 +59,9 @@ def test_parking_occupancy_and_turnover_per_hour(capsys, city, influxdb, level):
     for zone in ("caohejing", "xujiahui"):
         nodes = zone_nodes(zone)
         for hour in range(known.HOURS):
-            minutes = [m for m in known.parking_reading_minutes() if m // 60 == hour]
-            readings = [known.occupied_at(n, m) for n in nodes for m in minutes]
             hour_arrivals = sum(1 for n in nodes for m in known.arrivals(n) if m // 60 == hour)
-            expected[(hour_iso(city, hour), zone)] = (round(100 * sum(readings) / len(readings), 1),
-                                                      hour_arrivals, round(hour_arrivals / len(nodes), 2))
+            expected[(hour_iso(city, hour), zone)] = (occupancy_pct(zone, hour), hour_arrivals,
+                                                      round(hour_arrivals / len(nodes), 2))
     assert {k: (r["occupancy_pct"], r["arrivals"], r["turnover"]) for k, r in got.items()} == expected
     # By hand, caohejing's first hour: 4 + 5 + 3 + 0 occupied of 24 readings.
     assert got[(hour_iso(city, 0), "caohejing")]["occupancy_pct"] == 50.0
@@ -97,9 +92,7 @@ def test_air_hourly_means_and_aqi(capsys, city, influxdb, level):
     got = {(row["zone"], row["hour"]): row for row in answer["hourly"]}
     assert len(got) == len(HAND_AQI)
     for (zone, hour), (aqi, category, primary) in HAND_AQI.items():
-        nodes = [n for n, (z, *_) in known.AIR.items() if z == zone]
-        pm25 = sum(known.AIR[n][1][hour] for n in nodes) / len(nodes)
-        pm10 = sum(known.AIR[n][2][hour] for n in nodes) / len(nodes)
+        pm25, pm10 = zone_air_mean(zone, hour, "pm25"), zone_air_mean(zone, hour, "pm10")
         row = got[(zone, hour_iso(city, hour))]
         assert (row["pm25"], row["pm10"]) == (pm25, pm10)
         assert (row["aqi"], row["category"], row["primary"]) == (aqi, category, primary)
