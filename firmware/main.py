@@ -1,0 +1,21 @@
+# Entry point on the device (and for virtual nodes under the unix port): load and check
+# the config, pick the platform's HAL, run the node. Kept as source: a board runs
+# /main.py by name; everything it imports is precompiled .mpy.
+import sys
+
+
+def main():
+    from node import config
+    try:
+        cfg = config.load()
+    except config.ConfigError as err:
+        # One line naming the bad key; nothing else runs with a config we do not trust.
+        print("config error: %s" % err)
+        sys.exit(2)
+    import hal
+    board = hal.load(cfg["platform"]).HAL(cfg)
+    from node.app import Node
+    Node(board, cfg).run()
+
+
+main()

@@ -1,0 +1,301 @@
+# The node: sample -> detect -> offline queue (flash) -> MQTT, on one of two schedules.
+#
+# Every reading and event is written to the offline queue before anything is sent, and
+# leaves it only after the broker's PUBACK: a reset, a power cut or an outage at any
+# moment costs nothing (at least once; the receivers deduplicate on (node, boot, seq)).
+# always-on:   asyncio tasks sample every interval, publish as soon as they can.
+# duty-cycled: wake, sample, connect, publish everything queued, read commands, DISCONNECT,
+#              deep sleep until the next interval (or a pin wake: leak probe, cover switch).
+import gc
+import json
+import time
+
+import asyncio
+from mqtt_client import MQTTClient
+from protocols import codec, topics
+from node import commands, files
+from node.detect import Detection
+from node.queue import FlashQueue
+from node.sensors import Sampler
+
+FW_VERSION = "1.0.0"
+BOOT_FILE = "state/boot"
+COUNTERS_FILE = "state/counters.json"
+BATCH_ITEMS = 16
+BATCH_BYTES = 3000            # well under the 8 KiB limit: the batch is built in RAM
+MAX_AGE_MS = 2592000000       # SPEC 3.2: age_ms at most 30 days
+WATCHDOG_MS = 8000            # rp2's watchdog tops out near 8.3 s
+
+
+class Node:
+    def __init__(self, hal, cfg):
+        self.hal = hal
+        self.cfg = cfg
+        self.id = cfg["node"]
+        self.kind = cfg["kind"]
+        self.t0 = time.ticks_ms()
+        files.makedirs("state")
+        mem = hal.rtc_load()
+        cause = hal.reset_cause()
+        boot = files.read_json(BOOT_FILE, 0)
+        if cause == "deepsleep" and mem.get("boot") == boot:
+            # A wake from deep sleep continues the same boot: seq goes on (SPEC 3.1).
+            self.seq = mem.get("seq", 0)
+        else:
+            boot += 1
+            files.write_json(BOOT_FILE, boot)
+            self.seq = 0
+            mem["det"] = {}
+            mem["cmds"] = []
+            mem["boot_ms"] = hal.local_ms()
+        self.boot = boot
+        self.mem = mem
+        self.reset = cause
+        self.done_cmds = mem["cmds"]
+        self.counters = files.read_json(COUNTERS_FILE, {"dropped": 0})
+        self.ev = FlashQueue("queue/ev", cfg["queue_max"])
+        self.tm = FlashQueue("queue/tm", cfg["queue_max"])
+        self.detect = Detection(self.kind, cfg["thresholds"], cfg["calibration"], mem["det"])
+        self.sampler = Sampler(self.kind, cfg, hal, self.log)
+        d, z = cfg["district"], cfg["zone"]
+        self.t_telemetry = topics.topic(d, z, self.id, topics.TELEMETRY)
+        self.t_event = topics.topic(d, z, self.id, topics.EVENT)
+        self.t_status = topics.topic(d, z, self.id, topics.STATUS)
+        self.t_ack = topics.topic(d, z, self.id, topics.ACK)
+        self.t_cmd = topics.topic(d, z, self.id, topics.CMD)
+        self.inbox = []
+        self.reboot = False
+        self.published = 0
+        self.heap_peak = 0
+        broker = cfg["broker"]
+        self.client = MQTTClient(
+            self.id, broker["host"], broker["port"], broker["username"], broker["password"],
+            keepalive=cfg["keepalive_s"], clean=False,
+            will=(self.t_status, self._status("offline"), True, 1),
+            ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
+            link_up=hal.link_up, on_message=self._on_message, log=self.log)
+        # Subscribed at every connect (the client restores its subscriptions).
+        self.client.subscriptions.append((self.t_cmd, 1))
+        self.log("boot %d reset=%s kind=%s schedule=%s queued=%d" % (
+            boot, cause, self.kind, cfg["schedule"], len(self.ev) + len(self.tm)))
+
+    def log(self, msg):
+        print("%s %s" % (self.id, msg))
+
+    def uptime_s(self):
+        return max(0, (self.hal.local_ms() - self.mem.get("boot_ms", 0)) // 1000)
+
+    def _heap(self):
+        gc.collect()
+        used = gc.mem_alloc()
+        if used > self.heap_peak:
+            self.heap_peak = used
+
+    # -- readings --------------------------------------------------------------------
+    def _stamp(self, obj):
+        epoch = self.hal.epoch_ms()
+        if epoch is not None:
+            obj["ts"] = epoch
+        else:
+            obj["l"] = self.hal.local_ms()   # local clock; age_ms is computed when sent
+        return obj
+
+    def _next_seq(self):
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def _enqueue(self, queue, obj):
+        self.hal.note_taken(obj["boot"], obj["seq"])
+        if queue.push(json.dumps(obj).encode()):
+            self.counters["dropped"] += 1
+            files.write_json(COUNTERS_FILE, self.counters)
+            if self.counters["dropped"] % 50 == 1:
+                self.log("error queue full: dropped=%d" % self.counters["dropped"])
+
+    def take_reading(self):
+        """Sample every sensor, run detection, queue the events and the reading."""
+        fields = self.sampler.read()
+        events = self.detect.update(fields)
+        fields["uptime_s"] = self.uptime_s()
+        for name, state, value in events:
+            obj = {"boot": self.boot, "seq": self._next_seq(), "event": name, "state": state,
+                   "fields": fields}
+            if value is not None:
+                obj["value"] = value
+            self._enqueue(self.ev, self._stamp(obj))
+            self.log("event %s %s %s" % (name, state, value))
+        self._enqueue(self.tm, self._stamp({"boot": self.boot, "seq": self._next_seq(),
+                                            "fields": fields}))
+
+    def _time_of(self, obj):
+        if "ts" in obj:
+            return obj["ts"], None
+        age = self.hal.local_ms() - obj.pop("l")
+        return None, max(0, min(MAX_AGE_MS, age))
+
+    # -- messages --------------------------------------------------------------------
+    def _status(self, state):
+        interval = self.cfg["interval_s"]
+        if state == "offline":
+            return codec.encode_status(self.id, self.kind, self.boot, max(0, self.seq - 1), state)
+        return codec.encode_status(
+            self.id, self.kind, self.boot, max(0, self.seq - 1), state, fw=FW_VERSION,
+            interval_s=interval if interval >= 5 else None, reset=self.reset,
+            ts=self.hal.epoch_ms())
+
+    def ack(self, cmd_id, ok, error=None, result=None):
+        return codec.encode_ack(self.id, self.kind, self.boot, max(0, self.seq - 1), cmd_id,
+                                ok, error=error, result=result)
+
+    def _on_message(self, topic, payload):
+        if topic == self.t_cmd and len(self.inbox) < 8:
+            self.inbox.append(payload)
+
+    async def _on_connect(self):
+        if not self.hal.epoch_ms():
+            self.hal.sync_time()
+        await self.client.publish(self.t_status, self._status("online"), retain=True)
+        self.log("connected %s:%d session=%d" % (self.client.host, self.client.port,
+                                                  self.client.session_present))
+
+    async def _run_commands(self):
+        while self.inbox:
+            ack, reboot = commands.handle(self, self.inbox.pop(0))
+            if ack is not None:
+                await self.client.publish(self.t_ack, ack)
+            self.reboot = self.reboot or reboot
+
+    async def drain(self):
+        """Publish everything queued: events first, one per message (SPEC 5.1), then
+        telemetry in batches. A record leaves the queue only after its PUBACK."""
+        sent_ev = sent_tm = 0
+        while len(self.ev):
+            obj = json.loads(self.ev.peek(1)[0])
+            ts, age = self._time_of(obj)
+            payload = codec.encode_event(
+                self.id, self.kind, obj["boot"], obj["seq"], obj["event"], obj["state"],
+                value=obj.get("value"), ts=ts, age_ms=age, fields=obj.get("fields"))
+            await self.client.publish(self.t_event, payload)
+            self.ev.pop(1)
+            sent_ev += 1
+        while len(self.tm):
+            lines = self.tm.peek(BATCH_ITEMS, BATCH_BYTES)
+            items = []
+            for line in lines:
+                obj = json.loads(line)
+                ts, age = self._time_of(obj)
+                items.append(codec.reading_item(obj["boot"], obj["seq"], obj["fields"],
+                                                ts=ts, age_ms=age))
+            lines = None
+            if len(items) == 1:
+                it = items[0]
+                payload = codec.encode_reading(self.id, self.kind, it["boot"], it["seq"],
+                                               it["fields"], ts=it.get("ts"),
+                                               age_ms=it.get("age_ms"))
+            else:
+                payload = codec.encode_batch(self.id, self.kind, items)
+            n = len(items)
+            items = None
+            self._heap()
+            await self.client.publish(self.t_telemetry, payload)
+            payload = None
+            self.tm.pop(n)
+            sent_tm += n
+        if sent_ev or sent_tm:
+            self.published += sent_ev + sent_tm
+            self.log("published tm=%d ev=%d queued=%d dropped=%d" % (
+                sent_tm, sent_ev, len(self.tm) + len(self.ev), self.counters["dropped"]))
+
+    # -- schedules -------------------------------------------------------------------
+    def run(self):
+        try:
+            if self.cfg["schedule"] == "duty-cycled":
+                asyncio.run(self.duty_cycle())
+            else:
+                asyncio.run(self.always_on())
+        except KeyboardInterrupt:
+            raise
+        except SystemExit:
+            raise
+        except Exception as err:
+            self.log("error fatal: %r" % (err,))
+            self.hal.fatal(err)
+
+    async def duty_cycle(self):
+        t0 = time.ticks_ms()
+        self.hal.wdt_start(WATCHDOG_MS)
+        self.take_reading()
+        self._heap()
+        if self.hal.connect_network():
+            if await self.client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
+                try:
+                    await self._on_connect()
+                    await self.drain()
+                    # Commands waiting at the broker (persistent session) arrive right after
+                    # the connect; give stragglers a moment before going back to sleep.
+                    await asyncio.sleep_ms(50)
+                    await self._run_commands()
+                    await self.drain()
+                    await self.client.disconnect()
+                except OSError as err:
+                    self.log("error mqtt: %s (data stays queued)" % (err,))
+                    await self.client.close()
+        else:
+            self.log("error network: not connected (data stays queued)")
+        self.hal.wdt_feed()
+        if self.reboot:
+            self.hal.reset()
+        self.hal.rtc_save({"boot": self.boot, "seq": self.seq, "det": self.detect.state,
+                           "cmds": self.done_cmds})
+        self._heap()
+        awake = time.ticks_diff(time.ticks_ms(), t0)
+        self.log("awake %d ms heap_peak=%d" % (awake, self.heap_peak))
+        self.hal.deepsleep(max(100, int(self.cfg["interval_s"] * 1000) - awake))
+
+    async def always_on(self):
+        self.hal.wdt_start(WATCHDOG_MS)
+        self._kick = asyncio.Event()
+        asyncio.create_task(self._sampling())
+        asyncio.create_task(self._housekeeping())
+        while True:
+            if not self.client.connected:
+                if not self.hal.connect_network():
+                    await asyncio.sleep_ms(500)
+                    continue
+                await self.client.connect_with_backoff()
+                try:
+                    await self._on_connect()
+                except OSError as err:
+                    self.log("error mqtt: %s" % (err,))
+                    await self.client.close()
+                    continue
+            try:
+                await self._run_commands()
+                await self.drain()
+            except OSError as err:
+                self.log("error mqtt: %s (data stays queued)" % (err,))
+                await self.client.close()
+                continue
+            if self.reboot:
+                await self.client.disconnect()
+                self.hal.reset()
+            self._kick.clear()
+            try:
+                await asyncio.wait_for_ms(self._kick.wait(), 1000)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _sampling(self):
+        while True:
+            self.take_reading()
+            self._kick.set()
+            await asyncio.sleep_ms(int(self.cfg["interval_s"] * 1000))
+
+    async def _housekeeping(self):
+        while True:
+            self.hal.wdt_feed()
+            self.hal.poll()
+            if self.inbox:
+                self._kick.set()
+            await asyncio.sleep_ms(200)

@@ -1,0 +1,72 @@
+# One sampler per kind: the drivers on the buses the HAL hands out -> a dict of catalog
+# fields (plus `_acc`, the raw accelerometer vector that detection turns into tilt).
+# A sensor that fails is left out of this reading with one console line; the rest go on.
+from drivers.analog import AnalogSensor, calibration
+
+
+class Sampler:
+    def __init__(self, kind, cfg, hal, log):
+        self.kind = kind
+        self.hal = hal
+        self.log = log
+        cal = cfg["calibration"]
+        self.parts = parts = []   # (name, sensor, to_fields)
+        if kind == "air":
+            if cfg.get("pm_sensor") == "sds011":
+                from drivers.sds011 import SDS011
+                parts.append(("sds011", SDS011(hal.uart("pm")),
+                              lambda v: {"pm25": v[0], "pm10": v[1]}))
+            else:
+                from drivers.pms5003 import PMS5003
+                parts.append(("pms5003", PMS5003(hal.uart("pm")),
+                              lambda v: {"pm1": v[0], "pm25": v[1], "pm10": v[2]}))
+            from drivers.mhz19 import MHZ19
+            from drivers.sht3x import SHT3x
+            parts.append(("mhz19", MHZ19(hal.uart("co2")), lambda v: {"co2": v}))
+            parts.append(("sht3x", SHT3x(hal.i2c()),
+                          lambda v: {"temperature_c": v[0], "humidity_pct": v[1]}))
+            parts.append(("no2", AnalogSensor(hal.adc("no2"), calibration("no2", cal)),
+                          lambda v: {"no2": v}))
+        elif kind == "parking":
+            if cfg.get("sensor") == "distance":
+                from drivers.hcsr04 import HCSR04
+                parts.append(("hcsr04", HCSR04(hal.ranger("distance")),
+                              lambda v: {"distance_cm": v}))
+            else:
+                from drivers.qmc5883l import QMC5883L
+                parts.append(("qmc5883l", QMC5883L(hal.i2c()),
+                              lambda v: {"mag_x": v[0], "mag_y": v[1], "mag_z": v[2]}))
+        elif kind == "leak":
+            parts.append(("leak", AnalogSensor(hal.adc("leak"), calibration("leak", cal)),
+                          lambda v: {"conductance": v}))
+        else:
+            from drivers.mpu6050 import MPU6050
+            parts.append(("mpu6050", MPU6050(hal.i2c()), lambda v: {"_acc": v}))
+            parts.append(("ch4", AnalogSensor(hal.adc("ch4"), calibration("ch4", cal)),
+                          lambda v: {"ch4_lel": v}))
+            parts.append(("h2s", AnalogSensor(hal.adc("h2s"), calibration("h2s", cal)),
+                          lambda v: {"h2s_ppm": v}))
+            parts.append(("level", AnalogSensor(hal.adc("level"), calibration("level", cal)),
+                          lambda v: {"water_level_cm": v}))
+            cover = hal.pin("cover")
+            # Reed switch on the frame: the magnet in the cover holds it closed (0).
+            parts.append(("cover", cover, lambda v: {"cover_open": bool(v)}))
+
+    def read(self):
+        self.hal.before_sample()
+        fields = {}
+        for name, sensor, to_fields in self.parts:
+            try:
+                value = sensor.value() if name == "cover" else sensor.read()
+            except Exception as err:   # I2C NACK, UART noise, bad checksum: skip this one
+                self.log("error sensor %s: %r" % (name, err))
+                continue
+            if value is None:
+                continue
+            for key, v in to_fields(value).items():
+                fields[key] = round(v, 2) if type(v) is float else v
+        fields["battery_v"] = round(self.hal.battery_v(), 2)
+        rssi = self.hal.rssi()
+        if rssi is not None:
+            fields["rssi"] = rssi
+        return fields
