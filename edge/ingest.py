@@ -1,0 +1,117 @@
+"""MqttIngest: the edge's MQTT session (paho-mqtt 2.x).
+
+- Persistent session: fixed client id, `clean_session=False`, QoS 1 subscriptions, so
+  the broker keeps every message for this edge while it is down or restarting.
+- Manual acknowledgement (`manual_ack=True`): paho does not PUBACK on its own; the commit
+  loop calls `ack()` only after the message is committed to the buffer. A message that
+  was handed over but not committed when the process dies is redelivered by the broker,
+  and the buffer's identity index makes the redelivery harmless.
+- Messages go from paho's network thread into a queue, stamped with their arrival time.
+- The same client publishes alarms (QoS 1).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import EdgeConfig
+
+log = logging.getLogger("urbansense.edge.ingest")
+
+
+@dataclass(slots=True)
+class Incoming:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    arrival_ms: int
+    generation: int          # which connection delivered it (acks go to that one only)
+    retain: bool = False
+
+
+class MqttIngest:
+    def __init__(self, cfg: EdgeConfig, inbox: "queue.Queue[Incoming]") -> None:
+        self.cfg = cfg
+        self.inbox = inbox
+        self.filters = cfg.subscriptions()
+        m = cfg.mqtt
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id,
+                                  clean_session=False, protocol=mqtt.MQTTv311,
+                                  manual_ack=True)
+        if m.username is not None:
+            self.client.username_pw_set(m.username, m.password)
+        if m.tls_ca or m.tls_cert:
+            self.client.tls_set(ca_certs=cfg.path(m.tls_ca) if m.tls_ca else None,
+                                certfile=cfg.path(m.tls_cert) if m.tls_cert else None,
+                                keyfile=cfg.path(m.tls_key) if m.tls_key else None,
+                                cert_reqs=ssl.CERT_REQUIRED)
+        self.client.max_inflight_messages_set(1000)   # our alarms, outgoing
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.generation = 0
+        self.connected = threading.Event()
+        self.connects = 0
+
+    # -- paho callbacks (network thread) ---------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt connect refused: %s", reason_code)
+            return
+        self.generation += 1
+        self.connects += 1
+        # Always (re)subscribe: idempotent for an existing session, needed for a new one.
+        client.subscribe([(f, 1) for f in self.filters])
+        log.info("mqtt connected (session present: %s), subscribed to %s",
+                 flags.session_present, ", ".join(self.filters))
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.warning("mqtt disconnected: %s", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        arrival = time.time_ns() // 1_000_000
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")
+        self.inbox.put(Incoming(msg.mid, msg.qos, topic, msg.payload, arrival,
+                                self.generation, msg.retain))
+
+    # -- used by the commit loop and the alarm publisher -----------------------------
+    def ack(self, messages: list[Incoming]) -> int:
+        """PUBACK committed messages. A message delivered on an earlier connection is not
+        acked here: the broker redelivers it on the new one, and the buffer drops it as a
+        duplicate then (its packet id may already belong to another message)."""
+        gen = self.generation
+        done = 0
+        for m in messages:
+            if m.qos > 0 and m.generation == gen:
+                self.client.ack(m.mid, m.qos)
+                done += 1
+        return done
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=False)
+
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()

@@ -1,0 +1,141 @@
+"""EdgeMetrics: the edge reports on itself in Prometheus text format (prometheus-client).
+
+Counters rise as the stages work; the buffer and per-sink gauges (depth, bytes, lag) are
+read from the buffer database at scrape time by a collector, so they are exact and cost
+nothing between scrapes. Each EdgeMetrics has its own registry (no global state).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterable
+
+from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
+                               start_http_server)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from protocols.errors import REASONS
+
+P = "urbansense_edge_"
+
+# `*_created` series double the output and say nothing a scrape needs here.
+disable_created_metrics()
+
+
+class EdgeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages_in = Counter(P + "messages_in", "Messages committed, by channel (valid) or 'invalid'",
+                                   ["channel"], registry=r)
+        self.invalid = Counter(P + "invalid_messages", "Messages quarantined in the dead-letter table, by reason",
+                               ["reason"], registry=r)
+        for reason in REASONS:
+            self.invalid.labels(reason)
+        self.duplicates = Counter(P + "duplicate_readings", "Readings and events already accepted before (redelivery or replay)",
+                                  registry=r)
+        self.readings = Counter(P + "readings", "Raw readings accepted into the buffer", registry=r)
+        self.commits = Counter(P + "commits", "Group commits of the buffer", registry=r)
+        self.commit_size = Histogram(P + "commit_messages", "Messages per group commit",
+                                     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r)
+        self.dropped_lines = Counter(P + "buffer_dropped_lines",
+                                     "Telemetry lines dropped by the buffer size cap", registry=r)
+        self.sink_written = Counter(P + "sink_written_lines", "Lines a sink accepted", ["sink"], registry=r)
+        self.sink_requests = Counter(P + "sink_requests", "Write requests by outcome", ["sink", "outcome"], registry=r)
+        self.sink_failed = Counter(P + "sink_failed_writes", "Write attempts that failed and will be retried",
+                                   ["sink"], registry=r)
+        self.sink_rejected = Counter(P + "sink_rejected_lines", "Lines a sink refused (4xx), sent to dead letters",
+                                     ["sink"], registry=r)
+        self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
+        self._server = None
+
+    # -- hooks the stages call ---------------------------------------------------------
+    def committed(self, messages: int, channels: list[str], invalid: list[str], duplicates: int,
+                  raw_lines: int) -> None:
+        self.commits.inc()
+        self.commit_size.observe(messages)
+        for ch in channels:
+            self.messages_in.labels(ch).inc()
+        for reason in invalid:
+            self.messages_in.labels("invalid").inc()
+            self.invalid.labels(reason).inc()
+        if duplicates:
+            self.duplicates.inc(duplicates)
+        if raw_lines:
+            self.readings.inc(raw_lines)
+
+    def dropped(self, lines: int) -> None:
+        self.dropped_lines.inc(lines)
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    def serve(self, host: str, port: int) -> int:
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return server.server_address[1]
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class BufferCollector(Collector):
+    """Gauges read from the buffer database at scrape time."""
+
+    def __init__(self, connect: Callable, sinks: dict[str, Iterable[int]],
+                 stream_names: dict[int, str], used_bytes: Callable) -> None:
+        self._connect = connect
+        self._sinks = {k: tuple(v) for k, v in sinks.items()}
+        self._streams = stream_names
+        self._used_bytes = used_bytes
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from edge.buffer import DurableBuffer
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect(readonly=True)
+            conn = self._conn
+            now = time.time() * 1000
+            rows = GaugeMetricFamily(P + "buffer_rows", "Rows in the buffer outbox, by stream", labels=["stream"])
+            lines = GaugeMetricFamily(P + "buffer_lines", "Lines in the buffer outbox, by stream", labels=["stream"])
+            for stream, name in self._streams.items():
+                n, nl = DurableBuffer.pending(conn, stream, 0)
+                rows.add_metric([name], n)
+                lines.add_metric([name], nl)
+            yield rows
+            yield lines
+            yield GaugeMetricFamily(P + "buffer_bytes", "Bytes of the buffer database in use",
+                                    value=self._used_bytes(conn))
+            dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+            yield GaugeMetricFamily(P + "dead_letters", "Rows in the dead-letter table", value=dead)
+            lag = GaugeMetricFamily(P + "sink_lag_seconds",
+                                    "Age of the oldest line a sink has not yet written (0 when caught up)",
+                                    labels=["sink"])
+            pending = GaugeMetricFamily(P + "sink_pending_lines", "Lines a sink has not yet written",
+                                        labels=["sink"])
+            for sink, streams in self._sinks.items():
+                oldest = None
+                waiting = 0
+                for stream in streams:
+                    mark = DurableBuffer.cursor(conn, sink, stream)
+                    at = DurableBuffer.oldest_pending(conn, stream, mark)
+                    if at is not None:
+                        oldest = at if oldest is None else min(oldest, at)
+                    waiting += DurableBuffer.pending(conn, stream, mark)[1]
+                lag.add_metric([sink], 0.0 if oldest is None else max(0.0, (now - oldest) / 1000))
+                pending.add_metric([sink], waiting)
+            yield lag
+            yield pending
+            nodes = GaugeMetricFamily(P + "nodes", "Nodes in the registry, by state", labels=["state"])
+            for online, count in conn.execute("SELECT online, count(*) FROM nodes GROUP BY online"):
+                nodes.add_metric(["online" if online else ("offline" if online == 0 else "unknown")], count)
+            yield nodes

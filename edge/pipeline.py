@@ -1,0 +1,190 @@
+"""CommitLoop: validate a group of messages, commit them in one transaction, then ack.
+
+The loop takes what MqttIngest queued, up to `commit_max_messages` or whatever arrived
+within `commit_wait_ms` of the first, and in ONE transaction:
+- rejected messages -> dead_letters (reason, topic, payload, arrival time);
+- readings and events -> identity index (duplicates stop here) -> line protocol in the
+  outbox (raw stream; events on the event and alarm streams), registry and rollups;
+- status and acks -> registry.
+After COMMIT returns, the whole group is acknowledged to the broker and the consumers are
+woken. Between groups the loop does the periodic work: rollups of closed minutes, node
+silence, collecting forwarded rows, the size cap, pruning old identities.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from typing import Callable
+
+from edge import schema
+from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, DurableBuffer, now_ms
+from edge.ingest import Incoming
+from edge.metrics import EdgeMetrics
+from edge.registry import NodeRegistry
+from edge.rollups import RollupBook
+from edge.validate import Accepted, Validator
+from protocols.topics import ACK, EVENT as EVENT_CHANNEL, STATUS, TELEMETRY, alarm_topic
+
+log = logging.getLogger("urbansense.edge.pipeline")
+
+
+class CommitLoop:
+    def __init__(self, buffer: DurableBuffer, registry: NodeRegistry, rollups: RollupBook,
+                 metrics: EdgeMetrics, inbox: "queue.Queue[Incoming]",
+                 ack: Callable[[list[Incoming]], int], consumers: dict[int, list[str]], *,
+                 max_messages: int = 500, wait_ms: float = 5.0, dedup_ms: int = 48 * 3600_000,
+                 check_every_s: float = 5.0, want_rollups: bool = True,
+                 want_alarms: bool = True) -> None:
+        self.buffer = buffer
+        self.registry = registry
+        self.rollups = rollups
+        self.metrics = metrics
+        self.inbox = inbox
+        self.ack = ack
+        self.consumers = consumers
+        self.max_messages = max_messages
+        self.wait_s = wait_ms / 1000.0
+        self.dedup_ms = dedup_ms
+        self.check_every_s = check_every_s
+        self.want_rollups = want_rollups
+        self.want_alarms = want_alarms
+        self.validator = Validator(registry.kind_of)
+        self.conn = buffer.connect()
+        self._next_tick = 0.0
+        self._next_prune = 0.0
+        self._next_silence = 0.0
+        self.watch: Callable[[], None] | None = None   # called once a second (thread health)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        with self.conn:
+            self.buffer.drop_unknown_consumers(self.conn, self.consumers)
+        while not stop.is_set():
+            batch = self._gather(stop)
+            if batch:
+                self.commit(batch)
+            self.tick()
+
+    def _gather(self, stop: threading.Event) -> list[Incoming]:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.wait_s
+        while len(batch) < self.max_messages:
+            try:
+                batch.append(self.inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                break
+            try:
+                batch.append(self.inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    # -- one group commit -------------------------------------------------------------------
+    def commit(self, batch: list[Incoming]) -> None:
+        conn = self.conn
+        now = now_ms()
+        counts = {"dup": 0, "lines": 0}
+        invalid: list[str] = []
+        channels: list[str] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            raw: list[str] = []
+            for m in batch:
+                outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
+                if not isinstance(outcome, Accepted):
+                    self.buffer.dead_letter(conn, outcome.reason, m.topic, m.payload,
+                                            outcome.detail, m.arrival_ms)
+                    invalid.append(outcome.reason)
+                    continue
+                channels.append(outcome.channel)
+                self._apply(conn, outcome, m, now, raw, counts)
+            self.buffer.append(conn, RAW, raw, now)
+            if self.want_rollups:
+                self.rollups.flush(conn)
+            self.buffer.append(conn, HEALTH, self.registry.flush(conn, now), now)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.ack(batch)
+        self.buffer.notify()
+        self.metrics.committed(len(batch), channels, invalid, counts["dup"], len(raw))
+
+    def _apply(self, conn: sqlite3.Connection, outcome: Accepted, m: Incoming, now: int,
+               raw: list[str], counts: dict) -> None:
+        channel = outcome.channel
+        if channel == TELEMETRY:
+            for r in outcome.records:
+                if not self.buffer.first_time(conn, r.node, r.boot, r.seq, m.arrival_ms):
+                    counts["dup"] += 1
+                    continue
+                raw.append(schema.reading_line(r))
+                self.registry.on_reading(r)
+                if self.want_rollups:
+                    self.rollups.add(conn, r, now)
+        elif channel == EVENT_CHANNEL:
+            e = outcome.records[0]
+            if not self.buffer.first_time(conn, e.node, e.boot, e.seq, m.arrival_ms):
+                counts["dup"] += 1
+                return
+            self.buffer.append(conn, EVENT, [schema.event_line(e)], m.arrival_ms)
+            if self.want_alarms:
+                msg = outcome.message
+                self.buffer.append(conn, ALARM, [json.dumps(msg, separators=(",", ":"))],
+                                   m.arrival_ms, topic=alarm_topic(msg["district"], msg["zone"],
+                                                                   msg["node"], msg["event"]))
+            self.registry.on_event(e)
+        elif channel == STATUS:
+            self.registry.on_status(outcome.records[0])
+        elif channel == ACK:
+            self.registry.on_ack(outcome.records[0])
+
+    # -- periodic work ---------------------------------------------------------------------
+    def tick(self, force: bool = False) -> None:
+        mono = time.monotonic()
+        if not force and mono < self._next_tick:
+            return
+        self._next_tick = mono + 1.0
+        if self.watch is not None:
+            self.watch()
+        conn = self.conn
+        now = now_ms()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if force or mono >= self._next_silence:
+                self._next_silence = mono + self.check_every_s
+                self.registry.check_silence(now)
+            if self.want_rollups:
+                self.buffer.append(conn, ROLLUP, self.rollups.due(conn, now), now)
+            self.buffer.append(conn, HEALTH, self.registry.flush(conn, now), now)
+            self.buffer.collect(conn, self.consumers)
+            if force or mono >= self._next_prune:
+                self._next_prune = mono + 60.0
+                self.buffer.prune_seen(conn, now - self.dedup_ms)
+                self.buffer.prune_dead_letters(conn)
+                if self.want_rollups:
+                    self.rollups.prune(conn, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.buffer.notify()
+        rows, lines = self.buffer.enforce_cap(conn)
+        if rows:
+            log.warning("buffer over max_bytes: dropped the %d oldest telemetry lines", lines)
+            self.metrics.dropped(lines)
+
+    def close(self) -> None:
+        self.conn.close()

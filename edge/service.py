@@ -1,0 +1,131 @@
+"""EdgeService: wires the stages together and runs them until told to stop.
+
+    MqttIngest --queue--> CommitLoop --(SQLite: DurableBuffer)--> Forwarder x (sink, stream)
+                                                             \\--> AlarmPublisher
+
+The commit loop runs in the calling (main) thread; paho's network loop, every
+forwarder and the alarm publisher run in threads of their own. `stop()` (wired to
+SIGTERM and Ctrl-C by the CLI) lets the commit in hand finish: nothing is half-written,
+and whatever was received but not committed is simply not acknowledged, so the broker
+delivers it again next time.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from edge.alarms import CONSUMER as ALARM_CONSUMER, AlarmPublisher
+from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, STREAM_NAMES, DurableBuffer
+from edge.config import EdgeConfig
+from edge.forward import Forwarder
+from edge.ingest import MqttIngest
+from edge.metrics import BufferCollector, EdgeMetrics
+from edge.pipeline import CommitLoop
+from edge.registry import NodeRegistry
+from edge.rollups import RollupBook
+
+log = logging.getLogger("urbansense.edge")
+
+
+def sink_streams(data: str) -> tuple[int, ...]:
+    """The buffer streams a sink with `data = raw|rollup` consumes."""
+    return (RAW if data == "raw" else ROLLUP, HEALTH, EVENT)
+
+
+class EdgeService:
+    def __init__(self, cfg: EdgeConfig) -> None:
+        self.cfg = cfg
+        self.stop_event = threading.Event()
+        self.failed = threading.Event()
+        self.metrics = EdgeMetrics()
+        self.metrics_port: int | None = None
+        b = cfg.buffer
+        self.buffer = DurableBuffer(cfg.buffer_path, max_bytes=b.max_bytes,
+                                    synchronous=b.synchronous,
+                                    dead_letter_max_rows=b.dead_letter_max_rows)
+        self.consumers: dict[int, list[str]] = {s: [] for s in STREAM_NAMES}
+        for sink in cfg.sink:
+            for stream in sink_streams(sink.data):
+                self.consumers[stream].append(sink.name)
+        if cfg.alarms.enabled:
+            self.consumers[ALARM].append(ALARM_CONSUMER)
+        self.registry = NodeRegistry(offline_after_intervals=cfg.health.offline_after_intervals,
+                                     write_every_s=cfg.health.write_every_s)
+        worker = cfg.mqtt.client_id if cfg.mqtt.shared_group else None
+        self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours,
+                                  worker=worker)
+        self.inbox: "queue.Queue" = queue.Queue()
+        self.ingest = MqttIngest(cfg, self.inbox)
+        self.loop = CommitLoop(
+            self.buffer, self.registry, self.rollups, self.metrics, self.inbox, self.ingest.ack,
+            self.consumers, max_messages=b.commit_max_messages, wait_ms=b.commit_wait_ms,
+            dedup_ms=int(b.dedup_hours * 3600_000), check_every_s=cfg.health.check_every_s,
+            want_rollups=bool(self.consumers[ROLLUP]), want_alarms=cfg.alarms.enabled)
+        self.threads: list[threading.Thread] = []
+
+    def _crashed(self) -> None:
+        self.failed.set()
+        self.stop_event.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def start_background(self) -> None:
+        conn = self.buffer.connect()
+        try:
+            self.registry.load(conn)
+        finally:
+            conn.close()
+        if self.cfg.metrics.address:
+            host, port = self.cfg.metrics.address
+            sinks = {s.name: sink_streams(s.data) for s in self.cfg.sink}
+            self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks, STREAM_NAMES,
+                                                       DurableBuffer.used_bytes))
+            self.metrics_port = self.metrics.serve(host, port)
+            log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
+        for sink in self.cfg.sink:
+            for stream in sink_streams(sink.data):
+                fwd = Forwarder(self.buffer, sink, stream, STREAM_NAMES[stream], self.metrics,
+                                self.stop_event, fast=(stream == EVENT))
+                self.threads.append(fwd)
+        if self.cfg.alarms.enabled:
+            self.threads.append(AlarmPublisher(self.buffer, self.ingest, self.metrics,
+                                               self.stop_event, on_crash=self._crashed))
+        for t in self.threads:
+            t.start()
+        self.ingest.start()
+
+    def _watch(self) -> None:
+        for t in self.threads:
+            if not t.is_alive() and not self.stop_event.is_set():
+                log.error("thread %s died; stopping", t.name)
+                self._crashed()
+
+    def run(self) -> int:
+        """Run until stop(); returns the process exit code."""
+        log.info("edge %s/%s starting: buffer %s, sinks %s", self.cfg.site.district,
+                 self.cfg.site.zone, self.cfg.buffer_path,
+                 ", ".join(f"{s.name}({s.api},{s.data})" for s in self.cfg.sink))
+        try:
+            self.start_background()
+            self.loop.watch = self._watch
+            self.loop.run(self.stop_event)
+        except Exception:
+            log.exception("edge stopping on an error")
+            self.failed.set()
+        finally:
+            self.shutdown()
+        return 1 if self.failed.is_set() else 0
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        try:
+            self.ingest.stop()
+        except Exception:
+            log.exception("mqtt stop")
+        for t in self.threads:
+            t.join(timeout=self.cfg.sink[0].timeout_s + 5)
+        self.metrics.close()
+        self.loop.close()
+        log.info("edge stopped")
