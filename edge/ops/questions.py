@@ -357,7 +357,8 @@ def influxql(client: InfluxQLClient, db: str | None, statement: str) -> Answer:
         columns: list[str] = []
         rows: list[dict[str, Any]] = []
         for series in result:
-            for col in ["name", *series.tags, *series.columns]:
+            time_first = ["time"] if "time" in series.columns else []
+            for col in ["name", *time_first, *series.tags, *series.columns]:
                 if col not in columns:
                     columns.append(col)
             for rec in series.records():
