@@ -1,0 +1,290 @@
+"""Virtual nodes: the real firmware (compiled bundle) under the MicroPython unix port with
+the sim HAL, each in a flash folder of its own, supervised the way a board's reset
+circuitry would: a node that goes to deep sleep exits and is started again after the
+sleep; a reboot command restarts it at once; power loss kills it and wipes RTC memory.
+
+firmware/README.md gives the contracts this module implements on the harness side.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from hil.micropython import interpreter
+from hil.sim_build import build_bundle, default_bundle_dir, micropypath
+
+SLEEP_EXIT = 75
+REBOOT_EXIT = 76
+CONFIG_EXIT = 2
+# Heap of a virtual node. The unix port is 64-bit: every object pointer is twice the size
+# it is on an ESP32 or RP2040, so the same application needs more heap here.
+DEFAULT_HEAP = "96k"
+KINDS = ("parking", "air", "leak", "manhole")
+_PUBLISHED = re.compile(r" published tm=(\d+) ev=(\d+) queued=(\d+) dropped=(\d+)")
+_AWAKE = re.compile(r" awake (\d+) ms heap_peak=(\d+)")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """tmp + rename, so the node never reads half a file (contract 3)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+@dataclass
+class NodeStats:
+    """What a node's console said, counted by its supervisor."""
+    starts: int = 0
+    wakes: int = 0
+    published: int = 0
+    events: int = 0
+    dropped: int = 0
+    errors: int = 0
+    awake_ms: list[int] = field(default_factory=list)
+    heap_peak: int = 0
+    exit_code: int | None = None
+
+
+class SimNode:
+    """One virtual node. `config` is the node's config.json (contract 1)."""
+
+    def __init__(self, flash_dir: Path | str, config: dict, bundle: Path | None = None,
+                 heap: str = DEFAULT_HEAP, console_lines: int = 200,
+                 echo: bool = False) -> None:
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.config = dict(config)
+        self.node_id = self.config["node"]
+        self.bundle = Path(bundle) if bundle else build_bundle(default_bundle_dir())
+        self.heap = heap
+        self.echo = echo
+        self.console: deque[str] = deque(maxlen=console_lines)
+        self.stats = NodeStats()
+        self._control: dict = {"stimuli": {}, "net": "up"}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.sleeping = False
+        (self.flash_dir / "config.json").write_text(json.dumps(self.config))
+        self._write_control()
+
+    # -- lifecycle -----------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the node is supervised: awake or in deep sleep."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "SimNode":
+        if self.running:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._supervise, name=f"sim-{self.node_id}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop supervising and kill the process (its flash stays as it is)."""
+        self._stop.set()
+        self._wake.set()
+        self._kill()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def power_loss(self) -> None:
+        """SIGKILL at any moment, RTC memory lost, then power back on (a reset)."""
+        self.stop()
+        try:
+            (self.flash_dir / "rtc.json").unlink()
+        except FileNotFoundError:
+            pass
+        self.start()
+
+    def wake(self) -> None:
+        """Pin wake of a sleeping duty-cycled node: it starts now with wake reason pin."""
+        self._wake.set()
+
+    # -- stimuli and faults (contract 3) ---------------------------------------------
+    def set_stimulus(self, name: str, value: Any) -> None:
+        with self._lock:
+            self._control["stimuli"][name] = value
+            self._write_control()
+
+    def clear_stimulus(self, name: str) -> None:
+        with self._lock:
+            self._control["stimuli"].pop(name, None)
+            self._write_control()
+
+    def cut_network(self, down: bool) -> None:
+        with self._lock:
+            self._control["net"] = "down" if down else "up"
+            self._write_control()
+
+    def _write_control(self) -> None:
+        write_json_atomic(self.flash_dir / "control.json", self._control)
+
+    # -- what the node did -----------------------------------------------------------
+    def taken(self) -> list[tuple[int, int]]:
+        """(boot, seq) of every reading and event the node created (the sim HAL's log)."""
+        path = self.flash_dir / "taken.log"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                out.append((int(parts[0]), int(parts[1])))
+        return out
+
+    def console_tail(self, lines: int = 20) -> str:
+        return "\n".join(list(self.console)[-lines:])
+
+    def wait_for_console(self, pattern: str, timeout: float = 30.0, after: int = 0) -> str:
+        """Wait until a console line contains `pattern` (a hang guard, not a timing test)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.console)[after:]:
+                if pattern in line:
+                    return line
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.node_id}: no console line with {pattern!r}; last lines:\n"
+                           + self.console_tail())
+
+    # -- supervision -----------------------------------------------------------------
+    def _spawn(self, wake: str | None) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, MICROPYPATH=micropypath(self.bundle))
+        env.pop("URBANSENSE_WAKE", None)
+        if wake:
+            env["URBANSENSE_WAKE"] = wake
+        return subprocess.Popen(
+            [interpreter(), "-X", f"heapsize={self.heap}", str(self.bundle / "main.py")],
+            cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+    def _supervise(self) -> None:
+        wake: str | None = None
+        while not self._stop.is_set():
+            self.sleeping = False
+            self._proc = proc = self._spawn(wake)
+            self.stats.starts += 1
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                self._on_line(raw.decode(errors="replace").rstrip())
+            code = proc.wait()
+            self.stats.exit_code = code
+            if self._stop.is_set():
+                return
+            if code == SLEEP_EXIT:
+                self.sleeping = True
+                self.stats.wakes += 1
+                sleep_ms = self._sleep_ms()
+                self._wake.clear()
+                woken = self._wake.wait(sleep_ms / 1000.0)
+                wake = "pin" if woken and not self._stop.is_set() else None
+            elif code == REBOOT_EXIT:
+                wake = None
+            else:
+                # Bad config (2) or a crash: a real board would sit in its REPL or
+                # reset-loop; the supervisor stops and keeps the console for the harness.
+                self._on_line(f"{self.node_id} supervisor: exited with code {code}")
+                return
+
+    def _sleep_ms(self) -> int:
+        try:
+            return int(json.loads((self.flash_dir / "rtc.json").read_text())["sleep_ms"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 1000
+
+    def _on_line(self, line: str) -> None:
+        self.console.append(line)
+        if self.echo:
+            print(line, flush=True)
+        m = _PUBLISHED.search(line)
+        if m:
+            self.stats.published += int(m.group(1))
+            self.stats.events += int(m.group(2))
+            self.stats.dropped = int(m.group(4))
+            return
+        m = _AWAKE.search(line)
+        if m:
+            self.stats.awake_ms.append(int(m.group(1)))
+            self.stats.heap_peak = max(self.stats.heap_peak, int(m.group(2)))
+        elif " error " in line:
+            self.stats.errors += 1
+
+
+def node_config(node_id: str, kind: str, district: str, zone: str, broker_host: str,
+                broker_port: int, interval_s: float, schedule: str | None = None,
+                seed: int | None = None, **extra: Any) -> dict:
+    """A config.json for a virtual node (contract 1). Air-quality nodes are mains-powered
+    and always on; the others run on batteries and are duty-cycled (DESIGN)."""
+    cfg = {"node": node_id, "district": district, "zone": zone, "kind": kind,
+           "platform": "sim",
+           "schedule": schedule or ("always-on" if kind == "air" else "duty-cycled"),
+           "interval_s": interval_s,
+           "broker": {"host": broker_host, "port": broker_port, "username": None,
+                      "password": None, "tls": False, "ca": None},
+           "thresholds": {}, "calibration": {}, "queue_max": 500, "hil": False}
+    if seed is not None:
+        cfg["seed"] = seed
+    cfg.update(extra)
+    return cfg
+
+
+class Fleet:
+    """N virtual nodes of the given kinds, round robin, started spread over one interval so
+    that they do not all wake in the same instant."""
+
+    def __init__(self, broker_host: str, broker_port: int, district: str, zone: str,
+                 kinds: Iterable[str], count: int, interval_s: float, seed: int,
+                 base_dir: Path | str, heap: str = DEFAULT_HEAP) -> None:
+        kinds = list(kinds)
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"unknown kind(s) {unknown or kinds}: choose from {', '.join(KINDS)}")
+        self.base_dir = Path(base_dir)
+        self.interval_s = interval_s
+        self.seed = seed
+        bundle = build_bundle(default_bundle_dir())
+        self.nodes: list[SimNode] = []
+        for i in range(count):
+            kind = kinds[i % len(kinds)]
+            node_id = f"{kind[0]}-{i + 1:04d}"
+            cfg = node_config(node_id, kind, district, zone, broker_host, broker_port,
+                              interval_s, seed=seed * 100003 + i)
+            self.nodes.append(SimNode(self.base_dir / node_id, cfg, bundle=bundle, heap=heap))
+
+    def start(self, progress=None) -> None:
+        rng = random.Random(self.seed)
+        spread = min(self.interval_s, 10.0) / max(1, len(self.nodes))
+        for node in self.nodes:
+            node.start()
+            if progress is not None:
+                progress()
+            time.sleep(spread * rng.uniform(0.5, 1.5))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node._stop.set()
+            node._wake.set()
+        for node in self.nodes:
+            node.stop()
