@@ -313,7 +313,10 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
         gaps_total = int(rec["seq_gaps"] or 0)
         # Gaps counted since the node was first seen; those that happened in the window are
         # the growth over the last value before the window (0 for a node first seen in it).
-        gaps_window = gaps_total - int(gaps_before.get(key, 0))
+        # A counter lower than before the window was restarted (the edge forgot the node):
+        # then all it counts happened since, inside the window.
+        before_window = int(gaps_before.get(key, 0))
+        gaps_window = gaps_total - before_window if gaps_total >= before_window else gaps_total
         problems = []
         if rec["online"] is False:
             problems.append("offline")

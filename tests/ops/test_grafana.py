@@ -87,3 +87,10 @@ def test_provisioning_files_point_at_the_dashboard_and_an_influxql_source():
                for s in sources["datasources"])
     assert all(re.search(regex, s["name"]) for s in sources["datasources"])
     assert providers["providers"][0]["type"] == "file"
+
+
+def test_seq_gaps_panel_counts_rises_of_the_counter(city, influxdb):
+    panel = next(p for p in PANELS if p["title"].startswith("Readings lost"))
+    (rows,) = run(influxdb, panel, city, ".*")
+    # p-0003 rises 4 -> 6 -> 9 inside the window; m-0002 restarts 8 -> 0, then rises to 2.
+    assert {r["node"]: r["lost"] for r in rows} == {"p-0003": 5, "m-0002": 2}
