@@ -42,7 +42,7 @@ DEEP_SLEEP = 75  # wake after rtc.json's sleep_ms (or at once on SIGUSR1: a pin 
 REBOOT = 76  # a `reboot` command: start again at once
 BAD_CONFIG = 2  # the node refused its config: stay in the REPL so it can be fixed
 RESTART_PAUSE_S = 0.2  # a program that exits at once must not spin the CPU
-MAX_PENDING = 512  # output held back while the port is full; beyond it a UART would have lost it
+MAX_PENDING = 4096  # output held back while the port is full; beyond it a UART would have lost it
 
 
 def _raw_port(fd: int) -> None:
@@ -199,7 +199,8 @@ class Bridge:
                 data = self._read(self.console_master)
                 self._write_log(data)
                 self.to_port += data
-                if len(self.to_port) > MAX_PENDING:
+                self._flush(self.port_master, self.to_port)
+                if len(self.to_port) > MAX_PENDING:  # nobody reads the port: a UART drops it
                     del self.to_port[:-MAX_PENDING]
             if self.console_master in writable:
                 self._flush(self.console_master, self.to_console)

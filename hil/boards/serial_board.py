@@ -16,6 +16,7 @@ import serial
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
+READ_TIMEOUT_S = 1.0
 WRITE_CHUNK = 512  # bytes per raw-REPL write: small enough for an ESP32's heap
 
 
@@ -51,7 +52,10 @@ class SerialBoard:
         self.timeout = timeout
         check_port(port)
         try:
-            self.transport = SerialTransport(port, baudrate=115200, exclusive=True)
+            # A read timeout: on a pty mpremote reads without one and would wait forever
+            # for a silent board; with it, its own overall timeouts apply.
+            self.transport = SerialTransport(port, baudrate=115200, exclusive=True,
+                                             timeout=READ_TIMEOUT_S)
         except TransportError as err:
             raise BoardError(f"cannot open {port}: {err}") from None
 

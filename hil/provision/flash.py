@@ -59,8 +59,13 @@ _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
      "the broker refused the connection from the node ({0}): check broker.host and broker.port"),
     (re.compile(r"error mqtt.*(EHOSTUNREACH|ETIMEDOUT|ENETUNREACH|timed? ?out)", re.I),
      "the node cannot reach the broker ({0})"),
+    (re.compile(r"^((?:[A-Za-z]+Error|[A-Za-z]+Exception|KeyboardInterrupt)\b.*)"),
+     "the node's program stopped: {0}"),
     (re.compile(r"error (.*)"), "the node reported an error: {0}"),
 ]
+# The friendly REPL's banner after the reset means main.py has ended: no birth will come.
+_PROGRAM_ENDED = 'Type "help()" for more information.'
+
 
 
 def diagnose(console: list[str], waited: float) -> str:
@@ -125,13 +130,14 @@ def verify(board: SerialBoard, expected: dict[str, str],
 def wait_live(board: SerialBoard, watcher: BirthWatcher, timeout: float,
               console: list[str]) -> dict | None:
     """Read the console until the birth message arrives or the timeout passes."""
-    until = time.monotonic() + timeout
-    for line in board.console_lines(until):
+    rebooted = False  # lines before "soft reboot" are the REPL the reset left
+    for line in board.console_lines(time.monotonic() + timeout):
         if line:
             console.append(line)
             del console[:-CONSOLE_KEPT]
-            if line.startswith("config error:") or " config error:" in line:
-                return None  # the node stopped: waiting longer cannot help
+            rebooted = rebooted or "soft reboot" in line
+            if rebooted and ("config error:" in line or line.startswith(_PROGRAM_ENDED)):
+                return None  # the node's program ended: waiting longer cannot help
         if watcher.born:
             return watcher.birth
     return watcher.birth

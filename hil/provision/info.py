@@ -12,7 +12,8 @@ import json
 from hil.boards.serial_board import BoardError, SerialBoard
 from hil.provision.node_config import masked
 
-# Runs on the board: plain MicroPython, prints one JSON object. The queue depth counts the
+# Runs on the board: plain MicroPython, prints one JSON object, secrets masked on the board
+# already (the console may be logged). The queue depth counts the
 # lines of each queue's segment files past the read position the `head` file names
 # ("<segment> <line>"); a head it cannot read counts from the start.
 _PROBE = r"""
@@ -67,12 +68,21 @@ def _reset():
             return {'PWRON_RESET': 'power', 'HARD_RESET': 'hard', 'WDT_RESET': 'watchdog',
                     'DEEPSLEEP_RESET': 'deepsleep', 'SOFT_RESET': 'soft'}[k]
     return str(c)
+def _mask(d):
+    if isinstance(d, dict):
+        for k in d:
+            if k == 'password' and d[k]:
+                d[k] = '********'
+            else:
+                _mask(d[k])
+    return d
 gc.collect()
 _b = _js('bundle.json') or {}
 _b.pop('files', None)
 print(json.dumps({'mem_free': gc.mem_free(), 'mem_alloc': gc.mem_alloc(),
   'platform': sys.platform, 'micropython': sys.version,
-  'bundle': _b, 'config': _js('config.json'), 'config_changes': _js('state/config.json'),
+  'bundle': _b, 'config': _mask(_js('config.json')),
+  'config_changes': _mask(_js('state/config.json')),
   'boot': (_rd('state/boot') or '').strip() or None, 'counters': _js('state/counters.json'),
   'rtc': _js('rtc.json'), 'reset_cause': _reset(),
   'queue': {'events': _depth('queue/ev'), 'telemetry': _depth('queue/tm')}}))
