@@ -1,10 +1,12 @@
 # Entry point on the device (and for virtual nodes under the unix port): load and check
 # the config, pick the platform's HAL, run the node. Kept as source: a board runs
 # /main.py by name; everything it imports is precompiled .mpy.
+import gc
 import sys
 
 
-def main():
+def load_config():
+    import node
     from node import config
     try:
         cfg = config.load()
@@ -12,6 +14,15 @@ def main():
         # One line naming the bad key; nothing else runs with a config we do not trust.
         print("config error: %s" % err)
         sys.exit(2)
+    # The validator is not needed again until a `set` command: give its heap back.
+    del sys.modules["node.config"]
+    delattr(node, "config")
+    return cfg
+
+
+def main():
+    cfg = load_config()
+    gc.collect()
     import hal
     board = hal.load(cfg["platform"]).HAL(cfg)
     from node.app import Node

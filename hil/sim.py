@@ -28,7 +28,7 @@ REBOOT_EXIT = 76
 CONFIG_EXIT = 2
 # Heap of a virtual node. The unix port is 64-bit: every object pointer is twice the size
 # it is on an ESP32 or RP2040, so the same application needs more heap here.
-DEFAULT_HEAP = "96k"
+DEFAULT_HEAP = "128k"
 KINDS = ("parking", "air", "leak", "manhole")
 _PUBLISHED = re.compile(r" published tm=(\d+) ev=(\d+) queued=(\d+) dropped=(\d+)")
 _AWAKE = re.compile(r" awake (\d+) ms heap_peak=(\d+)")

@@ -4,7 +4,6 @@
 from protocols import codec
 from protocols.errors import ProtocolError
 from protocols.topics import is_slug
-from node import config
 
 REMEMBER = 8   # ids kept (RTC memory survives deep sleep, so duty-cycled nodes keep them too)
 
@@ -39,6 +38,9 @@ def handle(node, payload):
     name = cmd["cmd"]
     args = cmd["args"]
     if name == "set":
+        # Imported only when needed: the validator is the largest module a node has,
+        # and main.py drops it from the heap after checking the config at boot.
+        from node import config
         try:
             config.persist(node.cfg, args)
             node.detect.set_limits(node.cfg["thresholds"])

@@ -18,7 +18,7 @@ SETTABLE = ("interval_s", "thresholds")
 
 class ConfigError(ValueError):
     def __init__(self, key, why):
-        ValueError.__init__(self, "%s: %s" % (key, why))
+        super().__init__("%s: %s" % (key, why))
         self.key = key
 
 

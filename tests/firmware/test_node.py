@@ -1,0 +1,93 @@
+"""The whole application (boot, connect, sample, publish, queue, sleep) under the
+MicroPython unix port, compiled with mpy-cross, against a real Mosquitto."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hil import micropython
+from hil.sim import DEFAULT_HEAP
+from hil.sim_build import firmware_sources
+
+from .fleet_helpers import decoded, make_node, node_log, readings
+
+
+def test_every_firmware_file_compiles_with_mpy_cross(bundle):
+    for _, rel in firmware_sources():
+        if rel != "main.py":
+            assert (bundle / (rel[:-3] + ".mpy")).stat().st_size > 0, rel
+
+
+@pytest.mark.parametrize("kind", ["parking", "air", "leak", "manhole"])
+def test_duty_cycled_node_of_every_kind(tmp_path, bundle, mosquitto, kind):
+    node_id = f"dc-{kind}"
+    log = node_log(mosquitto, node_id)
+    node = make_node(tmp_path, bundle, mosquitto, kind, node_id, "duty-cycled", 0.3)
+    try:
+        node.start()
+        log.wait_for(lambda l: len(readings(l)) >= 4, what="four duty cycles")
+        node.wait_for_console("awake")
+        got = readings(log)
+        births = decoded(log, "status")   # before stop(): killing the node fires its will
+    finally:
+        node.stop()
+        log.close()
+        print(node.console_tail(40))  # shown by pytest when the test fails
+    # One boot, seq kept across deep sleep: 0, 1, 2, ... each reading once, in order.
+    first = list(dict.fromkeys(got))
+    assert first == [(1, s) for s in range(len(first))]
+    # A birth at every wake, and no will: every sleep began with a clean DISCONNECT.
+    assert len(births) >= 4 and all(b["state"] == "online" for b in births)
+    assert births[0]["reset"] == "power" and births[-1]["reset"] == "deepsleep"
+    assert node.stats.wakes >= 3
+    assert node.stats.heap_peak > 0
+
+
+@pytest.mark.parametrize("kind", ["parking", "air", "leak", "manhole"])
+def test_always_on_node_runs_in_its_heap(tmp_path, bundle, mosquitto, kind):
+    node_id = f"ao-{kind}"
+    log = node_log(mosquitto, node_id)
+    node = make_node(tmp_path, bundle, mosquitto, kind, node_id, "always-on", 0.2)
+    try:
+        node.start()
+        log.wait_for(lambda l: len(readings(l)) >= 10, what="ten readings")
+        assert node.running and node.stats.exit_code is None, node.console_tail()
+    finally:
+        node.stop()
+        log.close()
+        print(node.console_tail(40))  # shown by pytest when the test fails
+    got = readings(log)
+    assert list(dict.fromkeys(got))[:10] == [(1, s) for s in range(10)]
+    assert "MemoryError" not in node.console_tail(200)
+
+
+def test_bad_config_is_refused_in_one_line(tmp_path, bundle, node_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "config.json").write_text(json.dumps({
+        "node": "P_1", "district": "xuhui", "zone": "caohejing", "kind": "parking",
+        "platform": "sim", "broker": {"host": "127.0.0.1"}}))
+    proc = micropython.run([str(bundle / "main.py")], heap=DEFAULT_HEAP, micropypath=node_path,
+                           cwd=flash)
+    assert proc.returncode == 2
+    lines = proc.stdout.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("config error: node:"), lines
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"kind": "bus"}, "kind"),
+    ({"interval_s": 0.01}, "interval_s"),
+    ({"broker": {"port": 1883}}, "broker.host"),
+    ({"thresholds": {"pm25": 50}}, "thresholds.pm25"),
+    ({"queue_max": 1}, "queue_max"),
+])
+def test_config_errors_name_the_key(tmp_path, bundle, node_path, patch, key):
+    cfg = {"node": "p-1", "district": "xuhui", "zone": "caohejing", "kind": "parking",
+           "platform": "sim", "broker": {"host": "127.0.0.1"}}
+    cfg.update(patch)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    proc = micropython.run([str(bundle / "main.py")], heap=DEFAULT_HEAP, micropypath=node_path,
+                           cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout.decode().startswith(f"config error: {key}:"), proc.stdout.decode()
