@@ -109,6 +109,16 @@ def _svg(chart_id: str, height: int, title: str, body: list[str]) -> str:
             f'<title>{escape(title)}</title>' + "".join(body) + "</svg>")
 
 
+def _legend(entries: list[tuple[str, str]]) -> str:
+    """Colour swatches with their labels, in the right margin."""
+    parts = []
+    for i, (label, color) in enumerate(entries):
+        y = TOP + 14 + 18 * i
+        parts.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 9}" width="12" height="12" fill="{color}"/>'
+                     f'<text class="legend" x="{WIDTH - RIGHT + 30}" y="{y + 1}">{escape(label)}</text>')
+    return "".join(parts)
+
+
 def _no_data(frame: Frame) -> str:
     return (f'<text class="no-data" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{(TOP + frame.bottom) / 2}" '
             'text-anchor="middle">no data in this window</text>')
@@ -144,9 +154,7 @@ def line_chart(chart_id: str, title: str, series: dict[str, list[tuple[int, floa
                         f'data-series="{_attr(label)}" data-time="{iso(t)}" data-value="{round(v, 1)}">'
                         f'<title>{escape(label)} {iso(t)}: {round(v, 1)} {escape(unit)}</title></circle>')
         body.append("</g>")
-        y_legend = TOP + 14 + 18 * i
-        body.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{y_legend - 9}" width="12" height="12" fill="{color}"/>'
-                    f'<text class="legend" x="{WIDTH - RIGHT + 30}" y="{y_legend + 1}">{escape(label)}</text>')
+    body.append(_legend([(label, PALETTE[i % len(PALETTE)]) for i, label in enumerate(sorted(series))]))
     return _svg(chart_id, height, title, body)
 
 
@@ -198,8 +206,5 @@ def bar_chart(chart_id: str, title: str, groups: list[tuple[str, dict[str, int]]
                         f'{value}</title></rect>')
         body.append(f'<text class="tick-label" x="{LEFT + (g + 0.5) * group_w:.1f}" y="{frame.bottom + 16}" '
                     f'text-anchor="middle">{escape(label)}</text>')
-    for k, (key, color) in enumerate(keys):
-        y_legend = TOP + 14 + 18 * k
-        body.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{y_legend - 9}" width="12" height="12" fill="{color}"/>'
-                    f'<text class="legend" x="{WIDTH - RIGHT + 30}" y="{y_legend + 1}">{escape(key)}</text>')
+    body.append(_legend(keys))
     return _svg(chart_id, height, title, body)
