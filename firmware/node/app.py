@@ -14,7 +14,7 @@ import asyncio
 from mqtt_client import MQTTClient
 from protocols import codec, topics
 from node import commands, files
-from node.detect import Detection
+from node.detect import Detection, LEAK_DEBOUNCE
 from node.queue import FlashQueue
 from node.sensors import Sampler
 
@@ -226,6 +226,12 @@ class Node:
         t0 = time.ticks_ms()
         self.hal.wdt_start(WATCHDOG_MS)
         self.take_reading()
+        if self.kind == "leak" and self.hal.wake_reason() == "pin":
+            # Woken by the probe: take enough samples now for the debounce to decide,
+            # instead of waiting one interval per sample.
+            for _ in range(LEAK_DEBOUNCE - 1):
+                await asyncio.sleep_ms(50)
+                self.take_reading()
         self._heap()
         if self.hal.connect_network():
             if await self.client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
