@@ -60,10 +60,17 @@ class InfluxQLClient:
         out: list[list[Series]] = []
         for result in results:
             if "error" in result:
+                if result["error"] == "not executed" and db and not self._has_database(db):
+                    # InfluxDB 1.x answers a several-statement query on a missing database
+                    # with only "not executed"; name the real cause.
+                    raise QueryError(f"InfluxQL error: database not found: {db}")
                 raise QueryError(f"InfluxQL error: {result['error']}")
             out.append([Series(s.get("name", ""), s.get("tags") or {}, s.get("columns", []), s.get("values", []))
                         for s in result.get("series", [])])
         return out
+
+    def _has_database(self, db: str) -> bool:
+        return any(row and row[0] == db for s in self.one("SHOW DATABASES") for row in s.values)
 
     def one(self, influxql: str, db: str | None = None) -> list[Series]:
         """Series of a single statement."""

@@ -243,6 +243,19 @@ def test_bad_input_is_one_line(args, message):
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("question", ["parking", "air", "alarms", "nodes"])
+def test_missing_database_is_named(influxdb, question):
+    proc = run_cli("query", question, "--url", influxdb.url, "--db", "district_nowhere")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "urbansense: InfluxQL error: database not found: district_nowhere"
+
+
+def test_empty_window_is_refused():
+    proc = run_cli("query", "parking", "--url", "http://127.0.0.1:9", "--since", "2026-01-02T00:00:00Z",
+                   "--until", "2026-01-01T00:00:00Z")
+    assert proc.returncode == 2 and "the window is empty" in proc.stderr
+
+
 def test_bad_influxql_names_the_problem(influxdb):
     proc = run_cli("query", "influxql", "--url", influxdb.url, "SELEC 1")
     assert proc.returncode == 1
