@@ -250,18 +250,29 @@ class DurableBuffer:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return (pages - free) * size
 
-    def enforce_cap(self, conn: sqlite3.Connection, chunk: int = 500) -> tuple[int, int]:
-        """Drop the oldest telemetry until under 90 % of max_bytes. Returns (rows, lines)."""
-        if self.used_bytes(conn) <= self.max_bytes:
+    def enforce_cap(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """Drop the oldest telemetry until under 90 % of max_bytes. Returns (rows, lines).
+
+        A row holds one commit's readings, so rows are picked by their size: the oldest
+        ones whose bodies add up to the excess go, then the size is measured again."""
+        used = self.used_bytes(conn)
+        if used <= self.max_bytes:
             return 0, 0
         target = int(self.max_bytes * 0.9)
         rows = lines = 0
         marks = ",".join(str(s) for s in TRIMMABLE)
-        while self.used_bytes(conn) > target:
+        while used > target:
+            excess = used - target
             conn.execute("BEGIN IMMEDIATE")
-            victims = conn.execute(
-                f"SELECT id, n FROM outbox WHERE stream IN ({marks}) ORDER BY id LIMIT ?",
-                (chunk,)).fetchall()
+            victims = []
+            freed = 0
+            for vid, n, size in conn.execute(
+                    f"SELECT id, n, length(body) FROM outbox WHERE stream IN ({marks})"
+                    " ORDER BY id LIMIT 1000"):
+                victims.append((vid, n))
+                freed += size + 32
+                if freed >= excess:
+                    break
             if not victims:
                 conn.execute("COMMIT")
                 break
@@ -269,6 +280,7 @@ class DurableBuffer:
             conn.execute("COMMIT")
             rows += len(victims)
             lines += sum(v[1] for v in victims)
+            used = self.used_bytes(conn)
         return rows, lines
 
     @staticmethod

@@ -72,7 +72,12 @@ class Forwarder(threading.Thread):
                 if lines < self.cfg.batch_max_lines and remaining > 0:
                     self.stop_event.wait(min(remaining, self.wait_s))
                     rows = self.buffer.read(conn, self.stream, mark, self.cfg.batch_max_lines)
-            if not self.deliver(conn, self._lines(rows)):
+            result = self.deliver(conn, self._lines(rows), top=True)
+            if result is None:
+                # Failed: back off, then read the batch again, since the size cap may have
+                # dropped some of its rows meanwhile.
+                continue
+            if not result:
                 return   # stopping; the batch stays in the buffer
             mark = rows[-1].id
             DurableBuffer.advance(conn, self.cfg.name, self.stream, mark)
@@ -94,8 +99,10 @@ class Forwarder(threading.Thread):
         ceiling = min(self.cfg.retry_max_s, self.cfg.retry_min_s * (2 ** min(self.failures, 30)))
         return random.uniform(self.cfg.retry_min_s, max(self.cfg.retry_min_s, ceiling))
 
-    def deliver(self, conn, lines: list[str]) -> bool:
-        """Write lines until done (written or dead-lettered); False only when stopping."""
+    def deliver(self, conn, lines: list[str], top: bool = False) -> bool | None:
+        """Write lines until done (written or dead-lettered): True. False when stopping.
+        With top=True a failed attempt returns None after the backoff (the caller
+        re-reads the batch); parts of a split batch are retried here."""
         name = self.cfg.name
         while not self.stop_event.is_set():
             outcome = self.sink.write("\n".join(lines))
@@ -109,7 +116,7 @@ class Forwarder(threading.Thread):
             if outcome.kind in (sinkmod.TOO_LARGE, sinkmod.REJECTED):
                 if len(lines) > 1:
                     half = len(lines) // 2
-                    return self.deliver(conn, lines[:half]) and self.deliver(conn, lines[half:])
+                    return bool(self.deliver(conn, lines[:half]) and self.deliver(conn, lines[half:]))
                 log.warning("sink %s refused a line (%s): %s", name, outcome.status, outcome.detail[:200])
                 DurableBuffer.dead_letter(conn, SINK_REJECTED, None, lines[0],
                                           f"{outcome.status}: {outcome.detail[:500]}", now_ms(), name)
@@ -122,4 +129,6 @@ class Forwarder(threading.Thread):
                 log.warning("sink %s: write failed (%s %s), attempt %d, retrying in %.2f s",
                             name, outcome.status, outcome.detail[:200], self.failures, delay)
             self.stop_event.wait(delay)
+            if top:
+                return None if not self.stop_event.is_set() else False
         return False

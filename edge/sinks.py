@@ -127,7 +127,7 @@ class InfluxV1Sink:
         try:
             status, text, _ = self._request("POST", f"{self.prefix}/query", q.encode(), headers)
         except (OSError, http.client.HTTPException) as err:
-            log.info("sink %s: cannot create database yet: %s", self.cfg.name, err)
+            log.debug("sink %s: cannot create database yet: %s", self.cfg.name, err)
             return False
         self.database_ready = 200 <= status < 300
         if not self.database_ready:

@@ -202,3 +202,52 @@ def influx_count(influx, db: str, measurement: str = "air", field: str = "pm25")
         return influx.count(measurement, db, field)
     except Exception:
         return -1
+
+
+def counted_readings(n: int, nodes: int = 10, prefix: str = "f") -> list[tuple[str, bytes]]:
+    """n air readings whose `uptime_s` field is their index, all with `age_ms`.
+
+    `age_ms` makes the test strict: the edge stamps arrival - age_ms, so a reading written
+    a second time after a redelivery would get another timestamp and show up as an extra
+    point. Ages fall by 2 s per reading, so two readings of one node are 20 s apart and
+    never merge, even when one is redelivered late."""
+    out = []
+    for i in range(n):
+        node = f"{prefix}-{i % nodes:04d}"
+        fields = {"pm25": float(i % 500), "uptime_s": float(i), "battery_v": 3.6}
+        out.append((topic(node, "telemetry"),
+                    codec.encode_reading(node, "air", 1, i // nodes, fields, age_ms=(n - i) * 2000)))
+    return out
+
+
+def uptimes(influx, db: str, measurement: str = "air") -> list[float]:
+    try:
+        series = influx.query(f'SELECT "uptime_s" FROM "{measurement}"', db=db)
+    except Exception:
+        return []
+    return sorted(v[1] for s in series for v in s["values"])
+
+
+def publish_paced(pub: "Publisher", messages: list[tuple[str, bytes]], per_second: float,
+                  chunk: int = 20) -> "threading.Thread":
+    """Publish in the background at about `per_second`, waiting for every PUBACK."""
+    import threading
+
+    def run():
+        pause = chunk / per_second
+        for start in range(0, len(messages), chunk):
+            t0 = time.monotonic()
+            pub.publish_all(messages[start:start + chunk], timeout=120)
+            time.sleep(max(0.0, pause - (time.monotonic() - t0)))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def metric(text: str, name: str, labels: str = "") -> float | None:
+    """The value of one sample in Prometheus text, e.g. metric(t, "x_total", 'sink="city"')."""
+    import re
+    key = re.escape(name + ("{" + labels + "}" if labels else ""))
+    m = re.search(rf"^{key} (\S+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else None
