@@ -3,7 +3,6 @@ node, provision a fleet from an inventory, and read what a node is."""
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -200,19 +199,18 @@ def run_flash(args: argparse.Namespace) -> int:
             raise CommandError(str(err)) from None
     with _bundle(args.bundle) as built:
         outcome = _flash_with_progress(args.port, config, built, args)
-    _print_outcomes([outcome], args.json, f"node {config.node}")
+    if args.json:
+        _print_outcomes([outcome], True, "")
+    if outcome.status == "failed":  # one line says why, whatever step failed
+        raise CommandError(f"{outcome.node} is NOT live: {outcome.reason}")
     if not args.json:
-        _say_outcome(outcome)
-    return 0 if outcome.status in ("live", "flashed") else 1
-
-
-def _say_outcome(o: Outcome) -> None:
-    if o.live:
-        print(f"{o.node} is live (firmware {o.fw}, boot {o.boot}) after {o.seconds:g} s")
-    elif o.status == "flashed":
-        print(f"{o.node} was flashed and verified; its birth message was not watched")
-    else:
-        print(f"{o.node} is NOT live: {o.reason}", file=sys.stderr)
+        _print_outcomes([outcome], False, f"node {config.node}")
+        if outcome.live:
+            print(f"{outcome.node} is live (firmware {outcome.fw}, boot {outcome.boot}) "
+                  f"after {outcome.seconds:g} s")
+        else:
+            print(f"{outcome.node} was flashed and verified; its birth message was not watched")
+    return 0
 
 
 # -- provision

@@ -86,7 +86,8 @@ def build(out: Path, firmware: Path = FIRMWARE_DIR, protocols: Path = REPO_ROOT 
             proc = compile_file(src, target)
             if proc.returncode != 0:
                 msg = proc.stderr.decode(errors="replace").strip().splitlines()
-                raise BundleError(f"mpy-cross rejected {src.relative_to(REPO_ROOT)}: "
+                shown = src.relative_to(REPO_ROOT) if src.is_relative_to(REPO_ROOT) else src
+                raise BundleError(f"mpy-cross rejected {shown}: "
                                   f"{msg[-1] if msg else 'error'}")
         else:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,14 @@ def flash_image(chip: str, port: str, image: Path, timeout: float = 300.0) -> No
     for command in (erase_command(chip, port), write_command(chip, port, image)):
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
             raise EsptoolError(f"esptool {command[command.index('--port') + 2]} failed: "
-                               f"{lines[-1].strip() if lines else 'exit code ' + str(proc.returncode)}")
+                               f"{_reason(proc.stdout + proc.stderr, proc.returncode)}")
+
+
+def _reason(output: str, code: int) -> str:
+    """esptool's own words for what went wrong (its "fatal error" line), else its last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for line in lines:
+        if "error" in line.lower():
+            return line.split("A fatal error occurred: ")[-1]
+    return lines[-1] if lines else f"exit code {code}"
