@@ -118,7 +118,7 @@ class Forwarder(threading.Thread):
                     half = len(lines) // 2
                     return bool(self.deliver(conn, lines[:half]) and self.deliver(conn, lines[half:]))
                 log.warning("sink %s refused a line (%s): %s", name, outcome.status, outcome.detail[:200])
-                DurableBuffer.dead_letter(conn, SINK_REJECTED, None, lines[0],
+                DurableBuffer.dead_letter(conn, SINK_REJECTED, None, lines[0].encode(),
                                           f"{outcome.status}: {outcome.detail[:500]}", now_ms(), name)
                 self.metrics.sink_rejected.labels(name).inc()
                 return True
