@@ -76,6 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the REPL")
     i.add_argument("--no-restart", action="store_true",
                    help="leave the node in its REPL instead of restarting its program")
+    i.add_argument("--node", type=Path, metavar="NODE_CONFIG",
+                   help="the node's config file, for the broker password (the board masks it)")
     add_format_flags(i)
     i.set_defaults(func=run_info)
 
@@ -255,9 +257,13 @@ def run_provision(args: argparse.Namespace) -> int:
 
 # -- info
 def run_info(args: argparse.Namespace) -> int:
+    password = None
     try:
-        info = read_info(args.port, timeout=args.timeout, restart=not args.no_restart)
-    except BoardError as err:
+        if args.node:
+            password = (load(args.node).get("broker") or {}).get("password")
+        info = read_info(args.port, timeout=args.timeout, restart=not args.no_restart,
+                         broker_password=password)
+    except (BoardError, ConfigError) as err:
         raise CommandError(str(err)) from None
     if args.json:
         print_json(info)
@@ -268,6 +274,7 @@ def run_info(args: argparse.Namespace) -> int:
         ("micropython", info["micropython"]), ("platform", info["platform"]),
         ("free memory", f"{info['mem_free']} bytes"), ("last reset", info["reset_cause"]),
         ("boot counter", info["boot"]),
+        ("on the broker", info["broker_status"] or info["broker_note"]),
         ("queue depth", f"{queue.get('events', 0)} events, {queue.get('telemetry', 0)} readings"),
     ]
     for key, value in sorted((info.get("config") or {}).items()):

