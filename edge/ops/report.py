@@ -14,6 +14,7 @@ from edge.ops.scope import iso, now_ms
 
 _INTERVALS = [("1m", 60_000), ("5m", 300_000), ("10m", 600_000), ("15m", 900_000), ("30m", 1_800_000),
               ("1h", 3_600_000), ("3h", 10_800_000), ("6h", 21_600_000), ("12h", 43_200_000), ("1d", 86_400_000)]
+TIMELINE_ROWS = 40
 HEALTH_KEYS = [("online", "#2ca02c"), ("offline", "#d62728"), ("low battery", "#ff7f0e"), ("seq gaps", "#9467bd")]
 
 
@@ -32,6 +33,7 @@ class ReportData:
     occupancy: dict[str, list[tuple[int, float]]]
     pm25: dict[str, list[tuple[int, float]]]
     alarm_rows: list[tuple[str, str, list[tuple[int, int, bool]]]]
+    alarm_rows_hidden: int
     parking: Answer
     air: Answer
     alarms: Answer
@@ -59,9 +61,22 @@ def gather(q: questions.Question, interval: str | None = None) -> ReportData:
         if bars:
             district, zone, node, event = key
             alarm_rows.append((f"{node} {event}", severity.get(key, _default_severity(event)), bars))
+    hidden = max(0, len(alarm_rows) - TIMELINE_ROWS)
+    alarm_rows = _most_pressing(alarm_rows)
     place = ", ".join([*q.place.districts, *q.place.zones]) or "all districts and zones"
-    return ReportData(q.db, q.window.start_ms, q.window.end_ms, interval, place, occupancy, pm25, alarm_rows,
+    return ReportData(q.db, q.window.start_ms, q.window.end_ms, interval, place, occupancy, pm25, alarm_rows, hidden,
                       questions.parking(q), questions.air(q), alarms, questions.nodes(q))
+
+
+def _most_pressing(rows: list[tuple[str, str, list[tuple[int, int, bool]]]]
+                   ) -> list[tuple[str, str, list[tuple[int, int, bool]]]]:
+    """At most TIMELINE_ROWS rows, so a busy city keeps a readable chart: open alarms first,
+    then by severity; the tables below the chart list every open alarm."""
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    if len(rows) <= TIMELINE_ROWS:
+        return rows
+    ordered = sorted(rows, key=lambda r: (not r[2][-1][2], rank.get(r[1], 3), -r[2][-1][0]))
+    return sorted(ordered[:TIMELINE_ROWS], key=lambda r: r[0])
 
 
 def _zone_label(key: tuple[str, str]) -> str:
@@ -143,7 +158,9 @@ def render(data: ReportData) -> str:
         ("alarms", "Alarm timeline",
          svg.timeline("chart-alarms", "Alarms raised and cleared", data.alarm_rows, data.start_ms, data.end_ms),
          "A bar runs from the alarm being raised to its clearing; bars reaching the right edge are still "
-         "open. Red: critical, orange: warning.", data.alarms),
+         "open. Red: critical, orange: warning."
+         + (f" {data.alarm_rows_hidden} less pressing alarm series are not drawn." if data.alarm_rows_hidden else ""),
+         data.alarms),
         ("health", "Node health per zone",
          svg.bar_chart("chart-health", "Nodes per zone by health", health_groups, HEALTH_KEYS, "nodes"),
          "Nodes online and offline (last health report), with low batteries and readings lost on the way "

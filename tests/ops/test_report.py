@@ -191,3 +191,15 @@ def test_report_errors_are_one_line(tmp_path):
     assert proc.returncode == 1 and "does not exist" in proc.stderr
     proc = run_cli("report", "--url", "http://127.0.0.1:9", "--interval", "soon")
     assert proc.returncode == 2 and "bad --interval" in proc.stderr
+
+
+def test_busy_timeline_keeps_the_open_and_severe_alarms():
+    from edge.ops.report import TIMELINE_ROWS, _most_pressing
+    closed = [(f"n-{i:03d} leak", "critical", [(1000, 2000, False)]) for i in range(TIMELINE_ROWS)]
+    open_info = [("z-open info", "info", [(1000, 9000, True)])]
+    open_critical = [("z-open critical", "critical", [(1500, 9000, True)])]
+    rows = _most_pressing(closed + open_info + open_critical)
+    labels = [r[0] for r in rows]
+    assert len(rows) == TIMELINE_ROWS
+    assert "z-open info" in labels and "z-open critical" in labels
+    assert labels == sorted(labels)
