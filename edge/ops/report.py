@@ -3,18 +3,19 @@ network) with occupancy per zone over time, PM2.5 against the AQI bands, an alar
 timeline and node health, each followed by the table it summarizes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from html import escape
 
 from edge.ops import questions, svg
 from edge.ops.answer import Answer, Section
 from edge.ops.aqi import BREAKPOINTS, CATEGORIES
-from edge.ops.scope import iso, now_ms
+from edge.ops.scope import Window, iso, now_ms
 
 _INTERVALS = [("1m", 60_000), ("5m", 300_000), ("10m", 600_000), ("15m", 900_000), ("30m", 1_800_000),
               ("1h", 3_600_000), ("3h", 10_800_000), ("6h", 21_600_000), ("12h", 43_200_000), ("1d", 86_400_000)]
 TIMELINE_ROWS = 40
+ALARM_LOOK_BACK_MS = 30 * 86_400_000      # the retention of the district databases
 HEALTH_KEYS = [("online", "#2ca02c"), ("offline", "#d62728"), ("low battery", "#ff7f0e"), ("seq gaps", "#9467bd")]
 
 
@@ -45,7 +46,10 @@ def gather(q: questions.Question, interval: str | None = None) -> ReportData:
     occupancy = {_zone_label(k): [(t, share * 100) for t, share in points]
                  for k, points in questions.occupancy_series(q, interval).items()}
     pm25 = {_zone_label(k): points for k, points in questions.pm25_series(q, interval).items()}
-    alarms = questions.alarms(q)
+    # An alarm raised before the window and never cleared is still open: look back as far as
+    # the raw data is kept for the open-alarm table, whatever the report's window.
+    look_back = Window(min(q.window.start_ms, q.window.end_ms - ALARM_LOOK_BACK_MS), q.window.end_ms)
+    alarms = questions.alarms(replace(q, window=look_back))
     severity = {(r["district"], r["zone"], r["node"], r["event"]): r["severity"] for r in alarms[0].rows}
     alarm_rows = []
     for key, changes in questions.alarm_history(q).items():
