@@ -8,6 +8,7 @@ so the standard library carries it.
 """
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import urllib.error
@@ -38,7 +39,7 @@ class Series:
 @dataclass(frozen=True)
 class InfluxQLClient:
     """InfluxQL over HTTP. `token` is sent as `Authorization: Token ...` (InfluxDB 2.x/3.x);
-    `username`/`password` as v1 credentials (InfluxDB 1.x with auth enabled)."""
+    `username`/`password` as HTTP Basic credentials (InfluxDB 1.x with auth enabled)."""
 
     url: str
     token: str | None = None
@@ -52,9 +53,6 @@ class InfluxQLClient:
         params = {"q": influxql, "epoch": "ms"}
         if db:
             params["db"] = db
-        if self.username is not None:
-            params["u"] = self.username
-            params["p"] = self.password or ""
         body = self._post("/query", params)
         results = body.get("results", [])
         out: list[list[Series]] = []
@@ -83,6 +81,11 @@ class InfluxQLClient:
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
         if self.token:
             request.add_header("Authorization", f"Token {self.token}")
+        elif self.username is not None:
+            # InfluxDB 1.x reads u/p only from the URL, where they would land in access logs;
+            # it also takes HTTP Basic credentials, which stay in a header.
+            pair = f"{self.username}:{self.password or ''}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 return json.load(resp)
