@@ -26,6 +26,7 @@ from hil.sim_build import build_bundle, default_bundle_dir, micropypath
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
 CONFIG_EXIT = 2
+MAX_CRASHES = 5
 # Heap of a virtual node. The unix port is 64-bit: every object pointer is twice the size
 # it is on an ESP32 or RP2040, so the same application needs more heap here.
 DEFAULT_HEAP = "128k"
@@ -50,6 +51,7 @@ class NodeStats:
     events: int = 0
     dropped: int = 0
     errors: int = 0
+    crashes: int = 0
     awake_ms: list[int] = field(default_factory=list)
     heap_peak: int = 0
     exit_code: int | None = None
@@ -202,9 +204,14 @@ class SimNode:
                 wake = "pin" if woken and not self._stop.is_set() else None
             elif code == REBOOT_EXIT:
                 wake = None
+            elif code != CONFIG_EXIT and self.stats.crashes < MAX_CRASHES:
+                # A crash: a board's fatal handler (or its watchdog) resets it.
+                self.stats.crashes += 1
+                self._on_line(f"{self.node_id} supervisor: crashed (exit {code}), reset")
+                wake = None
             else:
-                # Bad config (2) or a crash: a real board would sit in its REPL or
-                # reset-loop; the supervisor stops and keeps the console for the harness.
+                # Bad config, or a crash loop: a real board would sit in its REPL; the
+                # supervisor stops and keeps the console for the harness.
                 self._on_line(f"{self.node_id} supervisor: exited with code {code}")
                 return
 

@@ -4,212 +4,18 @@
 # stimuli from control.json; either way the HAL hands the drivers the bytes the real part
 # would send, so parsing and detection run exactly as on a board.
 import json
-import math
 import os
-import random
 import sys
 import time
 
 from drivers import analog
-from drivers.sht3x import crc8
+from hal.sim_world import World, SimADC, SimPin
 
 RTC_FILE = "rtc.json"
 CONTROL_FILE = "control.json"
 TAKEN_FILE = "taken.log"
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
-# Earth's field at the bay, uT (Shanghai: ~48 uT total, inclined ~48 degrees).
-EARTH_UT = (22.0, -4.0, 42.0)
-_EARTH_NORM = math.sqrt(sum(c * c for c in EARTH_UT))
-# A car's steel concentrates the field along it: modelled as a rise of the magnitude.
-CAR_DIR = tuple(c / _EARTH_NORM for c in EARTH_UT)
-
-
-def _s16(value):
-    value = int(round(value))
-    value = max(-32768, min(32767, value))
-    return value & 0xFFFF
-
-
-class World:
-    """Seeded synthetic street; `stimuli` override any quantity until removed."""
-
-    def __init__(self, kind, seed, state):
-        self.kind = kind
-        self.rand = random
-        random.seed(seed)
-        self.state = state        # survives deep sleep in RTC memory
-        self.stimuli = {}
-        self.values = {}
-
-    def gauss(self, mean, sd):
-        # Sum of uniforms: MicroPython's random has no gauss().
-        return mean + sd * (self.rand.random() + self.rand.random() + self.rand.random() - 1.5) * 2
-
-    def step(self, epoch_s):
-        st = self.state
-        v = {"battery_v": self.gauss(3.6, 0.01), "rssi": int(self.gauss(-62, 4))}
-        kind = self.kind
-        if kind == "parking":
-            car = st.get("car", False)
-            if self.rand.random() < (0.03 if car else 0.02):
-                car = not car
-            st["car"] = car
-            v["mag_delta_ut"] = 38.0 if car else 0.0
-            v["mag_drift_ut"] = 0.0
-            v["distance_cm"] = 45.0 if car else 160.0
-        elif kind == "air":
-            hour = (epoch_s % 86400) / 3600.0
-            pm25 = 35 + 25 * math.sin(2 * math.pi * (hour - 8) / 24) + self.gauss(0, 3)
-            v["pm25"] = max(1.0, pm25)
-            v["pm1"] = v["pm25"] * 0.6
-            v["pm10"] = v["pm25"] * 1.6
-            v["co2"] = self.gauss(430, 15)
-            v["no2"] = max(0.0, self.gauss(22, 4))
-            v["temperature_c"] = 18 + 6 * math.sin(2 * math.pi * (hour - 9) / 24)
-            v["humidity_pct"] = 65 + self.gauss(0, 2)
-        elif kind == "leak":
-            left = st.get("leak", 0)
-            if left == 0 and self.rand.random() < 0.002:
-                left = 20
-            st["leak"] = max(0, left - 1)
-            v["conductance"] = self.gauss(2600, 80) if left else self.gauss(150, 15)
-        else:
-            left = st.get("lift", 0)
-            if left == 0 and self.rand.random() < 0.002:
-                left = 5
-            st["lift"] = max(0, left - 1)
-            v["tilt_deg"] = 40.0 if left else abs(self.gauss(0, 0.4))
-            v["cover_open"] = bool(left)
-            v["ch4_lel"] = max(0.0, self.gauss(0.5, 0.2))
-            v["h2s_ppm"] = max(0.0, self.gauss(0.3, 0.1))
-            v["water_level_cm"] = max(0.0, self.gauss(30, 1))
-        for name in self.stimuli:
-            v[name] = self.stimuli[name]
-        if "wet" in self.stimuli and "conductance" not in self.stimuli:
-            v["conductance"] = self.gauss(2600, 80) if self.stimuli["wet"] else self.gauss(150, 15)
-        self.values = v
-
-    def get(self, name, default=0.0):
-        return self.values.get(name, default)
-
-
-class SimUART:
-    """The UART of a PMS5003 (streams frames) or an MH-Z19 (answers a read command)."""
-
-    def __init__(self, world, name):
-        self.world = world
-        self.name = name
-        self.pending = b""
-
-    def write(self, data):
-        if self.name == "co2" and data[:3] == b"\xff\x01\x86":
-            ppm = int(self.world.get("co2"))
-            frame = bytearray(b"\xff\x86\x00\x00\x00\x00\x00\x00\x00")
-            frame[2] = ppm >> 8
-            frame[3] = ppm & 0xFF
-            frame[8] = (0xFF - (sum(frame[1:8]) & 0xFF) + 1) & 0xFF
-            self.pending = bytes(frame)
-        return len(data)
-
-    def read(self, n=None):
-        if self.name == "pm":
-            w = self.world
-            words = [int(w.get("pm1")), int(w.get("pm25")), int(w.get("pm10"))] * 2 + [0] * 7
-            frame = bytearray(32)
-            frame[0:4] = b"\x42\x4d\x00\x1c"
-            for i, word in enumerate(words):
-                frame[4 + 2 * i] = (word >> 8) & 0xFF
-                frame[5 + 2 * i] = word & 0xFF
-            total = sum(frame[:30])
-            frame[30] = total >> 8 & 0xFF
-            frame[31] = total & 0xFF
-            # Start mid-frame, as a real read of a streaming sensor does.
-            return bytes(frame[20:]) + bytes(frame)
-        out, self.pending = self.pending, b""
-        return out or None
-
-
-class SimI2C:
-    """QMC5883L (0x0D), SHT3x (0x44) and MPU-6050 (0x68) register maps."""
-
-    def __init__(self, world):
-        self.world = world
-
-    def writeto(self, addr, data):
-        if addr != 0x44:
-            raise OSError(19)  # ENODEV: nothing answers at this address (a NACK)
-
-    def writeto_mem(self, addr, reg, data):
-        if addr not in (0x0D, 0x68):
-            raise OSError(19)
-
-    def readfrom_into(self, addr, buf):
-        if addr != 0x44:
-            raise OSError(19)
-        w = self.world
-        t = int((w.get("temperature_c") + 45) * 65535 / 175)
-        rh = int(w.get("humidity_pct") * 65535 / 100)
-        raw = bytes((t >> 8, t & 0xFF))
-        buf[0:2] = raw
-        buf[2] = crc8(raw)
-        raw = bytes((rh >> 8, rh & 0xFF))
-        buf[3:5] = raw
-        buf[5] = crc8(raw)
-
-    def readfrom_mem_into(self, addr, reg, buf):
-        w = self.world
-        if addr == 0x0D:
-            if reg == 0x06:
-                buf[0] = 0x01          # DRDY
-                return
-            delta = w.get("mag_delta_ut")
-            drift = w.get("mag_drift_ut")
-            vec = (EARTH_UT[0] + CAR_DIR[0] * delta + w.gauss(0, 0.3),
-                   EARTH_UT[1] + CAR_DIR[1] * delta + w.gauss(0, 0.3),
-                   EARTH_UT[2] + drift + CAR_DIR[2] * delta + w.gauss(0, 0.3))
-            for i in range(3):
-                raw = _s16(vec[i] * 120)
-                buf[2 * i] = raw & 0xFF
-                buf[2 * i + 1] = raw >> 8
-        elif addr == 0x68:
-            angle = math.radians(w.get("tilt_deg"))
-            vec = (0.0, math.sin(angle), math.cos(angle))
-            for i in range(3):
-                raw = _s16(vec[i] * 16384)
-                buf[2 * i] = raw >> 8
-                buf[2 * i + 1] = raw & 0xFF
-        else:
-            raise OSError(19)
-
-
-class SimADC:
-    def __init__(self, world, name, cal):
-        self.world = world
-        self.name = name
-        self.cal = cal
-
-    def read_u16(self):
-        quantity = {"ch4": "ch4_lel", "h2s": "h2s_ppm", "no2": "no2", "level": "water_level_cm",
-                    "leak": "conductance"}[self.name]
-        return analog.counts_for(self.world.get(quantity), self.cal)
-
-
-class SimPin:
-    def __init__(self, world, name):
-        self.world = world
-        self.name = name
-
-    def value(self):
-        return 1 if self.world.get(self.name, False) else 0
-
-
-class SimRanger:
-    def __init__(self, world):
-        self.world = world
-
-    def echo_us(self, timeout_us):
-        return int(self.world.get("distance_cm") * 58)
 
 
 class HAL:
@@ -241,7 +47,16 @@ class HAL:
         if seed is None:
             seed = sum(cfg["node"].encode()) * 7919
         seed += self.rtc.get("wakes", 0)
-        self.world = World(self.kind, seed, self.rtc.setdefault("world", {}))
+        if self.kind == "parking":
+            from hal import sim_parking as physics
+        elif self.kind == "air":
+            from hal import sim_air as physics
+        elif self.kind == "leak":
+            from hal import sim_leak as physics
+        else:
+            from hal import sim_manhole as physics
+        self.physics = physics
+        self.world = World(physics.step, seed, self.rtc.setdefault("world", {}))
         self._stdin_poll = None
         if cfg.get("hil"):
             import select
@@ -384,16 +199,17 @@ class HAL:
         self.world.step(time.time())
 
     def uart(self, name):
-        return SimUART(self.world, name)
+        return self.physics.uart(self.world, name)
 
     def i2c(self):
-        return SimI2C(self.world)
+        return self.physics.i2c(self.world)
 
     def adc(self, name):
-        return SimADC(self.world, name, analog.calibration(name, self.cfg["calibration"]))
+        return SimADC(self.world, self.physics.QUANTITIES[name],
+                      analog.calibration(name, self.cfg["calibration"]))
 
     def pin(self, name):
         return SimPin(self.world, name)
 
     def ranger(self, name):
-        return SimRanger(self.world)
+        return self.physics.Ranger(self.world)

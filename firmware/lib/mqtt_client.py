@@ -226,12 +226,14 @@ class MQTTClient:
             self.log("mqtt closed")
 
     # -- sending -------------------------------------------------------------------
-    async def _send(self, data):
+    async def _send(self, data, more=None):
         self._check_link()
         if self._writer is None:
             raise OSError(ENETUNREACH)
-        async with self._lock:
+        async with self._lock:   # one packet at a time, its parts never interleaved
             self._writer.write(data)
+            if more is not None:
+                self._writer.write(more)
             await self._writer.drain()
         self._last_tx = time.ticks_ms()
 
@@ -247,21 +249,21 @@ class MQTTClient:
         pid = self._next_pid() if qos else 0
         size = 2 + len(tb) + (2 if qos else 0) + len(payload)
         head = _header(PUBLISH | (qos << 1) | (1 if retain else 0), size)
-        pkt = bytearray(len(head) + size)
+        # Header, topic and packet id in one small buffer; the payload is written after
+        # it as it is, so a batch of several KB is never copied (the heap is the budget).
+        pkt = bytearray(len(head) + size - len(payload))
         pkt[:len(head)] = head
         pos = _put_str(pkt, len(head), tb)
         if qos:
             struct.pack_into("!H", pkt, pos, pid)
-            pos += 2
-        pkt[pos:] = payload
         if not qos:
-            await self._send(pkt)
+            await self._send(pkt, payload)
             return
         entry = [asyncio.Event(), False]
         self._waiting[pid] = entry
         try:
             while True:
-                await self._send(pkt)
+                await self._send(pkt, payload)
                 try:
                     await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
                 except asyncio.TimeoutError:

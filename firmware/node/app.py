@@ -21,8 +21,8 @@ from node.sensors import Sampler
 FW_VERSION = "1.0.0"
 BOOT_FILE = "state/boot"
 COUNTERS_FILE = "state/counters.json"
-BATCH_ITEMS = 16
-BATCH_BYTES = 3000            # well under the 8 KiB limit: the batch is built in RAM
+BATCH_ITEMS = 12
+BATCH_BYTES = 1500            # well under the 8 KiB limit: the batch is built in RAM
 MAX_AGE_MS = 2592000000       # SPEC 3.2: age_ms at most 30 days
 WATCHDOG_MS = 8000            # rp2's watchdog tops out near 8.3 s
 
@@ -67,6 +67,7 @@ class Node:
         self.reboot = False
         self.published = 0
         self.heap_peak = 0
+        self.batch_items = BATCH_ITEMS   # halved after a MemoryError, see drain()
         broker = cfg["broker"]
         self.client = MQTTClient(
             self.id, broker["host"], broker["port"], broker["username"], broker["password"],
@@ -180,7 +181,7 @@ class Node:
             self.ev.pop(1)
             sent_ev += 1
         while len(self.tm):
-            lines = self.tm.peek(BATCH_ITEMS, BATCH_BYTES)
+            lines = self.tm.peek(self.batch_items, BATCH_BYTES)
             items = []
             for line in lines:
                 obj = json.loads(line)
@@ -279,6 +280,13 @@ class Node:
             try:
                 await self._run_commands()
                 await self.drain()
+            except MemoryError:
+                # A fragmented heap could not hold the batch: everything is still in the
+                # flash queue, so retry with smaller batches rather than crash.
+                self.batch_items = max(1, self.batch_items // 2)
+                self.log("error heap: batch of %d next" % self.batch_items)
+                gc.collect()
+                continue
             except OSError as err:
                 self.log("error mqtt: %s (data stays queued)" % (err,))
                 await self.client.close()

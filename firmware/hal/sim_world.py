@@ -1,0 +1,74 @@
+# The sim's synthetic street, shared by every kind: seeded noise, the quantities common to
+# all nodes, stimuli that override any quantity, and the ADC and pin every kind uses.
+# Each kind's own physics and sensor bytes live in hal/sim_<kind>.py, so a node loads only
+# its own (every imported module costs heap).
+import random
+
+from drivers import analog
+
+
+def s16(value):
+    value = int(round(value))
+    value = max(-32768, min(32767, value))
+    return value & 0xFFFF
+
+
+class World:
+    def __init__(self, step, seed, state):
+        self._step = step         # the kind's step(world, values, epoch_s)
+        self.rand = random
+        random.seed(seed)
+        self.state = state        # survives deep sleep in RTC memory
+        self.stimuli = {}
+        self.values = {}
+
+    def gauss(self, mean, sd):
+        # Sum of uniforms: MicroPython's random has no gauss().
+        return mean + sd * (self.rand.random() + self.rand.random() + self.rand.random() - 1.5) * 2
+
+    def step(self, epoch_s):
+        v = {"battery_v": self.gauss(3.6, 0.01), "rssi": int(self.gauss(-62, 4))}
+        self._step(self, v, epoch_s)
+        for name in self.stimuli:
+            v[name] = self.stimuli[name]
+        self.values = v
+
+    def get(self, name, default=0.0):
+        return self.values.get(name, default)
+
+
+class SimADC:
+    """read_u16() of the counts the real sensor would give for the world's value."""
+
+    def __init__(self, world, quantity, cal):
+        self.world = world
+        self.quantity = quantity
+        self.cal = cal
+
+    def read_u16(self):
+        return analog.counts_for(self.world.get(self.quantity), self.cal)
+
+
+class SimPin:
+    def __init__(self, world, quantity):
+        self.world = world
+        self.quantity = quantity
+
+    def value(self):
+        return 1 if self.world.get(self.quantity, False) else 0
+
+
+class NoDevice:
+    """An I2C bus with nothing on it: every transfer is NACKed, as on a board."""
+
+    def writeto(self, addr, data):
+        raise OSError(19)  # ENODEV
+
+    def writeto_mem(self, addr, reg, data):
+        raise OSError(19)
+
+    def readfrom_into(self, addr, buf):
+        raise OSError(19)
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        raise OSError(19)
