@@ -300,23 +300,27 @@ def battery_low_v(kind: str | None) -> float:
 def nodes(q: Question, everyone: bool = False) -> Answer:
     """Offline nodes, low batteries and readings lost on the way (seq gaps), by zone."""
     tags = '"district", "zone", "node", "kind"'
-    latest, before = q.ask(
+    latest, before, rises = q.ask(
         'SELECT last("online") AS online, last("battery_v") AS battery_v, last("rssi") AS rssi, '
-        'last("last_seen") AS last_seen, last("seq_gaps") AS seq_gaps FROM "node_health" '
-        f'{q.where()} GROUP BY {tags}',
+        'last("last_seen") AS last_seen, last("seq_gaps") AS seq_gaps, first("seq_gaps") AS first_gaps '
+        f'FROM "node_health" {q.where()} GROUP BY {tags}',
         f'SELECT last("seq_gaps") AS seq_gaps FROM "node_health" WHERE time < {q.window.start_ms}ms'
-        f'{q.place.where()} GROUP BY {tags}')
-    gaps_before = {k: r["seq_gaps"] or 0 for k, r in _by(before, "district", "zone", "node", "kind").items()}
+        f'{q.place.where()} GROUP BY {tags}',
+        'SELECT sum("rise") AS rise FROM (SELECT non_negative_difference("seq_gaps") AS "rise" '
+        f'FROM "node_health" {q.where()} GROUP BY {tags}) GROUP BY {tags}')
+    node_tags = ("district", "zone", "node", "kind")
+    gaps_before = {k: r["seq_gaps"] or 0 for k, r in _by(before, *node_tags).items()}
+    gaps_rises = {k: r["rise"] or 0 for k, r in _by(rises, *node_tags).items()}
     node_rows, zones = [], {}
-    for key, rec in sorted(_by(latest, "district", "zone", "node", "kind").items()):
+    for key, rec in sorted(_by(latest, *node_tags).items()):
         district, zone, node, kind = key
+        # The edge's seq_gaps counts the readings missing now: it rises when a seq is skipped
+        # and falls when a late (replayed) reading fills the hole. Lost in the window = the
+        # rises in the window (from the last value before it, or 0 for a node first seen in
+        # it), but no more than are still missing.
         gaps_total = int(rec["seq_gaps"] or 0)
-        # Gaps counted since the node was first seen; those that happened in the window are
-        # the growth over the last value before the window (0 for a node first seen in it).
-        # A counter lower than before the window was restarted (the edge forgot the node):
-        # then all it counts happened since, inside the window.
-        before_window = int(gaps_before.get(key, 0))
-        gaps_window = gaps_total - before_window if gaps_total >= before_window else gaps_total
+        first_rise = max(0, int(rec["first_gaps"] or 0) - int(gaps_before.get(key, 0)))
+        gaps_window = min(gaps_total, first_rise + int(gaps_rises.get(key, 0)))
         problems = []
         if rec["online"] is False:
             problems.append("offline")
@@ -331,7 +335,7 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
         z["offline" if rec["online"] is False else "online"] += 1
         z["low_battery"] += "low battery" in problems
         z["with_gaps"] += "seq gaps" in problems
-        z["readings_lost"] += max(gaps_window, 0)
+        z["readings_lost"] += gaps_window
         if problems or everyone:
             last_seen = rec["last_seen"]
             node_rows.append({

@@ -83,8 +83,11 @@ HEALTH_CHANGES = {
     "p-0101": [(-60, {"battery_v": 3.25})],                     # low battery all along
     "p-0003": [(-60, {"seq_gaps": 4.0}), (60, {"seq_gaps": 6.0}), (120, {"seq_gaps": 9.0})],
     "a-0101": [(-60, {"seq_gaps": 7.0})],                       # old gaps only, none in the window
-    # The counter restarted (the edge forgot the node) and then counted 2 lost readings.
+    # 8 readings missing before the window arrive late (replayed: the count falls to 0),
+    # then 2 new ones go missing.
     "m-0002": [(-60, {"seq_gaps": 8.0}), (30, {"seq_gaps": 0.0}), (90, {"seq_gaps": 2.0})],
+    # One reading arrives out of order: missing for a while, then filled. Nothing is lost.
+    "l-0002": [(30, {"seq_gaps": 1.0}), (60, {"seq_gaps": 0.0})],
 }
 HEALTH_DEFAULTS = {"online": True, "battery_v": 3.6, "rssi": -70.0, "seq_gaps": 0.0}
 
