@@ -192,9 +192,9 @@ class SimNode:
             for raw in proc.stdout:
                 self._on_line(raw.decode(errors="replace").rstrip())
             code = proc.wait()
-            self.stats.exit_code = code
             if self._stop.is_set():
-                return
+                return          # killed by stop(): not the node's own exit
+            self.stats.exit_code = code
             if code == SLEEP_EXIT:
                 self.sleeping = True
                 self.stats.wakes += 1
@@ -223,6 +223,9 @@ class SimNode:
 
     def _on_line(self, line: str) -> None:
         self.console.append(line)
+        # The whole console, kept in the flash folder for whoever looks at the node later.
+        with open(self.flash_dir / "console.log", "a") as log:
+            log.write(line + "\n")
         if self.echo:
             print(line, flush=True)
         m = _PUBLISHED.search(line)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "edge.cli.report",
     "hil.cli",
     "hil.node_cli",
+    "hil.sim_cli",
     "edge.cli.creds",
 ]
 
