@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
              "24h", lambda a: questions.parking(question_from(a)))
     air = question("air", "hourly PM2.5 / PM10 per zone with the China AQI category (HJ 633-2012) "
                    "and the worst nodes", "24h", lambda a: questions.air(question_from(a), a.worst))
-    air.add_argument("--worst", type=int, default=5, metavar="N", help="how many worst nodes (default: 5)")
+    air.add_argument("--worst", type=_positive, default=5, metavar="N", help="how many worst nodes (default: 5)")
     question("alarms", "alarms still open (raised and not cleared) with node, place and age", "30d",
              lambda a: questions.alarms(question_from(a)))
     nodes = question("nodes", "offline nodes, low batteries and readings lost on the way (seq gaps), "
@@ -135,6 +135,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_connection_flags(raw)
     add_output_flags(raw)
     raw.set_defaults(func=lambda args: _answer(args, lambda a: questions.influxql(client_from(a), a.db, a.statement)))
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _answer(args: argparse.Namespace, run: Callable[[argparse.Namespace], Answer]) -> int:

@@ -43,9 +43,9 @@ class ReportData:
 
 def gather(q: questions.Question, interval: str | None = None) -> ReportData:
     interval = interval or auto_interval(q.window.end_ms - q.window.start_ms)
-    occupancy = {_zone_label(k): [(t, share * 100) for t, share in points]
-                 for k, points in questions.occupancy_series(q, interval).items()}
-    pm25 = {_zone_label(k): points for k, points in questions.pm25_series(q, interval).items()}
+    occupancy = _by_zone_label({k: [(t, share * 100) for t, share in points]
+                                for k, points in questions.occupancy_series(q, interval).items()})
+    pm25 = _by_zone_label(questions.pm25_series(q, interval))
     # An alarm raised before the window and never cleared is still open: look back as far as
     # the raw data is kept for the open-alarm table, whatever the report's window.
     look_back = Window(min(q.window.start_ms, q.window.end_ms - ALARM_LOOK_BACK_MS), q.window.end_ms)
@@ -83,8 +83,11 @@ def _most_pressing(rows: list[tuple[str, str, list[tuple[int, int, bool]]]]
     return sorted(ordered[:TIMELINE_ROWS], key=lambda r: r[0])
 
 
-def _zone_label(key: tuple[str, str]) -> str:
-    return key[1]
+def _by_zone_label(series: dict[tuple[str, str], list[tuple[int, float]]]) -> dict[str, list[tuple[int, float]]]:
+    """Series keyed by zone name, or by district/zone when several districts are shown
+    (two districts may name a zone alike)."""
+    several = len({district for district, _zone in series}) > 1
+    return {f"{d}/{z}" if several else z: points for (d, z), points in series.items()}
 
 
 def _default_severity(event: str) -> str:

@@ -206,3 +206,15 @@ def test_busy_timeline_keeps_the_open_and_severe_alarms():
     assert len(rows) == TIMELINE_ROWS
     assert "z-open info" in labels and "z-open critical" in labels
     assert labels == sorted(labels)
+
+
+def test_city_wide_report_names_zones_with_their_district(capsys, known_city, _influxdb_session, tmp_path):
+    out = tmp_path / "city.html"
+    assert main(["report", "--url", _influxdb_session.url, "--db", "city", "--since", known_city.since(),
+                 "--until", known_city.until(), "--interval", "1h", "--out", str(out)]) == 0
+    capsys.readouterr()
+    series = set(re.findall(r'<g class="series" data-series="([^"]+)"', out.read_text()))
+    # Occupancy and PM2.5 come from the xuhui rollups only: zone names suffice.
+    assert series == {"caohejing", "xujiahui"}
+    from edge.ops.report import _by_zone_label
+    assert set(_by_zone_label({("xuhui", "a"): [], ("pudong", "a"): []})) == {"xuhui/a", "pudong/a"}
