@@ -4,10 +4,20 @@ Written with the standard library's ElementTree: the format is a handful of elem
 the PyPI writers for it are unmaintained."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hil.results import ScenarioResult
+
+
+# XML 1.0 cannot carry most control characters; board consoles print raw-REPL bytes (^A,
+# ^D) that would make the file unreadable to every CI parser.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _text(text: str) -> str:
+    return _NOT_XML.sub("?", text)
 
 
 def build(results: list[ScenarioResult]) -> ET.ElementTree:
@@ -27,15 +37,15 @@ def build(results: list[ScenarioResult]) -> ET.ElementTree:
             ET.SubElement(props, "property", name="board", value=board)
         if result.error:
             case = ET.SubElement(suite, "testcase", classname=result.name, name="run")
-            ET.SubElement(case, "error", message=result.error).text = result.error
+            ET.SubElement(case, "error", message=_text(result.error)).text = _text(result.error)
         for exp in result.expectations:
             case = ET.SubElement(suite, "testcase", classname=result.name, name=exp.label)
-            ET.SubElement(case, "system-out").text = exp.measured
+            ET.SubElement(case, "system-out").text = _text(exp.measured)
             if not exp.passed:
-                ET.SubElement(case, "failure", message=exp.measured).text = exp.measured
+                ET.SubElement(case, "failure", message=_text(exp.measured)).text = _text(exp.measured)
         if not result.passed and result.logs:
-            ET.SubElement(suite, "system-err").text = "\n\n".join(
-                f"--- {name} ---\n{tail}" for name, tail in result.logs.items())
+            ET.SubElement(suite, "system-err").text = _text("\n\n".join(
+                f"--- {name} ---\n{tail}" for name, tail in result.logs.items()))
     ET.indent(root)
     return ET.ElementTree(root)
 

@@ -40,6 +40,29 @@ class NodeHandle(Protocol):
 WAKE_PIN_STIMULI = ("wet", "conductance", "cover_open", "tilt_deg")
 
 
+def update_control(flash_dir: Path, stimuli: dict[str, Any] | None = None, net: str | None = None) -> None:
+    """Change the sim HAL's `control.json` (firmware/README.md, contract 3): set stimuli,
+    remove those given as None, set the network up or down. Written to a temp file and
+    renamed, so the node never reads half a file."""
+    path = Path(flash_dir) / "control.json"
+    try:
+        control = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        control = {}
+    current = dict(control.get("stimuli") or {})
+    for name, value in (stimuli or {}).items():
+        if value is None:
+            current.pop(name, None)
+        else:
+            current[name] = value
+    control["stimuli"] = current
+    if net is not None:
+        control["net"] = net
+    tmp = path.with_name("control.json.tmp")
+    tmp.write_text(json.dumps(control))
+    tmp.replace(path)
+
+
 def apply_stimulus(sim: Any, values: dict[str, Any]) -> None:
     """Set (or, for None, remove) stimuli on a hil.sim.SimNode; wake it if it sleeps and a
     stimulus drives one of its wake pins."""

@@ -40,6 +40,6 @@ def print_summary(results: list[ScenarioResult], console: Console | None = None)
             console.print(table(result))
         else:
             for line in lines(result):
-                console.print(line, markup=False, highlight=False)
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
     passed = sum(1 for r in results if r.passed)
-    console.print(f"{passed} of {len(results)} scenarios passed", markup=False, highlight=False)
+    console.print(f"{passed} of {len(results)} scenarios passed", markup=False, highlight=False, soft_wrap=True)

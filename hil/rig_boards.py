@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 from hil.boards.virtual import VirtualBoard, VirtualBoardError
-from hil.node_handles import WAKE_PIN_STIMULI, ConsoleNodeHandle, NodeHandleError, node_config
+from hil.node_handles import (WAKE_PIN_STIMULI, ConsoleNodeHandle, NodeHandleError, node_config,
+                              update_control)
 from hil.provision import bundle as bundles
 from hil.provision import node_config as provision_config
 from hil.provision.flash import flash_node
@@ -63,11 +64,26 @@ class VirtualRigBoard(ConsoleNodeHandle):
             self._flashed = True
         super().start()
 
+    @property
+    def _sleeps(self) -> bool:
+        return self.spec.schedule == "duty-cycled"
+
     def stimulate(self, values: dict) -> None:
-        super().stimulate(values)
-        # A pin interrupt wakes a sleeping board; the virtual board's pin is a signal.
-        if self.spec.schedule == "duty-cycled" and any(n in WAKE_PIN_STIMULI for n in values):
+        if not self._sleeps:
+            super().stimulate(values)
+            return
+        # A sleeping board reads no console. On a rig its sensors and wake pins are driven
+        # electrically; on a virtual board the sim HAL's control file plays the sensors and
+        # a signal plays the pin interrupt.
+        update_control(self.board.flash, stimuli=values)
+        if any(n in WAKE_PIN_STIMULI for n in values):
             self.board.wake()
+
+    def cut_network(self, down: bool) -> None:
+        if not self._sleeps:
+            super().cut_network(down)
+        else:
+            update_control(self.board.flash, net="down" if down else "up")
 
     def _power_cycle(self) -> None:
         self.board.power_cycle()

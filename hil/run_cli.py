@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
 
     def progress(line: str) -> None:
-        console.print(Text(line, style="dim"), highlight=False)
+        console.print(Text(line, style="dim"), highlight=False, soft_wrap=True)
 
     if not 1 <= args.jobs <= 16:
         raise CommandError(f"--jobs {args.jobs}: must be 1..16", exit_code=2)

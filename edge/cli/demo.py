@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import signal
 import sys
+import urllib.error
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from edge.cli.main import CommandError
-from edge.cli.output import add_format_flags, print_json, print_table
+from edge.cli.output import add_format_flags, print_json
 
 DEFAULT_STATE_DIR = Path("var/demo")
 
@@ -77,11 +83,27 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
-        _print_report(report, Console())
+        _print_report(report, wide_console())
     if report.interrupted:
         return 130
     landed = sum(l.points for l in report.districts)
     return 0 if landed > 0 and not report.problems else 1
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """A console for tables: the terminal's width, or 160 columns when the output is a pipe
+    or a file (rich would otherwise cut node names at 80)."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+def _table(console: Console, title: str, columns: list[str], rows: list[tuple]) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[Text(str(v)) for v in row])
+    console.print(table)
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -98,22 +120,22 @@ def _print_report(report: Any, console: Console) -> None:
 
     console.print(f"\nThe city ran {report.ran_s:.0f} s: {report.nodes_online} of {report.nodes} "
                   f"nodes online, {report.messages} messages on the broker.", highlight=False)
-    print_table(["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB"],
-                [(s.label, f"{s.district}/{s.zone}/{s.node}", ms(s.topic_ms), ms(s.influx_ms))
-                 for s in report.staged if s.set_at is not None],
-                title="staged alarms: end-to-end latency")
-    print_table(["database", "measurement", "points", "nodes"],
-                [(l.database, l.measurement, l.points, l.nodes) for l in report.districts],
-                title="raw readings per district and kind")
-    print_table(["database", "measurement", "points", "nodes"],
-                [(l.database, l.measurement, l.points, l.nodes) for l in report.city],
-                title="city level: events, node health, one-minute rollups")
+    _table(console, "staged alarms: end-to-end latency",
+           ["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB"],
+           [(s.label, f"{s.district}/{s.zone}/{s.node}", ms(s.topic_ms), ms(s.influx_ms))
+            for s in report.staged if s.set_at is not None])
+    _table(console, "raw readings per district and kind", ["database", "measurement", "points", "nodes"],
+           [(l.database, l.measurement, l.points, l.nodes) for l in report.districts])
+    _table(console, "city level: events, node health, one-minute rollups",
+           ["database", "measurement", "points", "nodes"],
+           [(l.database, l.measurement, l.points, l.nodes) for l in report.city])
     for problem in report.problems:
-        console.print(f"problem: {problem}", style="red", highlight=False)
+        console.print(f"problem: {problem}", style="red", highlight=False, soft_wrap=True)
     state = report.state_dir
     console.print(f"\nState kept in {state}. See the data with InfluxQL, for example:", highlight=False)
     for db, q in example_queries(list(DISTRICTS)):
-        console.print(f"  urbansense demo --state-dir {state} --database {db} --query '{q}'",
+        console.print(f"  urbansense demo --state-dir {shlex.quote(str(state))} --database {db} "
+                      f"--query {shlex.quote(q)}",
                       highlight=False, markup=False, soft_wrap=True)
 
 
@@ -129,6 +151,8 @@ def _query(args: argparse.Namespace) -> int:
         series = influx.query(args.query, db=args.database, epoch="ms")
     except ServiceError as err:
         raise CommandError(str(err).splitlines()[0].removeprefix("InfluxQL error: ")) from None
+    except urllib.error.HTTPError as err:   # a statement InfluxDB cannot parse: 400 + JSON
+        raise CommandError(f"InfluxDB refused the query: {_influx_error(err)}") from None
     finally:
         influx.stop()
     if args.json:
@@ -137,7 +161,23 @@ def _query(args: argparse.Namespace) -> int:
     if not series:
         print("no rows", file=sys.stderr)
         return 0
+    console = wide_console()
     for s in series:
         title = s.get("name", "") + (f" {s['tags']}" if s.get("tags") else "")
-        print_table(s["columns"], s.get("values", []), title=title)
+        rows = [tuple(_utc(v) if col == "time" else v for col, v in zip(s["columns"], row))
+                for row in s.get("values", [])]
+        _table(console, title, s["columns"], rows)
     return 0
+
+
+def _influx_error(err: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(err.read()).get("error", err.reason))
+    except ValueError:
+        return str(err.reason)
+
+
+def _utc(ms: Any) -> Any:
+    if not isinstance(ms, int):
+        return ms
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")

@@ -119,20 +119,24 @@ class CityDemo:
             except KeyboardInterrupt:
                 interrupted = True
                 self.view.say("interrupted: collecting what landed, then stopping everything")
+            ran_s = time.monotonic() - began
+            self.view.say("stopping the nodes; letting the edges forward what they hold")
+            for fleet in self.fleets.values():
+                fleet.stop()
             self._settle()
-            report = self._report(state_dir, time.monotonic() - began, interrupted)
+            report = self._report(state_dir, ran_s, interrupted)
             self.view.say("stopping nodes, edges, InfluxDB and Mosquitto")
         return report
 
     def _start_fleets(self, state_dir: Path) -> None:
-        from hil.sim import Fleet  # the firmware's harness API (firmware/README.md, contract 4)
         assert self.stack is not None
         host, port = self.stack.broker_address
         for i, site in enumerate(self.sites):
-            fleet = Fleet(host, port, site.district, site.zone, list(KINDS), self.opts.nodes_per_zone,
-                          self.opts.interval_s, self.opts.seed + i, state_dir / "nodes" / site.name)
+            fleet = ZoneFleet(host, port, site, self.opts.nodes_per_zone, self.opts.interval_s,
+                              self.opts.seed * 1000 + i, state_dir / "nodes" / site.name)
             self.stack.defer(fleet.stop)
-            self.view.say(f"starting {self.opts.nodes_per_zone} nodes in {site.district}/{site.zone}")
+            self.view.say(f"starting {len(fleet.nodes)} nodes in {site.district}/{site.zone}: "
+                          f"{', '.join(n.node_id for n in fleet.nodes)}")
             fleet.start()
             self.fleets[site] = fleet
 
@@ -232,11 +236,18 @@ class CityDemo:
                 if alarm is not None:
                     staged.topic_ms = (alarm.received - staged.set_at) * 1000
             staged.influx_ms = probe.result()
+        # Counted once nothing moves any more: every sink caught up and no message arrived
+        # at an edge for a second.
+        quiet_since, last = time.monotonic(), None
         while time.monotonic() < deadline:
-            pending = [metric_sum(e.metrics(), "sink_pending_lines") for e in self.stack.edges.values()]
-            if all(p == 0 for p in pending):
+            samples = [e.metrics() for e in self.stack.edges.values()]
+            pending = [metric_sum(m, "sink_pending_lines") for m in samples]
+            arrived = sum(metric_sum(m, "messages_in") or 0 for m in samples)
+            if arrived != last or not all(p == 0 for p in pending):
+                quiet_since, last = time.monotonic(), arrived
+            elif time.monotonic() - quiet_since >= 1.0:
                 break
-            time.sleep(0.25)
+            time.sleep(0.2)
         for staged in self.staged:
             if staged.set_at is None:
                 staged.note = "not staged (the run ended first)"
@@ -263,3 +274,41 @@ def _node_id(node: Any) -> str:
 
 def _node_kind(node: Any) -> str:
     return node.config["kind"]
+
+
+def node_id(site: EdgeSite, kind: str, index: int) -> str:
+    """A node id unique in the whole city (the broker and the edge key on it): the first
+    letters of district and zone, the kind's letter and a number, e.g. xuh-cao-p01."""
+    return f"{site.district[:3]}-{site.zone[:3]}-{kind[0]}{index:02d}"
+
+
+class ZoneFleet:
+    """The sim nodes of one zone, kinds in turn, each the real firmware under the unix port
+    (hil/sim.py's SimNode with its config from hil/sim.py's node_config: air nodes always
+    on, the battery kinds duty-cycled)."""
+
+    def __init__(self, host: str, port: int, site: EdgeSite, count: int, interval_s: float,
+                 seed: int, base_dir: Path) -> None:
+        from hil.sim import SimNode, node_config
+        from hil.sim_build import build_bundle, default_bundle_dir
+        bundle = build_bundle(default_bundle_dir())
+        self.interval_s = interval_s
+        self.nodes: list[Any] = []
+        for i in range(count):
+            kind = KINDS[i % len(KINDS)]
+            nid = node_id(site, kind, i // len(KINDS) + 1)
+            cfg = node_config(nid, kind, site.district, site.zone, host, port, interval_s,
+                              seed=seed * 101 + i)
+            self.nodes.append(SimNode(base_dir / nid, cfg, bundle=bundle))
+
+    def start(self) -> None:
+        # Spread the first wake-ups over (at most) one interval so they do not all publish
+        # in the same instant.
+        gap = min(self.interval_s, 2.0) / max(1, len(self.nodes))
+        for node in self.nodes:
+            node.start()
+            time.sleep(gap)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -46,6 +46,6 @@ def example_queries(districts: list[str]) -> list[tuple[str, str]]:
     return [
         (f"district_{first}", 'SELECT COUNT(*) FROM "air" GROUP BY "zone"'),
         (f"district_{first}", 'SELECT mean("pm25") FROM "air" WHERE time > now() - 1h GROUP BY "zone"'),
-        ("city", 'SELECT "state", "value" FROM "events" WHERE "severity" = \'critical\''),
+        ("city", 'SELECT last("state") FROM "events" GROUP BY "node", "event"'),
         ("city", 'SELECT last("online") FROM "node_health" GROUP BY "district", "zone", "node"'),
     ]

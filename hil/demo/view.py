@@ -149,8 +149,8 @@ class CityView:
         now = time.monotonic()
         if force or now - self._last_plain >= self.PLAIN_EVERY_S:
             self._last_plain = now
-            self.console.print(plain_line(state), markup=False, highlight=False)
+            self.console.print(plain_line(state), markup=False, highlight=False, soft_wrap=True)
 
     def say(self, line: str) -> None:
         """A line above the live view (or a plain line)."""
-        self.console.print(line, markup=False, highlight=False)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
