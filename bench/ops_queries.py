@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -123,6 +124,9 @@ def main() -> None:
                     runs.append(time.perf_counter() - t)
                 table.add_row(name, f"{statistics.median(runs):.3f}", f"{min(runs):.3f}", f"{max(runs):.3f}")
             Console().print(table)
+            # ru_maxrss is in KiB on Linux: the peak of this process, queries and report included.
+            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            Console().print(f"peak memory of the querying process: {peak_mib:.0f} MiB")
         finally:
             server.stop()
 
