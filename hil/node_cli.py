@@ -272,7 +272,8 @@ def run_info(args: argparse.Namespace) -> int:
     rows = [
         ("node", info["node"]), ("firmware", info["firmware"]), ("bundle", info["bundle"]),
         ("micropython", info["micropython"]), ("platform", info["platform"]),
-        ("free memory", f"{info['mem_free']} bytes"), ("last reset", info["reset_cause"]),
+        ("free memory", f"{info['mem_free']} bytes {info['mem_note']}".strip()),
+        ("last reset", info["reset_cause"]),
         ("boot counter", info["boot"]),
         ("on the broker", info["broker_status"] or info["broker_note"]),
         ("queue depth", f"{queue.get('events', 0)} events, {queue.get('telemetry', 0)} readings"),

@@ -5,6 +5,7 @@ Every failure a technician can meet becomes a BoardError with one line that says
 no such port, port in use, no permission, a board that does not answer."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import io
@@ -79,6 +80,14 @@ class SerialBoard:
             raise BoardError(f"the board on {self.port} failed: {last[0]}") from None
         except (TransportError, OSError) as err:
             raise BoardError(f"lost the board on {self.port}: {err}") from None
+
+    def eval(self, expression: str) -> object:
+        """The value of a Python literal expression evaluated on the board."""
+        text = self.exec(f"print(repr({expression}))").strip()
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise BoardError(f"the board on {self.port} gave an unreadable answer: {text[:80]!r}") from None
 
     # -- files
     def mkdirs(self, path: str) -> None:

@@ -3,9 +3,14 @@ last reset cause), then the node's program is restarted so it goes back to work.
 
 Where the firmware keeps things (firmware/README.md): config.json plus state/config.json
 (changes received over `cmd`), state/boot (boot counter), state/counters.json, the offline
-queue in queue/ev/ and queue/tm/ (segment files of JSON lines and a `head` file), rtc.json
-(RTC memory on the unix port). bundle.json is written by `node flash`. The broker keeps
-the node's last status (retained): whether it is online, and the reset cause it reported."""
+queue in queue/ev/ and queue/tm/ (numbered segment files, one record a line, and a `head`
+file holding JSON [segment, line], the oldest record not yet delivered: node/queue.py).
+bundle.json is written by `node flash`. The broker keeps the node's last status (retained):
+whether it is online, and the reset cause it reported.
+
+The board is asked many small questions rather than one big one: the interrupted node's
+modules fill most of a small heap, and compiling a long command there fails for want of
+one contiguous block."""
 from __future__ import annotations
 
 import json
@@ -14,69 +19,116 @@ from hil.boards.serial_board import BoardError, SerialBoard
 from hil.provision.birth import BirthWatcher, BrokerError
 from hil.provision.node_config import ConfigError, masked, parse
 
-# Runs on the board: plain MicroPython, prints one JSON object, secrets masked on the board
-# already (the console may be logged). The queue depth counts the lines of each queue's
-# segment files (named by number) past the oldest undelivered record the `head` file names
-# as JSON [segment, line] (firmware/node/queue.py).
-_PROBE = r"""
-import gc, json, os, sys
-def _rd(p):
+QUEUES = {"events": "queue/ev", "telemetry": "queue/tm"}
+
+# The interrupted program's asyncio tasks still hold its objects: drop them first. The free
+# memory shown is the heap left beside the loaded modules, without their running state.
+_RELEASE = """import gc
+try:
+ import asyncio
+ asyncio.new_event_loop()
+except (ImportError, AttributeError):
+ pass
+gc.collect()"""
+
+_RESET_NAMES = {"PWRON_RESET": "power", "HARD_RESET": "hard", "WDT_RESET": "watchdog",
+                "DEEPSLEEP_RESET": "deepsleep", "SOFT_RESET": "soft"}
+# The names of machine's reset constants equal to machine.reset_cause(); [] on the unix port.
+_RESET_EXPR = ("[k for k in %r if hasattr(machine, 'reset_cause') and getattr(machine, k, None) "
+               "== machine.reset_cause()]" % (list(_RESET_NAMES),))
+
+# A JSON file with every "password" value masked on the board: the console may be logged.
+_MASKED_JSON = """import json
+def _m(d):
+ if isinstance(d, dict):
+  for k in d:
+   if k == 'password' and d[k]:
+    d[k] = '********'
+   else:
+    _m(d[k])
+try:
+ with open(%r) as f:
+  d = json.load(f)
+ _m(d)
+ print(json.dumps(d))
+except (OSError, ValueError):
+ print('null')"""
+
+_COUNT_LINES = """c = 0
+with open(%r, 'rb') as f:
+ for _ in f:
+  c += 1
+print(c)"""
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _json_from_board(board: SerialBoard, path: str) -> object:
     try:
-        with open(p) as f:
-            return f.read()
-    except OSError:
-        return None
-def _js(p):
-    t = _rd(p)
-    try:
-        return json.loads(t) if t else None
+        return json.loads(_last_line(board.exec(_MASKED_JSON % path)))
     except ValueError:
         return None
-def _depth(d):
+
+
+def _queue_depth(board: SerialBoard, folder: str) -> int:
     try:
-        names = os.listdir(d)
+        names = [e.name for e in board.transport.fs_listdir(folder)]
     except OSError:
         return 0
-    h = _js(d + '/head') or [0, 0]
-    seg, line = h[0], h[1]
-    n = 0
-    for name in names:
-        if not name.isdigit() or int(name) < seg:
-            continue
-        with open(d + '/' + name, 'rb') as f:
-            c = f.read().count(b'\n')
-        n += c - line if int(name) == seg else c
-    return max(n, 0)
-def _reset():
+    head_raw = board.read_file(folder + "/head")
     try:
-        import machine
-        c = machine.reset_cause()
-    except (ImportError, AttributeError):
-        return None
-    for k in ('PWRON_RESET', 'HARD_RESET', 'WDT_RESET', 'DEEPSLEEP_RESET', 'SOFT_RESET'):
-        if getattr(machine, k, None) == c:
-            return {'PWRON_RESET': 'power', 'HARD_RESET': 'hard', 'WDT_RESET': 'watchdog',
-                    'DEEPSLEEP_RESET': 'deepsleep', 'SOFT_RESET': 'soft'}[k]
-    return str(c)
-def _mask(d):
-    if isinstance(d, dict):
-        for k in d:
-            if k == 'password' and d[k]:
-                d[k] = '********'
-            else:
-                _mask(d[k])
-    return d
-gc.collect()
-_b = _js('bundle.json') or {}
-_b.pop('files', None)
-print(json.dumps({'mem_free': gc.mem_free(), 'mem_alloc': gc.mem_alloc(),
-  'platform': sys.platform, 'micropython': sys.version,
-  'bundle': _b, 'config': _mask(_js('config.json')),
-  'config_changes': _mask(_js('state/config.json')),
-  'boot': (_rd('state/boot') or '').strip() or None, 'counters': _js('state/counters.json'),
-  'reset_cause': _reset(),
-  'queue': {'events': _depth('queue/ev'), 'telemetry': _depth('queue/tm')}}))
-"""
+        head_seg, head_line = json.loads(head_raw) if head_raw else (0, 0)
+    except (ValueError, TypeError):
+        head_seg, head_line = 0, 0
+    depth = 0
+    for name in names:
+        if not name.isdigit() or int(name) < head_seg:
+            continue
+        lines = int(_last_line(board.exec(_COUNT_LINES % f"{folder}/{name}")) or 0)
+        depth += lines - head_line if int(name) == head_seg else lines
+    return max(depth, 0)
+
+
+def _config(board: SerialBoard) -> dict:
+    """config.json with the changes received over `cmd` merged in (secrets masked)."""
+    config = _json_from_board(board, "config.json")
+    changes = _json_from_board(board, "state/config.json")
+    config = config if isinstance(config, dict) else {}
+    return {**config, **changes} if isinstance(changes, dict) else config
+
+
+def _read_board(board: SerialBoard) -> dict:
+    board.exec(_RELEASE + "\nimport machine")
+    mem_free, mem_alloc = board.eval("(gc.mem_free(), gc.mem_alloc())")
+    board.exec("import sys")
+    platform, version = board.eval("(sys.platform, sys.version)")
+    names = board.eval(_RESET_EXPR)
+    reset = _RESET_NAMES.get(names[0]) if names else None
+    boot = (board.read_file("state/boot") or b"").decode(errors="replace").strip()
+    found = {
+        "mem_free": mem_free, "mem_alloc": mem_alloc, "platform": platform, "micropython": version,
+        "reset_cause": reset, "boot": int(boot) if boot.isdigit() else None,
+        "counters": _json_from_board(board, "state/counters.json"),
+        "queue": {name: _queue_depth(board, folder) for name, folder in QUEUES.items()},
+    }
+    manifest = board.read_file("bundle.json")  # the largest file: last
+    try:
+        bundle = json.loads(manifest) if manifest else {}
+    except ValueError:
+        bundle = {}
+    found["bundle"] = {k: v for k, v in bundle.items() if k != "files"}
+    return found
+
+
+# When the stopped program leaves too little heap to answer in, a fresh interpreter answers.
+_AFTER_RESET = "(after a soft reset: the stopped program left too little heap)"
+
+
+def _short_of_memory(err: BoardError) -> bool:
+    return "MemoryError" in str(err)
 
 
 def _retained_status(config: dict, password: str | None, timeout: float) -> tuple[dict | None, str]:
@@ -105,42 +157,55 @@ def _retained_status(config: dict, password: str | None, timeout: float) -> tupl
 
 def read_info(port: str, timeout: float = 10.0, restart: bool = True,
               broker_password: str | None = None, broker_timeout: float = 3.0) -> dict:
-    """Everything `node info` shows, secrets masked. The node's program is interrupted
+    """Everything `node info` shows, secrets masked. The node's program stays interrupted
     while the board is read and the broker asked for the node's retained status (a restart
-    first would replace it), then restarted."""
+    first would replace it), then it is restarted."""
     with SerialBoard(port, timeout=timeout) as board:
         board.enter_raw_repl(soft_reset=False)
-        text = board.exec(_PROBE).strip()
+        mem_note = ""
         try:
-            raw = json.loads(text.splitlines()[-1])
-        except (ValueError, IndexError):
-            raise BoardError(f"the board on {port} gave an unreadable answer: {text[:80]!r}") from None
-        config = raw.get("config") or {}
-        if raw.get("config_changes"):
-            config = {**config, **raw["config_changes"]}
+            board.exec(_RELEASE)
+            config = _config(board)
+        except BoardError as err:
+            if not _short_of_memory(err):
+                raise
+            board.enter_raw_repl(soft_reset=True)
+            mem_note = _AFTER_RESET
+            config = _config(board)
+        # Before anything that could reset the board: a reset replaces the retained status.
         status, status_note = _retained_status(config, broker_password, broker_timeout)
+        try:
+            raw = _read_board(board)
+        except BoardError as err:
+            if not _short_of_memory(err):
+                raise
+            board.enter_raw_repl(soft_reset=True)
+            mem_note = _AFTER_RESET
+            raw = _read_board(board)
+        if mem_note:  # machine.reset_cause() now names the soft reset made here
+            raw["reset_cause"] = None
         if restart:
             board.restart_program()
-    bundle = raw.get("bundle") or {}
-    boot = raw.get("boot")
     status = status or {}
+    bundle = raw["bundle"]
     return {
         "port": port,
         "node": config.get("node"),
         "firmware": status.get("fw") or bundle.get("fw"),
         "bundle": bundle.get("version"),
         "built": bundle.get("built"),
-        "micropython": raw.get("micropython"),
-        "platform": raw.get("platform"),
-        "mem_free": raw.get("mem_free"),
-        "mem_alloc": raw.get("mem_alloc"),
+        "micropython": raw["micropython"],
+        "platform": raw["platform"],
+        "mem_free": raw["mem_free"],
+        "mem_alloc": raw["mem_alloc"],
+        "mem_note": mem_note,
         # machine.reset_cause() on a board; the unix port has none, and the node's birth
         # message says what its HAL saw at boot.
-        "reset_cause": raw.get("reset_cause") or status.get("reset"),
-        "boot": int(boot) if boot and str(boot).isdigit() else boot,
+        "reset_cause": raw["reset_cause"] or status.get("reset"),
+        "boot": raw["boot"],
         "broker_status": status.get("state"),
         "broker_note": status_note,
-        "queue": raw.get("queue"),
-        "counters": raw.get("counters"),
+        "queue": raw["queue"],
+        "counters": raw["counters"],
         "config": masked(config),
     }

@@ -91,3 +91,53 @@ def test_config_errors_name_the_key(tmp_path, bundle, node_path, patch, key):
                            cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout.decode().startswith(f"config error: {key}:"), proc.stdout.decode()
+
+
+def test_hil_console_stimuli_and_network_lines(tmp_path, bundle, node_path, mosquitto):
+    """HIL mode (config "hil": true): stimulus lines on the console, as a rig sends them to
+    a real board over USB serial, answered with !ok / !err."""
+    import os
+    import subprocess
+
+    from hil.sim import node_config
+
+    from .fleet_helpers import node_log
+
+    cfg = node_config("hil-m1", "manhole", "xuhui", "caohejing", mosquitto.host, mosquitto.port,
+                      0.2, schedule="always-on", seed=1, hil=True)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    log = node_log(mosquitto, "hil-m1")
+    proc = subprocess.Popen(
+        [micropython.interpreter(), "-X", f"heapsize={DEFAULT_HEAP}", str(bundle / "main.py")],
+        cwd=tmp_path, env=dict(os.environ, MICROPYPATH=node_path), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    try:
+        def read_until(prefix: str) -> str:
+            while True:
+                out = proc.stdout.readline()
+                assert out, "node exited"
+                print(out, end="")
+                if out.startswith(prefix):
+                    return out.strip()
+
+        def answer(line: str) -> str:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            return read_until("!")
+
+        assert answer('!stim {"tilt_deg": 0.0, "cover_open": false}') == "!ok"
+        # The first reading fixes the installed angle: let it be taken with the cover seated.
+        read_until("hil-m1 published")
+        assert answer('!stim {"tilt_deg": 15.0}') == "!ok"
+        log.wait_for(lambda l: l.on("/event"), what="tilt event")
+        assert answer("!stim not-json") == "!err stimulus is not JSON"
+        assert answer("!reboot-now") == "!err unknown console command"
+        assert answer("!net down") == "!ok"
+        assert answer("!net up") == "!ok"
+    finally:
+        proc.kill()
+        print(proc.stdout.read())  # the node's console, shown when the test fails
+        proc.wait()
+        log.close()
+    events = [json.loads(m.payload) for m in log.on("/event")]
+    assert events[0]["event"] == "tilt" and events[0]["state"] is True
