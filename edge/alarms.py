@@ -39,8 +39,8 @@ class AlarmPublisher(threading.Thread):
                 self.on_crash()
 
     def _run(self) -> None:
-        conn = self.buffer.connect()
-        mark = self.buffer.ensure_cursor(conn, CONSUMER, ALARM)
+        conn = self.buffer.connect(readonly=True)
+        mark = DurableBuffer.cursor(conn, CONSUMER, ALARM)
         version = self.buffer.version
         while not self.stop_event.is_set():
             rows = self.buffer.read(conn, ALARM, mark, 200)
@@ -65,5 +65,5 @@ class AlarmPublisher(threading.Thread):
                 continue
             self.metrics.alarms.inc(len(rows))
             mark = rows[-1].id
-            DurableBuffer.advance(conn, CONSUMER, ALARM, mark)
+            self.buffer.post_advance(CONSUMER, ALARM, mark)
         conn.close()

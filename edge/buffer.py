@@ -111,6 +111,13 @@ class DurableBuffer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._changed = threading.Condition()
         self._version = 0
+        # Consumers do not write: they post progress and refused lines here, and the commit
+        # loop (the one writer) applies them in its next transaction. One writer means no
+        # lock waits: SQLite's busy handler sleeps in steps of up to 100 ms, which is
+        # what an alarm cannot afford.
+        self._posted_lock = threading.Lock()
+        self._posted_marks: dict[tuple[str, int], int] = {}
+        self._posted_dead: list[tuple] = []
         conn = self.connect()
         with conn:
             conn.executescript(_SCHEMA)
@@ -172,6 +179,29 @@ class DurableBuffer:
                      " VALUES (?, ?, ?, ?, ?, ?)",
                      (at_ms if at_ms is not None else now_ms(), reason, topic, payload,
                       detail, source))
+
+    # -- posted by consumers, applied by the writer -----------------------------------
+    def post_advance(self, consumer: str, stream: int, last_id: int) -> None:
+        with self._posted_lock:
+            key = (consumer, stream)
+            if last_id > self._posted_marks.get(key, 0):
+                self._posted_marks[key] = last_id
+
+    def post_dead_letter(self, reason: str, topic: str | None, payload: bytes | None,
+                         detail: str, at_ms: int, source: str) -> None:
+        with self._posted_lock:
+            self._posted_dead.append((reason, topic, payload, detail, at_ms, source))
+
+    def apply_posted(self, conn: sqlite3.Connection) -> int:
+        """Write what consumers posted (inside the caller's transaction)."""
+        with self._posted_lock:
+            marks, self._posted_marks = self._posted_marks, {}
+            dead, self._posted_dead = self._posted_dead, []
+        for (consumer, stream), last_id in marks.items():
+            self.advance(conn, consumer, stream, last_id)
+        for reason, topic, payload, detail, at_ms, source in dead:
+            self.dead_letter(conn, reason, topic, payload, detail, at_ms, source)
+        return len(marks) + len(dead)
 
     # -- reading (forwarders, alarm publisher) -------------------------------------
     @staticmethod

@@ -65,7 +65,7 @@ class BufferConfig(Section):
     # Group commit: one transaction (one fsync) for up to this many messages ...
     commit_max_messages: int = Field(500, ge=1, le=100_000)
     # ... or whatever arrived within this many ms after the first one.
-    commit_wait_ms: float = Field(5.0, ge=0, le=1000)
+    commit_wait_ms: float = Field(0.0, ge=0, le=1000)
     # How long the (node, boot, seq) identity index remembers a reading.
     dedup_hours: float = Field(48.0, gt=0)
     # Dead-letter rows kept (oldest removed beyond this).

@@ -6,7 +6,8 @@ telemetry backlog: the event forwarder sends as soon as a commit wakes it, with 
 batching delay. Telemetry forwarders wait up to `batch_wait_ms` for a fuller batch.
 
 Delivery policy (the sink only classifies one attempt):
-- ok: advance the cursor past the batch (one small transaction);
+- ok: advance the cursor past the batch (posted to the commit loop, the one writer,
+  which stores it with its next transaction);
 - retry (5xx, timeouts, refused connections): exponential backoff with full jitter
   between retry_min_s and retry_max_s, or the server's Retry-After on 429/503; the
   batch is retried as it is, for ever: nothing is dropped for a sink being down;
@@ -56,8 +57,8 @@ class Forwarder(threading.Thread):
             self.sink.close()
 
     def _run(self) -> None:
-        conn = self.buffer.connect()
-        mark = self.buffer.ensure_cursor(conn, self.cfg.name, self.stream)
+        conn = self.buffer.connect(readonly=True)
+        mark = DurableBuffer.cursor(conn, self.cfg.name, self.stream)
         self.sink.ensure_database()
         version = self.buffer.version
         while not self.stop_event.is_set():
@@ -80,7 +81,7 @@ class Forwarder(threading.Thread):
             if not result:
                 return   # stopping; the batch stays in the buffer
             mark = rows[-1].id
-            DurableBuffer.advance(conn, self.cfg.name, self.stream, mark)
+            self.buffer.post_advance(self.cfg.name, self.stream, mark)
         conn.close()
 
     @staticmethod
@@ -118,8 +119,8 @@ class Forwarder(threading.Thread):
                     half = len(lines) // 2
                     return bool(self.deliver(conn, lines[:half]) and self.deliver(conn, lines[half:]))
                 log.warning("sink %s refused a line (%s): %s", name, outcome.status, outcome.detail[:200])
-                DurableBuffer.dead_letter(conn, SINK_REJECTED, None, lines[0].encode(),
-                                          f"{outcome.status}: {outcome.detail[:500]}", now_ms(), name)
+                self.buffer.post_dead_letter(SINK_REJECTED, None, lines[0].encode(),
+                                             f"{outcome.status}: {outcome.detail[:500]}", now_ms(), name)
                 self.metrics.sink_rejected.labels(name).inc()
                 return True
             self.failures += 1

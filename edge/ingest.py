@@ -6,16 +6,19 @@
   loop calls `ack()` only after the message is committed to the buffer. A message that
   was handed over but not committed when the process dies is redelivered by the broker,
   and the buffer's identity index makes the redelivery harmless.
-- Messages go from paho's network thread into a queue, stamped with their arrival time.
-- The same client publishes alarms (QoS 1).
+- Messages go from paho's network thread into the Inbox, stamped with their arrival time.
+- Events have a session of their own (client id + "-events", subscribed only to the
+  `event` channel): the broker delivers each session's queue in order, so in one session
+  an alarm would wait behind every telemetry message queued before it. The events
+  session's messages take the Inbox's urgent lane, and it publishes the alarms.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -34,16 +37,65 @@ class Incoming:
     payload: bytes
     arrival_ms: int
     generation: int          # which connection delivered it (acks go to that one only)
+    source: "MqttIngest"
     retain: bool = False
 
 
+class Inbox:
+    """Messages waiting for the commit loop, in two lanes: urgent (events) first."""
+
+    def __init__(self) -> None:
+        self._urgent: deque[Incoming] = deque()
+        self._normal: deque[Incoming] = deque()
+        self._cond = threading.Condition()
+
+    def put(self, message: Incoming, urgent: bool = False) -> None:
+        with self._cond:
+            (self._urgent if urgent else self._normal).append(message)
+            self._cond.notify()
+
+    def __len__(self) -> int:
+        return len(self._urgent) + len(self._normal)
+
+    def take(self, limit: int, timeout: float, wait_s: float = 0.0) -> list[Incoming]:
+        """Up to `limit` messages, urgent ones first; waits up to `timeout` for the first,
+        then up to `wait_s` more for company (group commit)."""
+        with self._cond:
+            if not self._urgent and not self._normal:
+                self._cond.wait(timeout)
+            if wait_s and not self._urgent and len(self._normal) < limit:
+                deadline = time.monotonic() + wait_s
+                while len(self._normal) < limit and not self._urgent:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._cond.wait(remaining):
+                        break
+            out: list[Incoming] = []
+            if self._urgent:
+                # Urgent messages are committed on their own: a small, quick transaction.
+                while self._urgent and len(out) < limit:
+                    out.append(self._urgent.popleft())
+                return out
+            while self._normal and len(out) < limit:
+                out.append(self._normal.popleft())
+            return out
+
+
+def split_filters(filters: list[str]) -> tuple[list[str], list[str]]:
+    """(event filters, the others): filters of the event channel get their own session."""
+    events = [f for f in filters if f.endswith("/event")]
+    return events, [f for f in filters if not f.endswith("/event")]
+
+
 class MqttIngest:
-    def __init__(self, cfg: EdgeConfig, inbox: "queue.Queue[Incoming]") -> None:
+    def __init__(self, cfg: EdgeConfig, inbox: Inbox, filters: list[str] | None = None,
+                 client_id: str | None = None, urgent: bool = False) -> None:
         self.cfg = cfg
         self.inbox = inbox
-        self.filters = cfg.subscriptions()
+        self.urgent = urgent
+        self.filters = filters if filters is not None else cfg.subscriptions()
         m = cfg.mqtt
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id,
+        self.client_id = client_id or m.client_id
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                   clean_session=False, protocol=mqtt.MQTTv311,
                                   manual_ack=True)
         if m.username is not None:
@@ -72,13 +124,13 @@ class MqttIngest:
         self.connects += 1
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
-        log.info("mqtt connected (session present: %s), subscribed to %s",
-                 flags.session_present, ", ".join(self.filters))
+        log.info("mqtt connected as %s (session present: %s), subscribed to %s",
+                 self.client_id, flags.session_present, ", ".join(self.filters))
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
-        log.warning("mqtt disconnected: %s", reason_code)
+        log.warning("mqtt %s disconnected: %s", self.client_id, reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         arrival = time.time_ns() // 1_000_000
@@ -87,7 +139,7 @@ class MqttIngest:
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
         self.inbox.put(Incoming(msg.mid, msg.qos, topic, msg.payload, arrival,
-                                self.generation, msg.retain))
+                                self.generation, self, msg.retain), self.urgent)
 
     # -- used by the commit loop and the alarm publisher -----------------------------
     def ack(self, messages: list[Incoming]) -> int:
@@ -97,7 +149,7 @@ class MqttIngest:
         gen = self.generation
         done = 0
         for m in messages:
-            if m.qos > 0 and m.generation == gen:
+            if m.source is self and m.qos > 0 and m.generation == gen:
                 self.client.ack(m.mid, m.qos)
                 done += 1
         return done

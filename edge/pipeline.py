@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Callable
 
 from edge import schema
 from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, DurableBuffer, now_ms
-from edge.ingest import Incoming
+from edge.ingest import Inbox, Incoming
 from edge.metrics import EdgeMetrics
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
@@ -34,7 +33,7 @@ log = logging.getLogger("urbansense.edge.pipeline")
 
 class CommitLoop:
     def __init__(self, buffer: DurableBuffer, registry: NodeRegistry, rollups: RollupBook,
-                 metrics: EdgeMetrics, inbox: "queue.Queue[Incoming]",
+                 metrics: EdgeMetrics, inbox: Inbox,
                  ack: Callable[[list[Incoming]], int], consumers: dict[int, list[str]], *,
                  max_messages: int = 500, wait_ms: float = 5.0, dedup_ms: int = 48 * 3600_000,
                  check_every_s: float = 5.0, want_rollups: bool = True,
@@ -60,36 +59,23 @@ class CommitLoop:
         self.watch: Callable[[], None] | None = None   # called once a second (thread health)
 
     # -- the loop -----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Cursors for every configured consumer exist before any consumer starts."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.buffer.drop_unknown_consumers(self.conn, self.consumers)
+        self.conn.execute("COMMIT")
+
     def run(self, stop: threading.Event) -> None:
-        with self.conn:
-            self.buffer.drop_unknown_consumers(self.conn, self.consumers)
         while not stop.is_set():
             batch = self._gather(stop)
             if batch:
                 self.commit(batch)
             self.tick()
+        self.tick(force=True)       # store the consumers' last progress
 
     def _gather(self, stop: threading.Event) -> list[Incoming]:
-        try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.wait_s
-        while len(batch) < self.max_messages:
-            try:
-                batch.append(self.inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.is_set():
-                break
-            try:
-                batch.append(self.inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+        # Events (the urgent lane) come first and never wait for company.
+        return self.inbox.take(self.max_messages, 0.2, self.wait_s)
 
     # -- one group commit -------------------------------------------------------------------
     def commit(self, batch: list[Incoming]) -> None:
@@ -111,6 +97,7 @@ class CommitLoop:
                 channels.append(outcome.channel)
                 self._apply(conn, outcome, m, now, raw, counts)
             self.buffer.append(conn, RAW, raw, now)
+            self.buffer.apply_posted(conn)
             if self.want_rollups:
                 self.rollups.flush(conn)
             self.buffer.append(conn, HEALTH, self.registry.flush(conn, now), now)
@@ -166,6 +153,7 @@ class CommitLoop:
             if force or mono >= self._next_silence:
                 self._next_silence = mono + self.check_every_s
                 self.registry.check_silence(now)
+            self.buffer.apply_posted(conn)
             if self.want_rollups:
                 self.buffer.append(conn, ROLLUP, self.rollups.due(conn, now), now)
             self.buffer.append(conn, HEALTH, self.registry.flush(conn, now), now)

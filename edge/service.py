@@ -12,14 +12,13 @@ delivers it again next time.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 
 from edge.alarms import CONSUMER as ALARM_CONSUMER, AlarmPublisher
 from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, STREAM_NAMES, DurableBuffer
 from edge.config import EdgeConfig
 from edge.forward import Forwarder
-from edge.ingest import MqttIngest
+from edge.ingest import Inbox, MqttIngest, split_filters
 from edge.metrics import BufferCollector, EdgeMetrics
 from edge.pipeline import CommitLoop
 from edge.registry import NodeRegistry
@@ -55,14 +54,25 @@ class EdgeService:
         worker = cfg.mqtt.client_id if cfg.mqtt.shared_group else None
         self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours,
                                   worker=worker)
-        self.inbox: "queue.Queue" = queue.Queue()
-        self.ingest = MqttIngest(cfg, self.inbox)
+        self.inbox = Inbox()
+        event_filters, other_filters = split_filters(cfg.subscriptions())
+        self.sessions: list[MqttIngest] = []
+        if other_filters:
+            self.sessions.append(MqttIngest(cfg, self.inbox, other_filters))
+        if event_filters:
+            self.sessions.append(MqttIngest(cfg, self.inbox, event_filters,
+                                            client_id=f"{cfg.mqtt.client_id}-events", urgent=True))
+        # Alarms go out through the events session when there is one.
+        self.ingest = self.sessions[-1]
         self.loop = CommitLoop(
-            self.buffer, self.registry, self.rollups, self.metrics, self.inbox, self.ingest.ack,
+            self.buffer, self.registry, self.rollups, self.metrics, self.inbox, self._ack,
             self.consumers, max_messages=b.commit_max_messages, wait_ms=b.commit_wait_ms,
             dedup_ms=int(b.dedup_hours * 3600_000), check_every_s=cfg.health.check_every_s,
             want_rollups=bool(self.consumers[ROLLUP]), want_alarms=cfg.alarms.enabled)
         self.threads: list[threading.Thread] = []
+
+    def _ack(self, batch) -> int:
+        return sum(s.ack(batch) for s in self.sessions)
 
     def _crashed(self) -> None:
         self.failed.set()
@@ -72,6 +82,7 @@ class EdgeService:
         self.stop_event.set()
 
     def start_background(self) -> None:
+        self.loop.prepare()
         conn = self.buffer.connect()
         try:
             self.registry.load(conn)
@@ -94,7 +105,8 @@ class EdgeService:
                                                self.stop_event, on_crash=self._crashed))
         for t in self.threads:
             t.start()
-        self.ingest.start()
+        for session in self.sessions:
+            session.start()
 
     def _watch(self) -> None:
         for t in self.threads:
@@ -120,12 +132,17 @@ class EdgeService:
 
     def shutdown(self) -> None:
         self.stop_event.set()
-        try:
-            self.ingest.stop()
-        except Exception:
-            log.exception("mqtt stop")
+        for session in self.sessions:
+            try:
+                session.stop()
+            except Exception:
+                log.exception("mqtt stop")
         for t in self.threads:
             t.join(timeout=self.cfg.sink[0].timeout_s + 5)
+        try:
+            self.loop.tick(force=True)      # the consumers' progress since the last commit
+        except Exception:
+            log.exception("final tick")
         self.metrics.close()
         self.loop.close()
         log.info("edge stopped")

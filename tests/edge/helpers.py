@@ -90,11 +90,23 @@ class EdgeProcess:
         self.starts = 0
 
     @property
+    def sessions(self) -> int:
+        """MQTT sessions the edge opens (events get one of their own)."""
+        from edge.config import load_config
+        from edge.ingest import split_filters
+        events, others = split_filters(load_config(self.config).subscriptions())
+        return int(bool(events)) + int(bool(others))
+
+    def connections(self) -> int:
+        return self.log_text().count("mqtt connected")
+
+    @property
     def db_path(self) -> Path:
         return self.config.parent / "state" / "buffer.db"
 
     def start(self, wait_connected: bool = True) -> "EdgeProcess":
         self.starts += 1
+        before = self.connections()
         log = open(self.log_path, "ab")
         log.write(f"\n--- start {self.starts} ---\n".encode())
         log.flush()
@@ -104,8 +116,8 @@ class EdgeProcess:
                                      start_new_session=True)
         log.close()
         if wait_connected:
-            wait_for(lambda: self.log_text().count("mqtt connected") >= self.starts or self._dead(),
-                     30, what="edge to connect")
+            wanted = before + self.sessions
+            wait_for(lambda: self.connections() >= wanted or self._dead(), 30, what="edge to connect")
             assert not self._dead(), self.log_tail()
         return self
 

@@ -89,7 +89,7 @@ def test_mosquitto_restart(mosquitto_factory, influxdb, tmp_path, edges):
     # Restart at once: part of the first 1000 is still queued at the broker for the edge's
     # persistent session, part is in flight to the edge.
     broker.restart(down_for=1.0)
-    wait_for(lambda: edge.log_text().count("mqtt connected") >= 2, what="edge reconnect")
+    wait_for(lambda: edge.connections() >= 2 * edge.sessions, what="edge reconnect")
     pub = Publisher(broker.port, "broker-restart-publisher-2")
     try:
         pub.publish_all(msgs[1000:])

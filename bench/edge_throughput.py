@@ -1,0 +1,163 @@
+"""Edge throughput: end-to-end rate (messages published -> points acknowledged by InfluxDB)
+next to a bare paho-mqtt subscriber that only counts, on the same broker in the same run.
+
+Both consumers are measured the same way, on a backlog: N QoS1 messages are queued at the
+broker for the consumer's persistent session while it is away, then it connects and the
+clock runs until the bare subscriber has counted N, or InfluxDB holds N points (the edge).
+This measures what the consumer sustains, not how fast this machine's publishers are. A
+second figure has the edge consuming while the publishers run (live).
+
+    .venv/bin/python bench/edge_throughput.py [--messages 50000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from _edge_common import (DISTRICT, ZONE, EdgeProcess, Workspace, metric, payloads, peak_rss_mb,
+                          publish, used_bytes, v1_sink, wait_for, write_config)
+
+
+def subscribe_once(port: int, client_id: str) -> None:
+    """Create the persistent session (QoS1 subscription) and leave."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    done = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"city/v1/{DISTRICT}/{ZONE}/+/telemetry", qos=1)
+    c.on_subscribe = lambda *a: done.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+BARE = r'''
+import sys, time, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, n = int(sys.argv[1]), int(sys.argv[2])
+count = 0
+first = last = None
+done = threading.Event()
+def on_message(c, u, m):
+    global count, first, last
+    now = time.monotonic()
+    if first is None:
+        first = now
+    count += 1
+    if count >= n:
+        last = now
+        done.set()
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-counter", clean_session=False)
+c.on_message = on_message
+t0 = time.monotonic()
+c.connect("127.0.0.1", port)
+c.loop_start()
+done.wait(600)
+c.disconnect(); c.loop_stop()
+print(count, last - t0)
+'''
+
+
+def bare_rate(ws: Workspace, n: int, msgs) -> float:
+    subscribe_once(ws.mosquitto.port, "bare-counter")
+    publish(ws.mosquitto.port, msgs, processes=2, client_prefix="bare-pub")
+    out = subprocess.run([sys.executable, "-c", BARE, str(ws.mosquitto.port), str(n)],
+                         capture_output=True, text=True, timeout=900)
+    count, secs = out.stdout.split()
+    assert int(count) >= n, out
+    return n / float(secs)
+
+
+def edge_config(ws: Workspace, folder_name: str, client_id: str, db: str):
+    return write_config(ws.dir / folder_name, mqtt_port=ws.mosquitto.port, client_id=client_id,
+                        metrics=True, sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100,
+                                                     retry_min_s=0.2, retry_max_s=5)])
+
+
+def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
+    db = "bench_backlog"
+    config = edge_config(ws, "edge-backlog", "edge-bench-backlog", db)
+    edge = EdgeProcess(config).start()
+    edge.stop()                      # the session exists; the broker queues for it now
+    publish(ws.mosquitto.port, msgs, processes=2, client_prefix="edge-pub")
+    t0 = time.monotonic()
+    edge.start(wait_connected=False)
+    written = lambda: metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total",
+                             'sink="district"') or 0
+    peak_db = 0
+    while True:
+        try:
+            w = written()
+        except OSError:
+            w = 0
+        peak_db = max(peak_db, used_bytes(edge.db_path) if edge.db_path.exists() else 0)
+        if w >= n:
+            break
+        if time.monotonic() - t0 > 900:
+            raise SystemExit("edge did not finish in 15 minutes")
+        time.sleep(0.05)
+    secs = time.monotonic() - t0
+    count = ws.influx.count("air", db, "pm25")
+    rss = peak_rss_mb(edge.proc.pid)
+    time.sleep(2.5)                   # let the outbox be collected
+    steady = used_bytes(edge.db_path)
+    edge.stop()
+    return {"rate": n / secs, "seconds": secs, "points": count, "rss_mb": rss,
+            "peak_db_bytes_per_reading": peak_db / n, "steady_db_bytes_per_reading": steady / n}
+
+
+def edge_live_rate(ws: Workspace, n: int, msgs) -> dict:
+    db = "bench_live"
+    config = edge_config(ws, "edge-live", "edge-bench-live", db)
+    edge = EdgeProcess(config).start()
+    t0 = time.monotonic()
+    pub_secs = publish(ws.mosquitto.port, msgs, processes=2, client_prefix="live-pub")
+    wait_for(lambda: (metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total",
+                             'sink="district"') or 0) >= n, 900, 0.05, "live points")
+    secs = time.monotonic() - t0
+    count = ws.influx.count("air", db, "pm25")
+    rss = peak_rss_mb(edge.proc.pid)
+    edge.stop()
+    return {"rate": n / secs, "publish_rate": n / pub_secs, "points": count, "rss_mb": rss}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=50000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    n = args.messages
+    with Workspace() as ws:
+        bare = bare_rate(ws, n, payloads(n, prefix="x"))
+        backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"))
+        live = edge_live_rate(ws, n, payloads(n, prefix="l"))
+    result = {"messages": n, "bare_subscriber_msgs_per_s": round(bare),
+              "edge_backlog_msgs_per_s": round(backlog["rate"]), "ratio": round(backlog["rate"] / bare, 3),
+              "edge_backlog_points": backlog["points"], "edge_live_msgs_per_s": round(live["rate"]),
+              "live_publish_msgs_per_s": round(live["publish_rate"]), "edge_live_points": live["points"],
+              "edge_peak_rss_mb": round(max(backlog["rss_mb"] or 0, live["rss_mb"] or 0), 1),
+              "buffer_peak_bytes_per_reading": round(backlog["peak_db_bytes_per_reading"], 1),
+              "buffer_steady_bytes_per_reading": round(backlog["steady_db_bytes_per_reading"], 1)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"messages                          {n}")
+    print(f"bare paho subscriber (count only)  {result['bare_subscriber_msgs_per_s']:>8} msg/s")
+    print(f"edge end-to-end (backlog drain)    {result['edge_backlog_msgs_per_s']:>8} msg/s   "
+          f"ratio {result['ratio']:.2f}   points in InfluxDB {backlog['points']}/{n}")
+    print(f"edge end-to-end (live, publishers {result['live_publish_msgs_per_s']} msg/s) "
+          f"{result['edge_live_msgs_per_s']:>8} msg/s   points {live['points']}/{n}")
+    print(f"edge peak RSS                      {result['edge_peak_rss_mb']:>8} MB")
+    print(f"buffer bytes per reading           {result['buffer_peak_bytes_per_reading']:>8} at peak, "
+          f"{result['buffer_steady_bytes_per_reading']} once forwarded (identity index)")
+
+
+if __name__ == "__main__":
+    main()
