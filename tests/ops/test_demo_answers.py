@@ -32,7 +32,9 @@ def demo(tmp_path_factory):
                           capture_output=True, text=True, timeout=300)
     assert proc.stdout.strip(), proc.stderr[-3000:]
     report = json.loads(proc.stdout)
-    assert report["nodes_online"] == report["nodes"] == NODES_PER_ZONE * sum(len(z) for z in DISTRICTS.values())
+    # (Whether nodes are still online when the demo reports is the demo's business: it may
+    # stop them first. The questions below see every node that ever reported.)
+    assert report["nodes"] == NODES_PER_ZONE * sum(len(z) for z in DISTRICTS.values())
     server = InfluxDBServer(state / "influxdb")
     server.start()
     yield {"report": report, "url": server.url, "districts": DISTRICTS, "state": state}
