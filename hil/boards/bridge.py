@@ -41,6 +41,7 @@ SOFT_RUN = 11  # ... or run main.py
 DEEP_SLEEP = 75  # wake after rtc.json's sleep_ms (or at once on SIGUSR1: a pin wake)
 REBOOT = 76  # a `reboot` command: start again at once
 BAD_CONFIG = 2  # the node refused its config: stay in the REPL so it can be fixed
+CTRL_C_GRACE_S = 2.0  # an interpreter ending this soon after a Ctrl-C was interrupted
 RESTART_PAUSE_S = 0.2  # a program that exits at once must not spin the CPU
 MAX_PENDING = 4096  # output held back while the port is full; beyond it a UART would have lost it
 
@@ -95,6 +96,7 @@ class Bridge:
         self.wake_at: float | None = None  # asleep until this monotonic time
         self._pin_wake = False
         self._power_cycle = False
+        self.last_ctrl_c = 0.0
         self._stop = False
         self._log = open(log_path, "ab") if log_path else None
 
@@ -151,6 +153,10 @@ class Bridge:
             self._spawn("repl")
         elif code in (SOFT_RUN, REBOOT):
             self._spawn("run")
+        elif code == -signal.SIGINT or time.monotonic() - self.last_ctrl_c < CTRL_C_GRACE_S:
+            # Ctrl-C reached the interpreter before it could take it as KeyboardInterrupt
+            # (it was starting): on a board, Ctrl-C at boot also lands in the REPL.
+            self._spawn("repl")
         else:  # a crash or a stray signal: power-cycle after a pause
             self._write_log(f"\n[virtual board: interpreter exited with {code}; restarting]\n".encode())
             time.sleep(RESTART_PAUSE_S)
@@ -195,6 +201,8 @@ class Bridge:
                 data = self._read(self.port_master)
                 if self.wake_at is None:  # a board in deep sleep hears nothing
                     self.to_console += data
+                    if b"\x03" in data:
+                        self.last_ctrl_c = time.monotonic()
             if self.console_master in readable:
                 data = self._read(self.console_master)
                 self._write_log(data)

@@ -20,6 +20,7 @@ from hil.provision.birth import BirthWatcher, BrokerError
 from hil.provision.node_config import ConfigError, masked, parse
 
 QUEUES = {"events": "queue/ev", "telemetry": "queue/tm"}
+RETAINED_WAIT_S = 1.5
 
 # The interrupted program's asyncio tasks still hold its objects: drop them first. The free
 # memory shown is the heap left beside the loaded modules, without their running state.
@@ -149,7 +150,8 @@ def _retained_status(config: dict, password: str | None, timeout: float) -> tupl
     except BrokerError as err:
         return None, str(err)
     try:
-        status = watcher.wait(timeout)
+        # The broker sends retained messages right after the subscription is confirmed.
+        status = watcher.wait(RETAINED_WAIT_S)
     finally:
         watcher.stop()
     return status, "" if status else "the broker holds no status for this node"

@@ -83,7 +83,7 @@ def test_real_firmware_that_cannot_reach_its_broker(boards, firmware_bundle, mos
     board = boards()
     config = write_config(tmp_path / "l-0302.json", free_port(), node="l-0302", kind="leak")
     proc = urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                      "--bundle", str(firmware_bundle), "--timeout", "8", "--watch", mosquitto.address)
+                      "--bundle", str(firmware_bundle), "--timeout", "4", "--watch", mosquitto.address)
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("urbansense: l-0302 is NOT live: the broker refused the connection from the node"), line
