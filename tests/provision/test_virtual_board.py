@@ -197,3 +197,16 @@ def test_hil_board_command_prints_port_and_stops_on_ctrl_c(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ctrl_c_while_the_interpreter_starts_lands_in_the_repl(boards, tmp_path):
+    flash = tmp_path / "board" / "flash"
+    flash.mkdir(parents=True)
+    (flash / "main.py").write_text(LOOPING_MAIN)
+    board = boards()
+    with SerialBoard(board.port, timeout=10) as sb:
+        for _ in range(5):
+            sb.enter_raw_repl(soft_reset=False)
+            sb.restart_program()  # a new interpreter starts; Ctrl-C follows at once
+        sb.enter_raw_repl(soft_reset=False)
+        assert sb.eval("1 + 1") == 2
