@@ -160,7 +160,7 @@ def init_v2(url: str, token: str, org: str, stores: list[Store], dry_run: bool =
                 request = bucket_request(store, org_id)
                 bucket = buckets.find_bucket_by_name(store.database)
                 if bucket is None:
-                    bucket, action = buckets._buckets_service.post_buckets(post_bucket_request=request), "created"
+                    bucket, action = buckets.create_bucket(bucket=request), "created"
                 elif [(r.every_seconds, r.shard_group_duration_seconds) for r in bucket.retention_rules] != \
                         [(store.duration_s, store.shard_duration_s)]:
                     bucket.retention_rules = request.retention_rules
