@@ -103,3 +103,12 @@ def test_inventory_without_required_columns_is_refused(tmp_path):
         f"urbansense: {inventory}: missing column(s) zone, port (need node, district, zone, kind, port)"]
     proc = urbansense("node", "provision", "--inventory", str(tmp_path / "none.csv"))
     assert proc.returncode == 1 and "none.csv: no such file" in proc.stderr
+
+
+def test_field_examples_are_valid(repo_root):
+    from hil.provision.node_config import load, parse
+    field = repo_root / "deploy" / "field"
+    rows = read(field / "fleet.example.csv", load(field / "site.example.json"))
+    assert rows and all(r.config is not None for r in rows), [r.error for r in rows]
+    assert {r.config.platform for r in rows} == {"esp32", "rp2"}
+    assert parse(load(field / "node.example.json"), "node.example.json").node == "p-0001"
