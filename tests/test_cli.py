@@ -59,3 +59,15 @@ def test_decode_missing_file_is_one_line():
     proc = urbansense("decode", "city/v1/a/b/c/telemetry", "/nonexistent/payload")
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
+    # 5000 accounts make a listing far larger than a pipe's buffer, so the write fails
+    # once `head` has closed its end.
+    accounts = {f"n-{i:05d}": {"role": "node", "district": "d", "zone": "z"} for i in range(5000)}
+    (tmp_path / "access.json").write_text(json.dumps(accounts))
+    exe = Path(sys.executable).parent / "urbansense"
+    proc = subprocess.run(f"'{exe}' creds list --json --access-dir '{tmp_path}' | head -c 10",
+                          shell=True, capture_output=True, text=True, timeout=60)
+    assert proc.stdout == '{\n  "n-000'
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

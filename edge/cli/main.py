@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("urbansense: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`urbansense query ... | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
