@@ -75,10 +75,18 @@ def bare_rate(ws: Workspace, n: int, msgs) -> float:
     return n / float(secs)
 
 
-def edge_config(ws: Workspace, folder_name: str, client_id: str, db: str):
+def edge_config(ws: Workspace, folder_name: str, client_id: str, db: str, buffer: dict | None = None):
     return write_config(ws.dir / folder_name, mqtt_port=ws.mosquitto.port, client_id=client_id,
-                        metrics=True, sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100,
+                        metrics=True, buffer=buffer, sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100,
                                                      retry_min_s=0.2, retry_max_s=5)])
+
+
+def points(ws: Workspace, db: str) -> int:
+    """Points InfluxDB has acknowledged and holds (the end of the end-to-end path)."""
+    try:
+        return ws.influx.count("air", db, "pm25")
+    except Exception:
+        return 0
 
 
 def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
@@ -89,20 +97,14 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
     publish(ws.mosquitto.port, msgs, processes=2, client_prefix="edge-pub")
     t0 = time.monotonic()
     edge.start(wait_connected=False)
-    written = lambda: metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total",
-                             'sink="district"') or 0
     peak_db = 0
     while True:
-        try:
-            w = written()
-        except OSError:
-            w = 0
         peak_db = max(peak_db, used_bytes(edge.db_path) if edge.db_path.exists() else 0)
-        if w >= n:
+        if points(ws, db) >= n:
             break
         if time.monotonic() - t0 > 900:
             raise SystemExit("edge did not finish in 15 minutes")
-        time.sleep(0.05)
+        time.sleep(0.1)
     secs = time.monotonic() - t0
     count = ws.influx.count("air", db, "pm25")
     rss = peak_rss_mb(edge.proc.pid)
@@ -119,8 +121,7 @@ def edge_live_rate(ws: Workspace, n: int, msgs) -> dict:
     edge = EdgeProcess(config).start()
     t0 = time.monotonic()
     pub_secs = publish(ws.mosquitto.port, msgs, processes=2, client_prefix="live-pub")
-    wait_for(lambda: (metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total",
-                             'sink="district"') or 0) >= n, 900, 0.05, "live points")
+    wait_for(lambda: points(ws, db) >= n, 900, 0.1, "live points")
     secs = time.monotonic() - t0
     count = ws.influx.count("air", db, "pm25")
     rss = peak_rss_mb(edge.proc.pid)
