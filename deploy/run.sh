@@ -87,8 +87,8 @@ main() {
     export PATH="$VENV/bin:$PATH"
     cd "$ROOT"
     case "$job" in
-        # Until the city-in-a-box demo lands, the main job shows what the CLI offers.
-        demo) exec "$VENV/bin/urbansense" --help ;;
+        # The main job: a whole small city on this machine (state in ./var/demo).
+        demo) exec "$VENV/bin/urbansense" demo "$@" ;;
         test) exec "$VENV/bin/python" -m pytest "$@" ;;
     esac
 }

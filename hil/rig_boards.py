@@ -6,8 +6,11 @@ the firmware takes stimulus lines on its console) through the provisioning code
 drives the board through its console (hil/node_handles.ConsoleNodeHandle)."""
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from hil.boards.virtual import VirtualBoard, VirtualBoardError
@@ -19,12 +22,17 @@ from hil.provision.flash import flash_node
 from hil.scenario import BoardSpec, Site
 
 FLASH_TIMEOUT_S = 45.0
+# One board is flashed at a time: the provisioning code silences mpremote by swapping
+# sys.stdout (contextlib.redirect_stdout), which two threads doing at once would leave
+# swapped for the rest of the process (`hil run --jobs`).
+_FLASHING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
 def firmware_bundle() -> bundles.Bundle:
     """The bundle, compiled once per process (mpy-cross takes seconds for the whole tree)."""
     out = Path(tempfile.mkdtemp(prefix="urbansense-bundle-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     try:
         return bundles.build(out)
     except bundles.BundleError as err:
@@ -37,8 +45,10 @@ def _flash(port: str, spec: BoardSpec, site: Site, broker: tuple[str, int], plat
         config = provision_config.parse(data, spec.node)
     except provision_config.ConfigError as err:
         raise NodeHandleError(f"{spec.node}: node config: {err}") from None
-    outcome = flash_node(port, config, firmware_bundle(), timeout=FLASH_TIMEOUT_S,
-                         watch_host=broker[0], watch_port=broker[1])
+    with _FLASHING:
+        bundle = firmware_bundle()
+        outcome = flash_node(port, config, bundle, timeout=FLASH_TIMEOUT_S,
+                             watch_host=broker[0], watch_port=broker[1])
     if not outcome.live:
         raise NodeHandleError(f"{spec.node} on {port} not live after flashing: {outcome.reason}")
 
