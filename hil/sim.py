@@ -283,9 +283,13 @@ class Fleet:
                               interval_s, seed=seed * 100003 + i)
             self.nodes.append(SimNode(self.base_dir / node_id, cfg, bundle=bundle, heap=heap))
 
-    def start(self, progress=None) -> None:
+    def start(self, progress=None, spread_s: float | None = None) -> None:
+        """Start every node, the starts spread over spread_s seconds (default: one interval,
+        at most 10 s) so that duty-cycled nodes do not wake in bursts."""
         rng = random.Random(self.seed)
-        spread = min(self.interval_s, 10.0) / max(1, len(self.nodes))
+        if spread_s is None:
+            spread_s = min(self.interval_s, 10.0)
+        spread = spread_s / max(1, len(self.nodes))
         for node in self.nodes:
             node.start()
             if progress is not None:
