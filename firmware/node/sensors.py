@@ -65,11 +65,11 @@ class Sampler:
                 continue
             for key, v in to_fields(value).items():
                 fields[key] = round(v, 2) if type(v) is float else v
-        override = getattr(self.hal, "override", None)
-        if override is not None:
-            override(fields)   # HIL stimuli on a real board (the sim's world does its own)
         fields["battery_v"] = round(self.hal.battery_v(), 2)
         rssi = self.hal.rssi()
         if rssi is not None:
             fields["rssi"] = rssi
+        override = getattr(self.hal, "override", None)
+        if override is not None:
+            override(fields)   # HIL stimuli on a real board (the sim's world does its own)
         return fields
