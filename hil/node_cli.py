@@ -100,6 +100,12 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
+def _bar(transient: bool) -> Progress:
+    """A progress bar on stderr, so --json output on stdout stays clean."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=_stderr(), transient=transient)
+
+
 # -- build
 def run_build(args: argparse.Namespace) -> int:
     with _progress("compiling") as step:
@@ -119,8 +125,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _progress(what: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_stderr(), transient=True) as progress:
+    with _bar(transient=True) as progress:
         task = progress.add_task(what, total=total)
 
         def step(name: str) -> None:
@@ -165,8 +170,7 @@ def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argpars
                          label: str = "") -> Outcome:
     watch_host, watch_port = _watch_address(args)
     total = 2 * len(built.files) + 1
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_stderr(), transient=True) as progress:
+    with _bar(transient=True) as progress:
         task = progress.add_task(f"{label}connecting", total=total)
 
         def step(phase: str, detail: str) -> None:
@@ -234,8 +238,7 @@ def run_provision(args: argparse.Namespace) -> int:
         _stderr().print(f"resuming: {skipped} node(s) already live, {len(todo)} to do")
     done: list[Outcome] = []
     with _bundle(args.bundle) as built:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=_stderr()) as progress:
+        with _bar(transient=False) as progress:
             fleet = progress.add_task("fleet", total=len(todo))
             for row in todo:
                 progress.update(fleet, description=f"fleet: {row.node} on {row.port}")

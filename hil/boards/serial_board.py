@@ -11,7 +11,7 @@ import errno
 import io
 import os
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
@@ -102,30 +102,30 @@ class SerialBoard:
         except (TransportError, OSError) as err:
             raise BoardError(f"writing {path} to the board on {self.port} failed: {err}") from None
 
-    def read_file(self, path: str) -> bytes | None:
-        """The file's bytes, or None if the board has no such file."""
+    def _unless_missing(self, action: str, path: str, call: Callable[[], bytes]) -> bytes | None:
+        """call(), or None if the board has no file at `path`; other failures: BoardError."""
         try:
-            return bytes(self.transport.fs_readfile(path, chunk_size=WRITE_CHUNK))
+            return bytes(call())
         except OSError as err:
             if err.errno == errno.ENOENT:
                 return None
-            raise BoardError(f"reading {path} from the board on {self.port} failed: {err}") from None
+            raise BoardError(f"{action} {path} on the board on {self.port} failed: {err}") from None
         except TransportError as err:
-            raise BoardError(f"reading {path} from the board on {self.port} failed: {err}") from None
+            raise BoardError(f"{action} {path} on the board on {self.port} failed: {err}") from None
+
+    def read_file(self, path: str) -> bytes | None:
+        """The file's bytes, or None if the board has no such file."""
+        return self._unless_missing(
+            "reading", path, lambda: self.transport.fs_readfile(path, chunk_size=WRITE_CHUNK))
 
     def remove(self, path: str) -> None:
         self.exec("import os\ntry:\n os.remove(%r)\nexcept OSError:\n pass" % path)
 
     def sha256(self, path: str) -> str | None:
         """The sha256 of a file as the board computes it, or None if it has no such file."""
-        try:
-            return bytes(self.transport.fs_hashfile(path, "sha256")).hex()
-        except OSError as err:
-            if err.errno == errno.ENOENT:
-                return None
-            raise BoardError(f"hashing {path} on the board on {self.port} failed: {err}") from None
-        except TransportError as err:
-            raise BoardError(f"hashing {path} on the board on {self.port} failed: {err}") from None
+        digest = self._unless_missing(
+            "hashing", path, lambda: self.transport.fs_hashfile(path, "sha256"))
+        return None if digest is None else digest.hex()
 
     # -- running the program
     def restart_program(self) -> None:

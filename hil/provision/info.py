@@ -14,11 +14,13 @@ one contiguous block."""
 from __future__ import annotations
 
 import json
+from typing import Callable, TypeVar
 
 from hil.boards.serial_board import BoardError, SerialBoard
 from hil.provision.birth import BirthWatcher, BrokerError
 from hil.provision.node_config import ConfigError, masked, parse
 
+T = TypeVar("T")
 QUEUES = {"events": "queue/ev", "telemetry": "queue/tm"}
 RETAINED_WAIT_S = 1.5
 
@@ -95,6 +97,7 @@ def _queue_depth(board: SerialBoard, folder: str) -> int:
 
 def _config(board: SerialBoard) -> dict:
     """config.json with the changes received over `cmd` merged in (secrets masked)."""
+    board.exec(_RELEASE)
     config = _json_from_board(board, "config.json")
     changes = _json_from_board(board, "state/config.json")
     config = config if isinstance(config, dict) else {}
@@ -128,8 +131,16 @@ def _read_board(board: SerialBoard) -> dict:
 _AFTER_RESET = "(after a soft reset: the stopped program left too little heap)"
 
 
-def _short_of_memory(err: BoardError) -> bool:
-    return "MemoryError" in str(err)
+def _short_of_heap(board: SerialBoard, read: Callable[[SerialBoard], T], reset: bool) -> tuple[T, bool]:
+    """read(board); if the stopped program left too little heap to answer in, soft-reset
+    and read again from a fresh interpreter. Returns the result and whether it reset."""
+    try:
+        return read(board), reset
+    except BoardError as err:
+        if "MemoryError" not in str(err):
+            raise
+    board.enter_raw_repl(soft_reset=True)
+    return read(board), True
 
 
 def _retained_status(config: dict, password: str | None, timeout: float) -> tuple[dict | None, str]:
@@ -164,30 +175,15 @@ def read_info(port: str, timeout: float = 10.0, restart: bool = True,
     first would replace it), then it is restarted."""
     with SerialBoard(port, timeout=timeout) as board:
         board.enter_raw_repl(soft_reset=False)
-        mem_note = ""
-        try:
-            board.exec(_RELEASE)
-            config = _config(board)
-        except BoardError as err:
-            if not _short_of_memory(err):
-                raise
-            board.enter_raw_repl(soft_reset=True)
-            mem_note = _AFTER_RESET
-            config = _config(board)
+        config, reset = _short_of_heap(board, _config, False)
         # Before anything that could reset the board: a reset replaces the retained status.
         status, status_note = _retained_status(config, broker_password, broker_timeout)
-        try:
-            raw = _read_board(board)
-        except BoardError as err:
-            if not _short_of_memory(err):
-                raise
-            board.enter_raw_repl(soft_reset=True)
-            mem_note = _AFTER_RESET
-            raw = _read_board(board)
-        if mem_note:  # machine.reset_cause() now names the soft reset made here
+        raw, reset = _short_of_heap(board, _read_board, reset)
+        if reset:  # machine.reset_cause() now names the soft reset made here
             raw["reset_cause"] = None
         if restart:
             board.restart_program()
+    mem_note = _AFTER_RESET if reset else ""
     status = status or {}
     bundle = raw["bundle"]
     return {
