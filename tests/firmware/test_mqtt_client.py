@@ -85,3 +85,58 @@ def test_reconnects_after_broker_restart_and_restores_subscription(mosquitto_fac
             probe.kill()
             probe.wait()
         log.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca_and_server_cert(folder: Path, name: str = "ca") -> None:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it, with openssl.
+    MicroPython's ssl (mbedTLS) takes the CA in DER form."""
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+             "-subj", f"/CN={name}", cwd=folder)
+    _openssl("x509", "-in", f"{name}.pem", "-outform", "der", "-out", f"{name}.der", cwd=folder)
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=folder)
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", f"{name}.pem", "-CAkey", f"{name}.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+             cwd=folder)
+
+
+def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_factory, node_path,
+                                                                  tmp_path):
+    from hil.services import free_port
+
+    good, other = tmp_path / "good", tmp_path / "other"
+    good.mkdir()
+    other.mkdir()
+    make_ca_and_server_cert(good)
+    make_ca_and_server_cert(other, name="other-ca")
+    tls_port = free_port()
+    broker = mosquitto_factory(extra_config="\n".join([
+        f"listener {tls_port} 127.0.0.1", f"cafile {good / 'ca.pem'}",
+        f"certfile {good / 'server.pem'}", f"keyfile {good / 'server.key'}",
+        "allow_anonymous true"]))
+    log = BrokerLog(broker.host, broker.port, ["tls/#"])
+    env = dict(os.environ, MICROPYPATH=node_path)
+    base = [micropython.interpreter(), "-X", "heapsize=128k", str(PROBE), "127.0.0.1",
+            str(tls_port), "roundtrip", "tls"]
+    try:
+        ok = subprocess.Popen(base + [str(good / "ca.der")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+        log.wait_for(lambda l: l.on("/q0"), what="publishes over TLS")
+        log.publish("tls/in", b"over-tls")
+        out, _ = ok.communicate(timeout=30)
+        assert ok.returncode == 0, out.decode()
+        log.wait_for(lambda l: l.on("/echo"), what="the echo over TLS")
+        assert len(log.on("/out")) == 20 and log.on("/echo")[0].payload == b"over-tls"
+        # A broker whose certificate the node's CA did not sign is refused.
+        bad = subprocess.run(base + [str(other / "other-ca.der")], env=env, capture_output=True,
+                             timeout=60)
+        assert bad.returncode != 0
+        assert b"connected" not in bad.stdout
+    finally:
+        log.close()

@@ -3,6 +3,7 @@
 #   roundtrip: QoS1 publishes, a retained one, receive one message on PREFIX/in, echo it,
 #              clean DISCONNECT (no will).
 #   hang:      connect with a will and idle (the test kills it: the will must appear).
+#   (a sixth argument, a CA file, makes it connect over TLS and verify the broker)
 #   steady:    publish PREFIX/out 0..149 every 50 ms, reconnecting with backoff after
 #              the broker goes away; echo anything on PREFIX/in (subscription restored).
 import sys
@@ -10,6 +11,13 @@ import asyncio
 from mqtt_client import MQTTClient
 
 host, port, mode, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+tls = None
+if len(sys.argv) > 5:
+    # tls: verify the broker against this CA file
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.load_verify_locations(cafile=sys.argv[5])
+    tls.verify_mode = ssl.CERT_REQUIRED
 
 
 def log(msg):
@@ -20,7 +28,7 @@ inbox = []
 client = MQTTClient("probe-" + mode, host, port, keepalive=2 if mode == "hang" else 10,
                     will=(prefix + "/will", b"offline", True, 1),
                     on_message=lambda t, p: inbox.append((t, p)), log=log,
-                    ack_timeout_ms=1000)
+                    ack_timeout_ms=1000, ssl=tls)
 
 
 async def wait_inbox(timeout_ms):
