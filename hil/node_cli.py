@@ -3,6 +3,7 @@ node, provision a fleet from an inventory, and read what a node is."""
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="site defaults for every node (JSON: platform, wifi, broker, ...)")
     pr.add_argument("--resume", action="store_true",
                     help="skip the nodes an earlier run left live")
+    pr.add_argument("--one-cable", action="store_true",
+                    help="boards are plugged in one at a time: wait for Enter before each node")
     pr.add_argument("--results", type=Path,
                     help="folder for results.csv and results.json (default: INVENTORY-results/)")
     _flash_options(pr)
@@ -167,17 +170,22 @@ def _apply_broker(data: dict, args: argparse.Namespace) -> None:
 
 
 def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argparse.Namespace,
-                         label: str = "") -> Outcome:
+                         label: str = "", progress: Progress | None = None) -> Outcome:
+    """Flash with a bar of its own, or a task on the fleet's bar (one live display at once)."""
+    if progress is None:
+        with _bar(transient=True) as own:
+            return _flash_with_progress(port, config, built, args, label, own)
     watch_host, watch_port = _watch_address(args)
-    total = 2 * len(built.files) + 1
-    with _bar(transient=True) as progress:
-        task = progress.add_task(f"{label}connecting", total=total)
+    task = progress.add_task(f"{label}connecting", total=2 * len(built.files) + 1)
 
-        def step(phase: str, detail: str) -> None:
-            advance = 1 if phase in ("copy", "verify") else 0
-            progress.update(task, advance=advance, description=f"{label}{phase} {detail}")
+    def step(phase: str, detail: str) -> None:
+        advance = 1 if phase in ("copy", "verify") else 0
+        progress.update(task, advance=advance, description=f"{label}{phase} {detail}")
+    try:
         return flash_node(port, config, built, timeout=args.timeout, watch_host=watch_host,
                           watch_port=watch_port, wait=not args.no_wait, step=step)
+    finally:
+        progress.remove_task(task)
 
 
 def _print_outcomes(outcomes: list[Outcome], as_json: bool, title: str) -> None:
@@ -242,11 +250,17 @@ def run_provision(args: argparse.Namespace) -> int:
             fleet = progress.add_task("fleet", total=len(todo))
             for row in todo:
                 progress.update(fleet, description=f"fleet: {row.node} on {row.port}")
+                answer = _ask_to_plug(progress, row) if args.one_cable else ""
+                if answer == "q":
+                    break
                 if row.config is None:
                     outcome = inventory.row_failure(row)
+                elif answer == "s":
+                    outcome = Outcome(node=row.node, port=row.port, status="skipped",
+                                      reason="skipped by the technician")
                 else:
                     outcome = _flash_with_progress(row.port, row.config, built, args,
-                                                   label=f"{row.node}: ")
+                                                   label=f"{row.node}: ", progress=progress)
                 done.append(outcome)
                 results[outcome.node] = outcome.to_dict()
                 inventory.write_results(results_dir, args.inventory, results)
@@ -255,7 +269,22 @@ def run_provision(args: argparse.Namespace) -> int:
     live = sum(1 for r in results.values() if r.get("status") in ("live", "flashed"))
     if not args.json:
         print(f"{live} of {len(rows)} node(s) live; results in {results_dir}/results.csv and results.json")
-    return 0 if all(o.status in ("live", "flashed") for o in done) else 1
+    finished = len(done) == len(todo)  # not stopped by the technician
+    return 0 if finished and all(o.status in ("live", "flashed") for o in done) else 1
+
+
+def _ask_to_plug(progress: Progress, row: inventory.FleetRow) -> str:
+    """With one cable the boards are plugged in turn: wait for the technician."""
+    progress.stop()
+    try:
+        print(f"connect {row.node} to {row.port}, then Enter (s: skip it, q: stop here) ",
+              end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline()
+    finally:
+        progress.start()
+    if not answer:  # end of input: nobody there to plug boards in
+        return "q"
+    return answer.strip().lower()[:1]
 
 
 # -- info

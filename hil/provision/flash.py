@@ -31,7 +31,7 @@ class Outcome:
     """One node's result, as the technician sees it and as the result files store it."""
     node: str
     port: str
-    status: str  # "live" or "failed"
+    status: str  # "live"; "flashed" (verified, birth not watched); "failed"; "skipped"
     reason: str = ""
     fw: str | None = None
     boot: int | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,39 @@ def test_field_examples_are_valid(repo_root):
     assert rows and all(r.config is not None for r in rows), [r.error for r in rows]
     assert {r.config.platform for r in rows} == {"esp32", "rp2"}
     assert parse(load(field / "node.example.json"), "node.example.json").node == "p-0001"
+
+
+def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_path):
+    board = boards("bench")  # one cable: every node comes to the same port in turn
+    defaults = tmp_path / "site.json"
+    defaults.write_text(json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1",
+                                                                  "port": mosquitto.port}}))
+    inventory = tmp_path / "fleet.csv"
+    inventory.write_text("node,district,zone,kind,port\n"
+                         f"p-0401,xuhui,caohejing,parking,{board.port}\n"
+                         f"p-0402,xuhui,caohejing,parking,{board.port}\n"
+                         f"p-0403,xuhui,caohejing,parking,{board.port}\n")
+    results = tmp_path / "results"
+
+    def run(answers: str, *extra: str):
+        cli = Path(sys.executable).parent / "urbansense"
+        return subprocess.run([str(cli), "node", "provision", "--inventory", str(inventory),
+                               "--defaults", str(defaults), "--bundle", str(standin_bundle.root),
+                               "--results", str(results), "--timeout", "20", "--one-cable", *extra],
+                              input=answers, capture_output=True, text=True, timeout=120)
+
+    # Enter for the first, skip the second, then stop: one live, one skipped, one not done.
+    first = run("\ns\nq\n")
+    assert first.returncode == 1, first.stderr
+    assert first.stderr.count("connect p-04") == 3
+    doc = {n["node"]: n["status"] for n in json.loads((results / "results.json").read_text())["nodes"]}
+    assert doc == {"p-0401": "live", "p-0402": "skipped"}
+    assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0401"
+
+    # Resume: the technician plugs in the two others; both go live, p-0401 is not asked for.
+    second = run("\n\n", "--resume")
+    assert second.returncode == 0, second.stderr
+    assert "connect p-0401" not in second.stderr
+    doc = {n["node"]: n["status"] for n in json.loads((results / "results.json").read_text())["nodes"]}
+    assert doc == {"p-0401": "live", "p-0402": "live", "p-0403": "live"}
+    assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0403"

@@ -210,3 +210,17 @@ def test_ctrl_c_while_the_interpreter_starts_lands_in_the_repl(boards, tmp_path)
             sb.restart_program()  # a new interpreter starts; Ctrl-C follows at once
         sb.enter_raw_repl(soft_reset=False)
         assert sb.eval("1 + 1") == 2
+
+
+def test_output_nobody_reads_does_not_stall_the_board(boards, tmp_path):
+    flash = tmp_path / "board" / "flash"
+    flash.mkdir(parents=True)
+    # 200 KB of console output with the port closed: a UART drops it, the program goes on.
+    (flash / "main.py").write_text("for i in range(2000):\n    print('x' * 99)\n"
+                                   "open('done', 'w').close()\n")
+    board = boards()
+    assert wait_for(lambda: (board.flash / "done").exists(), timeout=30), board.console()[-500:]
+    assert board.console().count("x" * 99) == 2000  # the console log keeps everything
+    with SerialBoard(board.port) as sb:  # and the port still answers afterwards
+        sb.enter_raw_repl(soft_reset=False)
+        assert sb.eval("2 ** 10") == 1024
