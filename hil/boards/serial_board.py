@@ -8,16 +8,25 @@ from __future__ import annotations
 import ast
 import contextlib
 import errno
-import io
 import os
 import time
 from typing import Callable, Iterator
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
+from mpremote import transport_serial
 from mpremote.transport_serial import SerialTransport
 
 READ_TIMEOUT_S = 1.0
+
+
+def _quiet(*args: object, **kwargs: object) -> None:
+    """mpremote's transport prints the raw bytes it read before raising on a board that does
+    not answer; a BoardError says it in one line instead. Replacing the module's `print`
+    (rather than swapping sys.stdout around each call) is safe with boards in several threads."""
+
+
+transport_serial.print = _quiet  # type: ignore[attr-defined]
 WRITE_CHUNK = 512  # bytes per raw-REPL write: small enough for an ESP32's heap
 
 
@@ -64,13 +73,11 @@ class SerialBoard:
     def enter_raw_repl(self, soft_reset: bool) -> None:
         """Interrupt the running program and enter the raw REPL. A soft reset gives a clean
         interpreter (for flashing); without it the node's state stays for inspection."""
-        # mpremote prints what it read when this fails; the BoardError says it in one line.
-        with contextlib.redirect_stdout(io.StringIO()):
-            try:
-                self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=self.timeout)
-            except (TransportError, OSError) as err:
-                raise BoardError(f"the board on {self.port} does not answer (no MicroPython REPL "
-                                 f"within {self.timeout:g} s): is MicroPython flashed on it?") from err
+        try:
+            self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=self.timeout)
+        except (TransportError, OSError) as err:
+            raise BoardError(f"the board on {self.port} does not answer (no MicroPython REPL "
+                             f"within {self.timeout:g} s): is MicroPython flashed on it?") from err
 
     def exec(self, code: str) -> str:
         try:
