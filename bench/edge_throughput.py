@@ -115,6 +115,31 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
             "peak_db_bytes_per_reading": peak_db / n, "steady_db_bytes_per_reading": steady / n}
 
 
+def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, workers: int = 2) -> dict:
+    """The same backlog drain with several workers splitting the zone (shared_group)."""
+    db = "bench_shared"
+    edges = []
+    for w in range(workers):
+        config = write_config(ws.dir / f"edge-shared-{w}", mqtt_port=ws.mosquitto.port,
+                              client_id=f"edge-bench-shared-{w}", metrics=True,
+                              mqtt_extra={"shared_group": "bench"},
+                              sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100,
+                                             retry_min_s=0.2, retry_max_s=5)])
+        edge = EdgeProcess(config).start()
+        edge.stop()
+        edges.append(edge)
+    publish(ws.mosquitto.port, msgs, processes=2, client_prefix="shared-pub")
+    t0 = time.monotonic()
+    for edge in edges:
+        edge.start(wait_connected=False)
+    wait_for(lambda: points(ws, db) >= n, 900, 0.1, "shared points")
+    secs = time.monotonic() - t0
+    count = points(ws, db)
+    for edge in edges:
+        edge.stop()
+    return {"rate": n / secs, "points": count}
+
+
 def edge_live_rate(ws: Workspace, n: int, msgs) -> dict:
     db = "bench_live"
     config = edge_config(ws, "edge-live", "edge-bench-live", db)
@@ -139,10 +164,12 @@ def main() -> None:
         bare = bare_rate(ws, n, payloads(n, prefix="x"))
         backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"))
         live = edge_live_rate(ws, n, payloads(n, prefix="l"))
+        shared = edge_shared_backlog_rate(ws, n, payloads(n, prefix="s"))
     result = {"messages": n, "bare_subscriber_msgs_per_s": round(bare),
               "edge_backlog_msgs_per_s": round(backlog["rate"]), "ratio": round(backlog["rate"] / bare, 3),
               "edge_backlog_points": backlog["points"], "edge_live_msgs_per_s": round(live["rate"]),
               "live_publish_msgs_per_s": round(live["publish_rate"]), "edge_live_points": live["points"],
+              "edge_2_workers_msgs_per_s": round(shared["rate"]), "edge_2_workers_points": shared["points"],
               "edge_peak_rss_mb": round(max(backlog["rss_mb"] or 0, live["rss_mb"] or 0), 1),
               "buffer_peak_bytes_per_reading": round(backlog["peak_db_bytes_per_reading"], 1),
               "buffer_steady_bytes_per_reading": round(backlog["steady_db_bytes_per_reading"], 1)}
@@ -155,6 +182,8 @@ def main() -> None:
           f"ratio {result['ratio']:.2f}   points in InfluxDB {backlog['points']}/{n}")
     print(f"edge end-to-end (live, publishers {result['live_publish_msgs_per_s']} msg/s) "
           f"{result['edge_live_msgs_per_s']:>8} msg/s   points {live['points']}/{n}")
+    print(f"edge, 2 workers (shared_group)     {result['edge_2_workers_msgs_per_s']:>8} msg/s   "
+          f"ratio {shared['rate'] / bare:.2f}   points {shared['points']}/{n}")
     print(f"edge peak RSS                      {result['edge_peak_rss_mb']:>8} MB")
     print(f"buffer bytes per reading           {result['buffer_peak_bytes_per_reading']:>8} at peak, "
           f"{result['buffer_steady_bytes_per_reading']} once forwarded (identity index)")

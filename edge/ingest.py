@@ -57,6 +57,14 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._urgent) + len(self._normal)
 
+    def urgent_waiting(self) -> bool:
+        return bool(self._urgent)
+
+    def put_back(self, messages: list[Incoming]) -> None:
+        """Return untouched normal messages to the front of their lane, in order."""
+        with self._cond:
+            self._normal.extendleft(reversed(messages))
+
     def take(self, limit: int, timeout: float, wait_s: float = 0.0) -> list[Incoming]:
         """Up to `limit` messages, urgent ones first; waits up to `timeout` for the first,
         then up to `wait_s` more for company (group commit)."""

@@ -30,6 +30,10 @@ from protocols.topics import ACK, EVENT as EVENT_CHANNEL, STATUS, TELEMETRY, ala
 
 log = logging.getLogger("urbansense.edge.pipeline")
 
+# While a telemetry group is being validated, the loop looks this often for a waiting
+# event, so an alarm waits for at most this many messages' work, not a whole group.
+URGENT_CHECK_EVERY = 25
+
 
 class CommitLoop:
     def __init__(self, buffer: DurableBuffer, registry: NodeRegistry, rollups: RollupBook,
@@ -84,10 +88,16 @@ class CommitLoop:
         counts = {"dup": 0, "lines": 0}
         invalid: list[str] = []
         channels: list[str] = []
+        leftover: list[Incoming] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             raw: list[str] = []
-            for m in batch:
+            for i, m in enumerate(batch):
+                if i and i % URGENT_CHECK_EVERY == 0 and self.inbox.urgent_waiting():
+                    # An event arrived: commit what is done now, the rest after the event.
+                    leftover = batch[i:]
+                    batch = batch[:i]
+                    break
                 outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
                 if not isinstance(outcome, Accepted):
                     self.buffer.dead_letter(conn, outcome.reason, m.topic, m.payload,
@@ -105,6 +115,8 @@ class CommitLoop:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if leftover:
+            self.inbox.put_back(leftover)
         self.ack(batch)
         self.buffer.notify()
         self.metrics.committed(len(batch), channels, invalid, counts["dup"], len(raw))
