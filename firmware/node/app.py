@@ -13,7 +13,7 @@ import time
 import asyncio
 from mqtt_client import MQTTClient
 from protocols import codec, topics
-from node import commands, files
+from node import files
 from node.detect import Detection, LEAK_DEBOUNCE
 from node.queue import FlashQueue
 from node.sensors import Sampler
@@ -161,6 +161,10 @@ class Node:
                                                   self.client.session_present))
 
     async def _run_commands(self):
+        if not self.inbox:
+            return
+        # Loaded on the first command only: most wake-ups carry none.
+        from node import commands
         while self.inbox:
             ack, reboot = commands.handle(self, self.inbox.pop(0))
             if ack is not None:

@@ -3,7 +3,6 @@
 # and an adaptive magnetic baseline for parking. Every detector keeps its state in one
 # small list so that it survives deep sleep in RTC memory.
 from protocols.thresholds import THRESHOLD_HYSTERESIS
-from drivers.mpu6050 import angle_deg
 
 # Consecutive agreeing samples before a state changes.
 LEAK_DEBOUNCE = 3
@@ -141,6 +140,7 @@ class Detection:
     def _manhole(self, fields, events):
         acc = fields.pop("_acc", None)
         if acc is not None:
+            from drivers.mpu6050 import angle_deg   # loaded by manhole nodes only
             # The installed pose: from calibration, else the first sample after power-on
             # at installation (kept in RTC memory and flash-backed by the caller).
             ref = self.cal.get("tilt_ref") or self._st("ref", list(acc))
