@@ -141,3 +141,34 @@ def test_hil_console_stimuli_and_network_lines(tmp_path, bundle, node_path, mosq
         log.close()
     events = [json.loads(m.payload) for m in log.on("/event")]
     assert events[0]["event"] == "tilt" and events[0]["state"] is True
+
+
+def test_broker_credentials_accepted_and_a_wrong_password_reported(tmp_path, bundle,
+                                                                   mosquitto_factory):
+    """A broker without anonymous access: the node logs in with its config's credentials;
+    with a wrong password it says why in one console line per attempt and keeps its data."""
+    import subprocess
+
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pwfile), "p-auth", "s3cret"],
+                   check=True, capture_output=True)
+    broker = mosquitto_factory(anonymous=False, extra_config=f"password_file {pwfile}")
+    good = make_node(tmp_path, bundle, broker, "parking", "p-auth", "always-on", 0.3)
+    good.config["broker"].update(username="p-auth", password="s3cret")
+    (good.flash_dir / "config.json").write_text(json.dumps(good.config))
+    bad = make_node(tmp_path, bundle, broker, "parking", "p-auth2", "always-on", 0.3)
+    bad.config["broker"].update(username="p-auth", password="wrong")
+    (bad.flash_dir / "config.json").write_text(json.dumps(bad.config))
+    try:
+        good.start()
+        bad.start()
+        good.wait_for_console("connected")
+        line = bad.wait_for_console("error mqtt")
+        assert "bad user name or password" in line or "not authorised" in line, line
+        assert not any("connected" in ln for ln in bad.console)
+        assert bad.running   # it keeps sampling into its queue and retrying
+    finally:
+        good.stop()
+        bad.stop()
+        print(good.console_tail(10), bad.console_tail(10))
+    assert len(bad.taken()) > 0
