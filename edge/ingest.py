@@ -48,11 +48,13 @@ class Inbox:
         self._urgent: deque[Incoming] = deque()
         self._normal: deque[Incoming] = deque()
         self._cond = threading.Condition()
+        self._waiting = 0
 
     def put(self, message: Incoming, urgent: bool = False) -> None:
         with self._cond:
             (self._urgent if urgent else self._normal).append(message)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def __len__(self) -> int:
         return len(self._urgent) + len(self._normal)
@@ -69,14 +71,18 @@ class Inbox:
         """Up to `limit` messages, urgent ones first; waits up to `timeout` for the first,
         then up to `wait_s` more for company (group commit)."""
         with self._cond:
-            if not self._urgent and not self._normal:
-                self._cond.wait(timeout)
-            if wait_s and not self._urgent and len(self._normal) < limit:
-                deadline = time.monotonic() + wait_s
-                while len(self._normal) < limit and not self._urgent:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._cond.wait(remaining):
-                        break
+            self._waiting += 1
+            try:
+                if not self._urgent and not self._normal:
+                    self._cond.wait(timeout)
+                if wait_s and not self._urgent and len(self._normal) < limit:
+                    deadline = time.monotonic() + wait_s
+                    while len(self._normal) < limit and not self._urgent:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or not self._cond.wait(remaining):
+                            break
+            finally:
+                self._waiting -= 1
             out: list[Incoming] = []
             if self._urgent:
                 # Urgent messages are committed on their own: a small, quick transaction.

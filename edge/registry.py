@@ -64,6 +64,7 @@ class NodeRegistry:
         self._changed: set[str] = set()     # online flag flipped: health point now
         self._owed: set[str] = set()        # changed since their last health point
         self._forget: list[tuple[str, int]] = []
+        self._next_scan_ms = 0
 
     # -- persistence ----------------------------------------------------------------
     def load(self, conn: sqlite3.Connection) -> None:
@@ -82,7 +83,14 @@ class NodeRegistry:
         point and gets it once `write_every_s` has passed since the node's last one (this
         runs after every commit and on the idle tick, so an owed point is never lost)."""
         lines = []
-        for name in sorted(self._owed):
+        # Owed points are looked at once a second at most (they are due once a minute);
+        # online/offline changes are written at once.
+        if now >= self._next_scan_ms:
+            self._next_scan_ms = now + 1000
+            candidates = sorted(self._owed)
+        else:
+            candidates = sorted(self._changed)
+        for name in candidates:
             state = self.nodes[name]
             if name in self._changed or state.health_ms is None or \
                     now - state.health_ms >= self.write_every_ms:
