@@ -3,6 +3,8 @@
 # words big-endian, then a 16-bit checksum = sum of all preceding bytes. Data words 1-3 are
 # PM1.0/PM2.5/PM10 "CF=1" (factory standard particle), 4-6 the same under atmospheric
 # environment (the ones to report outdoors), 7-12 particle counts, 13 reserved.
+from drivers.frames import last_frame
+
 FRAME_LEN = 32
 START = b"\x42\x4d"
 
@@ -27,21 +29,6 @@ def parse(frame):
     return (frame[10] << 8 | frame[11], frame[12] << 8 | frame[13], frame[14] << 8 | frame[15])
 
 
-def find_frame(data):
-    """The last complete frame in a buffer read from the UART (the sensor streams a frame
-    every second in active mode, so a read may start mid-frame). None if there is none."""
-    pos = len(data) - FRAME_LEN
-    while pos >= 0:
-        if data[pos] == 0x42 and data[pos + 1] == 0x4D:
-            try:
-                parse(data[pos:pos + FRAME_LEN])
-                return data[pos:pos + FRAME_LEN]
-            except FrameError:
-                pass  # a 0x42 0x4D inside a frame's data, or a frame hit by line noise
-        pos -= 1
-    return None
-
-
 class PMS5003:
     def __init__(self, uart):
         self.uart = uart
@@ -50,5 +37,4 @@ class PMS5003:
         data = self.uart.read()
         if not data:
             return None  # nothing streamed yet (warming up for ~30 s after power on)
-        frame = find_frame(data)
-        return parse(frame) if frame else None
+        return last_frame(data, START, FRAME_LEN, parse)

@@ -2,6 +2,8 @@
 # Data frame (datasheet "Laser Dust Sensor Control Protocol V1.3"): 0xAA, 0xC0,
 # PM2.5 low, PM2.5 high, PM10 low, PM10 high, ID byte 1, ID byte 2,
 # checksum = (sum of the six data bytes) & 0xFF, 0xAB. Values are tenths of ug/m3.
+from drivers.frames import last_frame
+
 FRAME_LEN = 10
 
 
@@ -28,12 +30,4 @@ class SDS011:
         data = self.uart.read()
         if not data:
             return None
-        pos = len(data) - FRAME_LEN
-        while pos >= 0:
-            if data[pos] == 0xAA and data[pos + 1] == 0xC0:
-                try:
-                    return parse(data[pos:pos + FRAME_LEN])
-                except FrameError:
-                    pass
-            pos -= 1
-        return None
+        return last_frame(data, b"\xaa\xc0", FRAME_LEN, parse)

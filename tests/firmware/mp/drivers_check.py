@@ -3,15 +3,18 @@
 # holds the datasheet frames and the expected values.
 import sys
 import json
-from drivers import pms5003, sds011, mhz19, sht3x, qmc5883l, mpu6050, hcsr04
+from drivers import frames, pms5003, sds011, mhz19, sht3x, qmc5883l, mpu6050, hcsr04
 
 
 def run(name, data):
     if name == "pms5003":
         return list(pms5003.parse(data))
     if name == "pms5003-stream":
-        frame = pms5003.find_frame(data)
-        return list(pms5003.parse(frame)) if frame else None
+        found = frames.last_frame(data, pms5003.START, pms5003.FRAME_LEN, pms5003.parse)
+        return list(found) if found else None
+    if name == "sds011-stream":
+        found = frames.last_frame(data, b"\xaa\xc0", sds011.FRAME_LEN, sds011.parse)
+        return list(found) if found else None
     if name == "sds011":
         return list(sds011.parse(data))
     if name == "mhz19":

@@ -1,0 +1,52 @@
+# Pieces every HAL shares: the TLS context for the broker, and the HIL console protocol
+# (firmware/README.md, contract 3): `!stim {json}`, `!net down|up`, answered `!ok`/`!err`.
+import json
+import sys
+
+
+def ssl_context(ca):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca:
+        ctx.load_verify_locations(cafile=ca)   # DER: what mbedTLS loads
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def console_poller():
+    import select
+    poller = select.poll()
+    poller.register(sys.stdin, select.POLLIN)
+    return poller
+
+
+def console_lines(poller):
+    """Lines waiting on the console, without blocking. Returns (lines, still_open)."""
+    lines = []
+    while poller.poll(0):
+        line = sys.stdin.readline()
+        if not line:
+            return lines, False   # console closed
+        lines.append(line.strip())
+    return lines, True
+
+
+def console_command(line, stimuli):
+    """Apply one console line to the stimuli dict. Returns (answer, net) with net True
+    (up), False (down) or None (unchanged)."""
+    if line.startswith("!net "):
+        return "!ok", line[5:].strip() != "down"
+    if line.startswith("!stim "):
+        try:
+            changes = json.loads(line[6:])
+        except ValueError:
+            return "!err stimulus is not JSON", None
+        for name in changes:
+            if changes[name] is None:
+                stimuli.pop(name, None)
+            else:
+                stimuli[name] = changes[name]
+        return "!ok", None
+    return "!err unknown console command", None
