@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from hil.sim import SimNode, node_config
 from protocols.decoder import decode
@@ -34,3 +36,17 @@ def readings(log: BrokerLog) -> list[tuple[int, int]]:
     for msg in decoded(log, "telemetry"):
         out.extend((r["boot"], r["seq"]) for r in msg["readings"])
     return out
+
+
+@contextmanager
+def started(node: SimNode, log: BrokerLog | None = None) -> Iterator[SimNode]:
+    """Run the node for the block; afterwards stop it, close the log, and print the node's
+    console (pytest shows it when the test fails)."""
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+        if log is not None:
+            log.close()
+        print(node.console_tail(60))

@@ -5,7 +5,7 @@ import json
 
 from protocols import codec
 
-from .fleet_helpers import decoded, make_node, node_log
+from .fleet_helpers import decoded, make_node, node_log, started
 
 
 def cmd_topic(node_id: str) -> str:
@@ -27,8 +27,7 @@ def test_set_is_acked_persisted_and_survives_power_loss(tmp_path, bundle, mosqui
     node_id = "cmd-p1"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, "parking", node_id, "always-on", 0.5)
-    try:
-        node.start()
+    with started(node, log):
         node.wait_for_console("connected")
         ack = send(log, node_id, "c-1", "set",
                    {"interval_s": 7, "thresholds": {"occupied_delta_ut": 20}})
@@ -59,27 +58,18 @@ def test_set_is_acked_persisted_and_survives_power_loss(tmp_path, bundle, mosqui
         log.wait_for(lambda l: any(b["state"] == "online" and b["reset"] == "soft"
                                    for b in decoded(l, "status")), what="birth after reboot")
         assert [b for b in decoded(log, "status") if b["reset"] == "soft"][0]["boot"] == 3
-    finally:
-        node.stop()
-        log.close()
-        print(node.console_tail(60))
 
 
 def test_duty_cycled_node_reads_commands_that_waited_at_the_broker(tmp_path, bundle, mosquitto):
     node_id = "cmd-m1"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, "manhole", node_id, "duty-cycled", 1.5)
-    try:
-        node.start()
+    with started(node, log):
         node.wait_for_console("deepsleep")
         # Published while the node sleeps: the persistent session keeps it (QoS 1).
         log.publish(cmd_topic(node_id), codec.encode_command("c-9", "ping"))
         log.wait_for(lambda l: acks(l, "c-9"), what="ack after the next wake")
         assert acks(log, "c-9")[0]["ok"] is True
-    finally:
-        node.stop()
-        log.close()
-        print(node.console_tail(60))
 
 
 def test_pin_wake_reports_a_leak_long_before_the_next_interval(tmp_path, bundle, mosquitto):
@@ -87,8 +77,7 @@ def test_pin_wake_reports_a_leak_long_before_the_next_interval(tmp_path, bundle,
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, "leak", node_id, "duty-cycled", 3600)
     node.set_stimulus("wet", False)
-    try:
-        node.start()
+    with started(node, log):
         node.wait_for_console("deepsleep")
         node.set_stimulus("wet", True)
         node.wake()
@@ -96,7 +85,3 @@ def test_pin_wake_reports_a_leak_long_before_the_next_interval(tmp_path, bundle,
         ev = decoded(log, "event")
         assert [(e["event"], e["state"]) for e in ev] == [("leak", True)]
         assert node.stats.starts == 2      # woke once: the hour-long sleep was cut short
-    finally:
-        node.stop()
-        log.close()
-        print(node.console_tail(60))

@@ -10,7 +10,7 @@ from hil import micropython
 from hil.sim import DEFAULT_HEAP
 from hil.sim_build import firmware_sources
 
-from .fleet_helpers import decoded, make_node, node_log, readings
+from .fleet_helpers import decoded, make_node, node_log, readings, started
 
 
 def test_every_firmware_file_compiles_with_mpy_cross(bundle):
@@ -24,16 +24,11 @@ def test_duty_cycled_node_of_every_kind(tmp_path, bundle, mosquitto, kind):
     node_id = f"dc-{kind}"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, kind, node_id, "duty-cycled", 0.3)
-    try:
-        node.start()
+    with started(node, log):
         log.wait_for(lambda l: len(readings(l)) >= 4, what="four duty cycles")
         node.wait_for_console("awake")
         got = readings(log)
         births = decoded(log, "status")   # before stop(): killing the node fires its will
-    finally:
-        node.stop()
-        log.close()
-        print(node.console_tail(40))  # shown by pytest when the test fails
     # One boot, seq kept across deep sleep: 0, 1, 2, ... each reading once, in order.
     first = list(dict.fromkeys(got))
     assert first == [(1, s) for s in range(len(first))]
@@ -49,14 +44,9 @@ def test_always_on_node_runs_in_its_heap(tmp_path, bundle, mosquitto, kind):
     node_id = f"ao-{kind}"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, kind, node_id, "always-on", 0.2)
-    try:
-        node.start()
+    with started(node, log):
         log.wait_for(lambda l: len(readings(l)) >= 10, what="ten readings")
         assert node.running and node.stats.exit_code is None, node.console_tail()
-    finally:
-        node.stop()
-        log.close()
-        print(node.console_tail(40))  # shown by pytest when the test fails
     got = readings(log)
     assert list(dict.fromkeys(got))[:10] == [(1, s) for s in range(10)]
     assert "MemoryError" not in node.console_tail(200)
