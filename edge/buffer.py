@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     node TEXT PRIMARY KEY, district TEXT, zone TEXT, kind TEXT,
     first_seen_ms INTEGER, last_arrival_ms INTEGER, last_seen_ms INTEGER,
     online INTEGER, battery_v REAL, rssi REAL, fw TEXT, interval_s REAL, reset TEXT,
-    boot INTEGER, seq INTEGER, seq_gaps INTEGER NOT NULL DEFAULT 0, health_ms INTEGER);
+    boot INTEGER, seq INTEGER, seq_gaps INTEGER NOT NULL DEFAULT 0, health_ms INTEGER,
+    closed_gaps INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS node_boots (
     node TEXT NOT NULL, boot INTEGER NOT NULL, first_seq INTEGER NOT NULL,
     max_seq INTEGER NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (node, boot));

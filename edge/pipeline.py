@@ -168,7 +168,7 @@ class CommitLoop:
             self.buffer.apply_posted(conn)
             if self.want_rollups:
                 self.buffer.append(conn, ROLLUP, self.rollups.due(conn, now), now)
-            self.buffer.append(conn, HEALTH, self.registry.flush(conn, now), now)
+            self.buffer.append(conn, HEALTH, self.registry.flush(conn, now, full=True), now)
             self.buffer.collect(conn, self.consumers)
             if force or mono >= self._next_prune:
                 self._next_prune = mono + 60.0

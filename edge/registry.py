@@ -7,9 +7,12 @@ seq seen that never arrived. Because the buffer deduplicates on (node, boot, seq
 the registry counts, a redelivered reading never counts twice, and a late replay fills
 its gap again.
 
-State lives in memory for speed and is written through to the buffer database in the
-same transaction as the messages that changed it, so the registry and the buffer never
-disagree after a crash.
+State lives in memory for speed. What must agree with the buffer after a crash is
+written in the same transaction as the messages that changed it: the per-boot seq
+accounting, and a node's row when it is new or its kind, online state, firmware or
+interval changed. The rest of a node's row (last seen, battery, RSSI) is written at most
+once a second: after a kill -9 it may be a second old until the node's next reading.
+`seq_gaps` is recomputed from the per-boot accounting when the registry loads.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class NodeState:
     seq: int | None = None
     seq_gaps: int = 0
     health_ms: int | None = None        # when node_health was last written
+    closed_gaps: int = 0                # gaps of boots no longer in the accounting
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dc_fields(self)}
@@ -60,6 +64,7 @@ class NodeRegistry:
         # node -> {boot: [first seq, highest seq, distinct seqs received]}
         self.boots: dict[str, dict[int, list[int]]] = {}
         self._dirty: set[str] = set()
+        self._important: set[str] = set()   # rows to write with this very transaction
         self._dirty_boots: set[tuple[str, int]] = set()
         self._changed: set[str] = set()     # online flag flipped: health point now
         self._owed: set[str] = set()        # changed since their last health point
@@ -75,9 +80,13 @@ class NodeRegistry:
         for node, boot, first, high, received in conn.execute(
                 "SELECT node, boot, first_seq, max_seq, received FROM node_boots"):
             self.boots.setdefault(node, {})[boot] = [first, high, received]
+        for state in self.nodes.values():
+            state.seq_gaps = state.closed_gaps + sum(
+                e[1] - e[0] + 1 - e[2] for e in self.boots.get(state.node, {}).values())
 
-    def flush(self, conn: sqlite3.Connection, now: int) -> list[str]:
-        """Write changed state; return the node_health lines that are due.
+    def flush(self, conn: sqlite3.Connection, now: int, full: bool = False) -> list[str]:
+        """Write changed state; return the node_health lines that are due. `full` writes
+        every changed node row (once a second), else only the important ones.
 
         A node whose online flag flipped gets a point at once; any other change is owed a
         point and gets it once `write_every_s` has passed since the node's last one (this
@@ -100,9 +109,15 @@ class NodeRegistry:
                 state.health_ms = now
                 self._dirty.add(name)
                 self._owed.discard(name)
-        for name in self._dirty:
+        rows = self._dirty if full else self._important
+        for name in rows:
             state = self.nodes[name]
             conn.execute(_UPSERT, [getattr(state, c) for c in _COLUMNS])
+        if full:
+            self._dirty.clear()
+        else:
+            self._dirty -= self._important
+        self._important.clear()
         for key in self._dirty_boots:
             entry = self.boots.get(key[0], {}).get(key[1])
             if entry is None:
@@ -112,7 +127,6 @@ class NodeRegistry:
                          (key[0], key[1], first, high, received))
         for node, boot in self._forget:
             conn.execute("DELETE FROM node_boots WHERE node=? AND boot=?", (node, boot))
-        self._dirty.clear()
         self._dirty_boots.clear()
         self._changed.clear()
         self._forget.clear()
@@ -140,6 +154,7 @@ class NodeRegistry:
         if state is None:
             state = NodeState(node, district, zone, kind, arrival, arrival)
             self.nodes[node] = state
+            self._important.add(node)
         state.last_arrival_ms = max(state.last_arrival_ms, arrival)
         self._dirty.add(node)
         self._owed.add(node)
@@ -151,16 +166,17 @@ class NodeRegistry:
             self._changed.add(state.node)
             self._owed.add(state.node)
             self._dirty.add(state.node)
+            self._important.add(state.node)
 
     def _count_seq(self, node: str, boot: int, seq: int) -> None:
         key = (node, boot)
         mine = self.boots.setdefault(node, {})
         entry = mine.get(boot)
         state = self.nodes[node]
-        if entry is None:
+        new = entry is None
+        if new:
             entry = mine[boot] = [seq, seq, 0]
             old_gap = 0
-            self._trim_boots(node, mine)
         else:
             old_gap = entry[1] - entry[0] + 1 - entry[2]
         entry[0] = min(entry[0], seq)
@@ -168,13 +184,18 @@ class NodeRegistry:
         entry[2] += 1
         state.seq_gaps += (entry[1] - entry[0] + 1 - entry[2]) - old_gap
         self._dirty_boots.add(key)
+        if new:
+            self._trim_boots(node, mine)
         if state.boot is None or (boot, seq) > (state.boot, state.seq or 0):
             state.boot, state.seq = boot, seq
 
     def _trim_boots(self, node: str, mine: dict) -> None:
-        # Old boots leave the accounting; their gaps stay counted in seq_gaps.
+        # Old boots leave the accounting; their gaps stay counted (closed_gaps), written
+        # in the same transaction as the deletion of their rows.
         for boot in sorted(mine)[:-KEEP_BOOTS]:
-            del mine[boot]
+            e = mine.pop(boot)
+            self.nodes[node].closed_gaps += e[1] - e[0] + 1 - e[2]
+            self._important.add(node)
             self._dirty_boots.discard((node, boot))
             self._forget.append((node, boot))
 
@@ -199,6 +220,7 @@ class NodeRegistry:
 
     def on_status(self, s: Status) -> None:
         state = self._state(s.district, s.zone, s.node, s.kind, s.arrival_ms)
+        self._important.add(s.node)
         if s.fw is not None:
             state.fw = s.fw
         if s.interval_s is not None:

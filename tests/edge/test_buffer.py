@@ -105,3 +105,32 @@ def test_dead_letters_are_kept_and_bounded(tmp_path):
     assert buf.prune_dead_letters(conn) == 50
     rows = buf.dead_letters()
     assert len(rows) == 100 and rows[0]["reason"] == "bad_json" and rows[0]["payload"] == b"{"
+
+
+def test_registry_counts_seq_gaps_per_boot_and_survives_reloading(tmp_path):
+    from edge import models
+    from edge.registry import KEEP_BOOTS, NodeRegistry
+    buf, conn = make(tmp_path)
+
+    def reading(boot, seq):
+        return models.READINGS["leak"].model_validate(
+            {"district": "d", "zone": "z", "node": "l-1", "kind": "leak", "arrival_ms": 1000 + seq,
+             "boot": boot, "seq": seq, "ts": 1795334340000 + seq, "time_source": "node",
+             "fields": {"wet": False}})
+
+    reg = NodeRegistry()
+    for boot, seq in [(1, 0), (1, 1), (1, 4), (2, 10), (2, 12), (1, 2)]:
+        reg.on_reading(reading(boot, seq))
+    reg.flush(conn, 5000, full=True)
+    assert reg.nodes["l-1"].seq_gaps == 1 + 1      # boot 1 misses 3, boot 2 misses 11
+    again = NodeRegistry()
+    again.load(conn)
+    assert again.nodes["l-1"].seq_gaps == 2 and again.kind_of("l-1") == "leak"
+    # boots beyond KEEP_BOOTS leave the accounting, their gaps stay counted
+    for boot in range(3, 3 + KEEP_BOOTS):
+        again.on_reading(reading(boot, 0))
+    again.flush(conn, 6000, full=True)
+    assert again.nodes["l-1"].seq_gaps == 2
+    third = NodeRegistry()
+    third.load(conn)
+    assert third.nodes["l-1"].seq_gaps == 2 and len(third.boots["l-1"]) == KEEP_BOOTS
