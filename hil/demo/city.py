@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.demo.edges import EdgeSite, metric_sum
+from hil.demo.edges import EdgeSite
 from hil.demo.landed import Landed, city_landing, district_landing
 from hil.demo.probes import EventPointProbe, Moment
 from hil.demo.stack import CityStack
@@ -236,18 +236,8 @@ class CityDemo:
                 if alarm is not None:
                     staged.topic_ms = (alarm.received - staged.set_at) * 1000
             staged.influx_ms = probe.result()
-        # Counted once nothing moves any more: every sink caught up and no message arrived
-        # at an edge for a second.
-        quiet_since, last = time.monotonic(), None
-        while time.monotonic() < deadline:
-            samples = [e.metrics() for e in self.stack.edges.values()]
-            pending = [metric_sum(m, "sink_pending_lines") for m in samples]
-            arrived = sum(metric_sum(m, "messages_in") or 0 for m in samples)
-            if arrived != last or not all(p == 0 for p in pending):
-                quiet_since, last = time.monotonic(), arrived
-            elif time.monotonic() - quiet_since >= 1.0:
-                break
-            time.sleep(0.2)
+        if not self.stack.wait_edges_quiet(max(1.0, deadline - time.monotonic())):
+            self.problems.append(f"the edges had not forwarded everything after {DRAIN_WAIT_S:.0f} s")
         for staged in self.staged:
             if staged.set_at is None:
                 staged.note = "not staged (the run ended first)"

@@ -1,15 +1,10 @@
 """Edge aggregator processes as the demo and the HIL runner run them: one
-`urbansense edge run --config FILE` per zone, each in its own process group so that
-stopping it also stops anything it started, with its Prometheus metrics scraped for the
-live view."""
+`urbansense edge run --config FILE` per zone, each in its own session, with its
+Prometheus metrics scraped for the live view."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -17,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from hil.services import ServiceError, free_port
+from hil.services import ManagedServer
 
 
 @dataclass(frozen=True)
@@ -71,78 +66,28 @@ listen = "127.0.0.1:{metrics_port}"
 """
 
 
-class EdgeProcess:
-    """One edge aggregator process."""
+class EdgeProcess(ManagedServer):
+    """One edge aggregator process, run like the other servers (hil/services.py): its own
+    session, its log in its folder, ready once its metrics endpoint answers."""
+
+    name = "edge"
 
     def __init__(self, site: EdgeSite, workdir: Path, broker: tuple[str, int], influx_url: str) -> None:
+        super().__init__(workdir)   # the port is the metrics endpoint's
         self.site = site
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.metrics_port = free_port()
         self.config_path = self.workdir / "edge.toml"
-        self.config_path.write_text(edge_config(site, broker, influx_url, self.workdir,
-                                                self.metrics_port))
-        self.log_path = self.workdir / "edge.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.config_path.write_text(edge_config(site, broker, influx_url, self.workdir, self.port))
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"{self.url}/metrics"
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "edge.cli.main", "edge", "run", "--config", str(self.config_path)]
 
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def is_ready(self) -> bool:
+        return self._metrics_text() is not None
 
-    def start(self, timeout: float = 30.0) -> "EdgeProcess":
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=self.workdir,
-                                            start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServiceError(f"{self.site.name} exited with {self.process.returncode} on start: "
-                                   + self.log_tail(5).replace("\n", " | "))
-            if self._metrics_text() is not None:
-                return self
-            time.sleep(0.1)
-        self.kill()
-        raise ServiceError(f"{self.site.name}: metrics endpoint not up after {timeout:.0f} s: "
-                           + self.log_tail(5).replace("\n", " | "))
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to the whole group (the edge finishes the commit in hand), then SIGKILL."""
-        if not self.running():
-            return
-        assert self.process is not None
-        self._signal_group(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self._signal_group(signal.SIGKILL)
-        self.process.wait()
-
-    def _signal_group(self, sig: int) -> None:
-        assert self.process is not None
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    # -- metrics
     def _metrics_text(self) -> str | None:
         try:
             with urllib.request.urlopen(self.metrics_url, timeout=1.0) as resp:

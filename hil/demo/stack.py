@@ -7,12 +7,13 @@ reverse order, on success, on error and on Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Callable
 
-from hil.demo.edges import EdgeProcess, EdgeSite
+from hil.demo.edges import EdgeProcess, EdgeSite, metric_sum
 from hil.demo.observer import CityObserver
-from hil.services import InfluxDBServer, MosquittoServer
+from hil.services import InfluxDBServer, MosquittoServer, ServiceError
 
 Progress = Callable[[str], None]
 
@@ -57,7 +58,13 @@ class CityStack:
                 edge = EdgeProcess(site, self.workdir / site.name, self.broker_address, self.influx.url)
                 self.progress(f"starting {site.name} (metrics on {edge.metrics_url})")
                 self._cleanup.callback(edge.stop)
-                self.edges[site] = edge.start()
+                try:
+                    edge.start()
+                except ServiceError:
+                    # One line for the user: the edge's own last words name the problem.
+                    last = edge.log_tail(1).strip() or "no output"
+                    raise ServiceError(f"{site.name} did not start: {last}") from None
+                self.edges[site] = edge
         except BaseException:
             self.stop()
             raise
@@ -75,6 +82,22 @@ class CityStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def wait_edges_quiet(self, timeout: float, quiet_s: float = 1.0) -> bool:
+        """Wait until every sink of every edge has caught up and no message has reached an
+        edge for `quiet_s`: then InfluxDB holds all it will hold. False on timeout."""
+        deadline = time.monotonic() + timeout
+        quiet_since, last = time.monotonic(), None
+        while time.monotonic() < deadline:
+            samples = [e.metrics() for e in self.edges.values()]
+            pending = [metric_sum(m, "sink_pending_lines") for m in samples]
+            arrived = sum(metric_sum(m, "messages_in") or 0 for m in samples)
+            if arrived != last or not all(p == 0 for p in pending):
+                quiet_since, last = time.monotonic(), arrived
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return True
+            time.sleep(0.2)
+        return False
 
     def log_tails(self, lines: int = 30) -> dict[str, str]:
         tails = {"mosquitto": self.broker.log_tail(lines), "influxdb": self.influx.log_tail(lines)}
