@@ -24,11 +24,14 @@ DISCONNECT = 0xE0
 
 _CONNACK_ERRORS = ("", "bad protocol version", "client id rejected", "server unavailable",
                    "bad user name or password", "not authorised")
-ENETUNREACH = 101
 
 
 class MQTTError(OSError):
-    pass
+    """A connection that failed or was lost; an OSError, so callers handle it with the
+    socket errors. Its text goes to the console as is."""
+
+    def __str__(self):
+        return self.args[0] if self.args else "mqtt error"
 
 
 def _jitter(limit_ms):
@@ -110,7 +113,7 @@ class MQTTClient:
     # -- connection ----------------------------------------------------------------
     def _check_link(self):
         if not self.link_up():
-            raise OSError(ENETUNREACH)
+            raise MQTTError("network down")
 
     async def connect(self):
         """One attempt: open the socket, send CONNECT, wait for CONNACK, resubscribe."""
@@ -229,7 +232,7 @@ class MQTTClient:
     async def _send(self, data, more=None):
         self._check_link()
         if self._writer is None:
-            raise OSError(ENETUNREACH)
+            raise MQTTError("not connected")
         async with self._lock:   # one packet at a time, its parts never interleaved
             self._writer.write(data)
             if more is not None:
@@ -271,7 +274,7 @@ class MQTTClient:
                     self.retransmits += 1
                     continue
                 if not entry[1]:
-                    raise OSError(ENETUNREACH)  # woken by close(), not by a PUBACK
+                    raise MQTTError("connection lost before PUBACK")
                 return
         finally:
             self._waiting.pop(pid, None)
@@ -300,7 +303,7 @@ class MQTTClient:
         finally:
             self._waiting.pop(pid, None)
         if not entry[1]:
-            raise OSError(ENETUNREACH)
+            raise MQTTError("connection lost before SUBACK")
 
     # -- receiving -----------------------------------------------------------------
     async def _fill(self, mv):
@@ -309,7 +312,7 @@ class MQTTClient:
         while got < len(mv):
             n = await self._reader.readinto(mv[got:])
             if not n:
-                raise OSError(ENETUNREACH)  # the broker closed the connection
+                raise MQTTError("connection closed by the broker")
             got += n
 
     async def _read_packet(self):
