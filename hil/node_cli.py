@@ -3,6 +3,7 @@ node, provision a fleet from an inventory, and read what a node is."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -80,7 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--no-restart", action="store_true",
                    help="leave the node in its REPL instead of restarting its program")
     i.add_argument("--node", type=Path, metavar="NODE_CONFIG",
-                   help="the node's config file, for the broker password (the board masks it)")
+                   help="the node's config file: how this laptop reaches the broker (password, "
+                        "CA file), which the board cannot tell (it masks its passwords)")
+    _watch_user_option(i)
     add_format_flags(i)
     i.set_defaults(func=run_info)
 
@@ -92,11 +95,30 @@ def _flash_options(p: argparse.ArgumentParser) -> None:
                    help="the broker the node connects to (overrides the config's broker)")
     p.add_argument("--watch", metavar="HOST:PORT",
                    help="where this laptop reaches that broker, if not at the same address")
+    _watch_user_option(p)
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for the birth message (default: 60)")
     p.add_argument("--no-wait", action="store_true",
                    help="do not watch the broker: stop after the verified copy and reset")
     add_format_flags(p)
+
+
+WATCH_PASSWORD_ENV = "URBANSENSE_WATCH_PASSWORD"
+
+
+def _watch_user_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watch-user", metavar="USER",
+                   help="broker account this laptop reads the node's status with (a production "
+                        f"ACL lets nodes write it, not read it); password in ${WATCH_PASSWORD_ENV}")
+
+
+def _watch_credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    if not args.watch_user:
+        return None, None
+    password = os.environ.get(WATCH_PASSWORD_ENV)
+    if password is None:
+        raise CommandError(f"--watch-user {args.watch_user}: set its password in ${WATCH_PASSWORD_ENV}")
+    return args.watch_user, password
 
 
 def _stderr() -> Console:
@@ -176,6 +198,7 @@ def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argpars
         with _bar(transient=True) as own:
             return _flash_with_progress(port, config, built, args, label, own)
     watch_host, watch_port = _watch_address(args)
+    watch_user, watch_password = _watch_credentials(args)
     task = progress.add_task(f"{label}connecting", total=2 * len(built.files) + 1)
 
     def step(phase: str, detail: str) -> None:
@@ -183,7 +206,8 @@ def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argpars
         progress.update(task, advance=advance, description=f"{label}{phase} {detail}")
     try:
         return flash_node(port, config, built, timeout=args.timeout, watch_host=watch_host,
-                          watch_port=watch_port, wait=not args.no_wait, step=step)
+                          watch_port=watch_port, wait=not args.no_wait, step=step,
+                          watch_user=watch_user, watch_password=watch_password)
     finally:
         progress.remove_task(task)
 
@@ -289,12 +313,12 @@ def _ask_to_plug(progress: Progress, row: inventory.FleetRow) -> str:
 
 # -- info
 def run_info(args: argparse.Namespace) -> int:
-    password = None
+    watch_user, watch_password = _watch_credentials(args)
     try:
-        if args.node:
-            password = (load(args.node).get("broker") or {}).get("password")
+        laptop = parse(load(args.node), str(args.node)) if args.node else None
         info = read_info(args.port, timeout=args.timeout, restart=not args.no_restart,
-                         broker_password=password)
+                         laptop_config=laptop, watch_user=watch_user,
+                         watch_password=watch_password)
     except (BoardError, ConfigError) as err:
         raise CommandError(str(err)) from None
     if args.json:

@@ -53,7 +53,7 @@ class VirtualBoard:
         except FileNotFoundError:
             return ""
 
-    def wait_console(self, text: str, timeout: float = 20.0, after: int = 0) -> bool:
+    def wait_console(self, text: str, timeout: float = 60.0, after: int = 0) -> bool:
         """Wait until `text` appears in the console log (past offset `after`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

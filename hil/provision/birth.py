@@ -22,9 +22,12 @@ class BrokerError(Exception):
 
 class BirthWatcher:
     def __init__(self, broker: BrokerConfig, topic: str, node: str, host: str | None = None,
-                 port: int | None = None, retained: bool = False) -> None:
+                 port: int | None = None, retained: bool = False, username: str | None = None,
+                 password: str | None = None) -> None:
         """retained=False: wait for a new birth; True: read the status the broker kept
-        (the node's last birth or last will), which is what `node info` shows."""
+        (the node's last birth or last will), which is what `node info` shows. The laptop
+        logs in as the node unless `username` is given: a production ACL lets a node write
+        its status but not read it, so there the technician watches with a reading account."""
         self.retained = retained
         self.broker = broker
         self.host = host or broker.host
@@ -39,11 +42,18 @@ class BirthWatcher:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"urbansense-provision-{uuid.uuid4().hex[:12]}",
                                   clean_session=True)
-        if broker.username:
+        if username:
+            self.client.username_pw_set(username, password)
+        elif broker.username:
             self.client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            self.client.tls_set(ca_certs=broker.ca if broker.ca else None,
-                                cert_reqs=ssl.CERT_REQUIRED)
+        if broker.tls:  # broker.ca is the CA's PEM file on this laptop (node_config.py)
+            try:
+                self.client.tls_set(ca_certs=broker.ca if broker.ca else None,
+                                    cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError) as err:
+                raise BrokerError(f"broker.ca {broker.ca}: cannot load the CA: {err}") from None
+        self._who = ("--watch-user and URBANSENSE_WATCH_PASSWORD" if username
+                     else "broker.username and broker.password")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -74,7 +84,7 @@ class BirthWatcher:
             text = str(reason_code)
             if reason_code.value in (4, 5, 134, 135):  # bad user name or password / not authorised
                 self._refusal = (f"broker {self.address} refused the credentials "
-                                 f"({text}): check broker.username and broker.password")
+                                 f"({text}): check {self._who}")
             else:
                 self._refusal = f"broker {self.address} refused the connection: {text}"
         self._connected.set()

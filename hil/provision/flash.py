@@ -8,6 +8,7 @@ read every file's sha256 back from the board; restart the program; read the cons
 waiting for the birth message. The outcome is "live" or the precise reason it is not."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -17,7 +18,7 @@ from typing import Callable
 from hil.boards.serial_board import BoardError, SerialBoard
 from hil.provision.birth import BirthWatcher, BrokerError
 from hil.provision.bundle import ON_DEVICE_MANIFEST, Bundle
-from hil.provision.node_config import NodeConfig
+from hil.provision.node_config import CA_ON_DEVICE, ConfigError, NodeConfig
 
 CONSOLE_KEPT = 40  # console lines kept for the diagnosis and the result file
 
@@ -100,6 +101,10 @@ def copy_bundle(board: SerialBoard, bundle: Bundle, config: NodeConfig,
             board.mkdirs(folder)
             made.add(folder)
         board.write_file(name, bundle.path(name).read_bytes())
+    ca = config.ca_der()
+    if ca is not None:
+        board.mkdirs(CA_ON_DEVICE.rpartition("/")[0])
+        board.write_file(CA_ON_DEVICE, ca)
     if step:
         step("config.json")
     board.write_file("config.json", config.device_json())
@@ -107,9 +112,11 @@ def copy_bundle(board: SerialBoard, bundle: Bundle, config: NodeConfig,
 
 
 def expected_hashes(bundle: Bundle, config: NodeConfig) -> dict[str, str]:
-    import hashlib
     files = dict(bundle.files)
     files["config.json"] = hashlib.sha256(config.device_json()).hexdigest()
+    ca = config.ca_der()
+    if ca is not None:
+        files[CA_ON_DEVICE] = hashlib.sha256(ca).hexdigest()
     return files
 
 
@@ -146,7 +153,8 @@ def wait_live(board: SerialBoard, watcher: BirthWatcher, timeout: float,
 def flash_node(port: str, config: NodeConfig, bundle: Bundle, timeout: float = 30.0,
                watch_host: str | None = None, watch_port: int | None = None,
                wait: bool = True, step: Callable[[str, str], None] | None = None,
-               board_timeout: float = 10.0) -> Outcome:
+               board_timeout: float = 10.0, watch_user: str | None = None,
+               watch_password: str | None = None) -> Outcome:
     """Flash one node and return its outcome. Problems of the node itself end in a failed
     Outcome; problems of the laptop's side (no port, no broker) too, with the reason."""
     started = time.monotonic()
@@ -159,9 +167,11 @@ def flash_node(port: str, config: NodeConfig, bundle: Bundle, timeout: float = 3
     watcher: BirthWatcher | None = None
     board: SerialBoard | None = None
     try:
+        config.ca_der()  # a CA file that is not there: say so before anything starts
         if wait:
             watcher = BirthWatcher(config.broker, config.status_topic, config.node,
-                                   host=watch_host, port=watch_port)
+                                   host=watch_host, port=watch_port, username=watch_user,
+                                   password=watch_password)
             say("broker", watcher.address)
             watcher.start()
         say("connect", port)
@@ -183,7 +193,7 @@ def flash_node(port: str, config: NodeConfig, bundle: Bundle, timeout: float = 3
                 outcome.fw = birth.get("fw")
                 outcome.boot = birth.get("boot")
                 outcome.reset = birth.get("reset")
-    except (BoardError, BrokerError, VerifyError) as err:
+    except (BoardError, BrokerError, VerifyError, ConfigError) as err:
         outcome.reason = str(err)
     finally:
         if board is not None:

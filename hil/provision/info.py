@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 
 from hil.boards.serial_board import BoardError, SerialBoard
 from hil.provision.birth import BirthWatcher, BrokerError
-from hil.provision.node_config import ConfigError, masked, parse
+from hil.provision.node_config import ConfigError, NodeConfig, masked, parse
 
 T = TypeVar("T")
 QUEUES = {"events": "queue/ev", "telemetry": "queue/tm"}
@@ -143,19 +143,21 @@ def _short_of_heap(board: SerialBoard, read: Callable[[SerialBoard], T], reset: 
     return read(board), True
 
 
-def _retained_status(config: dict, password: str | None, timeout: float) -> tuple[dict | None, str]:
+def _retained_status(config: dict, laptop: NodeConfig | None, user: str | None,
+                     password: str | None, timeout: float) -> tuple[dict | None, str]:
     """The status the broker keeps for the node (its last birth or will), and a note when
-    it could not be read. The board masks its broker password, so an authenticated broker
-    needs the password from the node's config file on the laptop."""
+    it could not be read. The board masks its broker password and names its CA by its path
+    in flash, so an authenticated or TLS broker needs the node's config file from the laptop
+    (or a reading account: `user`)."""
     try:
-        node_config = parse(config, "config.json on the board")
+        node_config = laptop or parse(config, "config.json on the board")
     except ConfigError as err:
         return None, str(err)
     broker = node_config.broker
-    if broker.password and password is None:
-        return None, "not read: the broker needs the password (give --node NODE_CONFIG)"
-    broker = broker.model_copy(update={"password": password if broker.password else None})
-    watcher = BirthWatcher(broker, node_config.status_topic, node_config.node, retained=True)
+    if laptop is None and not user and (broker.password or broker.tls):
+        return None, "not read: give --node NODE_CONFIG (the board masks its broker password)"
+    watcher = BirthWatcher(broker, node_config.status_topic, node_config.node, retained=True,
+                           username=user, password=password)
     try:
         watcher.start(timeout)
     except BrokerError as err:
@@ -169,7 +171,8 @@ def _retained_status(config: dict, password: str | None, timeout: float) -> tupl
 
 
 def read_info(port: str, timeout: float = 10.0, restart: bool = True,
-              broker_password: str | None = None, broker_timeout: float = 3.0) -> dict:
+              laptop_config: NodeConfig | None = None, watch_user: str | None = None,
+              watch_password: str | None = None, broker_timeout: float = 3.0) -> dict:
     """Everything `node info` shows, secrets masked. The node's program stays interrupted
     while the board is read and the broker asked for the node's retained status (a restart
     first would replace it), then it is restarted."""
@@ -177,7 +180,8 @@ def read_info(port: str, timeout: float = 10.0, restart: bool = True,
         board.enter_raw_repl(soft_reset=False)
         config, reset = _short_of_heap(board, _config, False)
         # Before anything that could reset the board: a reset replaces the retained status.
-        status, status_note = _retained_status(config, broker_password, broker_timeout)
+        status, status_note = _retained_status(config, laptop_config, watch_user,
+                                               watch_password, broker_timeout)
         raw, reset = _short_of_heap(board, _read_board, reset)
         if reset:  # machine.reset_cause() now names the soft reset made here
             raw["reset_cause"] = None

@@ -3,6 +3,7 @@ anything is written to a board, and shown with its secrets masked."""
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,12 @@ class _Strict(BaseModel):
 class WifiConfig(_Strict):
     ssid: str = Field(min_length=1, max_length=32)
     password: str = Field(default="", max_length=64)
+
+
+# Where provisioning puts the broker's CA on the board. In the node config a technician
+# gives, broker.ca is the CA's PEM file on the laptop; the board gets it in DER form (what
+# MicroPython's ssl, mbedTLS, loads) and the config.json written to it names this path.
+CA_ON_DEVICE = "certs/ca.der"
 
 
 class BrokerConfig(_Strict):
@@ -67,6 +74,19 @@ class NodeConfig(_Strict):
                 raise ValueError(f"interval_s: at least {low:g} on {self.platform}")
         return self
 
+    def ca_der(self) -> bytes | None:
+        """The CA to copy onto the board, in DER form (None without one)."""
+        if not self.broker.ca:
+            return None
+        try:
+            pem = Path(self.broker.ca).read_text()
+            return ssl.PEM_cert_to_DER_cert(pem)
+        except OSError as err:
+            raise ConfigError(f"broker.ca: {self.broker.ca}: {err.strerror} (give the CA's PEM "
+                              f"file on this laptop; it is copied to the board as {CA_ON_DEVICE})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(f"broker.ca: {self.broker.ca} is not a PEM certificate") from None
+
     @property
     def status_topic(self) -> str:
         return f"city/v1/{self.district}/{self.zone}/{self.node}/status"
@@ -75,6 +95,8 @@ class NodeConfig(_Strict):
         """config.json as the node reads it (optional keys left out when unset)."""
         data = self.model_dump(exclude_none=True)
         data["broker"] = self.broker.model_dump()  # the firmware expects every broker key
+        if self.broker.ca:
+            data["broker"]["ca"] = CA_ON_DEVICE
         return (json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 

@@ -69,7 +69,7 @@ def test_flash_goes_live_and_info_reads_the_node(boards, standin_bundle, mosquit
     assert table.returncode == 0 and "p-0001" in table.stdout
     no_password = urbansense("node", "info", "--port", board.port, "--json")
     assert no_password.returncode == 0, no_password.stderr
-    assert "needs the password" in json.loads(no_password.stdout)["broker_note"]
+    assert "give --node" in json.loads(no_password.stdout)["broker_note"]
 
     # info restarts the node's program: it boots again and comes back online.
     assert board.wait_console("p-0001 boot 3"), board.console()

@@ -60,7 +60,7 @@ def test_build_flash_live_and_info_with_the_real_firmware(boards, firmware_bundl
         assert node["reset"] == "power"
         assert "a-0301 connected 127.0.0.1:%d" % mosquitto.port in board.console()
 
-        assert listener.got.wait(30), board.console()
+        assert listener.got.wait(60), board.console()
         msg = listener.messages[0]
         decoded = decode(msg.topic, msg.payload, 0)
         assert decoded["node"] == "a-0301" and decoded["kind"] == "air"

@@ -39,7 +39,7 @@ def runs(board) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def wait_for(predicate, timeout: float = 20.0) -> bool:
+def wait_for(predicate, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
