@@ -122,6 +122,9 @@ class DurableBuffer:
         conn = self.connect()
         with conn:
             conn.executescript(_SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(nodes)")}
+            if "closed_gaps" not in columns:     # buffers made before the column existed
+                conn.execute("ALTER TABLE nodes ADD COLUMN closed_gaps INTEGER NOT NULL DEFAULT 0")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
         conn.close()
