@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  e.g. mpremote connect {port} fs ls   |   urbansense node info --port {port}")
         print("Ctrl-C stops the board.", flush=True)
 
-    serve(args.flash, args.heap, args.log, ready)
+    try:
+        serve(args.flash, args.heap, args.log, ready)
+    except OSError as err:  # no pty left, or an unwritable --log
+        raise CommandError(f"cannot start the virtual board: {err}") from None
     print("virtual board stopped", file=sys.stderr)
     return 0

@@ -199,7 +199,9 @@ def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argpars
             return _flash_with_progress(port, config, built, args, label, own)
     watch_host, watch_port = _watch_address(args)
     watch_user, watch_password = _watch_credentials(args)
-    task = progress.add_task(f"{label}connecting", total=2 * len(built.files) + 1)
+    # One step per file copied and per file verified (config.json too; the CA once verified).
+    steps = 2 * (len(built.files) + 1) + (1 if config.broker.ca else 0)
+    task = progress.add_task(f"{label}connecting", total=steps)
 
     def step(phase: str, detail: str) -> None:
         advance = 1 if phase in ("copy", "verify") else 0

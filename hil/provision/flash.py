@@ -68,7 +68,6 @@ _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
 _PROGRAM_ENDED = 'Type "help()" for more information.'
 
 
-
 def diagnose(console: list[str], waited: float) -> str:
     """Why no birth message came, from what the node printed."""
     for line in reversed(console):
