@@ -1,0 +1,45 @@
+"""`urbansense hil run` refuses bad input before it starts anything: one line, non-zero."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXE = str(Path(sys.executable).parent / "urbansense")
+SCENARIO = str(Path(__file__).resolve().parents[2] / "hil" / "scenarios" / "leak-sleeping-node.yaml")
+
+
+def hil_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, "hil", "run", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_bad_scenario_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(SCENARIO).read_text().replace("within_ms: 5000", "within: 5000"))
+    proc = hil_run(SCENARIO, str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"urbansense: {bad}: expect.0.within: unknown key")
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def test_a_missing_serial_port_is_one_line():
+    proc = hil_run(SCENARIO, "--board", "/dev/ttyNOPE0")
+    assert proc.returncode == 1
+    assert proc.stderr == "urbansense: --board /dev/ttyNOPE0: no such serial port\n"
+
+
+def test_an_unknown_board_kind_is_one_line():
+    proc = hil_run(SCENARIO, "--board", "esp8266")
+    assert proc.returncode == 1
+    assert "expected virtual, sim or a serial port path" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_more_boards_than_the_scenario_has():
+    proc = hil_run(SCENARIO, "--board", "virtual", "--board", "virtual")
+    assert proc.returncode == 2
+    assert "2 --board given for 1 board(s)" in proc.stderr
+
+
+def test_jobs_out_of_range():
+    proc = hil_run(SCENARIO, "--jobs", "0")
+    assert proc.returncode == 2 and "--jobs 0: must be 1..16" in proc.stderr
