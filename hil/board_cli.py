@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     def ready(port: str) -> None:
         print(f"virtual board on {port} (flash: {args.flash.resolve()})")
         print(f"  e.g. mpremote connect {port} fs ls   |   urbansense node info --port {port}")
+        print(f"  kill -USR1 {os.getpid()} wakes it from deep sleep (a pin wake); "
+              f"kill -USR2 {os.getpid()} is a power cycle")
         print("Ctrl-C stops the board.", flush=True)
 
     try:

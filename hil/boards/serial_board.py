@@ -77,7 +77,8 @@ class SerialBoard:
             self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=self.timeout)
         except (TransportError, OSError) as err:
             raise BoardError(f"the board on {self.port} does not answer (no MicroPython REPL "
-                             f"within {self.timeout:g} s): is MicroPython flashed on it?") from err
+                             f"within {self.timeout:g} s): is MicroPython flashed on it? (a "
+                             "duty-cycled node may be in deep sleep: press its reset button)") from err
 
     def exec(self, code: str) -> str:
         try:
