@@ -33,6 +33,16 @@ def standin_bundle(tmp_path_factory) -> bundles.Bundle:
     return bundles.build(tmp_path_factory.mktemp("standin-bundle"), firmware=tree)
 
 
+@pytest.fixture(scope="session")
+def firmware_bundle(tmp_path_factory) -> Path:
+    """The real firmware, built as a technician builds it: `urbansense node build`."""
+    out = tmp_path_factory.mktemp("firmware-bundle")
+    proc = urbansense("node", "build", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["bundle"] == str(out)
+    return out
+
+
 @pytest.fixture
 def boards(tmp_path, request) -> Iterator[Callable[..., VirtualBoard]]:
     """Start virtual boards (each with its own flash folder); all stop at the end. A failing

@@ -38,10 +38,9 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]
                           env={**os.environ, **(env or {})})
 
 
-def test_flash_onto_a_tls_site_with_a_reading_account(boards, tmp_path, site):
+def test_flash_onto_a_tls_site_with_a_reading_account(boards, tmp_path, site, firmware_bundle):
     broker, ca_file, passwords = site
-    bundle = tmp_path / "bundle"
-    assert run("node", "build", "--out", str(bundle)).returncode == 0
+    bundle = firmware_bundle
     board = boards()
     config = tmp_path / "p-0501.json"
     config.write_text(json.dumps({
@@ -87,3 +86,21 @@ def test_missing_ca_file_is_named_before_the_board_is_touched(boards, tmp_path):
     assert proc.returncode == 1
     assert "broker.ca: " in proc.stderr and "nope.pem" in proc.stderr
     assert not (board.flash / "config.json").exists()
+
+
+def test_node_with_a_wrong_password_is_told_apart(boards, tmp_path, site, firmware_bundle):
+    broker, ca_file, passwords = site
+    bundle = firmware_bundle
+    board = boards()
+    config = tmp_path / "p-0501.json"
+    config.write_text(json.dumps({
+        "node": "p-0501", "district": D, "zone": Z, "kind": "parking", "platform": "sim",
+        "broker": {"host": "127.0.0.1", "port": broker.port, "username": "p-0501",
+                   "password": "not-the-password", "tls": True, "ca": str(ca_file)}}))
+    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--bundle", str(bundle),
+               "--timeout", "5", "--watch-user", EDGE,
+               env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line == ("urbansense: p-0501 is NOT live: the broker refused the node's credentials "
+                    "(check broker.username and broker.password)"), line

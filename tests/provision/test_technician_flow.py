@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.provision import bundle as bundles
@@ -17,15 +15,6 @@ from hil.services import free_port
 from protocols.decoder import decode
 
 from .conftest import urbansense, write_config
-
-
-@pytest.fixture(scope="module")
-def firmware_bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("firmware-bundle")
-    proc = urbansense("node", "build", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["bundle"] == str(out)
-    return out
 
 
 class Listener:
