@@ -7,7 +7,6 @@ at its times, then check the expectations against what the observer saw on the b
 what InfluxDB holds. Every expectation reports its measured figure, met or not."""
 from __future__ import annotations
 
-import heapq
 import itertools
 import tempfile
 import time
@@ -22,7 +21,8 @@ from hil.demo.probes import EventPointProbe, Moment
 from hil.demo.stack import CityStack
 from hil.node_handles import NodeHandle, NodeHandleError
 from hil.results import ExpectationResult, ScenarioResult
-from hil.services import InfluxDBServer, ServiceError
+from hil.services import ServiceError
+from protocols import topics
 
 BoardFactory = Callable[[sc.BoardSpec, sc.Site, tuple[str, int], Path], NodeHandle]
 
@@ -93,8 +93,7 @@ class ScenarioRun:
             out.append((step.at, next(order), what, begin, step.id))
             if end is not None:
                 out.append((step.at + step.for_s, next(order), f"end of {what}", end, None))
-        heapq.heapify(out)
-        return [heapq.heappop(out) for _ in range(len(out))]
+        return sorted(out, key=lambda action: (action[0], action[1]))
 
     def _step_actions(self, step: Any) -> tuple[Callable[[], None], Callable[[], None] | None, str]:
         stack = self.stack
@@ -116,7 +115,7 @@ class ScenarioRun:
         if isinstance(step, sc.PowerLossStep):
             return self.handles[step.node].power_loss, None, f"power loss on {step.node}"
         assert isinstance(step, sc.CommandStep)
-        topic = f"city/v1/{self.site.district}/{self.site.zone}/{step.node}/cmd"
+        topic = topics.topic(self.site.district, self.site.zone, step.node, topics.CMD)
         payload = sc.command_payload(step)
         assert stack.observer is not None
         observer = stack.observer
