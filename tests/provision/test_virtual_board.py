@@ -224,3 +224,10 @@ def test_output_nobody_reads_does_not_stall_the_board(boards, tmp_path):
     with SerialBoard(board.port) as sb:  # and the port still answers afterwards
         sb.enter_raw_repl(soft_reset=False)
         assert sb.eval("2 ** 10") == 1024
+
+
+def test_board_repl_is_valid_micropython(tmp_path):
+    from hil.boards.bridge import BOARD_REPL
+    from hil.micropython import compile_file
+    proc = compile_file(BOARD_REPL, tmp_path / "board_repl.mpy")
+    assert proc.returncode == 0, proc.stderr.decode()
