@@ -22,6 +22,9 @@ PINGREQ = 0xC0
 PINGRESP = 0xD0
 DISCONNECT = 0xE0
 
+SPLIT_ABOVE = 512   # bytes of payload above which a PUBLISH is written in two parts
+IPPROTO_TCP = 6
+TCP_NODELAY = 1
 _CONNACK_ERRORS = ("", "bad protocol version", "client id rejected", "server unavailable",
                    "bad user name or password", "not authorised")
 
@@ -127,6 +130,10 @@ class MQTTClient:
                 opened = asyncio.open_connection(self.host, self.port)
             self._reader, self._writer = await asyncio.wait_for_ms(
                 opened, self.connect_timeout_ms)
+            try:
+                self._writer.s.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+            except (AttributeError, OSError):
+                pass   # a TLS socket or a port without the option: Nagle stays on
             await self._send(self._connect_packet())
             ptype = await asyncio.wait_for_ms(self._read_packet(), self.connect_timeout_ms)
             if ptype != CONNACK:
@@ -252,21 +259,28 @@ class MQTTClient:
         pid = self._next_pid() if qos else 0
         size = 2 + len(tb) + (2 if qos else 0) + len(payload)
         head = _header(PUBLISH | (qos << 1) | (1 if retain else 0), size)
-        # Header, topic and packet id in one small buffer; the payload is written after
-        # it as it is, so a batch of several KB is never copied (the heap is the budget).
-        pkt = bytearray(len(head) + size - len(payload))
+        # A small message goes out as one buffer. A large one (a batch of several KB) is
+        # written as header then payload, so it is never copied (the heap is the budget);
+        # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
+        # broker's delayed ACK, which would cost ~40 ms per message.
+        split = len(payload) > SPLIT_ABOVE
+        pkt = bytearray(len(head) + size - (len(payload) if split else 0))
         pkt[:len(head)] = head
         pos = _put_str(pkt, len(head), tb)
         if qos:
             struct.pack_into("!H", pkt, pos, pid)
+            pos += 2
+        if not split:
+            pkt[pos:] = payload
+        rest = payload if split else None
         if not qos:
-            await self._send(pkt, payload)
+            await self._send(pkt, rest)
             return
         entry = [asyncio.Event(), False]
         self._waiting[pid] = entry
         try:
             while True:
-                await self._send(pkt, payload)
+                await self._send(pkt, rest)
                 try:
                     await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
                 except asyncio.TimeoutError:
