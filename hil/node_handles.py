@@ -117,11 +117,7 @@ class SimNodeHandle:
         self.sim.power_loss()
 
     def log_tail(self, lines: int = 30) -> str:
-        for name in ("console.log", "node.log"):
-            path = self.flash_dir / name
-            if path.exists():
-                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        return "(no console log)"
+        return self.sim.console_tail(lines)
 
 
 class ConsoleNodeHandle:

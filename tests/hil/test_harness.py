@@ -108,3 +108,29 @@ def test_contains_compares_results_by_subset():
     assert not contains(actual, {"thresholds": {"tilt_deg": 12}})
     assert not contains(actual, {"queue_max": 500})
     assert not contains({"flag": 1}, {"flag": True})
+
+
+def test_sim_board_handle_drives_a_sim_node(mosquitto, observer, tmp_path):
+    """`--board sim`: the firmware under the unix port, driven through its control.json."""
+    import json
+
+    from hil.node_handles import SimNodeHandle
+    from hil.scenario import BoardSpec, Site
+
+    spec = BoardSpec(node="a-0042", kind="air", schedule="always-on", interval_s=1)
+    handle = SimNodeHandle(spec, Site(district="hil", zone="rig"), (mosquitto.host, mosquitto.port),
+                           tmp_path / "a-0042")
+    handle.start()
+    try:
+        assert observer.wait_online(["a-0042"], timeout=30) == [], handle.log_tail()
+        handle.stimulate({"pm25": 180.0})
+        handle.cut_network(True)
+        control = json.loads((tmp_path / "a-0042" / "control.json").read_text())
+        assert control == {"stimuli": {"pm25": 180.0}, "net": "down"}
+        handle.stimulate({"pm25": None})
+        handle.cut_network(False)
+        control = json.loads((tmp_path / "a-0042" / "control.json").read_text())
+        assert control == {"stimuli": {}, "net": "up"}
+        assert "a-0042" in handle.log_tail()
+    finally:
+        handle.stop()
