@@ -22,7 +22,7 @@ from hil.provision import inventory
 from hil.provision.esptool_cmd import IMAGE_OFFSETS, EsptoolError, flash_image
 from hil.provision.flash import Outcome, flash_node
 from hil.provision.info import read_info
-from hil.provision.node_config import ConfigError, load, parse, parse_host_port
+from hil.provision.node_config import ConfigError, NodeConfig, load, parse, parse_host_port
 
 DEFAULT_BUNDLE = Path("build") / "bundle"
 STATUS_STYLE = {"live": "[green]live[/green]", "flashed": "[yellow]flashed[/yellow]",
@@ -138,6 +138,8 @@ def run_build(args: argparse.Namespace) -> int:
             built = bundles.build(args.out, progress=step)
         except (bundles.BundleError, MicroPythonMissing) as err:
             raise CommandError(str(err)) from None
+        except OSError as err:
+            raise CommandError(f"cannot write the bundle to {args.out}: {err.strerror}") from None
     size = sum(built.path(n).stat().st_size for n in built.files)
     if args.json:
         print_json({"bundle": str(built.root), "version": built.version, "files": len(built.files),
@@ -191,7 +193,7 @@ def _apply_broker(data: dict, args: argparse.Namespace) -> None:
         data["broker"].update(host=host, port=port)
 
 
-def _flash_with_progress(port: str, config, built: bundles.Bundle, args: argparse.Namespace,
+def _flash_with_progress(port: str, config: NodeConfig, built: bundles.Bundle, args: argparse.Namespace,
                          label: str = "", progress: Progress | None = None) -> Outcome:
     """Flash with a bar of its own, or a task on the fleet's bar (one live display at once)."""
     if progress is None:
@@ -224,7 +226,14 @@ def _print_outcomes(outcomes: list[Outcome], as_json: bool, title: str) -> None:
 
 
 # -- flash
+def _check_watch_options(args: argparse.Namespace) -> None:
+    """Refuse bad --watch/--watch-user before any board is touched."""
+    _watch_address(args)
+    _watch_credentials(args)
+
+
 def run_flash(args: argparse.Namespace) -> int:
+    _check_watch_options(args)
     try:
         data = load(args.node)
         _apply_broker(data, args)
@@ -255,6 +264,7 @@ def run_flash(args: argparse.Namespace) -> int:
 
 # -- provision
 def run_provision(args: argparse.Namespace) -> int:
+    _check_watch_options(args)
     try:
         defaults = load(args.defaults) if args.defaults else {}
         _apply_broker(defaults, args)
