@@ -129,6 +129,8 @@ def _print_report(report: Any, console: Console) -> None:
     _table(console, "city level: events, node health, one-minute rollups",
            ["database", "measurement", "points", "nodes"],
            [(l.database, l.measurement, l.points, l.nodes) for l in report.city])
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for problem in report.problems:
         console.print(f"problem: {problem}", style="red", highlight=False, soft_wrap=True)
     state = report.state_dir

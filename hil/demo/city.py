@@ -56,6 +56,7 @@ class DemoReport:
     districts: list[Landed]
     city: list[Landed]
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class DemoReport:
                               for s in self.staged],
             "landed": [l.__dict__ for l in self.districts + self.city],
             "problems": self.problems,
+            "notes": self.notes,
         }
 
 
@@ -102,6 +104,7 @@ class CityDemo:
         self.staged: list[StagedAlarm] = []
         self.probes: list[tuple[StagedAlarm, EventPointProbe]] = []
         self.problems: list[str] = []
+        self.notes: list[str] = []
 
     # -- the whole run
     def run(self) -> DemoReport:
@@ -168,11 +171,15 @@ class CityDemo:
             ("gas (CH4)", "manhole", "ch4", {"ch4_lel": 30.0}, 2),
         ]
         for label, kind, event, stimulus, site_index in plan:
-            site = self.sites[site_index % len(self.sites)]
-            node = self._node_of_kind(site, kind)
-            if node is None:
-                self.problems.append(f"no {kind} node in {site.district}/{site.zone} to stage {label}")
+            # The preferred zone first, then the others in turn.
+            order = self.sites[site_index:] + self.sites[:site_index]
+            found = next(((site, node) for site in order
+                          if (node := self._node_of_kind(site, kind)) is not None), None)
+            if found is None:
+                # Fewer nodes per zone than kinds: the city has no node to stage this on.
+                self.notes.append(f"{label} not staged: no free {kind} node in the city")
                 continue
+            site, node = found
             self.staged.append(StagedAlarm(label, _node_id(node), site.district, site.zone, event, stimulus))
 
     def _node_of_kind(self, site: EdgeSite, kind: str) -> Any:
@@ -240,7 +247,7 @@ class CityDemo:
             self.problems.append(f"the edges had not forwarded everything after {DRAIN_WAIT_S:.0f} s")
         for staged in self.staged:
             if staged.set_at is None:
-                staged.note = "not staged (the run ended first)"
+                self.notes.append(f"{staged.label} not staged: the run ended first")
             elif staged.topic_ms is None or staged.influx_ms is None:
                 self.problems.append(f"{staged.label} on {staged.node}: "
                                      + ("no alarm on the alarms topic; " if staged.topic_ms is None else "")
@@ -255,7 +262,7 @@ class CityDemo:
             nodes_online=sum(1 for n in nodes.values() if n.online),
             messages=self.stack.observer.messages, staged=self.staged,
             districts=district_landing(self.stack.influx, list(DISTRICTS)),
-            city=city_landing(self.stack.influx), problems=self.problems)
+            city=city_landing(self.stack.influx), problems=self.problems, notes=self.notes)
 
 
 def _node_id(node: Any) -> str:

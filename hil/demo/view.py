@@ -30,7 +30,6 @@ class StagedAlarm:
     set_at: float | None = None            # monotonic time the stimulus was set
     topic_ms: float | None = None          # stimulus -> alarms/v1/... seen
     influx_ms: float | None = None         # stimulus -> point visible in InfluxDB
-    note: str = ""
 
 
 @dataclass
