@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from pathlib import Path
 from rich.console import Console
 from rich.text import Text
@@ -28,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "`virtual`: the unix port behind a pty, flashed like a real board "
                         "(default); `sim`: a sim node; else a serial port such as /dev/ttyUSB0")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    p.add_argument("--broker-host", metavar="ADDR",
+                   help="an address of this machine that real boards reach over their Wi-Fi: "
+                        "the rig's broker also listens there and boards are given it "
+                        "(default: loopback, enough for virtual boards)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="scenarios run side by side on virtual boards, each with its own "
                         "servers (default 1; latency figures are steadiest with 1)")
@@ -59,6 +64,16 @@ def _serial_board(port: str, spec: BoardSpec, site: Site, broker: tuple[str, int
     return provisioned_serial_board(port, spec, site, broker)
 
 
+def _check_local_address(addr: str) -> None:
+    """The broker can only listen on an address this machine has."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((addr, 0))
+    except OSError as err:
+        raise CommandError(f"--broker-host {addr}: not an address of this machine ({err.strerror})",
+                           exit_code=2) from None
+
+
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.scenarios]
     # Every file is checked before anything starts: a typo fails in a second, not after a run.
@@ -78,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.jobs <= 16:
         raise CommandError(f"--jobs {args.jobs}: must be 1..16", exit_code=2)
+    if args.broker_host:
+        _check_local_address(args.broker_host)
     results = run_scenarios(paths, args.board, args.workdir, progress, factories.__getitem__,
-                            jobs=args.jobs)
+                            jobs=args.jobs, board_host=args.broker_host)
     if args.junit:
         junit.write(results, args.junit)
     if args.json:

@@ -34,14 +34,14 @@ COUNT_SETTLE_S = 20.0
 
 class ScenarioRun:
     def __init__(self, scenario: sc.Scenario, source: str, boards: list[BoardFactory],
-                 workdir: Path, progress: Callable[[str], None]) -> None:
+                 workdir: Path, progress: Callable[[str], None], board_host: str | None = None) -> None:
         self.scenario = scenario
         self.source = source
         self.factories = boards
         self.workdir = workdir
         self.progress: Callable[[str], None] = lambda line: progress(f"[{scenario.name}] {line}")
         self.site = EdgeSite(scenario.site.district, scenario.site.zone)
-        self.stack = CityStack(workdir, [self.site], self.progress)
+        self.stack = CityStack(workdir, [self.site], self.progress, board_host=board_host)
         self.handles: dict[str, NodeHandle] = {}
         self.steps: dict[str, Moment] = {}
         self.influx_probes: list[tuple[sc.InfluxExpect, EventPointProbe]] = []
@@ -70,7 +70,7 @@ class ScenarioRun:
         return tails
 
     def _boards_up(self) -> None:
-        broker = self.stack.broker_address
+        broker = self.stack.board_broker_address
         for spec, factory in zip(self.scenario.boards, self.factories):
             self.progress(f"setting up board {spec.node} ({spec.kind})")
             handle = factory(spec, self.scenario.site, broker, self.workdir / "boards" / spec.node)
@@ -334,7 +334,8 @@ def sequence_verdict(readings: list[tuple[int, int]], events: list[tuple[int, in
 
 def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None,
                   progress: Callable[[str], None],
-                  make_factory: Callable[[str], BoardFactory], jobs: int = 1) -> list[ScenarioResult]:
+                  make_factory: Callable[[str], BoardFactory], jobs: int = 1,
+                  board_host: str | None = None) -> list[ScenarioResult]:
     """Run each scenario file; `board_args` gives each board its rig board in order (missing
     ones are `virtual`). With `jobs` > 1, scenarios on virtual boards run side by side, each
     with its own servers; the results keep the order of `paths`."""
@@ -350,7 +351,8 @@ def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None
                 return ScenarioResult(path.stem, str(path), error=str(err))
             args = list(board_args) + ["virtual"] * (len(scenario.boards) - len(board_args))
             factories = [make_factory(a) for a in args[:len(scenario.boards)]]
-            return ScenarioRun(scenario, str(path), factories, base / scenario.name, progress).run()
+            return ScenarioRun(scenario, str(path), factories, base / scenario.name, progress,
+                               board_host).run()
 
         if jobs <= 1:
             return [one(p) for p in paths]

@@ -23,11 +23,17 @@ def _quiet(_: str) -> None:
 
 
 class CityStack:
-    def __init__(self, workdir: Path, sites: list[EdgeSite], progress: Progress = _quiet) -> None:
+    def __init__(self, workdir: Path, sites: list[EdgeSite], progress: Progress = _quiet,
+                 board_host: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.sites = sites
         self.progress = progress
         self.broker = MosquittoServer(self.workdir / "mosquitto")
+        # Real boards reach the broker over their Wi-Fi, not over this machine's loopback:
+        # the broker then also listens on the address they use, on the same port.
+        self.board_host = board_host
+        if board_host:
+            self.broker.extra_config = f"listener {self.broker.port} {board_host}"
         self.influx = InfluxDBServer(self.workdir / "influxdb")
         self.edges: dict[EdgeSite, EdgeProcess] = {}
         self.observer: CityObserver | None = None
@@ -36,6 +42,11 @@ class CityStack:
     @property
     def broker_address(self) -> tuple[str, int]:
         return (self.broker.host, self.broker.port)
+
+    @property
+    def board_broker_address(self) -> tuple[str, int]:
+        """Where boards connect: the board-facing listener if there is one."""
+        return (self.board_host or self.broker.host, self.broker.port)
 
     def databases(self) -> list[str]:
         return sorted({f"district_{s.district}" for s in self.sites}) + ["city"]

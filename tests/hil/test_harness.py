@@ -134,3 +134,25 @@ def test_sim_board_handle_drives_a_sim_node(mosquitto, observer, tmp_path):
         assert "a-0042" in handle.log_tail()
     finally:
         handle.stop()
+
+
+def test_boards_reach_the_rig_broker_on_the_board_facing_address(tmp_path):
+    """`hil run --broker-host ADDR`: the broker also listens on ADDR (here another loopback
+    address), boards are given it, and what they publish there reaches the observer."""
+    import paho.mqtt.client as mqtt
+
+    from hil.demo.stack import CityStack
+
+    with CityStack(tmp_path, sites=[], board_host="127.0.0.2") as stack:
+        host, port = stack.board_broker_address
+        assert (host, port) == ("127.0.0.2", stack.broker.port)
+        board = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="p-0077")
+        board.connect(host, port)
+        board.loop_start()
+        try:
+            board.publish("city/v1/hil/rig/p-0077/status",
+                          _bytes(codec.encode_status("p-0077", "parking", 1, 0, "online")), qos=1).wait_for_publish(10)
+            assert stack.observer.wait_online(["p-0077"], timeout=10) == []
+        finally:
+            board.loop_stop()
+            board.disconnect()
