@@ -216,7 +216,8 @@ def influx_count(influx, db: str, measurement: str = "air", field: str = "pm25")
         return -1
 
 
-def counted_readings(n: int, nodes: int = 10, prefix: str = "f") -> list[tuple[str, bytes]]:
+def counted_readings(n: int, nodes: int = 10, prefix: str = "f",
+                     min_age_ms: int = 0) -> list[tuple[str, bytes]]:
     """n air readings whose `uptime_s` field is their index, all with `age_ms`.
 
     `age_ms` makes the test strict: the edge stamps arrival - age_ms, so a reading written
@@ -228,7 +229,8 @@ def counted_readings(n: int, nodes: int = 10, prefix: str = "f") -> list[tuple[s
         node = f"{prefix}-{i % nodes:04d}"
         fields = {"pm25": float(i % 500), "uptime_s": float(i), "battery_v": 3.6}
         out.append((topic(node, "telemetry"),
-                    codec.encode_reading(node, "air", 1, i // nodes, fields, age_ms=(n - i) * 2000)))
+                    codec.encode_reading(node, "air", 1, i // nodes, fields,
+                                         age_ms=min_age_ms + (n - i) * 2000)))
     return out
 
 

@@ -7,6 +7,7 @@ appear twice with different timestamps rather than merge silently."""
 from __future__ import annotations
 
 import random
+import signal
 import time
 
 import pytest
@@ -168,19 +169,54 @@ def test_buffer_cap_drops_oldest_telemetry_and_keeps_every_event(mosquitto, infl
 
 
 def test_shared_subscription_two_workers(mosquitto, influxdb, tmp_path, edges):
-    db = "fault_shared"
+    db, city = "fault_shared", "fault_shared_city"
     workers = []
     for name in ("w1", "w2"):
         config = write_config(tmp_path / name, mqtt_port=mosquitto.port, client_id=f"edge-shared-{name}",
                               mqtt_extra={"shared_group": "caohejing"},
-                              sinks=[v1_sink("district", influxdb, db)])
+                              sinks=[v1_sink("district", influxdb, db), v1_sink("city", influxdb, city, "rollup")],
+                              extra={"rollup": {"delay_s": 0.2}})
         workers.append(edges(config).start())
     n = 2000
     pub = Publisher(mosquitto.port, "shared-publisher")
     try:
-        pub.publish_all(counted_readings(n, prefix="w"))
+        # two minutes old at least, so that every minute is closed and rolled up at once
+        pub.publish_all(counted_readings(n, prefix="w", min_age_ms=120_000))
         assert_exactly(influxdb, db, n)
     finally:
         pub.close()
     shares = [w.query("SELECT count(*) FROM seen")[0][0] for w in workers]
     assert sum(shares) == n and all(s > 0 for s in shares), shares
+    # Each worker's rollups are partial minutes, told apart by the `worker` tag; together
+    # they count every reading once.
+    def rollup_total():
+        try:
+            series = influxdb.query('SELECT sum("pm25_count") FROM "air_1m" GROUP BY "worker"', db=city)
+        except Exception:
+            return None
+        return {s["tags"]["worker"]: s["values"][0][1] for s in series}
+    totals = wait_for(lambda: (lambda t: t if t and sum(t.values()) == n else None)(rollup_total()),
+                      what="rollups of every reading")
+    assert set(totals) == {"edge-shared-w1", "edge-shared-w2"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_mid_stream_is_clean_and_loses_nothing(mosquitto, influxdb, tmp_path, edges, sig):
+    db = f"fault_stop_{sig.name.lower()}"
+    config = write_config(tmp_path, mqtt_port=mosquitto.port, client_id=f"edge-stop-{sig.name.lower()}",
+                          sinks=[v1_sink("district", influxdb, db)])
+    edge = edges(config).start()
+    n = 1500
+    pub = Publisher(mosquitto.port, f"stop-publisher-{sig.name.lower()}")
+    try:
+        sender = publish_paced(pub, counted_readings(n, prefix="z"), per_second=1000)
+        time.sleep(0.7)
+        edge.proc.send_signal(sig)          # Ctrl-C or SIGTERM while messages flow
+        assert edge.proc.wait(30) == 0
+        assert "edge stopped" in edge.log_text()
+        time.sleep(0.3)
+        edge.start()
+        sender.join(60)
+        assert_exactly(influxdb, db, n)
+    finally:
+        pub.close()
