@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS rollups (
     district TEXT NOT NULL, zone TEXT NOT NULL, agg TEXT NOT NULL,
     dirty INTEGER NOT NULL, PRIMARY KEY (node, minute_ms));
 CREATE INDEX IF NOT EXISTS rollups_dirty ON rollups(minute_ms) WHERE dirty = 1;
+CREATE INDEX IF NOT EXISTS rollups_minute ON rollups(minute_ms);
 """
 
 
@@ -320,6 +321,9 @@ class DurableBuffer:
     @staticmethod
     def prune_seen(conn: sqlite3.Connection, before_ms: int, chunk: int = 20000) -> int:
         # rowid order is arrival order, so the oldest identities are at the front.
+        oldest = conn.execute("SELECT at_ms FROM seen ORDER BY rowid LIMIT 1").fetchone()
+        if oldest is None or oldest[0] >= before_ms:
+            return 0
         return conn.execute(
             "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?)"
             " AND at_ms < ?", (chunk, before_ms)).rowcount

@@ -170,9 +170,11 @@ class CommitLoop:
                 self.buffer.append(conn, ROLLUP, self.rollups.due(conn, now), now)
             self.buffer.append(conn, HEALTH, self.registry.flush(conn, now, full=True), now)
             self.buffer.collect(conn, self.consumers)
+            # Identities leave the index once older than dedup_hours: a bounded chunk every
+            # second keeps pace with 20,000 readings/s without a long pause.
+            self.buffer.prune_seen(conn, now - self.dedup_ms)
             if force or mono >= self._next_prune:
                 self._next_prune = mono + 60.0
-                self.buffer.prune_seen(conn, now - self.dedup_ms)
                 self.buffer.prune_dead_letters(conn)
                 if self.want_rollups:
                     self.rollups.prune(conn, now)
