@@ -186,6 +186,9 @@ class SimNode:
         wake: str | None = None
         while not self._stop.is_set():
             self.sleeping = False
+            # A pin wake that comes while the node is still awake (or on its way to sleep)
+            # ends the coming sleep at once, as a level-triggered wake pin does.
+            self._wake.clear()
             self._proc = proc = self._spawn(wake)
             self.stats.starts += 1
             assert proc.stdout is not None
@@ -199,7 +202,6 @@ class SimNode:
                 self.sleeping = True
                 self.stats.wakes += 1
                 sleep_ms = self._sleep_ms()
-                self._wake.clear()
                 woken = self._wake.wait(sleep_ms / 1000.0)
                 wake = "pin" if woken and not self._stop.is_set() else None
             elif code == REBOOT_EXIT:

@@ -14,7 +14,7 @@ import asyncio
 from mqtt_client import MQTTClient
 from protocols import codec, topics
 from node import files
-from node.detect import Detection, LEAK_DEBOUNCE
+from node.detect import Detection
 from node.queue import FlashQueue
 from node.sensors import Sampler
 
@@ -67,7 +67,8 @@ class Node:
         self.reboot = False
         self.published = 0
         self.heap_peak = 0
-        self.batch_items = BATCH_ITEMS   # halved after a MemoryError, see drain()
+        # Halved after a MemoryError (a fragmented heap), kept through deep sleep.
+        self.batch_items = mem.get("batch", BATCH_ITEMS)
         broker = cfg["broker"]
         self.client = MQTTClient(
             self.id, broker["host"], broker["port"], broker["username"], broker["password"],
@@ -85,6 +86,14 @@ class Node:
 
     def uptime_s(self):
         return max(0, (self.hal.local_ms() - self.mem.get("boot_ms", 0)) // 1000)
+
+    def shrink_batches(self):
+        """After a MemoryError while building a batch: everything is still in the flash
+        queue, so send smaller batches instead of crashing."""
+        self.batch_items = max(1, self.batch_items // 2)
+        self.mem["batch"] = self.batch_items
+        self.log("error heap: batches of %d from now on" % self.batch_items)
+        gc.collect()
 
     def _heap(self):
         gc.collect()
@@ -215,10 +224,12 @@ class Node:
     # -- schedules -------------------------------------------------------------------
     def run(self):
         try:
+            # Only the schedule in use is loaded (every module costs heap).
             if self.cfg["schedule"] == "duty-cycled":
-                asyncio.run(self.duty_cycle())
+                from node import duty_cycle as schedule
             else:
-                asyncio.run(self.always_on())
+                from node import always_on as schedule
+            asyncio.run(schedule.run(self))
         except KeyboardInterrupt:
             raise
         except SystemExit:
@@ -226,94 +237,3 @@ class Node:
         except Exception as err:
             self.log("error fatal: %r" % (err,))
             self.hal.fatal(err)
-
-    async def duty_cycle(self):
-        t0 = time.ticks_ms()
-        self.hal.wdt_start(WATCHDOG_MS)
-        self.take_reading()
-        if self.kind == "leak" and self.hal.wake_reason() == "pin":
-            # Woken by the probe: take enough samples now for the debounce to decide,
-            # instead of waiting one interval per sample.
-            for _ in range(LEAK_DEBOUNCE - 1):
-                await asyncio.sleep_ms(50)
-                self.take_reading()
-        self._heap()
-        if self.hal.connect_network():
-            if await self.client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
-                try:
-                    await self._on_connect()
-                    await self.drain()
-                    # Commands waiting at the broker (persistent session) arrive right after
-                    # the connect; give stragglers a moment before going back to sleep.
-                    await asyncio.sleep_ms(50)
-                    await self._run_commands()
-                    await self.drain()
-                    await self.client.disconnect()
-                except OSError as err:
-                    self.log("error mqtt: %s (data stays queued)" % (err,))
-                    await self.client.close()
-        else:
-            self.log("error network: not connected (data stays queued)")
-        self.hal.wdt_feed()
-        if self.reboot:
-            self.hal.reset()
-        self.hal.rtc_save({"boot": self.boot, "seq": self.seq, "det": self.detect.state,
-                           "cmds": self.done_cmds})
-        self._heap()
-        awake = time.ticks_diff(time.ticks_ms(), t0)
-        self.log("awake %d ms heap_peak=%d" % (awake, self.heap_peak))
-        self.hal.deepsleep(max(100, int(self.cfg["interval_s"] * 1000) - awake))
-
-    async def always_on(self):
-        self.hal.wdt_start(WATCHDOG_MS)
-        self._kick = asyncio.Event()
-        asyncio.create_task(self._sampling())
-        asyncio.create_task(self._housekeeping())
-        while True:
-            if not self.client.connected:
-                if not self.hal.connect_network():
-                    await asyncio.sleep_ms(500)
-                    continue
-                await self.client.connect_with_backoff()
-                try:
-                    await self._on_connect()
-                except OSError as err:
-                    self.log("error mqtt: %s" % (err,))
-                    await self.client.close()
-                    continue
-            try:
-                await self._run_commands()
-                await self.drain()
-            except MemoryError:
-                # A fragmented heap could not hold the batch: everything is still in the
-                # flash queue, so retry with smaller batches rather than crash.
-                self.batch_items = max(1, self.batch_items // 2)
-                self.log("error heap: batch of %d next" % self.batch_items)
-                gc.collect()
-                continue
-            except OSError as err:
-                self.log("error mqtt: %s (data stays queued)" % (err,))
-                await self.client.close()
-                continue
-            if self.reboot:
-                await self.client.disconnect()
-                self.hal.reset()
-            self._kick.clear()
-            try:
-                await asyncio.wait_for_ms(self._kick.wait(), 1000)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _sampling(self):
-        while True:
-            self.take_reading()
-            self._kick.set()
-            await asyncio.sleep_ms(int(self.cfg["interval_s"] * 1000))
-
-    async def _housekeeping(self):
-        while True:
-            self.hal.wdt_feed()
-            self.hal.poll()
-            if self.inbox:
-                self._kick.set()
-            await asyncio.sleep_ms(200)

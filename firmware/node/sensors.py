@@ -1,7 +1,10 @@
 # One sampler per kind: the drivers on the buses the HAL hands out -> a dict of catalog
 # fields (plus `_acc`, the raw accelerometer vector that detection turns into tilt).
 # A sensor that fails is left out of this reading with one console line; the rest go on.
-from drivers.analog import AnalogSensor, calibration
+def _analog(hal, name, cal):
+    # Imported by the kinds that have ADC sensors only (every module costs heap).
+    from drivers.analog import AnalogSensor, calibration
+    return AnalogSensor(hal.adc(name), calibration(name, cal))
 
 
 class Sampler:
@@ -25,7 +28,7 @@ class Sampler:
             parts.append(("mhz19", MHZ19(hal.uart("co2")), lambda v: {"co2": v}))
             parts.append(("sht3x", SHT3x(hal.i2c()),
                           lambda v: {"temperature_c": v[0], "humidity_pct": v[1]}))
-            parts.append(("no2", AnalogSensor(hal.adc("no2"), calibration("no2", cal)),
+            parts.append(("no2", _analog(hal, "no2", cal),
                           lambda v: {"no2": v}))
         elif kind == "parking":
             if cfg.get("sensor") == "distance":
@@ -37,16 +40,16 @@ class Sampler:
                 parts.append(("qmc5883l", QMC5883L(hal.i2c()),
                               lambda v: {"mag_x": v[0], "mag_y": v[1], "mag_z": v[2]}))
         elif kind == "leak":
-            parts.append(("leak", AnalogSensor(hal.adc("leak"), calibration("leak", cal)),
+            parts.append(("leak", _analog(hal, "leak", cal),
                           lambda v: {"conductance": v}))
         else:
             from drivers.mpu6050 import MPU6050
             parts.append(("mpu6050", MPU6050(hal.i2c()), lambda v: {"_acc": v}))
-            parts.append(("ch4", AnalogSensor(hal.adc("ch4"), calibration("ch4", cal)),
+            parts.append(("ch4", _analog(hal, "ch4", cal),
                           lambda v: {"ch4_lel": v}))
-            parts.append(("h2s", AnalogSensor(hal.adc("h2s"), calibration("h2s", cal)),
+            parts.append(("h2s", _analog(hal, "h2s", cal),
                           lambda v: {"h2s_ppm": v}))
-            parts.append(("level", AnalogSensor(hal.adc("level"), calibration("level", cal)),
+            parts.append(("level", _analog(hal, "level", cal),
                           lambda v: {"water_level_cm": v}))
             cover = hal.pin("cover")
             # Reed switch on the frame: the magnet in the cover holds it closed (0).

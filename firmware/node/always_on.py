@@ -1,0 +1,61 @@
+# The always-on schedule (mains-powered nodes): one task samples every interval, one feeds
+# the watchdog and polls stimuli and the console, and the main loop keeps the connection
+# and publishes whatever is queued as soon as it can.
+import asyncio
+
+from node.app import WATCHDOG_MS
+
+
+async def run(node):
+    hal = node.hal
+    client = node.client
+    hal.wdt_start(WATCHDOG_MS)
+    kick = asyncio.Event()
+    asyncio.create_task(_sampling(node, kick))
+    asyncio.create_task(_housekeeping(node, kick))
+    while True:
+        if not client.connected:
+            if not hal.connect_network():
+                await asyncio.sleep_ms(500)
+                continue
+            await client.connect_with_backoff()
+            try:
+                await node._on_connect()
+            except OSError as err:
+                node.log("error mqtt: %s" % (err,))
+                await client.close()
+                continue
+        try:
+            await node._run_commands()
+            await node.drain()
+        except MemoryError:
+            node.shrink_batches()
+            continue
+        except OSError as err:
+            node.log("error mqtt: %s (data stays queued)" % (err,))
+            await client.close()
+            continue
+        if node.reboot:
+            await client.disconnect()
+            hal.reset()
+        kick.clear()
+        try:
+            await asyncio.wait_for_ms(kick.wait(), 1000)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def _sampling(node, kick):
+    while True:
+        node.take_reading()
+        kick.set()
+        await asyncio.sleep_ms(int(node.cfg["interval_s"] * 1000))
+
+
+async def _housekeeping(node, kick):
+    while True:
+        node.hal.wdt_feed()
+        node.hal.poll()
+        if node.inbox:
+            kick.set()
+        await asyncio.sleep_ms(200)

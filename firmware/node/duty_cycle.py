@@ -1,0 +1,51 @@
+# The duty-cycled schedule (battery nodes): wake, sample, connect, publish everything
+# queued, read the commands waiting at the broker, DISCONNECT (so no will is published),
+# deep sleep until the next interval or a pin wake (leak probe, cover switch).
+import time
+
+import asyncio
+from node.detect import LEAK_DEBOUNCE
+
+from node.app import WATCHDOG_MS
+
+
+async def run(node):
+    hal = node.hal
+    t0 = time.ticks_ms()
+    hal.wdt_start(WATCHDOG_MS)
+    node.take_reading()
+    if node.kind == "leak" and hal.wake_reason() == "pin":
+        # Woken by the probe: take enough samples now for the debounce to decide, instead
+        # of waiting one interval per sample.
+        for _ in range(LEAK_DEBOUNCE - 1):
+            await asyncio.sleep_ms(50)
+            node.take_reading()
+    node._heap()
+    if hal.connect_network():
+        if await node.client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
+            try:
+                await node._on_connect()
+                await node.drain()
+                # Commands waiting at the broker (persistent session) arrive right after
+                # the connect; give stragglers a moment before going back to sleep.
+                await asyncio.sleep_ms(50)
+                await node._run_commands()
+                await node.drain()
+                await node.client.disconnect()
+            except MemoryError:
+                node.shrink_batches()
+                await node.client.close()
+            except OSError as err:
+                node.log("error mqtt: %s (data stays queued)" % (err,))
+                await node.client.close()
+    else:
+        node.log("error network: not connected (data stays queued)")
+    hal.wdt_feed()
+    if node.reboot:
+        hal.reset()
+    hal.rtc_save({"boot": node.boot, "seq": node.seq, "det": node.detect.state,
+                  "cmds": node.done_cmds})
+    node._heap()
+    awake = time.ticks_diff(time.ticks_ms(), t0)
+    node.log("awake %d ms heap_peak=%d" % (awake, node.heap_peak))
+    hal.deepsleep(max(100, int(node.cfg["interval_s"] * 1000) - awake))
