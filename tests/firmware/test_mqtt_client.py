@@ -140,3 +140,27 @@ def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_fact
         assert b"connected" not in bad.stdout
     finally:
         log.close()
+
+
+def test_a_lost_puback_makes_the_client_send_again_with_dup(mosquitto, node_path):
+    from .puback_dropper import PubackDropper
+
+    relay = PubackDropper(mosquitto.port)
+    log = BrokerLog(mosquitto.host, mosquitto.port, ["lost/#"])
+    try:
+        probe = start_probe(node_path, relay.port, "roundtrip", "lost")
+        log.wait_for(lambda l: l.on("/q0"), what="the probe's publishes through the relay")
+        log.publish("lost/in", b"x")
+        out, _ = probe.communicate(timeout=30)
+        assert probe.returncode == 0, out.decode()
+        assert relay.dropped == 1
+        first_flags, first_pid = relay.publishes[0]
+        again = [f for f, pid in relay.publishes[1:] if pid == first_pid]
+        # The same packet id again, with the DUP flag (0x08) that the first send lacked.
+        assert not first_flags & 0x08 and again and again[0] & 0x08
+        # m0 reached the broker (once per send); nothing after it is missing or reordered.
+        payloads = [m.payload for m in log.on("/out")]
+        assert list(dict.fromkeys(payloads)) == [b"m%d" % i for i in range(20)]
+    finally:
+        relay.close()
+        log.close()
