@@ -1,6 +1,8 @@
 """A TCP relay between a node and a real Mosquitto that loses the broker's first PUBACK,
-as a flaky radio link would, and records the PUBLISH packets the node sends. It does not
-speak MQTT beyond splitting the byte stream into packets."""
+as a flaky radio link would, and records the PUBLISH packets the node sends. With
+`blackhole` set it forwards nothing in either direction and closes nothing: a link that
+died silently (the far end gone, no FIN, no RST). It does not speak MQTT beyond splitting
+the byte stream into packets."""
 from __future__ import annotations
 
 import socket
@@ -44,6 +46,7 @@ class PubackDropper:
         self.port = self.listener.getsockname()[1]
         self.publishes: list[tuple[int, int]] = []    # (first byte, packet id) node -> broker
         self.dropped = 0
+        self.blackhole = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -69,6 +72,8 @@ class PubackDropper:
                     tlen = pkt[i] << 8 | pkt[i + 1]
                     pid_at = i + 2 + tlen
                     self.publishes.append((pkt[0], pkt[pid_at] << 8 | pkt[pid_at + 1]))
+                if self.blackhole:
+                    continue
                 if not from_node and kind == 0x40 and self.dropped == 0:
                     self.dropped += 1
                     continue

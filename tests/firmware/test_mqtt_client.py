@@ -164,3 +164,25 @@ def test_a_lost_puback_makes_the_client_send_again_with_dup(mosquitto, node_path
     finally:
         relay.close()
         log.close()
+
+
+def test_a_silently_dead_link_is_detected_by_keepalive(mosquitto, node_path):
+    from .puback_dropper import PubackDropper
+
+    relay = PubackDropper(mosquitto.port)
+    relay.dropped = 1                         # lose no PUBACK here
+    probe = start_probe(node_path, relay.port, "hang", "dead")
+    try:
+        assert probe.stdout.readline().strip() == b"connected"
+        relay.blackhole = True                # the link dies without a FIN or RST
+        lines = []
+        while b"mqtt closed" not in b"".join(lines):
+            line = probe.stdout.readline()
+            assert line, "probe exited"
+            lines.append(line)
+        # Keepalive is 2 s: no PINGRESP within 1.5 keepalives means the link is dead.
+        assert any(b"keepalive timeout" in line for line in lines), lines
+    finally:
+        probe.kill()
+        probe.wait()
+        relay.close()
