@@ -170,6 +170,19 @@ class DurableBuffer:
         return cur.rowcount == 1
 
     @staticmethod
+    def first_times(conn: sqlite3.Connection, identities: list[tuple[str, int, int, int]],
+                    chunk: int = 200) -> set[tuple[str, int, int]]:
+        """Record many identities (node, boot, seq, at_ms) at once; return those that were
+        new (INSERT OR IGNORE ... RETURNING gives back only the rows it inserted)."""
+        new: set[tuple[str, int, int]] = set()
+        for start in range(0, len(identities), chunk):
+            part = identities[start:start + chunk]
+            sql = ("INSERT OR IGNORE INTO seen VALUES " + ",".join(["(?,?,?,?)"] * len(part))
+                   + " RETURNING node, boot, seq")
+            new.update(conn.execute(sql, [v for ident in part for v in ident]).fetchall())
+        return new
+
+    @staticmethod
     def append(conn: sqlite3.Connection, stream: int, lines: list[str], at_ms: int,
                topic: str | None = None) -> None:
         if lines:

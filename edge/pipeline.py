@@ -55,7 +55,9 @@ class CommitLoop:
         self.check_every_s = check_every_s
         self.want_rollups = want_rollups
         self.want_alarms = want_alarms
-        self.validator = Validator(registry.kind_of)
+        # Kinds first seen earlier in the group being validated count as known too.
+        self._batch_kinds: dict[str, str] = {}
+        self.validator = Validator(lambda node: registry.kind_of(node) or self._batch_kinds.get(node))
         self.conn = buffer.connect()
         self._next_tick = 0.0
         self._next_prune = 0.0
@@ -92,6 +94,8 @@ class CommitLoop:
         conn.execute("BEGIN IMMEDIATE")
         try:
             raw: list[str] = []
+            accepted: list[tuple[Incoming, Accepted]] = []
+            self._batch_kinds.clear()
             for i, m in enumerate(batch):
                 if i and i % URGENT_CHECK_EVERY == 0 and self.inbox.urgent_waiting():
                     # An event arrived: commit what is done now, the rest after the event.
@@ -104,8 +108,17 @@ class CommitLoop:
                                             outcome.detail, m.arrival_ms)
                     invalid.append(outcome.reason)
                     continue
+                self._batch_kinds.setdefault(outcome.message["node"], outcome.message["kind"])
                 channels.append(outcome.channel)
-                self._apply(conn, outcome, m, now, raw, counts)
+                accepted.append((m, outcome))
+            # One statement records every identity of the group and says which are new.
+            identities = []
+            for m, outcome in accepted:
+                if outcome.channel in (TELEMETRY, EVENT_CHANNEL):
+                    identities.extend((r.node, r.boot, r.seq, m.arrival_ms) for r in outcome.records)
+            new = self.buffer.first_times(conn, identities)
+            for m, outcome in accepted:
+                self._apply(conn, outcome, m, now, raw, counts, new)
             self.buffer.append(conn, RAW, raw, now)
             self.buffer.apply_posted(conn)
             if self.want_rollups:
@@ -122,22 +135,26 @@ class CommitLoop:
         self.metrics.committed(len(batch), channels, invalid, counts["dup"], len(raw))
 
     def _apply(self, conn: sqlite3.Connection, outcome: Accepted, m: Incoming, now: int,
-               raw: list[str], counts: dict) -> None:
+               raw: list[str], counts: dict, new: set) -> None:
         channel = outcome.channel
         if channel == TELEMETRY:
             for r in outcome.records:
-                if not self.buffer.first_time(conn, r.node, r.boot, r.seq, m.arrival_ms):
+                key = (r.node, r.boot, r.seq)
+                if key not in new:
                     counts["dup"] += 1
                     continue
+                new.discard(key)        # a second copy in the same group is a duplicate
                 raw.append(schema.reading_line(r))
                 self.registry.on_reading(r)
                 if self.want_rollups:
                     self.rollups.add(conn, r, now)
         elif channel == EVENT_CHANNEL:
             e = outcome.records[0]
-            if not self.buffer.first_time(conn, e.node, e.boot, e.seq, m.arrival_ms):
+            key = (e.node, e.boot, e.seq)
+            if key not in new:
                 counts["dup"] += 1
                 return
+            new.discard(key)
             self.buffer.append(conn, EVENT, [schema.event_line(e)], m.arrival_ms)
             if self.want_alarms:
                 msg = outcome.message

@@ -118,13 +118,13 @@ class NodeRegistry:
         else:
             self._dirty -= self._important
         self._important.clear()
+        boots = []
         for key in self._dirty_boots:
             entry = self.boots.get(key[0], {}).get(key[1])
-            if entry is None:
-                continue
-            first, high, received = entry
-            conn.execute("INSERT OR REPLACE INTO node_boots VALUES (?, ?, ?, ?, ?)",
-                         (key[0], key[1], first, high, received))
+            if entry is not None:
+                boots.append((key[0], key[1], entry[0], entry[1], entry[2]))
+        if boots:
+            conn.executemany("INSERT OR REPLACE INTO node_boots VALUES (?, ?, ?, ?, ?)", boots)
         for node, boot in self._forget:
             conn.execute("DELETE FROM node_boots WHERE node=? AND boot=?", (node, boot))
         self._dirty_boots.clear()
