@@ -8,7 +8,6 @@ import time
 import machine
 import network
 
-from hal import common
 
 # Stimulus overrides a board understands: catalog fields, plus `wet` for the leak probe.
 WET_CONDUCTANCE = 2600.0
@@ -44,7 +43,11 @@ class BoardHAL:
         self._i2c = None
         self.wlan = network.WLAN(network.STA_IF)
         self.rtc = self.rtc_read()
-        self._stdin_poll = common.console_poller() if cfg.get("hil") else None
+        self._stdin_poll = None
+        if cfg.get("hil"):
+            # The console and TLS helpers are loaded only by the nodes that use them.
+            from hal import common
+            self._stdin_poll = common.console_poller()
 
     # -- platform specifics (subclasses)
     def rtc_read(self):
@@ -137,12 +140,14 @@ class BoardHAL:
         return adc.read_u16() * cal.get("volts_per_count", 3.3 * 2 / 65535)
 
     def ssl_context(self, ca):
+        from hal import common
         return common.ssl_context(ca)
 
     # -- HIL console
     def poll(self):
         if self._stdin_poll is None:
             return
+        from hal import common
         lines, still_open = common.console_lines(self._stdin_poll)
         if not still_open:
             self._stdin_poll = None

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 
-from hal import common
 from hal.sim_world import World, SimADC, SimPin
 
 RTC_FILE = "rtc.json"
@@ -57,7 +56,11 @@ class HAL:
             from hal import sim_manhole as physics
         self.physics = physics
         self.world = World(physics.step, seed, self.rtc.setdefault("world", {}))
-        self._stdin_poll = common.console_poller() if cfg.get("hil") else None
+        self._stdin_poll = None
+        if cfg.get("hil"):
+            # The console and TLS helpers are loaded only by the nodes that use them.
+            from hal import common
+            self._stdin_poll = common.console_poller()
         self.poll()
 
     # -- files
@@ -135,6 +138,7 @@ class HAL:
         return self.world.get("battery_v", 3.6)
 
     def ssl_context(self, ca):
+        from hal import common
         return common.ssl_context(ca)
 
     # -- stimuli and faults
@@ -153,6 +157,7 @@ class HAL:
                 self.world.stimuli = ctl.get("stimuli") or {}
                 self.net_up = ctl.get("net", "up") != "down"
         if self._stdin_poll is not None:
+            from hal import common
             lines, still_open = common.console_lines(self._stdin_poll)
             if not still_open:
                 self._stdin_poll = None

@@ -7,7 +7,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import json
+
 from hil import micropython
+from hil.sim import SimNode, node_config
 
 from .broker_log import BrokerLog
 
@@ -107,7 +110,7 @@ def make_ca_and_server_cert(folder: Path, name: str = "ca") -> None:
 
 
 def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_factory, node_path,
-                                                                  tmp_path):
+                                                                  tmp_path, bundle):
     from hil.services import free_port
 
     good, other = tmp_path / "good", tmp_path / "other"
@@ -138,6 +141,20 @@ def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_fact
                              timeout=60)
         assert bad.returncode != 0
         assert b"connected" not in bad.stdout
+        # The whole node, configured for TLS with its CA in flash, publishes over it.
+        node = SimNode(tmp_path / "tls-node", node_config(
+            "tls-p1", "parking", "xuhui", "caohejing", "127.0.0.1", tls_port, 0.3,
+            schedule="always-on", seed=1), bundle=bundle)
+        node.config["broker"].update(tls=True, ca=str(good / "ca.der"))
+        (node.flash_dir / "config.json").write_text(json.dumps(node.config))
+        tls_log = BrokerLog(broker.host, broker.port, ["city/v1/xuhui/caohejing/tls-p1/#"])
+        node.start()
+        try:
+            tls_log.wait_for(lambda l: l.on("/telemetry"), what="telemetry over TLS")
+        finally:
+            node.stop()
+            tls_log.close()
+            print(node.console_tail(20))
     finally:
         log.close()
 
