@@ -2,12 +2,11 @@
 real Mosquitto."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from pathlib import Path
-
-import json
 
 from hil import micropython
 from hil.sim import SimNode, node_config
