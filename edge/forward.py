@@ -73,6 +73,8 @@ class Forwarder(threading.Thread):
                 if lines < self.cfg.batch_max_lines and remaining > 0:
                     self.stop_event.wait(min(remaining, self.wait_s))
                     rows = self.buffer.read(conn, self.stream, mark, self.cfg.batch_max_lines)
+                    if not rows:        # the size cap took them meanwhile
+                        continue
             result = self.deliver(conn, self._lines(rows), top=True)
             if result is None:
                 # Failed: back off, then read the batch again, since the size cap may have
