@@ -118,7 +118,7 @@ def _print_report(report: Any, console: Console) -> None:
     def ms(v: float | None) -> str:
         return "not seen" if v is None else f"{v:.0f} ms"
 
-    console.print(f"\nThe city ran {report.ran_s:.0f} s: {report.nodes_online} of {report.nodes} "
+    console.print(f"\nThe city ran {report.ran_s:.0f} s: up to {report.nodes_online} of {report.nodes} "
                   f"nodes online, {report.messages} messages on the broker.", highlight=False)
     _table(console, "staged alarms: end-to-end latency",
            ["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB"],

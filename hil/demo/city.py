@@ -105,6 +105,7 @@ class CityDemo:
         self.probes: list[tuple[StagedAlarm, EventPointProbe]] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
+        self.peak_online = 0        # most nodes online at once while the city ran
 
     # -- the whole run
     def run(self) -> DemoReport:
@@ -146,8 +147,10 @@ class CityDemo:
     def _state(self, started: float, phase: str):
         assert self.stack is not None and self.stack.observer is not None
         expected = {s: self.opts.nodes_per_zone for s in self.sites}
-        return gather(self.stack.observer, self.stack.edges, expected, self.staged, started,
-                      self.opts.duration_s, phase)
+        state = gather(self.stack.observer, self.stack.edges, expected, self.staged, started,
+                       self.opts.duration_s, phase)
+        self.peak_online = max(self.peak_online, sum(z.online for z in state.zones))
+        return state
 
     def _wait_online(self) -> None:
         started = time.monotonic()
@@ -255,11 +258,10 @@ class CityDemo:
 
     def _report(self, state_dir: Path, ran_s: float, interrupted: bool) -> DemoReport:
         assert self.stack is not None and self.stack.observer is not None
-        nodes = self.stack.observer.snapshot()
         return DemoReport(
             state_dir=state_dir, ran_s=ran_s, interrupted=interrupted,
             nodes=self.opts.nodes_per_zone * len(self.sites),
-            nodes_online=sum(1 for n in nodes.values() if n.online),
+            nodes_online=self.peak_online,
             messages=self.stack.observer.messages, staged=self.staged,
             districts=district_landing(self.stack.influx, list(DISTRICTS)),
             city=city_landing(self.stack.influx), problems=self.problems, notes=self.notes)

@@ -1,0 +1,150 @@
+"""The main job as a user runs it: `urbansense demo` with its output piped (so it prints
+plain progress lines), a short duration and few nodes. The city must run on real servers,
+the real edge and the real firmware, stage its three alarms with measured latencies, leave
+data that the printed query returns, stop everything it started, and run again on the same
+folder (here interrupted with Ctrl-C, which must also stop everything)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+EXE = str(Path(sys.executable).parent / "urbansense")
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Processes whose command line or working folder lies in `folder`."""
+    found = []
+    mark = str(folder)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+        if mark in cmdline or cwd.startswith(mark):
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    state = tmp_path_factory.mktemp("city") / "demo"
+    proc = subprocess.run([EXE, "demo", "--duration", "15", "--nodes-per-zone", "4", "--interval", "2",
+                           "--state-dir", str(state), "--json"],
+                          capture_output=True, text=True, timeout=240)
+    return state, proc
+
+
+def test_demo_runs_the_city_and_reports_what_landed(first_run):
+    state, proc = first_run
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["nodes"] == 16 and report["nodes_online"] == 16, proc.stderr[-3000:]
+    # plain progress lines, not a live view, when the output is not a terminal
+    assert f"state folder: {state}" in proc.stderr
+    assert "nodes online 16/16" in proc.stderr
+    landed = {(l["database"], l["measurement"]): l for l in report["landed"]}
+    for district in ("xuhui", "minhang"):
+        for kind in ("parking", "air", "leak", "manhole"):
+            row = landed[(f"district_{district}", kind)]
+            assert row["points"] > 0 and row["nodes"] >= 1, row
+    assert landed[("city", "events")]["points"] >= 2
+    assert landed[("city", "node_health")]["nodes"] == 16
+
+
+def test_leak_and_gas_alarms_are_measured_end_to_end(first_run):
+    _, proc = first_run
+    staged = {s["event"]: s for s in json.loads(proc.stdout)["staged_alarms"]}
+    for event in ("leak", "ch4"):
+        s = staged[event]
+        assert s["alarms_topic_ms"] is not None and s["alarms_topic_ms"] > 0, s
+        assert s["influxdb_ms"] is not None and s["influxdb_ms"] > 0, s
+
+
+def test_nothing_is_left_running(first_run):
+    state, _ = first_run
+    assert processes_using(state) == []
+
+
+def test_the_printed_query_returns_the_data_afterwards(first_run):
+    state, proc = first_run
+    report = json.loads(proc.stdout)
+    landed = {(l["database"], l["measurement"]): l["points"] for l in report["landed"]}
+    query = subprocess.run([EXE, "demo", "--state-dir", str(state), "--database", "district_xuhui",
+                            "--query", 'SELECT COUNT(*) FROM "air" GROUP BY "zone"', "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert query.returncode == 0, query.stderr
+    series = json.loads(query.stdout)
+    assert {s["tags"]["zone"] for s in series} == {"caohejing", "xujiahui"}
+    counted = sum(max(v for v in s["values"][0][1:] if v is not None) for s in series)
+    assert counted == landed[("district_xuhui", "air")]
+    bad = subprocess.run([EXE, "demo", "--state-dir", str(state), "--query", "SELEKT nothing"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+    assert processes_using(state) == []
+
+
+def _read_until(fd: int, marker: bytes, timeout: float, seen: bytearray) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:      # the terminal's other end closed: the program ended
+                return marker in seen
+            if not chunk:
+                return marker in seen
+            seen.extend(chunk)
+            if marker in seen:
+                return True
+    return False
+
+
+def test_second_run_on_a_terminal_reuses_the_folder_and_ctrl_c_stops_everything(first_run):
+    """A second run on the same folder, in a terminal (a pty as its controlling terminal, so
+    the live view is drawn), stopped with Ctrl-C typed on that terminal."""
+    state, _ = first_run
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+
+    def controlling_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([EXE, "demo", "--duration", "120", "--nodes-per-zone", "2", "--interval", "2",
+                             "--state-dir", str(state)],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=controlling_terminal, env={**os.environ, "TERM": "xterm-256color"})
+    os.close(slave)
+    seen = bytearray()
+    try:
+        # The live view's table of staged alarms appears once the city runs.
+        assert _read_until(master, b"staged alarms: end-to-end latency", 120, seen), seen.decode(errors="replace")[-3000:]
+        os.write(master, b"\x03")   # Ctrl-C on the terminal: SIGINT to its foreground group
+        _read_until(master, b"\x00never", 120, seen)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    out = seen.decode(errors="replace")
+    assert proc.returncode == 130, out[-3000:]
+    # the live view was drawn (its tables), not the plain lines a pipe gets
+    assert "latest alarms (" in out and "edge buffer (lines)" in out and " running: nodes online" not in out
+    assert "interrupted: collecting what landed" in out
+    assert "raw readings per district and kind" in out
+    assert "Traceback" not in out
+    assert processes_using(state) == []
