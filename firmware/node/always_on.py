@@ -20,13 +20,13 @@ async def run(node):
                 continue
             await client.connect_with_backoff()
             try:
-                await node._on_connect()
+                await node.on_connect()
             except OSError as err:
                 node.log("error mqtt: %s" % (err,))
                 await client.close()
                 continue
         try:
-            await node._run_commands()
+            await node.run_commands()
             await node.drain()
         except MemoryError:
             node.shrink_batches()

@@ -3,9 +3,8 @@
 # Every reading and event is written to the offline queue before anything is sent, and
 # leaves it only after the broker's PUBACK: a reset, a power cut or an outage at any
 # moment costs nothing (at least once; the receivers deduplicate on (node, boot, seq)).
-# always-on:   asyncio tasks sample every interval, publish as soon as they can.
-# duty-cycled: wake, sample, connect, publish everything queued, read commands, DISCONNECT,
-#              deep sleep until the next interval (or a pin wake: leak probe, cover switch).
+# The schedules drive a Node: node/always_on.py (mains power) and node/duty_cycle.py
+# (batteries); only the one in use is loaded.
 import gc
 import json
 import time
@@ -95,7 +94,9 @@ class Node:
         self.log("error heap: batches of %d from now on" % self.batch_items)
         gc.collect()
 
-    def _heap(self):
+    def note_heap(self):
+        """Record the live heap (after a collection) at a checkpoint; the high-water mark
+        is printed before deep sleep and read by bench/firmware_heap.py."""
         gc.collect()
         used = gc.mem_alloc()
         if used > self.heap_peak:
@@ -162,14 +163,14 @@ class Node:
         if topic == self.t_cmd and len(self.inbox) < 8:
             self.inbox.append(payload)
 
-    async def _on_connect(self):
+    async def on_connect(self):
         if not self.hal.epoch_ms():
             self.hal.sync_time()
         await self.client.publish(self.t_status, self._status("online"), retain=True)
         self.log("connected %s:%d session=%d" % (self.client.host, self.client.port,
                                                   self.client.session_present))
 
-    async def _run_commands(self):
+    async def run_commands(self):
         if not self.inbox:
             return
         # Loaded on the first command only: most wake-ups carry none.
@@ -211,7 +212,7 @@ class Node:
                 payload = codec.encode_batch(self.id, self.kind, items)
             n = len(items)
             items = None
-            self._heap()
+            self.note_heap()
             await self.client.publish(self.t_telemetry, payload)
             payload = None
             self.tm.pop(n)

@@ -20,16 +20,16 @@ async def run(node):
         for _ in range(LEAK_DEBOUNCE - 1):
             await asyncio.sleep_ms(50)
             node.take_reading()
-    node._heap()
+    node.note_heap()
     if hal.connect_network():
         if await node.client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
             try:
-                await node._on_connect()
+                await node.on_connect()
                 await node.drain()
                 # Commands waiting at the broker (persistent session) arrive right after
                 # the connect; give stragglers a moment before going back to sleep.
                 await asyncio.sleep_ms(50)
-                await node._run_commands()
+                await node.run_commands()
                 await node.drain()
                 await node.client.disconnect()
             except MemoryError:
@@ -45,7 +45,7 @@ async def run(node):
         hal.reset()
     hal.rtc_save({"boot": node.boot, "seq": node.seq, "det": node.detect.state,
                   "cmds": node.done_cmds})
-    node._heap()
+    node.note_heap()
     awake = time.ticks_diff(time.ticks_ms(), t0)
     node.log("awake %d ms heap_peak=%d" % (awake, node.heap_peak))
     hal.deepsleep(max(100, int(node.cfg["interval_s"] * 1000) - awake))
