@@ -11,6 +11,7 @@ from rich.text import Text
 from edge.cli.main import CommandError
 from edge.cli.output import add_format_flags, print_json
 from hil import report, junit
+from hil.demo.stack import sigterm_as_interrupt
 from hil.node_handles import NodeHandle, SimNodeHandle
 from hil.runner import BoardFactory, run_scenarios
 from hil.scenario import BoardSpec, ScenarioError, Site, load
@@ -95,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--jobs {args.jobs}: must be 1..16", exit_code=2)
     if args.broker_host:
         _check_local_address(args.broker_host)
-    results = run_scenarios(paths, args.board, args.workdir, progress, factories.__getitem__,
-                            jobs=args.jobs, board_host=args.broker_host)
+    with sigterm_as_interrupt():
+        results = run_scenarios(paths, args.board, args.workdir, progress, factories.__getitem__,
+                                jobs=args.jobs, board_host=args.broker_host)
     if args.junit:
         junit.write(results, args.junit)
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ COUNT_SETTLE_S = 20.0
 
 class ScenarioRun:
     def __init__(self, scenario: sc.Scenario, source: str, boards: list[BoardFactory],
-                 workdir: Path, progress: Callable[[str], None], board_host: str | None = None) -> None:
+                 workdir: Path, progress: Callable[[str], None], board_host: str | None = None,
+                 abort: threading.Event | None = None) -> None:
         self.scenario = scenario
         self.source = source
         self.factories = boards
@@ -46,6 +48,7 @@ class ScenarioRun:
         self.steps: dict[str, Moment] = {}
         self.influx_probes: list[tuple[sc.InfluxExpect, EventPointProbe]] = []
         self.result = ScenarioResult(scenario.name, source)
+        self.abort = abort or threading.Event()   # set when the whole run is interrupted
 
     # -- the run
     def run(self) -> ScenarioResult:
@@ -124,18 +127,18 @@ class ScenarioRun:
     def _play(self) -> None:
         t0 = time.monotonic()
         for at, _, what, action, step_id in self._actions():
-            delay = t0 + at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            self._wait_until(t0 + at)
             self.progress(f"t={at:g} s: {what}")
             started = Moment.now()
             action()
             if step_id is not None:
                 self.steps[step_id] = started
                 self._start_probes(step_id, started)
-        end = t0 + self.scenario.length_s
-        while time.monotonic() < end:
-            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+        self._wait_until(t0 + self.scenario.length_s)
+
+    def _wait_until(self, moment: float) -> None:
+        if self.abort.wait(max(0.0, moment - time.monotonic())):
+            raise KeyboardInterrupt   # another thread was interrupted: stop this run too
 
     def _freeze(self) -> None:
         """Stop the boards and let the edge forward what it holds, so that what the broker
@@ -341,10 +344,13 @@ def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None
     with its own servers; the results keep the order of `paths`."""
     if jobs > 1 and any(a not in ("virtual", "sim") for a in board_args):
         jobs = 1   # one real board cannot be in two scenarios at once
+    abort = threading.Event()
     with tempfile.TemporaryDirectory(prefix="urbansense-hil-") as tmp:
         base = Path(workdir) if workdir else Path(tmp)
 
         def one(path: Path) -> ScenarioResult:
+            if abort.is_set():
+                raise KeyboardInterrupt
             try:
                 scenario = sc.load(path)
             except sc.ScenarioError as err:
@@ -352,9 +358,16 @@ def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None
             args = list(board_args) + ["virtual"] * (len(scenario.boards) - len(board_args))
             factories = [make_factory(a) for a in args[:len(scenario.boards)]]
             return ScenarioRun(scenario, str(path), factories, base / scenario.name, progress,
-                               board_host).run()
+                               board_host, abort).run()
 
         if jobs <= 1:
             return [one(p) for p in paths]
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="scenario") as pool:
-            return list(pool.map(one, paths))
+            try:
+                return list(pool.map(one, paths))
+            except KeyboardInterrupt:
+                # Ctrl-C reaches this thread only: the running scenarios stop at their next
+                # step and take their servers and boards down before the pool is left.
+                abort.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 import urllib.error
 from datetime import datetime, timezone
@@ -62,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return _query(args)
     _check(args)
     from hil.demo.city import CityDemo, DemoError, DemoOptions
+    from hil.demo.stack import sigterm_as_interrupt
     from hil.demo.view import CityView
     from hil.node_handles import NodeHandleError
     from hil.services import ServiceError
@@ -70,16 +70,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json)
     view = CityView(console, "urbansense city in a box")
     options = DemoOptions(args.state_dir, args.duration, args.nodes_per_zone, args.interval, args.seed)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with view:
+        with sigterm_as_interrupt(), view:
             report = CityDemo(options, view).run()
     except (DemoError, ServiceError, NodeHandleError, ConnectionError) as err:
         raise CommandError(str(err).splitlines()[0]) from None
     except ImportError as err:
         raise CommandError(f"a part of the city is not installed: {err}") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -104,11 +101,6 @@ def _table(console: Console, title: str, columns: list[str], rows: list[tuple]) 
     for row in rows:
         table.add_row(*[Text(str(v)) for v in row])
     console.print(table)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    # SIGTERM takes the same way out as Ctrl-C: the demo collects and stops everything.
-    raise KeyboardInterrupt
 
 
 def _print_report(report: Any, console: Console) -> None:

@@ -7,9 +7,10 @@ reverse order, on success, on error and on Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from hil.demo.edges import EdgeProcess, EdgeSite, metric_sum
 from hil.demo.observer import CityObserver
@@ -20,6 +21,21 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within this block SIGTERM (a CI timeout, `kill`) takes Ctrl-C's way out, so the
+    try/finally blocks stop every process that was started."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class CityStack:

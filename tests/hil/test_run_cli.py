@@ -43,3 +43,26 @@ def test_more_boards_than_the_scenario_has():
 def test_jobs_out_of_range():
     proc = hil_run(SCENARIO, "--jobs", "0")
     assert proc.returncode == 2 and "--jobs 0: must be 1..16" in proc.stderr
+
+
+def test_sigterm_stops_every_server_and_board(tmp_path):
+    """A CI job's timeout sends SIGTERM: the run stops and leaves nothing running."""
+    import signal
+    import time
+
+    from tests.demo.test_demo_run import processes_using
+
+    work = tmp_path / "work"
+    proc = subprocess.Popen([EXE, "hil", "run", SCENARIO, "--workdir", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        if "t=0 s" in line or "t=4 s" in line or time.monotonic() > deadline:
+            break
+    assert processes_using(work), "nothing was running to stop"
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, rest
+    assert "urbansense: interrupted" in rest and "Traceback" not in rest
+    assert processes_using(work) == []
