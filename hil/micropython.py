@@ -39,9 +39,12 @@ def cross_compiler() -> str:
 
 
 def firmware_path() -> str:
-    """MICROPYPATH for running the firmware from source: its folders, then protocols/."""
+    """MICROPYPATH for running the firmware from source: its folders, then protocols/.
+
+    Setting MICROPYPATH replaces the interpreter's default path, so `.frozen` (where the
+    unix port keeps its built-in Python modules such as asyncio) is listed first again."""
     return os.pathsep.join([
-        str(FIRMWARE_DIR), str(FIRMWARE_DIR / "lib"), str(REPO_ROOT),
+        ".frozen", str(FIRMWARE_DIR), str(FIRMWARE_DIR / "lib"), str(REPO_ROOT),
     ])
 
 
