@@ -178,6 +178,9 @@ class BoardHAL:
     def before_sample(self):
         self.poll()
 
+    def release_sensors(self):
+        pass   # the buses are the chip's; the drivers that used them are dropped by the node
+
     def uart(self, name):
         tx, rx = self.pins["uart_" + name]
         # UART ids: 1 for the particulate sensor, 2 for CO2 (0 is the console).

@@ -46,16 +46,9 @@ class HAL:
         if seed is None:
             seed = sum(cfg["node"].encode()) * 7919
         seed += self.rtc.get("wakes", 0)
-        if self.kind == "parking":
-            from hal import sim_parking as physics
-        elif self.kind == "air":
-            from hal import sim_air as physics
-        elif self.kind == "leak":
-            from hal import sim_leak as physics
-        else:
-            from hal import sim_manhole as physics
-        self.physics = physics
-        self.world = World(physics.step, seed, self.rtc.setdefault("world", {}))
+        # The kind's physics is loaded with the sensors (_phys) and released with them.
+        self.physics = None
+        self.world = World(None, seed, self.rtc.setdefault("world", {}))
         self._stdin_poll = None
         if cfg.get("hil"):
             # The console and TLS helpers are loaded only by the nodes that use them.
@@ -173,23 +166,41 @@ class HAL:
             f.write("%d %d\n" % (boot, seq))
 
     # -- buses
+    def _phys(self):
+        if self.physics is None:
+            name = "sim_" + self.kind
+            __import__("hal." + name)
+            self.physics = getattr(sys.modules["hal"], name)
+            self.world._step = self.physics.step
+        return self.physics
+
+    def release_sensors(self):
+        """The node is done sampling for now: the kind's physics leaves the heap (its
+        state is in RTC memory); the next sample loads it again."""
+        if self.physics is not None:
+            name = "sim_" + self.kind
+            del sys.modules["hal." + name]
+            delattr(sys.modules["hal"], name)
+            self.physics = self.world._step = None
+
     def before_sample(self):
         self.poll()
+        self._phys()
         self.world.step(time.time())
 
     def uart(self, name):
-        return self.physics.uart(self.world, name)
+        return self._phys().uart(self.world, name)
 
     def i2c(self):
-        return self.physics.i2c(self.world)
+        return self._phys().i2c(self.world)
 
     def adc(self, name):
         from drivers.analog import calibration   # only kinds with ADC sensors load it
-        return SimADC(self.world, self.physics.QUANTITIES[name],
+        return SimADC(self.world, self._phys().QUANTITIES[name],
                       calibration(name, self.cfg["calibration"]))
 
     def pin(self, name):
         return SimPin(self.world, name)
 
     def ranger(self, name):
-        return self.physics.Ranger(self.world)
+        return self._phys().Ranger(self.world)

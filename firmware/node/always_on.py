@@ -8,7 +8,7 @@ from node.app import WATCHDOG_MS
 
 async def run(node):
     hal = node.hal
-    client = node.client
+    client = node.make_client()
     hal.wdt_start(WATCHDOG_MS)
     kick = asyncio.Event()
     asyncio.create_task(_sampling(node, kick))

@@ -5,17 +5,20 @@
 # moment costs nothing (at least once; the receivers deduplicate on (node, boot, seq)).
 # The schedules drive a Node: node/always_on.py (mains power) and node/duty_cycle.py
 # (batteries); only the one in use is loaded.
+#
+# Heap is the budget (loaded bytecode lives in the heap): the node has two phases, and
+# their code need not be resident together. Sensing (samplers, drivers, detection, the
+# sim's physics) is loaded on the first sample and can be released (release_sensing);
+# the MQTT client and the protocol encoders are loaded on the first connect (make_client).
+# A duty-cycled node samples, releases sensing, then connects.
 import gc
 import json
+import sys
 import time
 
 import asyncio
-from mqtt_client import MQTTClient
-from protocols import codec, topics
 from node import files
-from node.detect import Detection
 from node.queue import FlashQueue
-from node.sensors import Sampler
 
 FW_VERSION = "1.0.0"
 BOOT_FILE = "state/boot"
@@ -54,20 +57,31 @@ class Node:
         self.counters = files.read_json(COUNTERS_FILE, {"dropped": 0})
         self.ev = FlashQueue("queue/ev", cfg["queue_max"])
         self.tm = FlashQueue("queue/tm", cfg["queue_max"])
-        self.detect = Detection(self.kind, cfg["thresholds"], cfg["calibration"], mem["det"])
-        self.sampler = Sampler(self.kind, cfg, hal, self.log)
-        d, z = cfg["district"], cfg["zone"]
-        self.t_telemetry = topics.topic(d, z, self.id, topics.TELEMETRY)
-        self.t_event = topics.topic(d, z, self.id, topics.EVENT)
-        self.t_status = topics.topic(d, z, self.id, topics.STATUS)
-        self.t_ack = topics.topic(d, z, self.id, topics.ACK)
-        self.t_cmd = topics.topic(d, z, self.id, topics.CMD)
+        self.detect = None        # loaded with the sampler on the first sample
+        self.sampler = None
+        self.client = None        # made by make_client() before the first connect
         self.inbox = []
         self.reboot = False
         self.published = 0
         self.heap_peak = 0
         # Halved after a MemoryError (a fragmented heap), kept through deep sleep.
         self.batch_items = mem.get("batch", BATCH_ITEMS)
+        self.log("boot %d reset=%s kind=%s schedule=%s queued=%d" % (
+            boot, cause, self.kind, cfg["schedule"], len(self.ev) + len(self.tm)))
+
+    def make_client(self):
+        """The MQTT client, its topics and the protocol encoders, loaded on first use."""
+        if self.client is not None:
+            return self.client
+        from mqtt_client import MQTTClient
+        from protocols import topics
+        cfg, hal = self.cfg, self.hal
+        d, z = cfg["district"], cfg["zone"]
+        self.t_telemetry = topics.topic(d, z, self.id, topics.TELEMETRY)
+        self.t_event = topics.topic(d, z, self.id, topics.EVENT)
+        self.t_status = topics.topic(d, z, self.id, topics.STATUS)
+        self.t_ack = topics.topic(d, z, self.id, topics.ACK)
+        self.t_cmd = topics.topic(d, z, self.id, topics.CMD)
         broker = cfg["broker"]
         self.client = MQTTClient(
             self.id, broker["host"], broker["port"], broker["username"], broker["password"],
@@ -77,8 +91,22 @@ class Node:
             link_up=hal.link_up, on_message=self._on_message, log=self.log)
         # Subscribed at every connect (the client restores its subscriptions).
         self.client.subscriptions.append((self.t_cmd, 1))
-        self.log("boot %d reset=%s kind=%s schedule=%s queued=%d" % (
-            boot, cause, self.kind, cfg["schedule"], len(self.ev) + len(self.tm)))
+        return self.client
+
+    def release_sensing(self):
+        """Drop the sampler, drivers, detection and the HAL's sensor emulation from the
+        heap (their state lives in RTC memory); the next sample loads them again."""
+        self.sampler = self.detect = None
+        self.hal.release_sensors()
+        for name in list(sys.modules):
+            if name.startswith("drivers.") or name in ("node.sensors", "node.detect"):
+                del sys.modules[name]
+                pkg, _, attr = name.partition(".")
+                try:
+                    delattr(sys.modules[pkg], attr)
+                except (KeyError, AttributeError):
+                    pass
+        gc.collect()
 
     def log(self, msg):
         print("%s %s" % (self.id, msg))
@@ -126,6 +154,13 @@ class Node:
 
     def take_reading(self):
         """Sample every sensor, run detection, queue the events and the reading."""
+        if self.sampler is None:
+            from node.detect import Detection
+            from node.sensors import Sampler
+            cfg = self.cfg
+            self.detect = Detection(self.kind, cfg["thresholds"], cfg["calibration"],
+                                    self.mem["det"])
+            self.sampler = Sampler(self.kind, cfg, self.hal, self.log)
         fields = self.sampler.read()
         events = self.detect.update(fields)
         fields["uptime_s"] = self.uptime_s()
@@ -147,6 +182,7 @@ class Node:
 
     # -- messages --------------------------------------------------------------------
     def _status(self, state):
+        from protocols import codec
         interval = self.cfg["interval_s"]
         if state == "offline":
             return codec.encode_status(self.id, self.kind, self.boot, max(0, self.seq - 1), state)
@@ -156,6 +192,7 @@ class Node:
             ts=self.hal.epoch_ms())
 
     def ack(self, cmd_id, ok, error=None, result=None):
+        from protocols import codec
         return codec.encode_ack(self.id, self.kind, self.boot, max(0, self.seq - 1), cmd_id,
                                 ok, error=error, result=result)
 
@@ -181,9 +218,42 @@ class Node:
                 await self.client.publish(self.t_ack, ack)
             self.reboot = self.reboot or reboot
 
+    def _batch(self, lines):
+        """A telemetry batch (codec.encode_batch's envelope, SPEC 3.3) built straight into
+        one bytearray from the queued lines, which already are batch items: only a line
+        stamped with the local clock is decoded, to turn "l" into "age_ms". Going through
+        codec.encode_batch would hold every item as a dict plus json.dumps' growing buffer,
+        which is the node's heaviest moment; this holds the lines and the payload only."""
+        last = json.loads(lines[-1])
+        for i in range(len(lines)):
+            if b'"l":' in lines[i]:
+                obj = json.loads(lines[i])
+                ts, age = self._time_of(obj)
+                obj["age_ms"] = age
+                lines[i] = json.dumps(obj).encode()
+        from protocols.topics import VERSION
+        head = ('{"v":%d,"node":"%s","kind":"%s","boot":%d,"seq":%d,"batch":[' % (
+            VERSION, self.id, self.kind, last["boot"], last["seq"])).encode()
+        size = len(head) + 2
+        for line in lines:
+            size += len(line) + 1
+        out = bytearray(size - 1)
+        view = memoryview(out)
+        view[:len(head)] = head
+        pos = len(head)
+        for line in lines:
+            if pos > len(head):
+                out[pos] = 44           # ","
+                pos += 1
+            view[pos:pos + len(line)] = line
+            pos += len(line)
+        view[pos:] = b"]}"
+        return out
+
     async def drain(self):
         """Publish everything queued: events first, one per message (SPEC 5.1), then
         telemetry in batches. A record leaves the queue only after its PUBACK."""
+        from protocols import codec
         sent_ev = sent_tm = 0
         while len(self.ev):
             obj = json.loads(self.ev.peek(1)[0])
@@ -196,22 +266,16 @@ class Node:
             sent_ev += 1
         while len(self.tm):
             lines = self.tm.peek(self.batch_items, BATCH_BYTES)
-            items = []
-            for line in lines:
-                obj = json.loads(line)
+            n = len(lines)
+            if n == 1:
+                obj = json.loads(lines[0])
                 ts, age = self._time_of(obj)
-                items.append(codec.reading_item(obj["boot"], obj["seq"], obj["fields"],
-                                                ts=ts, age_ms=age))
-            lines = None
-            if len(items) == 1:
-                it = items[0]
-                payload = codec.encode_reading(self.id, self.kind, it["boot"], it["seq"],
-                                               it["fields"], ts=it.get("ts"),
-                                               age_ms=it.get("age_ms"))
+                payload = codec.encode_reading(self.id, self.kind, obj["boot"], obj["seq"],
+                                               obj["fields"], ts=ts, age_ms=age)
+                obj = None
             else:
-                payload = codec.encode_batch(self.id, self.kind, items)
-            n = len(items)
-            items = None
+                payload = self._batch(lines)
+            lines = None
             self.note_heap()
             await self.client.publish(self.t_telemetry, payload)
             payload = None

@@ -43,7 +43,8 @@ def handle(node, payload):
         from node import config
         try:
             config.persist(node.cfg, args)
-            node.detect.set_limits(node.cfg["thresholds"])
+            if node.detect is not None:   # else loaded with the new limits when next needed
+                node.detect.set_limits(node.cfg["thresholds"])
             result = {"interval_s": node.cfg["interval_s"]}
             if "thresholds" in args:
                 result["thresholds"] = dict((k, node.cfg["thresholds"][k]) for k in args["thresholds"])
