@@ -3,14 +3,25 @@
 It owns two pseudo-terminals:
 - the *port*: the slave end (`/dev/pts/N`) is what mpremote, pyserial or a terminal opens,
   exactly like /dev/ttyUSB0; the bridge holds the master end;
-- the *console*: the MicroPython unix port runs with this pty as its controlling terminal,
-  so the kernel's line discipline turns a Ctrl-C byte into SIGINT (the unix port raises it as
-  KeyboardInterrupt in whatever code runs, as a board's UART interrupt does) and "\\n" into
-  "\\r\\n" on output, as a board's console does.
+- the *console*: the MicroPython unix port writes to a second pty, whose line discipline
+  turns "\\n" into "\\r\\n" as a board's console does, and reads from a pipe, whose
+  unread byte count is exact at any moment (a pty's is not: writes reach its queue a little
+  later), which the Ctrl-C handling below relies on.
 Bytes are copied both ways; the console's output is also appended to a log file. When the
 interpreter exits (a soft reset, see board_repl.py), a new one starts in the same flash
 folder: that is what a soft reset is. With nobody on the port, output is dropped, as a
 UART drops it.
+
+Ctrl-C: as a board's UART interrupt does, it interrupts at once, whatever is still unread:
+the bridge sends the interpreter SIGINT (the unix port raises KeyboardInterrupt in whatever
+code runs) instead of the byte. The line discipline could signal too (ISIG), but it cannot
+tell when no interpreter is there to take it: between a soft reset and the next start, or
+when one was already ending (it had read the Ctrl-D of a soft reset). So the bridge watches:
+if the interpreter ends without reading a byte sent after the Ctrl-C, it never took it, and
+the next interpreter starts in the REPL without running main.py: Ctrl-C at boot. A SIGINT
+can also be lost in an interpreter that is just starting (the `micropython` command's own
+Python runtime takes it before MicroPython sets its handler): while nothing sent after the
+Ctrl-C is read, the bridge signals again every half second.
 
 Signals: SIGTERM/SIGINT power the board off; SIGUSR1 wakes it from deep sleep early (a pin
 wake: URBANSENSE_WAKE=pin); SIGUSR2 is a power cycle (RTC memory, rtc.json, is lost).
@@ -41,7 +52,7 @@ SOFT_RUN = 11  # ... or run main.py
 DEEP_SLEEP = 75  # wake after rtc.json's sleep_ms (or at once on SIGUSR1: a pin wake)
 REBOOT = 76  # a `reboot` command: start again at once
 BAD_CONFIG = 2  # the node refused its config: stay in the REPL so it can be fixed
-CTRL_C_GRACE_S = 2.0  # an interpreter ending this soon after a Ctrl-C was interrupted
+SIGINT_AGAIN_S = 0.5  # a Ctrl-C not taken yet is signalled again after this
 RESTART_PAUSE_S = 0.2  # a program that exits at once must not spin the CPU
 MAX_PENDING = 4096  # output held back while the port is full; beyond it a UART would have lost it
 
@@ -52,7 +63,7 @@ def _raw_port(fd: int) -> None:
 
 
 def _console_mode(fd: int) -> None:
-    """The interpreter's side: raw input except that Ctrl-C raises SIGINT; "\\n" -> "\\r\\n"."""
+    """The interpreter's output: "\\n" -> "\\r\\n", nothing else changed (input is a pipe)."""
     attrs = termios.tcgetattr(fd)
     iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
     iflag &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF
@@ -60,20 +71,11 @@ def _console_mode(fd: int) -> None:
     oflag |= termios.OPOST | termios.ONLCR
     lflag &= ~(termios.ICANON | termios.ECHO | termios.ECHOE | termios.ECHOK | termios.ECHONL
                | termios.IEXTEN)
-    # Keep queued input when Ctrl-C arrives: mpremote sends "\r\x03" then "\r\x01" at once.
-    lflag |= termios.ISIG | termios.NOFLSH
+    lflag &= ~termios.ISIG  # Ctrl-C, Ctrl-\ and Ctrl-Z are no signals here (see above)
     cc = list(cc)
-    cc[termios.VINTR] = b"\x03"
-    cc[termios.VQUIT] = b"\x00"  # Ctrl-\ and Ctrl-Z are data on a board, not signals
-    cc[termios.VSUSP] = b"\x00"
     cc[termios.VMIN] = 1
     cc[termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
-
-
-def _make_controlling_tty() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 class Bridge:
@@ -87,7 +89,9 @@ class Bridge:
         _raw_port(self.port_slave)
         self.console_master, self.console_slave = os.openpty()
         _console_mode(self.console_slave)
-        for fd in (self.port_master, self.console_master):
+        # The bridge keeps the read end too: input survives from one interpreter to the next.
+        self.stdin_r, self.stdin_w = os.pipe()
+        for fd in (self.port_master, self.console_master, self.stdin_w):
             os.set_blocking(fd, False)
         self.child: subprocess.Popen[bytes] | None = None
         self.to_console = bytearray()
@@ -96,7 +100,11 @@ class Bridge:
         self.wake_at: float | None = None  # asleep until this monotonic time
         self._pin_wake = False
         self._power_cycle = False
-        self.last_ctrl_c = 0.0
+        self.interrupt_pending = False  # a Ctrl-C the next interpreter takes at its start
+        # After a SIGINT: how many bytes were sent since. Reads are in order, so once fewer than
+        # that wait unread, the interpreter read on after the Ctrl-C: it took it.
+        self.sigint_unread: int | None = None
+        self.sigint_at = 0.0
         self._stop = False
         self._log = open(log_path, "ab") if log_path else None
 
@@ -105,6 +113,10 @@ class Bridge:
         return os.ttyname(self.port_slave)
 
     def _spawn(self, mode: str, pin_wake: bool = False) -> None:
+        if mode == "run" and self.interrupt_pending:
+            mode = "repl"
+        self.interrupt_pending = False
+        self.sigint_unread = None
         self.boots += 1
         self.wake_at = None
         self._pin_wake = False
@@ -114,8 +126,8 @@ class Bridge:
             env["URBANSENSE_WAKE"] = "pin"
         self.child = subprocess.Popen(
             [interpreter(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode],
-            cwd=self.flash, stdin=self.console_slave, stdout=self.console_slave,
-            stderr=self.console_slave, preexec_fn=_make_controlling_tty, env=env)
+            cwd=self.flash, stdin=self.stdin_r, stdout=self.console_slave,
+            stderr=self.console_slave, start_new_session=True, env=env)
 
     def _sleep_ms(self) -> int:
         try:
@@ -140,8 +152,14 @@ class Bridge:
         code = self.child.poll()
         if code is None:
             return
+        if self.sigint_unread is not None and self._queued() >= self.sigint_unread:
+            self.interrupt_pending = True  # it ended without taking the Ctrl-C
+        self.sigint_unread = None
         if self.wake_at is None and code == DEEP_SLEEP:
             self.wake_at = time.monotonic() + self._sleep_ms() / 1000
+            # A sleeping board hears nothing: what was sent to it is gone at wake-up.
+            self._discard_input()
+            self.interrupt_pending = False
         if self.wake_at is not None:
             if self._pin_wake or time.monotonic() >= self.wake_at:
                 pin, self._pin_wake = self._pin_wake, False
@@ -151,11 +169,11 @@ class Bridge:
             self._spawn("raw")
         elif code == BAD_CONFIG:
             self._spawn("repl")
-        elif code in (SOFT_RUN, REBOOT):
-            self._spawn("run")
-        elif code == -signal.SIGINT or time.monotonic() - self.last_ctrl_c < CTRL_C_GRACE_S:
-            # Ctrl-C reached the interpreter before it could take it as KeyboardInterrupt
-            # (it was starting): on a board, Ctrl-C at boot also lands in the REPL.
+        elif code in (SOFT_RUN, REBOOT) or self.interrupt_pending:
+            self._spawn("run")  # "repl" if a Ctrl-C is pending
+        elif code == -signal.SIGINT:
+            # The SIGINT came before the interpreter could take it as KeyboardInterrupt (it
+            # was starting): on a board, Ctrl-C at boot also lands in the REPL.
             self._spawn("repl")
         else:  # a crash or a stray signal: power-cycle after a pause
             self._write_log(f"\n[virtual board: interpreter exited with {code}; restarting]\n".encode())
@@ -189,7 +207,7 @@ class Bridge:
         while not self._stop:
             want_write = []
             if self.to_console:
-                want_write.append(self.console_master)
+                want_write.append(self.stdin_w)
             if self.to_port:
                 want_write.append(self.port_master)
             try:
@@ -201,8 +219,6 @@ class Bridge:
                 data = self._read(self.port_master)
                 if self.wake_at is None:  # a board in deep sleep hears nothing
                     self.to_console += data
-                    if b"\x03" in data:
-                        self.last_ctrl_c = time.monotonic()
             if self.console_master in readable:
                 data = self._read(self.console_master)
                 self._write_log(data)
@@ -210,11 +226,65 @@ class Bridge:
                 self._flush(self.port_master, self.to_port)
                 if len(self.to_port) > MAX_PENDING:  # nobody reads the port: a UART drops it
                     del self.to_port[:-MAX_PENDING]
-            if self.console_master in writable:
-                self._flush(self.console_master, self.to_console)
+            if self.to_console:
+                self._feed_console()
+            if self.sigint_unread is not None:
+                self._follow_sigint()
             if self.port_master in writable:
                 self._flush(self.port_master, self.to_port)
             self._reap()
+
+    def _queued(self) -> int:
+        """Bytes written to the console that the interpreter has not read yet."""
+        return int.from_bytes(fcntl.ioctl(self.stdin_r, termios.FIONREAD, b"\0\0\0\0"),
+                              "little", signed=True)
+
+    def _follow_sigint(self) -> None:
+        """Forget a SIGINT once it was taken; send it again while it seems lost."""
+        assert self.sigint_unread is not None and self.child is not None
+        if self._queued() < self.sigint_unread:
+            self.sigint_unread = None  # it read on after the Ctrl-C: it took it
+        elif (self.sigint_unread and time.monotonic() - self.sigint_at > SIGINT_AGAIN_S
+              and self.child.poll() is None):
+            os.kill(self.child.pid, signal.SIGINT)
+            self.sigint_at = time.monotonic()
+
+    def _discard_input(self) -> None:
+        self.to_console.clear()
+        os.set_blocking(self.stdin_r, False)
+        try:
+            while os.read(self.stdin_r, 65536):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(self.stdin_r, True)
+
+    def _feed_console(self) -> None:
+        """Write what the port sent, in order; a Ctrl-C becomes SIGINT (see above)."""
+        while self.to_console:
+            if not self.to_console.startswith(b"\x03"):
+                cut = self.to_console.find(b"\x03")
+                chunk = bytes(self.to_console if cut < 0 else self.to_console[:cut])
+                try:
+                    sent = os.write(self.stdin_w, chunk)
+                except BlockingIOError:
+                    return
+                del self.to_console[:sent]
+                if self.sigint_unread is not None:
+                    self.sigint_unread += sent
+                if sent < len(chunk):
+                    return
+                continue
+            alive = self.child is not None and self.child.poll() is None
+            del self.to_console[:1]
+            if alive:
+                assert self.child is not None
+                os.kill(self.child.pid, signal.SIGINT)
+                self.sigint_unread = 0
+                self.sigint_at = time.monotonic()
+            else:
+                self.interrupt_pending = True
 
     @staticmethod
     def _read(fd: int) -> bytes:
@@ -239,7 +309,8 @@ class Bridge:
         if self.child is not None and self.child.poll() is None:
             self.child.kill()
             self.child.wait()
-        for fd in (self.port_master, self.port_slave, self.console_master, self.console_slave):
+        for fd in (self.port_master, self.port_slave, self.console_master, self.console_slave,
+                   self.stdin_r, self.stdin_w):
             try:
                 os.close(fd)
             except OSError:
