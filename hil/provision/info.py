@@ -14,13 +14,11 @@ one contiguous block."""
 from __future__ import annotations
 
 import json
-from typing import Callable, TypeVar
 
 from hil.boards.serial_board import BoardError, SerialBoard
 from hil.provision.birth import BirthWatcher, BrokerError
-from hil.provision.node_config import ConfigError, NodeConfig, masked, parse
+from hil.provision.node_config import BrokerConfig, NodeConfig, masked
 
-T = TypeVar("T")
 QUEUES = {"events": "queue/ev", "telemetry": "queue/tm"}
 RETAINED_WAIT_S = 1.5
 
@@ -32,6 +30,19 @@ try:
  asyncio.new_event_loop()
 except (ImportError, AttributeError):
  pass
+gc.collect()"""
+_MEMORY = "(gc.mem_free(), gc.mem_alloc())"
+# Who the node is and where its broker is (never the password), in as small a command as
+# possible: it runs first, beside the stopped program, before anything could reset the board.
+_IDENTITY = """import json
+c=json.load(open('config.json'))
+b=c['broker']
+print(json.dumps([c['node'],c['district'],c['zone'],b['host'],b.get('port'),b.get('username'),bool(b.get('password')),bool(b.get('tls'))]))"""
+# Then its modules go too, so that the questions after it have room: the program is started
+# afresh (a new interpreter on a virtual board, a soft reset on a real one) afterwards.
+_UNLOAD = """import sys
+for _k in list(sys.modules):
+ del sys.modules[_k]
 gc.collect()"""
 
 _RESET_NAMES = {"PWRON_RESET": "power", "HARD_RESET": "hard", "WDT_RESET": "watchdog",
@@ -97,7 +108,6 @@ def _queue_depth(board: SerialBoard, folder: str) -> int:
 
 def _config(board: SerialBoard) -> dict:
     """config.json with the changes received over `cmd` merged in (secrets masked)."""
-    board.exec(_RELEASE)
     config = _json_from_board(board, "config.json")
     changes = _json_from_board(board, "state/config.json")
     config = config if isinstance(config, dict) else {}
@@ -105,15 +115,13 @@ def _config(board: SerialBoard) -> dict:
 
 
 def _read_board(board: SerialBoard) -> dict:
-    board.exec(_RELEASE + "\nimport machine")
-    mem_free, mem_alloc = board.eval("(gc.mem_free(), gc.mem_alloc())")
-    board.exec("import sys")
+    board.exec("import machine, sys")
     platform, version = board.eval("(sys.platform, sys.version)")
     names = board.eval(_RESET_EXPR)
     reset = _RESET_NAMES.get(names[0]) if names else None
     boot = (board.read_file("state/boot") or b"").decode(errors="replace").strip()
     found = {
-        "mem_free": mem_free, "mem_alloc": mem_alloc, "platform": platform, "micropython": version,
+        "platform": platform, "micropython": version,
         "reset_cause": reset, "boot": int(boot) if boot.isdigit() else None,
         "counters": _json_from_board(board, "state/counters.json"),
         "queue": {name: _queue_depth(board, folder) for name, folder in QUEUES.items()},
@@ -127,37 +135,53 @@ def _read_board(board: SerialBoard) -> dict:
     return found
 
 
-# When the stopped program leaves too little heap to answer in, a fresh interpreter answers.
+# When the stopped program leaves too little heap even to free it, a fresh interpreter answers.
 _AFTER_RESET = "(after a soft reset: the stopped program left too little heap)"
 
 
-def _short_of_heap(board: SerialBoard, read: Callable[[SerialBoard], T], reset: bool) -> tuple[T, bool]:
-    """read(board); if the stopped program left too little heap to answer in, soft-reset
-    and read again from a fresh interpreter. Returns the result and whether it reset."""
+def _make_room(board: SerialBoard) -> tuple[tuple[int, int], bool]:
+    """Free the stopped program's heap; return (free, allocated) as it was with its modules
+    loaded, and whether a soft reset was needed (when even that did not fit)."""
     try:
-        return read(board), reset
+        board.exec(_RELEASE)
+        memory = board.eval(_MEMORY)
+        board.exec(_UNLOAD)
+        return memory, False  # type: ignore[return-value]
     except BoardError as err:
         if "MemoryError" not in str(err):
             raise
     board.enter_raw_repl(soft_reset=True)
-    return read(board), True
+    board.exec("import gc")
+    return board.eval(_MEMORY), True  # type: ignore[return-value]
 
 
-def _retained_status(config: dict, laptop: NodeConfig | None, user: str | None,
-                     password: str | None, timeout: float) -> tuple[dict | None, str]:
+def _identity(board: SerialBoard) -> tuple[str, str, BrokerConfig, bool] | None:
+    """(node, status topic, broker without password, whether it has one) from the board."""
+    try:
+        node, district, zone, host, port, user, has_password, tls = json.loads(
+            _last_line(board.exec(_RELEASE + "\n" + _IDENTITY)))
+        broker = BrokerConfig(host=host, port=port, username=user, tls=tls)
+    except (BoardError, ValueError, TypeError):
+        return None  # no config, or no room even for this: the status is not read
+    return node, f"city/v1/{district}/{zone}/{node}/status", broker, has_password
+
+
+def _retained_status(identity: tuple[str, str, BrokerConfig, bool] | None,
+                     laptop: NodeConfig | None, user: str | None, password: str | None,
+                     timeout: float) -> tuple[dict | None, str]:
     """The status the broker keeps for the node (its last birth or will), and a note when
     it could not be read. The board masks its broker password and names its CA by its path
     in flash, so an authenticated or TLS broker needs the node's config file from the laptop
     (or a reading account: `user`)."""
-    try:
-        node_config = laptop or parse(config, "config.json on the board")
-    except ConfigError as err:
-        return None, str(err)
-    broker = node_config.broker
-    if laptop is None and not user and (broker.password or broker.tls):
-        return None, "not read: give --node NODE_CONFIG (the board masks its broker password)"
-    watcher = BirthWatcher(broker, node_config.status_topic, node_config.node, retained=True,
-                           username=user, password=password)
+    if laptop is not None:
+        node, topic, broker = laptop.node, laptop.status_topic, laptop.broker
+    elif identity is None:
+        return None, "not read: the board's config.json could not be read"
+    else:
+        node, topic, broker, has_password = identity
+        if not user and (has_password or broker.tls):
+            return None, "not read: give --node NODE_CONFIG (the board masks its broker password)"
+    watcher = BirthWatcher(broker, topic, node, retained=True, username=user, password=password)
     try:
         watcher.start(timeout)
     except BrokerError as err:
@@ -178,11 +202,20 @@ def read_info(port: str, timeout: float = 10.0, restart: bool = True,
     first would replace it), then it is restarted."""
     with SerialBoard(port, timeout=timeout) as board:
         board.enter_raw_repl(soft_reset=False)
-        config, reset = _short_of_heap(board, _config, False)
-        # Before anything that could reset the board: a reset replaces the retained status.
-        status, status_note = _retained_status(config, laptop_config, watch_user,
+        # The retained status first: a soft reset below would replace it with the node's will.
+        identity = None if laptop_config else _identity(board)
+        status, status_note = _retained_status(identity, laptop_config, watch_user,
                                                watch_password, broker_timeout)
-        raw, reset = _short_of_heap(board, _read_board, reset)
+        (mem_free, mem_alloc), reset = _make_room(board)
+        try:
+            config, raw = _config(board), _read_board(board)
+        except BoardError as err:
+            if reset or "MemoryError" not in str(err):
+                raise
+            # The heap the program left is too broken up even once freed: start afresh.
+            board.enter_raw_repl(soft_reset=True)
+            reset = True
+            config, raw = _config(board), _read_board(board)
         if reset:  # machine.reset_cause() now names the soft reset made here
             raw["reset_cause"] = None
         if restart:
@@ -198,8 +231,8 @@ def read_info(port: str, timeout: float = 10.0, restart: bool = True,
         "built": bundle.get("built"),
         "micropython": raw["micropython"],
         "platform": raw["platform"],
-        "mem_free": raw["mem_free"],
-        "mem_alloc": raw["mem_alloc"],
+        "mem_free": mem_free,
+        "mem_alloc": mem_alloc,
         "mem_note": mem_note,
         # machine.reset_cause() on a board; the unix port has none, and the node's birth
         # message says what its HAL saw at boot.
