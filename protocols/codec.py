@@ -31,6 +31,15 @@ def _reject_constant(name):
     raise ValueError("not JSON: " + name)
 
 
+# CPython: one strict decoder made once (json.loads with keyword arguments builds a new
+# decoder per call, which shows in the edge's profile). MicroPython's json has no
+# JSONDecoder, takes no keyword arguments, and rejects NaN by itself.
+if hasattr(json, "JSONDecoder"):
+    _loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+else:
+    _loads = json.loads
+
+
 def _parse(payload):
     if type(payload) is str:
         text = payload
@@ -40,11 +49,7 @@ def _parse(payload):
         except Exception:
             raise ProtocolError(BAD_JSON, "payload is not UTF-8")
     try:
-        try:
-            obj = json.loads(text, parse_constant=_reject_constant)
-        except TypeError:
-            # MicroPython's json.loads takes no keyword arguments (and rejects NaN itself).
-            obj = json.loads(text)
+        obj = _loads(text)
     except ValueError:
         raise ProtocolError(BAD_JSON, "payload is not valid JSON")
     if type(obj) is not dict:
