@@ -9,7 +9,7 @@
 #     "OK", the output, \x04, the error, \x04, ">"; raw-paste mode (\x05A\x01) with flow
 #     control; Ctrl-D on an empty command is a soft reset that comes back in the raw REPL
 #     without running main.py;
-#   - Ctrl-C arrives as SIGINT (the bridge's pty turns the byte into the signal), which the
+#   - Ctrl-C arrives as SIGINT (the bridge turns the byte into the signal), which the
 #     unix port raises as KeyboardInterrupt wherever the program is.
 # Line ends are written as "\n": the console pty adds the "\r" as a board does.
 # A soft reset ends this process with an exit code that tells the bridge how to come back
