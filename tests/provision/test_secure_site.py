@@ -38,16 +38,22 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]
                           env={**os.environ, **(env or {})})
 
 
+def tls_node_config(folder: Path, port: int, ca_file: Path, password: str) -> Path:
+    """p-0501's config for the TLS site (broker.ca: the CA's PEM file on this laptop)."""
+    config = folder / "p-0501.json"
+    config.write_text(json.dumps({
+        "node": "p-0501", "district": D, "zone": Z, "kind": "parking", "platform": "sim",
+        "interval_s": 2,
+        "broker": {"host": "127.0.0.1", "port": port, "username": "p-0501",
+                   "password": password, "tls": True, "ca": str(ca_file)}}))
+    return config
+
+
 def test_flash_onto_a_tls_site_with_a_reading_account(boards, tmp_path, site, firmware_bundle):
     broker, ca_file, passwords = site
     bundle = firmware_bundle
     board = boards()
-    config = tmp_path / "p-0501.json"
-    config.write_text(json.dumps({
-        "node": "p-0501", "district": D, "zone": Z, "kind": "parking", "platform": "sim",
-        "interval_s": 2,
-        "broker": {"host": "127.0.0.1", "port": broker.port, "username": "p-0501",
-                   "password": passwords["p-0501"], "tls": True, "ca": str(ca_file)}}))
+    config = tls_node_config(tmp_path, broker.port, ca_file, passwords["p-0501"])
     flash = ["node", "flash", "--port", board.port, "--node", str(config), "--bundle", str(bundle),
              "--timeout", "30"]
 
@@ -92,11 +98,7 @@ def test_node_with_a_wrong_password_is_told_apart(boards, tmp_path, site, firmwa
     broker, ca_file, passwords = site
     bundle = firmware_bundle
     board = boards()
-    config = tmp_path / "p-0501.json"
-    config.write_text(json.dumps({
-        "node": "p-0501", "district": D, "zone": Z, "kind": "parking", "platform": "sim",
-        "broker": {"host": "127.0.0.1", "port": broker.port, "username": "p-0501",
-                   "password": "not-the-password", "tls": True, "ca": str(ca_file)}}))
+    config = tls_node_config(tmp_path, broker.port, ca_file, "not-the-password")
     proc = run("node", "flash", "--port", board.port, "--node", str(config), "--bundle", str(bundle),
                "--timeout", "5", "--watch-user", EDGE,
                env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
