@@ -135,14 +135,19 @@ def _print_report(report: Any, console: Console) -> None:
 
 def _query(args: argparse.Namespace) -> int:
     """Start InfluxDB on the last run's data folder, run one InfluxQL statement, stop it."""
+    from hil.demo.city import DemoError, exclusive
     from hil.services import InfluxDBServer, ServiceError
     folder = args.state_dir.resolve() / "influxdb"
     if not (folder / "meta").is_dir():
         raise CommandError(f"no demo data in {args.state_dir}: run `urbansense demo` first")
     influx = InfluxDBServer(folder)
     try:
-        influx.start()
-        series = influx.query(args.query, db=args.database, epoch="ms")
+        # A demo still running holds this data open: one InfluxDB per folder.
+        with exclusive(args.state_dir):
+            influx.start()
+            series = influx.query(args.query, db=args.database, epoch="ms")
+    except DemoError as err:
+        raise CommandError(str(err)) from None
     except ServiceError as err:
         raise CommandError(str(err).splitlines()[0].removeprefix("InfluxQL error: ")) from None
     except urllib.error.HTTPError as err:   # a statement InfluxDB cannot parse: 400 + JSON

@@ -7,11 +7,13 @@ and a gas alarm are staged and their end-to-end latencies measured. At the end t
 reports what landed in InfluxDB. Everything it started is stopped, also on Ctrl-C."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hil.demo.edges import EdgeSite
 from hil.demo.landed import Landed, city_landing, district_landing
@@ -94,6 +96,21 @@ def prepare_state_dir(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def exclusive(state_dir: Path) -> Iterator[None]:
+    """Hold a lock beside the state folder for the whole run: a second demo on the same
+    folder would otherwise wipe the state of the servers the first one is running."""
+    path = state_dir.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoError(f"another demo is running on {path}; wait for it or choose "
+                            "another --state-dir") from None
+        yield
+
+
 class CityDemo:
     def __init__(self, options: DemoOptions, view: CityView) -> None:
         self.opts = options
@@ -109,6 +126,10 @@ class CityDemo:
 
     # -- the whole run
     def run(self) -> DemoReport:
+        with exclusive(self.opts.state_dir):
+            return self._run()
+
+    def _run(self) -> DemoReport:
         state_dir = prepare_state_dir(self.opts.state_dir)
         self.view.say(f"state folder: {state_dir} (kept after the run; the next run cleans it)")
         self.stack = CityStack(state_dir, self.sites, progress=self.view.say)

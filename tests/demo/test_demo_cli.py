@@ -85,3 +85,15 @@ def test_edge_config_is_accepted_by_the_edge(tmp_path):
     cfg = load_config(path)
     assert cfg.buffer_path == tmp_path / "buffer.db"
     assert [s.database for s in cfg.sink] == ["district_xuhui", "city"]
+
+
+def test_a_second_demo_on_the_same_folder_is_refused(tmp_path):
+    from hil.demo.city import exclusive
+    state = tmp_path / "demo"
+    with exclusive(state):
+        proc = urbansense("demo", "--state-dir", str(state), "--duration", "1")
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == (f"urbansense: another demo is running on {state}; "
+                                       "wait for it or choose another --state-dir")
+    with exclusive(state):   # free again once the first run ended
+        pass
