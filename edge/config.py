@@ -36,7 +36,8 @@ class MqttConfig(Section):
     # (subscriptions and unacknowledged QoS1 messages) under it across restarts.
     client_id: str = Field(min_length=1, max_length=128)
     username: str | None = None
-    password: str | None = None
+    # Secrets: repr=False keeps them out of any repr of the config (logs, tracebacks).
+    password: str | None = Field(None, repr=False)
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -78,10 +79,10 @@ class SinkConfig(Section):
     api: Literal["v1", "v2"] = "v1"
     database: str | None = None          # v1
     username: str | None = None          # v1, optional
-    password: str | None = None          # v1, optional
+    password: str | None = Field(None, repr=False)   # v1, optional (a secret)
     bucket: str | None = None            # v2
     org: str | None = None               # v2
-    token: str | None = None             # v2
+    token: str | None = Field(None, repr=False)      # v2 (a secret)
     data: Literal["raw", "rollup"] = "raw"
     # Largest batch of line-protocol lines in one request.
     batch_max_lines: int = Field(5000, ge=1, le=1_000_000)
@@ -153,6 +154,20 @@ class AlarmsConfig(Section):
     enabled: bool = True
 
 
+class LimitsConfig(Section):
+    # Sustained messages/s one node may send on telemetry, status and ack (one bucket per
+    # node id): a number, "auto" (rate_factor over the node's reporting interval, as it
+    # last reported it or its kind's default), or 0 for no limit.
+    node_rate: Annotated[float, Field(ge=0)] | Literal["auto"] = 0
+    rate_factor: float = Field(5.0, gt=1)
+    # Messages a node may send at once above its rate (a reconnecting node's backlog).
+    node_burst: int = Field(30, ge=1)
+    # Events have a bucket of their own (0: no limit), so a node flooding telemetry still
+    # gets its alarms through, and a node flooding events is throttled by itself.
+    event_rate: float = Field(0, ge=0)
+    event_burst: int = Field(20, ge=1)
+
+
 class EdgeConfig(Section):
     site: SiteConfig
     mqtt: MqttConfig
@@ -162,6 +177,7 @@ class EdgeConfig(Section):
     rollup: RollupConfig = RollupConfig()
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig = AlarmsConfig()
+    limits: LimitsConfig = LimitsConfig()
     # Folder of the config file: relative paths are resolved against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -186,6 +202,16 @@ class EdgeConfig(Section):
         if self.mqtt.shared_group:
             filters = [f"$share/{self.mqtt.shared_group}/{f}" for f in filters]
         return filters
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password in its user part (https://user:***@host/)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not at or "/" in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
 
 
 class ConfigError(Exception):

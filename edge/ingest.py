@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig
+from edge.limits import clip_payload
 
 log = logging.getLogger("urbansense.edge.ingest")
 
@@ -39,6 +40,7 @@ class Incoming:
     generation: int          # which connection delivered it (acks go to that one only)
     source: "MqttIngest"
     retain: bool = False
+    size: int = -1           # payload size on arrival (an oversize payload is kept clipped)
 
 
 class Inbox:
@@ -152,8 +154,10 @@ class MqttIngest:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        self.inbox.put(Incoming(msg.mid, msg.qos, topic, msg.payload, arrival,
-                                self.generation, self, msg.retain), self.urgent)
+        # Measured and clipped here, so an oversize payload is never queued whole.
+        payload, size = clip_payload(msg.payload)
+        self.inbox.put(Incoming(msg.mid, msg.qos, topic, payload, arrival,
+                                self.generation, self, msg.retain, size), self.urgent)
 
     # -- used by the commit loop and the alarm publisher -----------------------------
     def ack(self, messages: list[Incoming]) -> int:

@@ -15,7 +15,12 @@ from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_cr
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from edge.ratelimit import RATE_LIMITED
+from edge.validate import DECODER_ERROR
 from protocols.errors import REASONS
+
+# Reasons only the edge gives (the protocol's are in REASONS).
+EDGE_REASONS = (RATE_LIMITED, DECODER_ERROR)
 
 P = "urbansense_edge_"
 
@@ -31,8 +36,10 @@ class EdgeMetrics:
                                    ["channel"], registry=r)
         self.invalid = Counter(P + "invalid_messages", "Messages quarantined in the dead-letter table, by reason",
                                ["reason"], registry=r)
-        for reason in REASONS:
+        for reason in REASONS + EDGE_REASONS:
             self.invalid.labels(reason)
+        self.throttled = Counter(P + "throttled_messages", "Messages a node sent over its rate limit (quarantined as rate_limited), by node",
+                                 ["node"], registry=r)
         self.duplicates = Counter(P + "duplicate_readings", "Readings and events already accepted before (redelivery or replay)",
                                   registry=r)
         self.readings = Counter(P + "readings", "Raw readings accepted into the buffer", registry=r)
@@ -52,7 +59,7 @@ class EdgeMetrics:
 
     # -- hooks the stages call ---------------------------------------------------------
     def committed(self, messages: int, channels: list[str], invalid: list[str], duplicates: int,
-                  raw_lines: int) -> None:
+                  raw_lines: int, throttled: list[str] = ()) -> None:
         self.commits.inc()
         self.commit_size.observe(messages)
         for ch in channels:
@@ -60,6 +67,8 @@ class EdgeMetrics:
         for reason in invalid:
             self.messages_in.labels("invalid").inc()
             self.invalid.labels(reason).inc()
+        for node in throttled:
+            self.throttled.labels(node).inc()
         if duplicates:
             self.duplicates.inc(duplicates)
         if raw_lines:

@@ -21,10 +21,13 @@ from typing import Callable
 
 from edge import schema
 from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, DurableBuffer, now_ms
+from edge.config import LimitsConfig
 from edge.ingest import Inbox, Incoming
+from edge.limits import clip_topic
 from edge.metrics import EdgeMetrics
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
+from edge.screen import Screen
 from edge.validate import Accepted, Validator
 from protocols.topics import ACK, EVENT as EVENT_CHANNEL, STATUS, TELEMETRY, alarm_topic
 
@@ -41,7 +44,7 @@ class CommitLoop:
                  ack: Callable[[list[Incoming]], int], consumers: dict[int, list[str]], *,
                  max_messages: int = 500, wait_ms: float = 5.0, dedup_ms: int = 48 * 3600_000,
                  check_every_s: float = 5.0, want_rollups: bool = True,
-                 want_alarms: bool = True) -> None:
+                 want_alarms: bool = True, limits: LimitsConfig | None = None) -> None:
         self.buffer = buffer
         self.registry = registry
         self.rollups = rollups
@@ -58,6 +61,7 @@ class CommitLoop:
         # Kinds first seen earlier in the group being validated count as known too.
         self._batch_kinds: dict[str, str] = {}
         self.validator = Validator(lambda node: registry.kind_of(node) or self._batch_kinds.get(node))
+        self.screen = Screen(limits or LimitsConfig(), registry)
         self.conn = buffer.connect()
         self._next_tick = 0.0
         self._next_prune = 0.0
@@ -89,6 +93,7 @@ class CommitLoop:
         now = now_ms()
         counts = {"dup": 0, "lines": 0}
         invalid: list[str] = []
+        throttled: list[str] = []
         channels: list[str] = []
         leftover: list[Incoming] = []
         conn.execute("BEGIN IMMEDIATE")
@@ -102,6 +107,16 @@ class CommitLoop:
                     leftover = batch[i:]
                     batch = batch[:i]
                     break
+                size = m.size if m.size >= 0 else len(m.payload)
+                screened = self.screen.check(m.topic, m.payload, size, time.monotonic())
+                if screened is not None:
+                    reason, detail, node = screened
+                    self.buffer.dead_letter(conn, reason, clip_topic(m.topic), m.payload,
+                                            detail, m.arrival_ms)
+                    invalid.append(reason)
+                    if node is not None:
+                        throttled.append(node)
+                    continue
                 outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
                 if not isinstance(outcome, Accepted):
                     self.buffer.dead_letter(conn, outcome.reason, m.topic, m.payload,
@@ -132,7 +147,7 @@ class CommitLoop:
             self.inbox.put_back(leftover)
         self.ack(batch)
         self.buffer.notify()
-        self.metrics.committed(len(batch), channels, invalid, counts["dup"], len(raw))
+        self.metrics.committed(len(batch), channels, invalid, counts["dup"], len(raw), throttled)
 
     def _apply(self, conn: sqlite3.Connection, outcome: Accepted, m: Incoming, now: int,
                raw: list[str], counts: dict, new: set) -> None:
@@ -193,6 +208,7 @@ class CommitLoop:
             if force or mono >= self._next_prune:
                 self._next_prune = mono + 60.0
                 self.buffer.prune_dead_letters(conn)
+                self.screen.forget_idle(mono)
                 if self.want_rollups:
                     self.rollups.prune(conn, now)
             conn.execute("COMMIT")

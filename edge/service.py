@@ -69,7 +69,8 @@ class EdgeService:
             self.buffer, self.registry, self.rollups, self.metrics, self.inbox, self._ack,
             self.consumers, max_messages=b.commit_max_messages, wait_ms=b.commit_wait_ms,
             dedup_ms=int(b.dedup_hours * 3600_000), check_every_s=cfg.health.check_every_s,
-            want_rollups=bool(self.consumers[ROLLUP]), want_alarms=cfg.alarms.enabled)
+            want_rollups=bool(self.consumers[ROLLUP]), want_alarms=cfg.alarms.enabled,
+            limits=cfg.limits)
         self.threads: list[threading.Thread] = []
 
     def _ack(self, batch) -> int:

@@ -37,6 +37,11 @@ class Accepted:
 
 Outcome = Union[Accepted, Rejected]
 
+# The decoder failed in a way the protocol does not name (a bug, or an input the limits
+# missed): the message is quarantined rather than crashing the loop and coming back
+# forever as an unacknowledged redelivery.
+DECODER_ERROR = "decoder_error"
+
 _PYDANTIC_REASONS = {
     "extra_forbidden": UNKNOWN_FIELD,
     "missing": MISSING_FIELD,
@@ -62,6 +67,8 @@ class Validator:
             message = decode(topic, payload, arrival_ms)
         except ProtocolError as err:
             return Rejected(err.reason, err.detail)
+        except (RecursionError, MemoryError, ValueError, TypeError) as err:
+            return Rejected(DECODER_ERROR, type(err).__name__)
         known = self.known_kind(message["node"])
         if known is not None and known != message["kind"]:
             return Rejected(KIND_MISMATCH, f"node {message['node']} is a {known} node, "

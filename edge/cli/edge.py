@@ -107,9 +107,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             for line in err.problems:
                 print(f"  {line}")
         return 1
+    from edge.config import redact_url
     summary = {"valid": True, "file": args.file, "site": f"{cfg.site.district}/{cfg.site.zone}",
                "buffer": str(cfg.buffer_path), "subscriptions": cfg.subscriptions(),
-               "sinks": [f"{s.name}: {s.api} {s.url} {s.database or s.bucket} ({s.data})"
+               "sinks": [f"{s.name}: {s.api} {redact_url(s.url)} {s.database or s.bucket} ({s.data})"
                          for s in cfg.sink],
                "metrics": cfg.metrics.listen or "off"}
     if args.json:

@@ -1,0 +1,61 @@
+"""Screen: the checks a message passes before it is decoded, cheapest first.
+
+1. size and depth limits (`edge.limits`): `too_large` / `bad_topic`;
+2. the per-node rate limit (`edge.ratelimit`): `rate_limited`.
+What gets through goes to the Validator (decoder, identity and kind checks).
+"""
+from __future__ import annotations
+
+from protocols import thresholds
+from protocols.topics import EVENT, ROOT
+
+from edge.config import LimitsConfig
+from edge.limits import precheck
+from edge.ratelimit import RATE_LIMITED, RateLimiter
+from edge.registry import NodeRegistry
+
+
+def topic_node(topic: str) -> tuple[str, str] | None:
+    """(node, channel) of a well-shaped node topic, else None (the decoder rejects it)."""
+    parts = topic.split("/", 6)
+    if len(parts) < 6 or parts[0] != ROOT:
+        return None
+    return parts[4], parts[5]
+
+
+class Screen:
+    def __init__(self, limits: LimitsConfig, registry: NodeRegistry) -> None:
+        self.limits = limits
+        self.registry = registry
+        self.messages = RateLimiter(self._node_rate, limits.node_burst)
+        self.events = RateLimiter(lambda node: limits.event_rate or None, limits.event_burst)
+
+    def _node_rate(self, node: str) -> float | None:
+        rate = self.limits.node_rate
+        if rate == "auto":
+            state = self.registry.nodes.get(node)
+            # A node not seen yet gets the shortest interval a node may have: the most lenient.
+            interval_s = (self.registry.interval_ms(state) / 1000 if state is not None
+                          else thresholds.INTERVAL_MIN_S)
+            return self.limits.rate_factor / interval_s
+        return rate or None
+
+    def check(self, topic: str, payload: bytes, size: int, now: float) -> tuple[str, str, str | None] | None:
+        """(reason, detail, throttled node or None) for a message to quarantine, else None.
+        `now` is monotonic seconds."""
+        problem = precheck(topic, payload, size)
+        if problem is not None:
+            return problem[0], problem[1], None
+        where = topic_node(topic)
+        if where is None:
+            return None
+        node, channel = where
+        limiter = self.events if channel == EVENT else self.messages
+        if limiter.allow(node, now):
+            return None
+        kind = "events" if channel == EVENT else "messages"
+        return RATE_LIMITED, f"node {node} over its rate of {kind}", node
+
+    def forget_idle(self, now: float) -> None:
+        self.messages.forget_idle(now)
+        self.events.forget_idle(now)
