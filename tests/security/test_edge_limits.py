@@ -171,3 +171,44 @@ def test_overlong_topic_is_bad_topic_and_stored_clipped(site):
     [(stored_topic, _, detail)] = dead(edge, "bad_topic", "%nnnnnnnnnn%")
     assert len(stored_topic) == MAX_TOPIC_CHARS + 3
     assert str(len(topic(node, "telemetry"))) in detail
+
+
+def test_auto_rate_follows_each_nodes_reporting_interval(_mosquitto_session, _influxdb_session, tmp_path):
+    """node_rate = "auto": 5x the rate a node's reported interval implies. A node at a 5 s
+    interval may send 1 msg/s, one at 600 s a message every 2 minutes: after the burst, the
+    slow node's flood is throttled almost entirely, the fast node's only beyond 1 msg/s."""
+    mq, influx = _mosquitto_session, _influxdb_session
+    config = write_config(tmp_path, mqtt_port=mq.port, client_id="edge-limits-auto", metrics=True,
+                          sinks=[v1_sink("district", influx, RAW_DB)],
+                          extra={"limits": {"node_rate": "auto", "node_burst": 5}})
+    edge = EdgeProcess(config).start()
+    pub = Publisher(mq.port, "limits-auto-publisher")
+    try:
+        slow, fast = "a-0001", "a-0002"
+        pub.publish_all([(topic(n, "status"), codec.encode_status(n, "air", 1, 0, "online", interval_s=i,
+                                                                  ts=now_ms()))
+                         for n, i in ((slow, 600), (fast, 5))])
+        wait_for(lambda: edge.query("SELECT count(*) FROM nodes WHERE interval_s IS NOT NULL") == [(2,)],
+                 what="both intervals in the registry")
+        # The statuses took one token each: 4 of the burst of 5 are left per node.
+        t0 = time.monotonic()
+        pub.publish_all([(topic(slow, "telemetry"), reading(slow, s)) for s in range(30)])
+        wait_for(lambda: stored(edge, slow) + len(dead(edge, "rate_limited", f"%/{slow}/%")) == 30,
+                 what="the slow node's flood accounted for")
+        elapsed = time.monotonic() - t0
+        allowed = 4 + (5 / 600) * (elapsed + 1)
+        assert stored(edge, slow) <= allowed
+        # The fast node sends two messages a second for 6 s: its 1 msg/s refills about six
+        # tokens over that time, so well over its burst of 4 gets through, and the rest is
+        # throttled; the slow node, sending beside it, gets nothing more.
+        for s in range(12):
+            pub.publish_all([(topic(fast, "telemetry"), reading(fast, s)),
+                             (topic(slow, "telemetry"), reading(slow, 100 + s))])
+            time.sleep(0.5)
+        wait_for(lambda: stored(edge, fast) + len(dead(edge, "rate_limited", f"%/{fast}/%")) == 12,
+                 what="the fast node's messages accounted for")
+        assert 7 <= stored(edge, fast) < 12
+        assert stored(edge, slow) <= allowed + 1
+    finally:
+        pub.close()
+        assert edge.stop() == 0, edge.log_tail()
