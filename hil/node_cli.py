@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edge.access import AccessError, BrokerAccess, reload_broker
 from edge.cli.main import CommandError
 from edge.cli.output import add_format_flags, print_json, print_table
 from hil.boards.serial_board import BoardError
@@ -96,6 +97,12 @@ def _flash_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch", metavar="HOST:PORT",
                    help="where this laptop reaches that broker, if not at the same address")
     _watch_user_option(p)
+    p.add_argument("--access-dir", type=Path,
+                   help="the site broker's account folder (see `urbansense creds`): give the node "
+                        "an account of its own with a new password, written only into the config "
+                        "that goes onto the board")
+    p.add_argument("--broker-pid", type=int,
+                   help="with --access-dir: the broker's process id, signalled to reload its accounts")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for the birth message (default: 60)")
     p.add_argument("--no-wait", action="store_true",
@@ -216,6 +223,26 @@ def _flash_with_progress(port: str, config: NodeConfig, built: bundles.Bundle, a
         progress.remove_task(task)
 
 
+def _issue_credential(config: NodeConfig, args: argparse.Namespace) -> NodeConfig:
+    """With --access-dir, a new broker account for the node (a re-flash replaces its
+    password). The password goes into the config sent to the board, nowhere else: the
+    config file on the laptop stays as it was, and nothing prints it."""
+    if args.access_dir is None:
+        return config
+    try:
+        if args.broker_pid:
+            os.kill(args.broker_pid, 0)   # the broker is there, before any account changes
+        password = BrokerAccess(args.access_dir).add(config.node, "node", config.district, config.zone)
+        if args.broker_pid:
+            reload_broker(args.broker_pid)
+    except AccessError as err:
+        raise CommandError(str(err)) from None
+    except ProcessLookupError:
+        raise CommandError(f"--broker-pid {args.broker_pid}: no such process") from None
+    broker = config.broker.model_copy(update={"username": config.node, "password": password})
+    return config.model_copy(update={"broker": broker})
+
+
 def _print_outcomes(outcomes: list[Outcome], as_json: bool, title: str) -> None:
     if as_json:
         print_json({"nodes": [o.to_dict() for o in outcomes]})
@@ -246,6 +273,7 @@ def run_flash(args: argparse.Namespace) -> int:
             flash_image(args.chip, args.port, args.image)
         except EsptoolError as err:
             raise CommandError(str(err)) from None
+    config = _issue_credential(config, args)
     with _bundle(args.bundle) as built:
         outcome = _flash_with_progress(args.port, config, built, args)
     if args.json:
@@ -295,8 +323,13 @@ def run_provision(args: argparse.Namespace) -> int:
                     outcome = Outcome(node=row.node, port=row.port, status="skipped",
                                       reason="skipped by the technician")
                 else:
-                    outcome = _flash_with_progress(row.port, row.config, built, args,
-                                                   label=f"{row.node}: ", progress=progress)
+                    try:
+                        config = _issue_credential(row.config, args)
+                    except CommandError as err:
+                        outcome = Outcome(node=row.node, port=row.port, status="failed", reason=str(err))
+                    else:
+                        outcome = _flash_with_progress(row.port, config, built, args,
+                                                       label=f"{row.node}: ", progress=progress)
                 done.append(outcome)
                 results[outcome.node] = outcome.to_dict()
                 inventory.write_results(results_dir, args.inventory, results)

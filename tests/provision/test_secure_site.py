@@ -106,3 +106,43 @@ def test_node_with_a_wrong_password_is_told_apart(boards, tmp_path, site, firmwa
     line = proc.stderr.strip().splitlines()[-1]
     assert line == ("urbansense: p-0501 is NOT live: the broker refused the node's credentials "
                     "(check broker.username and broker.password)"), line
+
+
+def test_flash_gives_the_node_its_own_credential(boards, tmp_path, site, firmware_bundle):
+    """--access-dir: provisioning makes the node's broker account and password, writes the
+    password into the config on the board only, and has the broker reload; the node logs in
+    with it and is live."""
+    broker, ca_file, passwords = site
+    access_dir = tmp_path / "access"                      # the site's accounts (fixture's folder)
+    config = tmp_path / "p-0601.json"
+    laptop_text = json.dumps({
+        "node": "p-0601", "district": D, "zone": Z, "kind": "leak", "platform": "sim",
+        "interval_s": 2, "broker": {"host": "127.0.0.1", "port": broker.port, "tls": True,
+                                    "ca": str(ca_file)}})
+    config.write_text(laptop_text)
+    board = boards()
+    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--bundle",
+               str(firmware_bundle), "--timeout", "30", "--access-dir", str(access_dir),
+               "--broker-pid", str(broker.process.pid), "--watch-user", EDGE, "--json",
+               env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["nodes"][0]["status"] == "live"
+    on_board = json.loads((board.flash / "config.json").read_text())["broker"]
+    assert on_board["username"] == "p-0601" and len(on_board["password"]) >= 24
+    assert on_board["password"] not in proc.stdout + proc.stderr
+    assert config.read_text() == laptop_text                # the laptop's file holds no secret
+    assert BrokerAccess(access_dir).accounts()["p-0601"] == {"role": "node", "district": D, "zone": Z}
+    assert "topic write city/v1/xuhui/caohejing/p-0601/telemetry" in (access_dir / "acl").read_text()
+
+
+def test_bad_access_dir_is_one_line(tmp_path, site, boards):
+    broker, ca_file, _ = site
+    config = tmp_path / "p-0602.json"
+    config.write_text(json.dumps({"node": "p-0602", "district": D, "zone": Z, "kind": "leak",
+                                  "platform": "sim", "broker": {"host": "127.0.0.1", "port": broker.port}}))
+    board = boards()
+    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--access-dir",
+               str(tmp_path / "access"), "--broker-pid", "999999", "--no-wait")
+    assert proc.returncode == 1 and "--broker-pid 999999: no such process" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "p-0602" not in BrokerAccess(tmp_path / "access").accounts()   # nothing half-made
