@@ -332,3 +332,6 @@ class ZoneFleet:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+            # The supervisor keeps a node's console in memory only: leave its last lines in
+            # the node's flash folder, where a user looking into a problem finds them.
+            (node.flash_dir / "console.log").write_text(node.console_tail(200) + "\n")
