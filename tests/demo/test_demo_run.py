@@ -74,6 +74,19 @@ def test_leak_and_gas_alarms_are_measured_end_to_end(first_run):
         assert s["influxdb_ms"] is not None and s["influxdb_ms"] > 0, s
 
 
+def test_every_staged_alarm_is_measured_and_the_demo_succeeds(first_run):
+    """The opened manhole cover too (the `cover_open` stimulus on a manhole node), and then
+    the demo's exit code is 0 with no problem reported."""
+    _, proc = first_run
+    report = json.loads(proc.stdout)
+    staged = {s["event"]: s for s in report["staged_alarms"]}
+    assert set(staged) == {"leak", "cover-open", "ch4"}
+    cover = staged["cover-open"]
+    assert cover["alarms_topic_ms"] is not None and cover["influxdb_ms"] is not None, (cover, report["problems"])
+    assert report["problems"] == []
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_nothing_is_left_running(first_run):
     state, _ = first_run
     assert processes_using(state) == []
