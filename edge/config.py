@@ -158,7 +158,7 @@ class LimitsConfig(Section):
     # Sustained messages/s one node may send on telemetry, status and ack (one bucket per
     # node id): a number, "auto" (rate_factor over the node's reporting interval, as it
     # last reported it or its kind's default), or 0 for no limit.
-    node_rate: Annotated[float, Field(ge=0)] | Literal["auto"] = 0
+    node_rate: float | Literal["auto"] = 0
     rate_factor: float = Field(5.0, gt=1)
     # Messages a node may send at once above its rate (a reconnecting node's backlog).
     node_burst: int = Field(30, ge=1)
@@ -166,6 +166,16 @@ class LimitsConfig(Section):
     # gets its alarms through, and a node flooding events is throttled by itself.
     event_rate: float = Field(0, ge=0)
     event_burst: int = Field(20, ge=1)
+
+    @field_validator("node_rate", mode="before")
+    @classmethod
+    def _node_rate(cls, value):
+        # One clear line instead of one error per member of the union.
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError('node_rate must be messages/s (0: no limit) or "auto"')
+        return float(value)
 
 
 class EdgeConfig(Section):

@@ -112,18 +112,27 @@ def cmd_check(args: argparse.Namespace) -> int:
                "buffer": str(cfg.buffer_path), "subscriptions": cfg.subscriptions(),
                "sinks": [f"{s.name}: {s.api} {redact_url(s.url)} {s.database or s.bucket} ({s.data})"
                          for s in cfg.sink],
-               "metrics": cfg.metrics.listen or "off"}
+               "metrics": cfg.metrics.listen or "off", "limits": _limits_summary(cfg.limits)}
     if args.json:
         print_json(summary)
     else:
         print(f"{args.file}: valid")
-        for key in ("site", "buffer", "metrics"):
+        for key in ("site", "buffer", "metrics", "limits"):
             print(f"  {key}: {summary[key]}")
         for s in summary["subscriptions"]:
             print(f"  subscribe: {s}")
         for s in summary["sinks"]:
             print(f"  sink {s}")
     return 0
+
+
+def _limits_summary(limits) -> str:
+    if not limits.node_rate and not limits.event_rate:
+        return "no rate limit"
+    rate = (f"{limits.rate_factor:g}x each node's interval" if limits.node_rate == "auto"
+            else f"{limits.node_rate:g}/s" if limits.node_rate else "none")
+    events = f"{limits.event_rate:g}/s burst {limits.event_burst}" if limits.event_rate else "none"
+    return f"messages {rate} burst {limits.node_burst}; events {events}"
 
 
 def _open_buffer(cfg):
