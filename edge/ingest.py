@@ -43,17 +43,29 @@ class Incoming:
     size: int = -1           # payload size on arrival (an oversize payload is kept clipped)
 
 
+# QoS 1 messages are bounded by the broker's flow control (it sends at most
+# max_inflight_messages unacknowledged ones per session, and the edge acks only after the
+# commit). QoS 0 has no flow control and the protocol never uses it: past this many
+# waiting messages, a QoS 0 message is dropped and counted rather than queued.
+QOS0_MAX_WAITING = 20_000
+
+
 class Inbox:
     """Messages waiting for the commit loop, in two lanes: urgent (events) first."""
 
-    def __init__(self) -> None:
+    def __init__(self, qos0_max_waiting: int = QOS0_MAX_WAITING) -> None:
         self._urgent: deque[Incoming] = deque()
         self._normal: deque[Incoming] = deque()
         self._cond = threading.Condition()
         self._waiting = 0
+        self.qos0_max_waiting = qos0_max_waiting
+        self.qos0_dropped = 0
 
     def put(self, message: Incoming, urgent: bool = False) -> None:
         with self._cond:
+            if message.qos == 0 and len(self._urgent) + len(self._normal) >= self.qos0_max_waiting:
+                self.qos0_dropped += 1
+                return
             (self._urgent if urgent else self._normal).append(message)
             if self._waiting:
                 self._cond.notify()

@@ -54,6 +54,9 @@ class EdgeMetrics:
                                    ["sink"], registry=r)
         self.sink_rejected = Counter(P + "sink_rejected_lines", "Lines a sink refused (4xx), sent to dead letters",
                                      ["sink"], registry=r)
+        self.qos0_dropped = Counter(P + "qos0_dropped_messages",
+                                    "QoS 0 messages (outside the protocol) dropped while the inbox was full",
+                                    registry=r)
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
         self._server = None
 

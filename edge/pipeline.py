@@ -67,6 +67,7 @@ class CommitLoop:
         self._next_prune = 0.0
         self._next_silence = 0.0
         self.watch: Callable[[], None] | None = None   # called once a second (thread health)
+        self._qos0_reported = 0
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -190,6 +191,11 @@ class CommitLoop:
         self._next_tick = mono + 1.0
         if self.watch is not None:
             self.watch()
+        dropped = self.inbox.qos0_dropped
+        if dropped > self._qos0_reported:
+            log.warning("inbox full: dropped %d QoS 0 messages", dropped - self._qos0_reported)
+            self.metrics.qos0_dropped.inc(dropped - self._qos0_reported)
+            self._qos0_reported = dropped
         conn = self.conn
         now = now_ms()
         conn.execute("BEGIN IMMEDIATE")
