@@ -54,7 +54,8 @@ class Screen:
         if limiter.allow(node, now):
             return None
         kind = "events" if channel == EVENT else "messages"
-        return RATE_LIMITED, f"node {node} over its rate of {kind}", node
+        return (RATE_LIMITED, f"node {node} over {limiter.rate_of(node):.3g} {kind}/s "
+                              f"(burst {limiter.burst:g})", node)
 
     def forget_idle(self, now: float) -> None:
         self.messages.forget_idle(now)
