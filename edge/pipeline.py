@@ -2,7 +2,8 @@
 
 The loop takes what MqttIngest queued, up to `commit_max_messages` or whatever arrived
 within `commit_wait_ms` of the first, and in ONE transaction:
-- rejected messages -> dead_letters (reason, topic, payload, arrival time);
+- messages over a limit or their node's rate (Screen) and messages the Validator
+  rejects -> dead_letters (reason, topic, payload, arrival time);
 - readings and events -> identity index (duplicates stop here) -> line protocol in the
   outbox (raw stream; events on the event and alarm streams), registry and rollups;
 - status and acks -> registry.
