@@ -17,6 +17,7 @@ from protocols.topics import VERSION, is_slug
 MAX_MESSAGE_BYTES = 1024        # one reading, event, status or ack
 MAX_BATCH_BYTES = 8192          # a telemetry batch
 MAX_BATCH_ITEMS = 64
+MAX_DEPTH = 32                  # JSON nesting; a valid message needs 4
 
 COMMANDS = ("set", "get", "ping", "sample", "reboot")
 _CMD_KEYS = ("v", "id", "cmd", "args")
@@ -40,6 +41,37 @@ else:
     _loads = json.loads
 
 
+def _too_deep(text):
+    """True if JSON text nests arrays/objects deeper than MAX_DEPTH.
+
+    Checked before parsing: CPython's parser recurses once per level and fails with
+    RecursionError on a few thousand brackets (which fit in 8 KiB), while MicroPython's
+    does not; this rule gives both the same answer. Counting brackets first keeps the
+    character scan for the rare payload that has more brackets than MAX_DEPTH at all."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "[" or ch == "{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch == "]" or ch == "}":
+            depth -= 1
+    return False
+
+
 def _parse(payload):
     if type(payload) is str:
         text = payload
@@ -48,6 +80,8 @@ def _parse(payload):
             text = str(payload, "utf-8")
         except Exception:
             raise ProtocolError(BAD_JSON, "payload is not UTF-8")
+    if _too_deep(text):
+        raise ProtocolError(TOO_LARGE, "JSON nested deeper than %d levels" % MAX_DEPTH)
     try:
         obj = _loads(text)
     except ValueError:

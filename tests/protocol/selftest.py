@@ -159,6 +159,13 @@ def test_non_finite_numbers_rejected():
     expect_reason("out_of_range", decoder.decode, "city/v1/d/z/p-1/telemetry", raw, NOW)
 
 
+def test_brackets_inside_strings_are_not_nesting():
+    raw = codec.encode_status("p-1", "parking", 1, 1, "online", fw="[" * 40 + "{" * 20, ts=T)
+    assert decoder.decode("city/v1/d/z/p-1/status", raw, NOW)["fw"] == "[" * 40 + "{" * 20
+    deep = b'{"v":1,"id":"c-1","cmd":"ping","args":' + b"[" * 40 + b"]" * 40 + b"}"
+    expect_reason("too_large", codec.decode_command, deep)
+
+
 def test_kind_mismatch_is_a_reason():
     # kind_mismatch is raised by receivers that know each node's kind (SPEC section 8).
     assert "kind_mismatch" in REASONS
