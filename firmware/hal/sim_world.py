@@ -50,9 +50,12 @@ class SimADC:
 
 
 class SimPin:
-    def __init__(self, world, quantity):
+    """A digital input that follows a world quantity. Pins are named for the part ("cover":
+    the reed switch on the frame), quantities for what they sense ("cover_open")."""
+
+    def __init__(self, world, name):
         self.world = world
-        self.quantity = quantity
+        self.quantity = "cover_open" if name == "cover" else name
 
     def value(self):
         return 1 if self.world.get(self.quantity, False) else 0
