@@ -5,6 +5,7 @@ Compiling on the device (or in the unix port) from source costs more heap than t
 application has, so virtual nodes run the compiled bundle exactly as a board does."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -55,8 +56,11 @@ def build_bundle(out_dir: Path) -> Path:
 
 
 def default_bundle_dir() -> Path:
-    """A per-user cache of the compiled bundle, rebuilt when a source changes."""
-    return Path(tempfile.gettempdir()) / f"urbansense-fw-{os.getuid()}"
+    """A cache of the compiled bundle per user and per source tree, rebuilt when a source
+    changes. Keyed by the tree's path: two checkouts (a worktree, an unpacked release)
+    must not overwrite each other's modules, since staleness is judged by mtime alone."""
+    tree = hashlib.sha1(str(FIRMWARE_DIR.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"urbansense-fw-{os.getuid()}-{tree}"
 
 
 def bundle_size(out_dir: Path) -> int:
