@@ -14,9 +14,8 @@ def load_config():
         # One line naming the bad key; nothing else runs with a config we do not trust.
         print("config error: %s" % err)
         sys.exit(2)
-    # The validator is not needed again until a `set` command: give its heap back.
-    del sys.modules["node.config"]
-    delattr(node, "config")
+    # The validator (and what it imports) is not needed again until a `set` command.
+    node.forget("node.config", "protocols.topics", "protocols.errors", "protocols.thresholds")
     return cfg
 
 

@@ -3,12 +3,12 @@
 # (cars arriving and leaving, a daily PM2.5 curve, occasional leaks, a cover lifted) or by
 # stimuli from control.json; either way the HAL hands the drivers the bytes the real part
 # would send, so parsing and detection run exactly as on a board.
-import json
 import os
 import sys
 import time
 
-from hal.sim_world import World, SimADC, SimPin
+from node import files   # atomic writes, as the node does for its own files
+
 
 RTC_FILE = "rtc.json"
 CONTROL_FILE = "control.json"
@@ -26,7 +26,7 @@ class HAL:
         self._control_id = None
         self.net_up = True
         self._offset = 0
-        rtc = self._read_json(RTC_FILE)
+        rtc = files.read_json(RTC_FILE, None)
         if rtc is None:
             self.cause = "power"
         elif rtc.get("sleep_ms") is not None:
@@ -41,33 +41,22 @@ class HAL:
         self.synced = bool(self.rtc.get("synced")) and self.cause != "power"
         self.wake = os.getenv("URBANSENSE_WAKE") or ("timer" if self.cause == "deepsleep" else None)
         # From now on a kill is a hard reset: RTC memory stays, but the node did not sleep.
-        self._write_json(RTC_FILE, {"mem": self.rtc})
+        files.write_json(RTC_FILE, {"mem": self.rtc})
         seed = cfg.get("seed")
         if seed is None:
             seed = sum(cfg["node"].encode()) * 7919
         seed += self.rtc.get("wakes", 0)
-        # The kind's physics is loaded with the sensors (_phys) and released with them.
-        self.physics = None
-        self.world = World(None, seed, self.rtc.setdefault("world", {}))
+        # The synthetic world and the kind's physics are loaded with the sensors (_phys)
+        # and released with them (release_sensors); stimuli are kept here meanwhile.
+        self._seed = seed
+        self.physics = self.world = None
+        self.stimuli = {}
         self._stdin_poll = None
         if cfg.get("hil"):
             # The console and TLS helpers are loaded only by the nodes that use them.
             from hal import common
             self._stdin_poll = common.console_poller()
         self.poll()
-
-    # -- files
-    def _read_json(self, path):
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
-    def _write_json(self, path, obj):
-        with open(path + ".tmp", "w") as f:
-            json.dump(obj, f)
-        os.rename(path + ".tmp", path)
 
     # -- reset, RTC memory, sleep
     def reset_cause(self):
@@ -84,12 +73,12 @@ class HAL:
 
     def deepsleep(self, ms):
         self.rtc["wakes"] = self.rtc.get("wakes", 0) + 1
-        self._write_json(RTC_FILE, {"mem": self.rtc, "sleep_ms": ms})
+        files.write_json(RTC_FILE, {"mem": self.rtc, "sleep_ms": ms})
         print("%s deepsleep %d" % (self.cfg["node"], ms))
         sys.exit(SLEEP_EXIT)
 
     def reset(self):
-        self._write_json(RTC_FILE, {"mem": self.rtc, "soft": True})
+        files.write_json(RTC_FILE, {"mem": self.rtc, "soft": True})
         sys.exit(REBOOT_EXIT)
 
     def fatal(self, err):
@@ -125,9 +114,11 @@ class HAL:
         return self.net_up
 
     def rssi(self):
-        return self.world.values.get("rssi", -62) if self.net_up else None
+        values = self.world.values if self.world is not None else {}
+        return values.get("rssi", -62) if self.net_up else None
 
     def battery_v(self):
+        self._phys()
         return self.world.get("battery_v", 3.6)
 
     def ssl_context(self, ca):
@@ -145,9 +136,11 @@ class HAL:
             ident = None
         if ident != self._control_id:
             self._control_id = ident
-            ctl = self._read_json(CONTROL_FILE) if ident else {}
+            ctl = files.read_json(CONTROL_FILE, None) if ident else {}
             if ctl is not None:
-                self.world.stimuli = ctl.get("stimuli") or {}
+                self.stimuli = ctl.get("stimuli") or {}
+                if self.world is not None:
+                    self.world.stimuli = self.stimuli
                 self.net_up = ctl.get("net", "up") != "down"
         if self._stdin_poll is not None:
             from hal import common
@@ -155,7 +148,7 @@ class HAL:
             if not still_open:
                 self._stdin_poll = None
             for line in lines:
-                answer, net = common.console_command(line, self.world.stimuli)
+                answer, net = common.console_command(line, self.stimuli)
                 if net is not None:
                     self.net_up = net
                 print(answer)
@@ -171,17 +164,17 @@ class HAL:
             name = "sim_" + self.kind
             __import__("hal." + name)
             self.physics = getattr(sys.modules["hal"], name)
-            self.world._step = self.physics.step
+            from hal.sim_world import World
+            self.world = World(self.physics.step, self._seed, self.rtc.setdefault("world", {}))
+            self.world.stimuli = self.stimuli
         return self.physics
 
     def release_sensors(self):
         """The node is done sampling for now: the kind's physics leaves the heap (its
         state is in RTC memory); the next sample loads it again."""
-        if self.physics is not None:
-            name = "sim_" + self.kind
-            del sys.modules["hal." + name]
-            delattr(sys.modules["hal"], name)
-            self.physics = self.world._step = None
+        from node import forget
+        self.physics = self.world = None
+        forget("hal.sim_" + self.kind, "hal.sim_world")
 
     def before_sample(self):
         self.poll()
@@ -196,10 +189,14 @@ class HAL:
 
     def adc(self, name):
         from drivers.analog import calibration   # only kinds with ADC sensors load it
-        return SimADC(self.world, self._phys().QUANTITIES[name],
+        from hal.sim_world import SimADC
+        quantity = self._phys().QUANTITIES[name]   # loads the world first
+        return SimADC(self.world, quantity,
                       calibration(name, self.cfg["calibration"]))
 
     def pin(self, name):
+        from hal.sim_world import SimPin
+        self._phys()
         return SimPin(self.world, name)
 
     def ranger(self, name):

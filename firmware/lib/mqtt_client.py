@@ -242,7 +242,10 @@ class MQTTClient:
             raise MQTTError("not connected")
         async with self._lock:   # one packet at a time, its parts never interleaved
             self._writer.write(data)
-            if more is not None:
+            if type(more) is list:
+                for part in more:
+                    self._writer.write(part)
+            elif more is not None:
                 self._writer.write(more)
             await self._writer.drain()
         self._last_tx = time.ticks_ms()
@@ -254,17 +257,24 @@ class MQTTClient:
     async def publish(self, topic, payload, retain=False, qos=1):
         """QoS 0: send once. QoS 1: send, then resend with DUP until the PUBACK arrives.
         Raises OSError if the connection is lost first; the caller keeps the message
-        (the node's offline queue) and sends it again after reconnecting."""
+        (the node's offline queue) and sends it again after reconnecting.
+        payload: bytes, or a list of bytes sent one after another (a batch assembled from
+        its parts, so that no buffer of the whole message is ever needed)."""
         tb = topic.encode() if type(topic) is str else topic
         pid = self._next_pid() if qos else 0
-        size = 2 + len(tb) + (2 if qos else 0) + len(payload)
+        plen = len(payload)
+        if type(payload) is list:
+            plen = 0
+            for part in payload:
+                plen += len(part)
+        size = 2 + len(tb) + (2 if qos else 0) + plen
         head = _header(PUBLISH | (qos << 1) | (1 if retain else 0), size)
         # A small message goes out as one buffer. A large one (a batch of several KB) is
         # written as header then payload, so it is never copied (the heap is the budget);
         # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
         # broker's delayed ACK, which would cost ~40 ms per message.
-        split = len(payload) > SPLIT_ABOVE
-        pkt = bytearray(len(head) + size - (len(payload) if split else 0))
+        split = plen > SPLIT_ABOVE or type(payload) is list
+        pkt = bytearray(len(head) + size - (plen if split else 0))
         pkt[:len(head)] = head
         pos = _put_str(pkt, len(head), tb)
         if qos:

@@ -6,7 +6,11 @@ import asyncio
 from node.app import WATCHDOG_MS
 
 
-async def run(node):
+def run(node):
+    asyncio.run(_main(node))
+
+
+async def _main(node):
     hal = node.hal
     client = node.make_client()
     hal.wdt_start(WATCHDOG_MS)
@@ -20,14 +24,14 @@ async def run(node):
                 continue
             await client.connect_with_backoff()
             try:
-                await node.on_connect()
+                await node.link.on_connect()
             except OSError as err:
                 node.log("error mqtt: %s" % (err,))
                 await client.close()
                 continue
         try:
-            await node.run_commands()
-            await node.drain()
+            await node.link.run_commands()
+            await node.link.drain()
         except MemoryError:
             node.shrink_batches()
             continue

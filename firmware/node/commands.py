@@ -28,12 +28,12 @@ def handle(node, payload):
         node.log("error cmd: %s" % err)
         if cmd_id is None:
             return None, False
-        return node.ack(cmd_id, False, error=str(err)[:200]), False
+        return node.link.ack(cmd_id, False, error=str(err)[:200]), False
     cmd_id = cmd["id"]
     done = node.done_cmds
     for entry in done:
         if entry[0] == cmd_id:
-            return node.ack(cmd_id, entry[1], error=entry[2], result=entry[3]), False
+            return node.link.ack(cmd_id, entry[1], error=entry[2], result=entry[3]), False
     ok, error, result, reboot = True, None, None, False
     name = cmd["cmd"]
     args = cmd["args"]
@@ -66,4 +66,4 @@ def handle(node, payload):
     done.append([cmd_id, ok, error, result])
     if len(done) > REMEMBER:
         done.pop(0)
-    return node.ack(cmd_id, ok, error=error, result=result), reboot
+    return node.link.ack(cmd_id, ok, error=error, result=result), reboot

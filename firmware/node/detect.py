@@ -2,7 +2,12 @@
 # and water level, a debounced leak probe, manhole tilt relative to the installed angle,
 # and an adaptive magnetic baseline for parking. Every detector keeps its state in one
 # small list so that it survives deep sleep in RTC memory.
+from node import forget
 from protocols.thresholds import THRESHOLD_HYSTERESIS
+
+# Only the constant is needed here (the thresholds themselves are in the config, merged
+# at boot): the defaults table goes back to the heap at once.
+forget("protocols.thresholds")
 
 # Consecutive agreeing samples before a state changes.
 LEAK_DEBOUNCE = 3

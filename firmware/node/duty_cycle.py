@@ -1,15 +1,15 @@
 # The duty-cycled schedule (battery nodes): wake, sample, connect, publish everything
 # queued, read the commands waiting at the broker, DISCONNECT (so no will is published),
 # deep sleep until the next interval or a pin wake (leak probe, cover switch).
+#
+# Sampling runs before asyncio and the MQTT client are loaded, and its code is dropped
+# before they are: the two phases never share the heap.
 import time
-
-import asyncio
-from node.detect import LEAK_DEBOUNCE
 
 from node.app import WATCHDOG_MS
 
 
-async def run(node):
+def run(node):
     hal = node.hal
     t0 = time.ticks_ms()
     hal.wdt_start(WATCHDOG_MS)
@@ -17,30 +17,15 @@ async def run(node):
     if node.kind == "leak" and hal.wake_reason() == "pin":
         # Woken by the probe: take enough samples now for the debounce to decide, instead
         # of waiting one interval per sample.
+        from node.detect import LEAK_DEBOUNCE
         for _ in range(LEAK_DEBOUNCE - 1):
-            await asyncio.sleep_ms(50)
+            time.sleep_ms(50)
             node.take_reading()
     node.note_heap()
-    # Sampling is over for this wake: its code leaves the heap before the client's comes.
     node.release_sensing()
-    client = node.make_client()
     if hal.connect_network():
-        if await client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
-            try:
-                await node.on_connect()
-                await node.drain()
-                # Commands waiting at the broker (persistent session) arrive right after
-                # the connect; give stragglers a moment before going back to sleep.
-                await asyncio.sleep_ms(50)
-                await node.run_commands()
-                await node.drain()
-                await client.disconnect()
-            except MemoryError:
-                node.shrink_batches()
-                await client.close()
-            except OSError as err:
-                node.log("error mqtt: %s (data stays queued)" % (err,))
-                await client.close()
+        import asyncio
+        asyncio.run(_publish(node))
     else:
         node.log("error network: not connected (data stays queued)")
     hal.wdt_feed()
@@ -52,3 +37,25 @@ async def run(node):
     awake = time.ticks_diff(time.ticks_ms(), t0)
     node.log("awake %d ms heap_peak=%d" % (awake, node.heap_peak))
     hal.deepsleep(max(100, int(node.cfg["interval_s"] * 1000) - awake))
+
+
+async def _publish(node):
+    import asyncio
+    client = node.make_client()
+    if not await client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
+        return
+    try:
+        await node.link.on_connect()
+        await node.link.drain()
+        # Commands waiting at the broker (persistent session) arrive right after the
+        # connect; give stragglers a moment before going back to sleep.
+        await asyncio.sleep_ms(50)
+        await node.link.run_commands()
+        await node.link.drain()
+        await client.disconnect()
+    except MemoryError:
+        node.shrink_batches()
+        await client.close()
+    except OSError as err:
+        node.log("error mqtt: %s (data stays queued)" % (err,))
+        await client.close()

@@ -1,6 +1,61 @@
 # One sampler per kind: the drivers on the buses the HAL hands out -> a dict of catalog
 # fields (plus `_acc`, the raw accelerometer vector that detection turns into tilt).
 # A sensor that fails is left out of this reading with one console line; the rest go on.
+# take_reading() is the node's sampling step: this module and all it loads are the
+# sampling phase, which a duty-cycled node drops before it connects (Node.release_sensing).
+import json
+
+from node import files
+from node.app import COUNTERS_FILE
+
+
+def take_reading(node):
+    """Sample every sensor, run detection, queue the events and the reading."""
+    if node.sampler is None:
+        from node.detect import Detection
+        cfg = node.cfg
+        node.detect = Detection(node.kind, cfg["thresholds"], cfg["calibration"],
+                                node.mem["det"])
+        node.sampler = Sampler(node.kind, cfg, node.hal, node.log)
+    fields = node.sampler.read()
+    events = node.detect.update(fields)
+    fields["uptime_s"] = node.uptime_s()
+    for name, state, value in events:
+        obj = {"boot": node.boot, "seq": _next_seq(node), "event": name, "state": state,
+               "fields": fields}
+        if value is not None:
+            obj["value"] = value
+        _enqueue(node, node.ev, _stamp(node.hal, obj))
+        node.log("event %s %s %s" % (name, state, value))
+    _enqueue(node, node.tm, _stamp(node.hal, {"boot": node.boot, "seq": _next_seq(node),
+                                              "fields": fields}))
+
+
+def _stamp(hal, obj):
+    epoch = hal.epoch_ms()
+    if epoch is not None:
+        obj["ts"] = epoch
+    else:
+        obj["l"] = hal.local_ms()   # local clock; age_ms is computed when sent
+    return obj
+
+
+def _next_seq(node):
+    seq = node.seq
+    node.seq += 1
+    return seq
+
+
+def _enqueue(node, queue, obj):
+    node.hal.note_taken(obj["boot"], obj["seq"])
+    if queue.push(json.dumps(obj).encode()):
+        counters = node.counters
+        counters["dropped"] += 1
+        files.write_json(COUNTERS_FILE, counters)
+        if counters["dropped"] % 50 == 1:
+            node.log("error queue full: dropped=%d" % counters["dropped"])
+
+
 def _analog(hal, name, cal):
     # Imported by the kinds that have ADC sensors only (every module costs heap).
     from drivers.analog import AnalogSensor, calibration

@@ -1,0 +1,147 @@
+# The node's publishing phase: the MQTT client, the messages a node sends (SPEC section 3)
+# and the replay of the offline queue. Loaded by Node.make_client() on the first connect,
+# so that sampling, which comes first on a duty-cycled node, does not carry its code.
+import json
+
+from mqtt_client import MQTTClient
+from node import forget
+from node.app import BATCH_BYTES, FW_VERSION, MAX_AGE_MS
+
+
+class Link:
+    def __init__(self, node):
+        from protocols import topics
+        self.node = node
+        self.id = node.id
+        self.kind = node.kind
+        self.hal = hal = node.hal
+        self.version = topics.VERSION
+        cfg = node.cfg
+        d, z = cfg["district"], cfg["zone"]
+        self.t_telemetry = topics.topic(d, z, self.id, topics.TELEMETRY)
+        self.t_event = topics.topic(d, z, self.id, topics.EVENT)
+        self.t_status = topics.topic(d, z, self.id, topics.STATUS)
+        self.t_ack = topics.topic(d, z, self.id, topics.ACK)
+        self.t_cmd = topics.topic(d, z, self.id, topics.CMD)
+        broker = cfg["broker"]
+        self.client = MQTTClient(
+            self.id, broker["host"], broker["port"], broker["username"], broker["password"],
+            keepalive=cfg["keepalive_s"], clean=False,
+            will=(self.t_status, self._status("offline"), True, 1),
+            ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
+            link_up=hal.link_up, on_message=self._on_message, log=node.log)
+        # Subscribed at every connect (the client restores its subscriptions).
+        self.client.subscriptions.append((self.t_cmd, 1))
+        topics = None
+        forget("protocols.topics", "protocols.errors")   # the topics are made
+
+    def _age(self, obj):
+        # A record stamped with the local clock (no NTP yet) goes out with its age.
+        if "l" in obj:
+            obj["age_ms"] = max(0, min(MAX_AGE_MS, self.hal.local_ms() - obj.pop("l")))
+        return obj
+
+    # -- messages --------------------------------------------------------------------
+    # Written here rather than with protocols.codec's encoders: a queued record already is
+    # the body of its message, and codec brings protocols.errors, topics and thresholds
+    # (about 12 KB of heap) into the publishing phase, where the node has least to spare.
+    # Every message a node sends is checked with protocols.decoder in tests/firmware.
+    def _message(self, obj):
+        """obj: the body of a message (boot, seq and the rest, None values left out)."""
+        obj["v"] = self.version
+        obj["node"] = self.id
+        obj["kind"] = self.kind
+        for key in [k for k in obj if obj[k] is None]:
+            del obj[key]
+        return json.dumps(self._age(obj), separators=(",", ":")).encode()
+
+    def _status(self, state):
+        node = self.node
+        obj = {"boot": node.boot, "seq": max(0, node.seq - 1), "state": state}
+        if state != "offline":
+            interval = node.cfg["interval_s"]
+            obj["fw"] = FW_VERSION
+            obj["interval_s"] = interval if interval >= 5 else None
+            obj["reset"] = node.reset
+            obj["ts"] = self.hal.epoch_ms()
+        return self._message(obj)
+
+    def ack(self, cmd_id, ok, error=None, result=None):
+        node = self.node
+        return self._message({"boot": node.boot, "seq": max(0, node.seq - 1), "id": cmd_id,
+                              "ok": ok, "error": error, "result": result})
+
+    def _on_message(self, topic, payload):
+        inbox = self.node.inbox
+        if topic == self.t_cmd and len(inbox) < 8:
+            inbox.append(payload)
+
+    async def on_connect(self):
+        if not self.hal.epoch_ms():
+            self.hal.sync_time()
+        await self.client.publish(self.t_status, self._status("online"), retain=True)
+        client = self.client
+        self.node.log("connected %s:%d session=%d" % (client.host, client.port,
+                                                       client.session_present))
+
+    async def run_commands(self):
+        node = self.node
+        if not node.inbox:
+            return
+        # Loaded on the first command only: most wake-ups carry none.
+        from node import commands
+        while node.inbox:
+            ack, reboot = commands.handle(node, node.inbox.pop(0))
+            if ack is not None:
+                await self.client.publish(self.t_ack, ack)
+            node.reboot = node.reboot or reboot
+        commands = None
+        # The decoder and validator are not needed again until the next command.
+        forget("node.commands", "node.config", "protocols.codec", "protocols.topics",
+               "protocols.errors", "protocols.thresholds")
+
+    def _batch(self, lines):
+        """A telemetry batch (SPEC 3.3) as the list of its parts, which the client sends
+        one after another: the queued lines already are batch items (only a line stamped
+        with the local clock is decoded, to turn "l" into "age_ms"). Item dicts dumped by
+        json would be the node's heaviest moment, and one buffer of the whole batch needs
+        a contiguous block that a fragmented heap may not have."""
+        last = json.loads(lines[-1])
+        parts = [('{"v":%d,"node":"%s","kind":"%s","boot":%d,"seq":%d,"batch":[' % (
+            self.version, self.id, self.kind, last["boot"], last["seq"])).encode()]
+        for line in lines:
+            if b'"l":' in line:
+                line = json.dumps(self._age(json.loads(line))).encode()
+            parts.append(line)
+            parts.append(b",")
+        parts[-1] = b"]}"
+        return parts
+
+    async def drain(self):
+        """Publish everything queued: events first, one per message (SPEC 5.1), then
+        telemetry in batches. A record leaves the queue only after its PUBACK."""
+        node = self.node
+        ev, tm = node.ev, node.tm
+        sent_ev = sent_tm = 0
+        while len(ev):
+            payload = self._message(json.loads(ev.peek(1)[0]))
+            await self.client.publish(self.t_event, payload)
+            ev.pop(1)
+            sent_ev += 1
+        while len(tm):
+            lines = tm.peek(node.batch_items, BATCH_BYTES)
+            n = len(lines)
+            if n == 1:
+                payload = self._message(json.loads(lines[0]))
+            else:
+                payload = self._batch(lines)
+            lines = None
+            node.note_heap()
+            await self.client.publish(self.t_telemetry, payload)
+            payload = None
+            tm.pop(n)
+            sent_tm += n
+        if sent_ev or sent_tm:
+            node.published += sent_ev + sent_tm
+            node.log("published tm=%d ev=%d queued=%d dropped=%d" % (
+                sent_tm, sent_ev, len(tm) + len(ev), node.counters["dropped"]))
