@@ -28,7 +28,7 @@ REBOOT_EXIT = 76
 CONFIG_EXIT = 2
 MAX_CRASHES = 5
 # Heap of a virtual node (-X heapsize). A duty-cycled node's cycles, replaying a queued
-# batch included, run in 64-68 KB (bench/firmware_heap.py, tests/firmware/test_heap.py),
+# batch included, run in 64 or 68 KB (bench/firmware_heap.py, tests/firmware/test_heap.py),
 # but a command loads the config validator and the protocol's decoder on top, and an
 # always-on node keeps its sampling and publishing code loaded together: an always-on
 # node handling a `set` command did not fit in 96 KB.

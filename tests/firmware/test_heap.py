@@ -2,8 +2,8 @@
 replaying, in batches, the readings it queued in flash during a network cut. A node that
 outgrows BUDGET fails here (a MemoryError, or batches shrunk after one).
 
-BUDGET is 72 KB, one step above what bench/firmware_heap.py finds sufficient (64 KB, air
-sometimes 68 KB): at 64 KB heap fragmentation makes the result vary between runs, and a
+BUDGET is 72 KB, one step above what bench/firmware_heap.py finds sufficient (64 or 68
+KB, by run): near that limit heap fragmentation makes the result vary, and a
 test must not. The goal of issue 4 is 64 KB for every schedule and for command handling
 too; virtual nodes still run with hil.sim.DEFAULT_HEAP until it is met."""
 from __future__ import annotations
