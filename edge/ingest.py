@@ -60,6 +60,11 @@ class Inbox:
         self._waiting = 0
         self.qos0_max_waiting = qos0_max_waiting
         self.qos0_dropped = 0
+        self.redelivered = 0
+
+    def note_redelivered(self) -> None:
+        with self._cond:
+            self.redelivered += 1
 
     def put(self, message: Incoming, urgent: bool = False) -> None:
         with self._cond:
@@ -168,6 +173,11 @@ class MqttIngest:
             topic = msg._topic.decode("utf-8", "replace")
         # Measured and clipped here, so an oversize payload is never queued whole.
         payload, size = clip_payload(msg.payload)
+        if msg.dup:
+            # The broker sent it before (the earlier delivery was not acked, e.g. the
+            # connection dropped): a valid reading is then a duplicate by identity; an
+            # invalid message has no identity and may be quarantined a second time.
+            self.inbox.note_redelivered()
         self.inbox.put(Incoming(msg.mid, msg.qos, topic, payload, arrival,
                                 self.generation, self, msg.retain, size), self.urgent)
 

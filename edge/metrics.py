@@ -57,6 +57,8 @@ class EdgeMetrics:
         self.qos0_dropped = Counter(P + "qos0_dropped_messages",
                                     "QoS 0 messages (outside the protocol) dropped while the inbox was full",
                                     registry=r)
+        self.redelivered = Counter(P + "redelivered_messages",
+                                   "Messages the broker delivered again (MQTT DUP flag)", registry=r)
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
         self._server = None
 

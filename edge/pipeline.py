@@ -69,6 +69,7 @@ class CommitLoop:
         self._next_silence = 0.0
         self.watch: Callable[[], None] | None = None   # called once a second (thread health)
         self._qos0_reported = 0
+        self._redelivered_reported = 0
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -197,6 +198,10 @@ class CommitLoop:
             log.warning("inbox full: dropped %d QoS 0 messages", dropped - self._qos0_reported)
             self.metrics.qos0_dropped.inc(dropped - self._qos0_reported)
             self._qos0_reported = dropped
+        redelivered = self.inbox.redelivered
+        if redelivered > self._redelivered_reported:
+            self.metrics.redelivered.inc(redelivered - self._redelivered_reported)
+            self._redelivered_reported = redelivered
         conn = self.conn
         now = now_ms()
         conn.execute("BEGIN IMMEDIATE")

@@ -126,7 +126,11 @@ def test_running_edge_accounts_for_every_fuzzed_message(fuzz_site):
 
     c = counters(edge.metrics_text())
     by_channel = c["messages_in"]
-    assert sum(by_channel.values()) == sent, by_channel
+    # Every message is accounted for. Beyond `sent` only what the broker delivered twice
+    # (its DUP flag, after a dropped connection on a loaded machine) may be counted again:
+    # a repeated reading is caught by identity, a repeated invalid message has none.
+    redelivered = c["redelivered_messages"].get("", 0.0)
+    assert sent <= sum(by_channel.values()) <= sent + redelivered, (by_channel, redelivered)
     # Quarantined: the counters and the dead-letter table agree, reason by reason.
     table = dict(edge.query("SELECT reason, count(*) FROM dead_letters GROUP BY reason"))
     assert by_channel["invalid"] == sum(table.values())
