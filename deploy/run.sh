@@ -89,7 +89,9 @@ main() {
     case "$job" in
         # The main job: a whole small city on this machine (state in ./var/demo).
         demo) exec "$VENV/bin/urbansense" demo "$@" ;;
-        test) exec "$VENV/bin/python" -m pytest "$@" ;;
+        # Two workers (pytest-xdist): most tests wait on servers and interpreters, so two
+        # run side by side on two cores; URBANSENSE_TEST_WORKERS=0 runs them one by one.
+        test) exec "$VENV/bin/python" -m pytest -n "${URBANSENSE_TEST_WORKERS:-2}" "$@" ;;
     esac
 }
 
