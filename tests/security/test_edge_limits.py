@@ -173,11 +173,13 @@ def test_overlong_topic_is_bad_topic_and_stored_clipped(site):
     assert str(len(topic(node, "telemetry"))) in detail
 
 
-def test_auto_rate_follows_each_nodes_reporting_interval(_mosquitto_session, _influxdb_session, tmp_path):
+def test_auto_rate_follows_each_nodes_reporting_interval(mosquitto_factory, _influxdb_session, tmp_path):
     """node_rate = "auto": 5x the rate a node's reported interval implies. A node at a 5 s
     interval may send 1 msg/s, one at 600 s a message every 2 minutes: after the burst, the
     slow node's flood is throttled almost entirely, the fast node's only beyond 1 msg/s."""
-    mq, influx = _mosquitto_session, _influxdb_session
+    # A broker of its own: retained status messages of the same node ids left by other
+    # tests would otherwise reach this edge's registry.
+    mq, influx = mosquitto_factory(), _influxdb_session
     config = write_config(tmp_path, mqtt_port=mq.port, client_id="edge-limits-auto", metrics=True,
                           sinks=[v1_sink("district", influx, RAW_DB)],
                           extra={"limits": {"node_rate": "auto", "node_burst": 5}})

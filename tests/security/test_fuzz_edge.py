@@ -85,8 +85,10 @@ def shift_ts(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture
-def fuzz_site(_mosquitto_session, _influxdb_session, tmp_path):
-    mq, influx = _mosquitto_session, _influxdb_session
+def fuzz_site(mosquitto_factory, _influxdb_session, tmp_path):
+    # A broker of its own: the edge subscribes to city/#, and retained status messages that
+    # other tests left on the session's broker would be delivered to it and counted.
+    mq, influx = mosquitto_factory(), _influxdb_session
     config = write_config(
         tmp_path, mqtt_port=mq.port, client_id="edge-fuzz", metrics=True,
         mqtt_extra={"topics": ["city/#"]},
