@@ -166,10 +166,13 @@ class MQTTClient:
                 await self.connect()
                 self.failures = 0
                 return True
-            except OSError as err:
+            except (OSError, ValueError) as err:
+                # MicroPython's TLS reports a broker certificate its CA did not sign as a
+                # ValueError, not an OSError: log it and back off like any refused connect.
                 self.failures += 1
                 tried += 1
-                self.log("error mqtt: %s" % (err,))
+                # One console line: mbedTLS's messages come wrapped in newlines.
+                self.log("error mqtt: %s" % (" ".join(str(err).split()),))
                 if attempts and tried >= attempts:
                     return False
                 delay = min(cap_ms, base_ms << min(self.failures - 1, 10))

@@ -3,6 +3,7 @@ real Mosquitto."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import time
@@ -202,3 +203,38 @@ def test_a_silently_dead_link_is_detected_by_keepalive(mosquitto, node_path):
         probe.kill()
         probe.wait()
         relay.close()
+
+
+def test_node_with_the_wrong_ca_refuses_the_broker_and_says_why(mosquitto_factory, tmp_path, bundle):
+    from hil.services import free_port
+
+    good, other = tmp_path / "good", tmp_path / "other"
+    good.mkdir()
+    other.mkdir()
+    make_ca_and_server_cert(good)
+    make_ca_and_server_cert(other, name="other-ca")
+    tls_port = free_port()
+    broker = mosquitto_factory(extra_config="\n".join([
+        f"listener {tls_port} 127.0.0.1", f"cafile {good / 'ca.pem'}",
+        f"certfile {good / 'server.pem'}", f"keyfile {good / 'server.key'}",
+        "allow_anonymous true"]))
+    log = BrokerLog(broker.host, broker.port, ["city/v1/xuhui/caohejing/tls-p2/#"])
+    node = SimNode(tmp_path / "wrong-ca-node", node_config(
+        "tls-p2", "parking", "xuhui", "caohejing", "127.0.0.1", tls_port, 0.3,
+        schedule="always-on", seed=1), bundle=bundle)
+    node.config["broker"].update(tls=True, ca=str(other / "other-ca.der"))
+    (node.flash_dir / "config.json").write_text(json.dumps(node.config))
+    node.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "error mqtt" not in node.console_tail(50):
+            time.sleep(0.2)
+        console = node.console_tail(50)
+    finally:
+        node.stop()
+        log.close()
+    lines = [ln for ln in console.splitlines() if "error mqtt" in ln]
+    assert lines, console
+    # mbedTLS names the failed certificate check; the node's log carries it.
+    assert any(re.search(r"x509|verify|cert", ln, re.I) for ln in lines), lines
+    assert not log.on("/telemetry") and not log.on("/status")
