@@ -22,6 +22,9 @@ from hil.provision.flash import flash_node
 from hil.scenario import BoardSpec, Site
 
 FLASH_TIMEOUT_S = 45.0
+# How long a board may take to answer its REPL. A virtual board is an interpreter started
+# on a loaded machine (the rig's broker, InfluxDB, edge and other boards share its cores).
+BOARD_TIMEOUT_S = 30.0
 # One board is flashed at a time: the provisioning code silences mpremote by swapping
 # sys.stdout (contextlib.redirect_stdout), which two threads doing at once would leave
 # swapped for the rest of the process (`hil run --jobs`).
@@ -48,7 +51,8 @@ def _flash(port: str, spec: BoardSpec, site: Site, broker: tuple[str, int], plat
     with _FLASHING:
         bundle = firmware_bundle()
         outcome = flash_node(port, config, bundle, timeout=FLASH_TIMEOUT_S,
-                             watch_host=broker[0], watch_port=broker[1])
+                             watch_host=broker[0], watch_port=broker[1],
+                             board_timeout=BOARD_TIMEOUT_S)
     if not outcome.live:
         raise NodeHandleError(f"{spec.node} on {port} not live after flashing: {outcome.reason}")
 
