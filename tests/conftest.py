@@ -29,6 +29,9 @@ def _remember(request: pytest.FixtureRequest, server: ManagedServer) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    if report.when == "call":
+        # Fixtures read it at teardown to print what a failed test's processes said.
+        item.rep_call = report
     if report.failed:
         for server in item.stash.get(_USED_KEY, []):
             report.sections.append((f"{server.name} log (port {server.port})", server.log_tail(60)))

@@ -23,11 +23,3 @@ def edges(request):
             edge.stop()
         if failed is not None and failed.failed:
             print(f"\n--- {edge.config} log ---\n{edge.log_tail(80)}")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    if call.when == "call":
-        item.rep_call = report
-    return report

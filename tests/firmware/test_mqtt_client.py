@@ -109,8 +109,9 @@ def make_ca_and_server_cert(folder: Path, name: str = "ca") -> None:
              cwd=folder)
 
 
-def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_factory, node_path,
-                                                                  tmp_path, bundle):
+def tls_broker(mosquitto_factory, tmp_path: Path):
+    """A broker with a TLS listener whose certificate the `good` CA signed, and a second,
+    unrelated CA (`other`) for refusal tests: (broker, tls_port, good, other)."""
     from hil.services import free_port
 
     good, other = tmp_path / "good", tmp_path / "other"
@@ -123,6 +124,12 @@ def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_fact
         f"listener {tls_port} 127.0.0.1", f"cafile {good / 'ca.pem'}",
         f"certfile {good / 'server.pem'}", f"keyfile {good / 'server.key'}",
         "allow_anonymous true"]))
+    return broker, tls_port, good, other
+
+
+def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_factory, node_path,
+                                                                  tmp_path, bundle):
+    broker, tls_port, good, other = tls_broker(mosquitto_factory, tmp_path)
     log = BrokerLog(broker.host, broker.port, ["tls/#"])
     env = dict(os.environ, MICROPYPATH=node_path)
     base = [micropython.interpreter(), "-X", "heapsize=128k", str(PROBE), "127.0.0.1",
@@ -206,18 +213,7 @@ def test_a_silently_dead_link_is_detected_by_keepalive(mosquitto, node_path):
 
 
 def test_node_with_the_wrong_ca_refuses_the_broker_and_says_why(mosquitto_factory, tmp_path, bundle):
-    from hil.services import free_port
-
-    good, other = tmp_path / "good", tmp_path / "other"
-    good.mkdir()
-    other.mkdir()
-    make_ca_and_server_cert(good)
-    make_ca_and_server_cert(other, name="other-ca")
-    tls_port = free_port()
-    broker = mosquitto_factory(extra_config="\n".join([
-        f"listener {tls_port} 127.0.0.1", f"cafile {good / 'ca.pem'}",
-        f"certfile {good / 'server.pem'}", f"keyfile {good / 'server.key'}",
-        "allow_anonymous true"]))
+    broker, tls_port, good, other = tls_broker(mosquitto_factory, tmp_path)
     log = BrokerLog(broker.host, broker.port, ["city/v1/xuhui/caohejing/tls-p2/#"])
     node = SimNode(tmp_path / "wrong-ca-node", node_config(
         "tls-p2", "parking", "xuhui", "caohejing", "127.0.0.1", tls_port, 0.3,

@@ -62,14 +62,6 @@ def boards(tmp_path, request) -> Iterator[Callable[..., VirtualBoard]]:
             print(f"--- console of {board.flash}:\n{board.console()[-3000:]}")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    if report.when == "call":
-        item.rep_call = report
-    return report
-
-
 def write_config(path: Path, broker_port: int, node: str = "p-0001", **extra) -> Path:
     config = {"node": node, "district": "xuhui", "zone": "caohejing", "kind": "parking",
               "platform": "sim", "interval_s": 1,
