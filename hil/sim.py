@@ -25,6 +25,7 @@ from hil.sim_build import build_bundle, default_bundle_dir, micropypath
 
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
+POWER_CUT_EXIT = 77     # the node cut its own power at a checkpoint the harness named
 CONFIG_EXIT = 2
 MAX_CRASHES = 5
 # Heap of a virtual node (-X heapsize). A duty-cycled node's cycles, replaying a queued
@@ -59,6 +60,7 @@ class NodeStats:
     crashes: int = 0
     awake_ms: list[int] = field(default_factory=list)
     heap_peak: int = 0
+    power_cuts: int = 0
     exit_code: int | None = None
 
 
@@ -140,6 +142,17 @@ class SimNode:
             self._control["net"] = "down" if down else "up"
             self._write_control()
 
+    def cut_power_at(self, checkpoint: str | None) -> None:
+        """Cut the power the next time the node reaches the named checkpoint (the sim
+        HAL's checkpoint(), e.g. "commands": commands received and acked, not yet run).
+        One-shot: the supervisor powers the node back on and clears it."""
+        with self._lock:
+            if checkpoint is None:
+                self._control.pop("cut", None)
+            else:
+                self._control["cut"] = checkpoint
+            self._write_control()
+
     def _write_control(self) -> None:
         write_json_atomic(self.flash_dir / "control.json", self._control)
 
@@ -210,6 +223,10 @@ class SimNode:
                 woken = self._wake.wait(sleep_ms / 1000.0)
                 wake = "pin" if woken and not self._stop.is_set() else None
             elif code == REBOOT_EXIT:
+                wake = None
+            elif code == POWER_CUT_EXIT:
+                self.stats.power_cuts += 1
+                self.cut_power_at(None)
                 wake = None
             elif code != CONFIG_EXIT and self.stats.crashes < MAX_CRASHES:
                 # A crash: a board's fatal handler (or its watchdog) resets it.

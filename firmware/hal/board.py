@@ -174,6 +174,9 @@ class BoardHAL:
     def note_taken(self, boot, seq):
         pass   # only the sim keeps a ground-truth log for its harness
 
+    def checkpoint(self, name):
+        pass   # only the sim can cut its power at a named moment (fault tests)
+
     # -- buses
     def before_sample(self):
         self.poll()

@@ -15,6 +15,7 @@ CONTROL_FILE = "control.json"
 TAKEN_FILE = "taken.log"
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
+POWER_CUT_EXIT = 77
 
 
 class HAL:
@@ -51,6 +52,7 @@ class HAL:
         self._seed = seed
         self.physics = self.world = None
         self.stimuli = {}
+        self.cut_at = None
         self._stdin_poll = None
         if cfg.get("hil"):
             # The console and TLS helpers are loaded only by the nodes that use them.
@@ -142,6 +144,7 @@ class HAL:
                 if self.world is not None:
                     self.world.stimuli = self.stimuli
                 self.net_up = ctl.get("net", "up") != "down"
+                self.cut_at = ctl.get("cut")
         if self._stdin_poll is not None:
             from hal import common
             lines, still_open = common.console_lines(self._stdin_poll)
@@ -152,6 +155,16 @@ class HAL:
                 if net is not None:
                     self.net_up = net
                 print(answer)
+
+    def checkpoint(self, name):
+        """A named moment in the node's work. The harness may cut the power exactly
+        there (control.json "cut"), which is how the durability of each step is tested:
+        RTC memory is lost, files stay as they are."""
+        self.poll()
+        if self.cut_at == name:
+            print("%s power cut at %s" % (self.cfg["node"], name))
+            files.remove(RTC_FILE)
+            sys.exit(POWER_CUT_EXIT)
 
     def note_taken(self, boot, seq):
         # The harness's ground truth: every reading or event the node created.

@@ -6,11 +6,13 @@
 # The schedules drive a Node: node/always_on.py (mains power) and node/duty_cycle.py
 # (batteries); only the one in use is loaded.
 #
-# Heap is the budget (loaded bytecode lives in the heap): the node has two phases, and
+# Heap is the budget (loaded bytecode lives in the heap): the node has three phases, and
 # their code need not be resident together. Sensing (samplers, drivers, detection, the
 # sim's physics) is loaded on the first sample and can be released (release_sensing);
-# the MQTT client is loaded on the first connect (make_client).
-# A duty-cycled node samples, releases sensing, then connects.
+# the MQTT client is loaded on the first connect (make_client) and released by
+# drop_link; commands, stored in flash as they arrive, run with the MQTT client out of
+# the heap (run_commands). A duty-cycled node samples, releases sensing, connects,
+# disconnects, then runs the commands it received and connects again to answer them.
 import gc
 import sys
 import time
@@ -25,6 +27,7 @@ BATCH_ITEMS = 8
 BATCH_BYTES = 1000            # well under the 8 KiB limit: the batch is held in RAM
 MAX_AGE_MS = 2592000000       # SPEC 3.2: age_ms at most 30 days
 WATCHDOG_MS = 8000            # rp2's watchdog tops out near 8.3 s
+CMD_QUEUE_MAX = 16            # commands waiting to run (beyond it the oldest is dropped)
 
 
 class Node:
@@ -46,19 +49,19 @@ class Node:
             files.write_json(BOOT_FILE, boot)
             self.seq = 0
             mem["det"] = {}
-            mem["cmds"] = []
             mem["boot_ms"] = hal.local_ms()
         self.boot = boot
         self.mem = mem
         self.reset = cause
-        self.done_cmds = mem["cmds"]
         self.counters = files.read_json(COUNTERS_FILE, {"dropped": 0})
         self.ev = FlashQueue("queue/ev", cfg["queue_max"])
         self.tm = FlashQueue("queue/tm", cfg["queue_max"])
+        # Commands received and not yet run, and the answers not yet sent (node/commands.py).
+        self.cmds = FlashQueue("queue/cmd", CMD_QUEUE_MAX)
+        self.acks = FlashQueue("queue/ack", CMD_QUEUE_MAX)
         self.detect = None        # loaded with the sampler on the first sample
         self.sampler = None
         self.link = None          # made by make_client() before the first connect
-        self.inbox = []
         self.reboot = False
         self.published = 0
         self.heap_peak = 0
@@ -74,6 +77,23 @@ class Node:
             from node.link import Link
             self.link = Link(self)
         return self.link.client
+
+    def drop_link(self):
+        """Release the publishing phase (call with the client closed or disconnected)."""
+        self.link = None
+        forget("node.link", "mqtt_client")
+
+    def run_commands(self):
+        """The command phase: run what the link stored in the command queue (their
+        answers wait in the ack queue for the next connect), then drop its code."""
+        self.hal.checkpoint("commands")   # received and acked, not run yet
+        from node import commands
+        commands.run_pending(self)
+        self.note_heap()
+        commands = None
+        self.release_sensing()   # a `sample` command loads it
+        forget("node.commands", "node.config", "protocols.codec", "protocols.topics",
+               "protocols.errors", "protocols.thresholds")
 
     def release_sensing(self):
         """Drop the sampler, drivers, detection and the HAL's sensor emulation from the

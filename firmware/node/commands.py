@@ -1,11 +1,20 @@
 # The `cmd` topic (SPEC section 7): set, get, ping, sample, reboot, each answered on
-# `cmd/ack`. A command id runs at most once per boot; a repeated delivery (QoS 1 is at
-# least once) is acked again with the first answer, without running twice.
+# `cmd/ack`.
+#
+# Commands are durable. The link writes each one to the command queue in flash before its
+# PUBACK goes back to the broker (node/link.py); they run here later, in a phase of their
+# own, while the MQTT client's code is out of the heap (decoding and validating are the
+# largest code a node has). A command id runs at most once: the ids done are kept in
+# flash with their answers, and a repeated delivery (QoS 1 is at least once) is answered
+# again with the first answer. The order of the steps makes every crash safe: run, note it
+# done, queue the answer, and only then take the command off the queue.
 from protocols import codec
 from protocols.errors import ProtocolError
 from protocols.topics import is_slug
+from node import files
 
-REMEMBER = 8   # ids kept (RTC memory survives deep sleep, so duty-cycled nodes keep them too)
+DONE_FILE = "state/cmds.json"
+REMEMBER = 8   # ids kept with their answers
 
 
 def _raw_id(payload):
@@ -19,51 +28,74 @@ def _raw_id(payload):
         return None
 
 
-def handle(node, payload):
-    """Run one command; return (ack payload bytes or None, reboot requested)."""
+def run_pending(node):
+    """Run every command waiting in the command queue, oldest first; their answers go to
+    the ack queue (node.acks), which the link publishes first when it next connects."""
+    done = files.read_json(DONE_FILE, [])
+    while len(node.cmds):
+        payload = node.cmds.peek(1)[0]
+        answer = _answer(node, payload, done)
+        if answer is not None:
+            body = {"boot": node.boot, "seq": max(0, node.seq - 1), "id": answer[0],
+                    "ok": answer[1], "error": answer[2], "result": answer[3]}
+            import json
+            node.acks.push(json.dumps(body).encode())
+        node.cmds.pop(1)
+
+
+def _answer(node, payload, done):
+    """Run one command (unless done before). Returns [id, ok, error, result], or None for
+    a payload without a usable id (logged, not answered)."""
     try:
         cmd = codec.decode_command(payload)
     except ProtocolError as err:
-        cmd_id = _raw_id(payload)
         node.log("error cmd: %s" % err)
-        if cmd_id is None:
-            return None, False
-        return node.link.ack(cmd_id, False, error=str(err)[:200]), False
+        cmd_id = _raw_id(payload)
+        return None if cmd_id is None else [cmd_id, False, str(err)[:200], None]
     cmd_id = cmd["id"]
-    done = node.done_cmds
     for entry in done:
         if entry[0] == cmd_id:
-            return node.link.ack(cmd_id, entry[1], error=entry[2], result=entry[3]), False
-    ok, error, result, reboot = True, None, None, False
+            return entry
+    entry = [cmd_id, True, None, None]
     name = cmd["cmd"]
-    args = cmd["args"]
+    if name == "reboot":
+        node.reboot = True    # after the answer is queued (the schedule resets)
+    else:
+        _run(node, name, cmd["args"], entry)
+    node.log("cmd %s %s ok=%s" % (cmd_id, name, entry[1]))
+    done.append(entry)
+    if len(done) > REMEMBER:
+        done.pop(0)
+    files.write_json(DONE_FILE, done)
+    return entry
+
+
+def _run(node, name, args, entry):
+    """set, get, ping, sample: fill entry's ok, error and result."""
+    cfg = node.cfg
     if name == "set":
-        # Imported only when needed: the validator is the largest module a node has,
-        # and main.py drops it from the heap after checking the config at boot.
+        # The validator is the largest module a node has; main.py drops it after the
+        # boot check, and it comes back for a `set` only.
         from node import config
         try:
-            config.persist(node.cfg, args)
-            if node.detect is not None:   # else loaded with the new limits when next needed
-                node.detect.set_limits(node.cfg["thresholds"])
-            result = {"interval_s": node.cfg["interval_s"]}
-            if "thresholds" in args:
-                result["thresholds"] = dict((k, node.cfg["thresholds"][k]) for k in args["thresholds"])
+            config.persist(cfg, args)
         except config.ConfigError as err:
-            ok, error = False, "unknown_field: %s" % err if "thresholds." in err.key \
-                else "out_of_range: %s" % err
+            entry[1] = False
+            entry[2] = ("unknown_field: %s" if "thresholds." in err.key
+                        else "out_of_range: %s") % err
+            return
+        if node.detect is not None:   # else loaded with the new limits when next needed
+            node.detect.set_limits(cfg["thresholds"])
+        result = {"interval_s": cfg["interval_s"]}
+        if "thresholds" in args:
+            result["thresholds"] = dict((k, cfg["thresholds"][k]) for k in args["thresholds"])
     elif name == "get":
-        result = {"interval_s": node.cfg["interval_s"], "thresholds": node.cfg["thresholds"],
-                  "schedule": node.cfg["schedule"], "queued": len(node.tm) + len(node.ev),
+        result = {"interval_s": cfg["interval_s"], "thresholds": cfg["thresholds"],
+                  "schedule": cfg["schedule"], "queued": len(node.tm) + len(node.ev),
                   "dropped": node.counters["dropped"]}
     elif name == "ping":
         result = {"uptime_s": node.uptime_s()}
-    elif name == "sample":
+    else:   # sample
         node.take_reading()
         result = {"seq": node.seq - 1}
-    elif name == "reboot":
-        reboot = True
-    node.log("cmd %s %s ok=%s" % (cmd_id, name, ok))
-    done.append([cmd_id, ok, error, result])
-    if len(done) > REMEMBER:
-        done.pop(0)
-    return node.link.ack(cmd_id, ok, error=error, result=result), reboot
+    entry[3] = result

@@ -66,15 +66,13 @@ class Link:
             obj["ts"] = self.hal.epoch_ms()
         return self._message(obj)
 
-    def ack(self, cmd_id, ok, error=None, result=None):
-        node = self.node
-        return self._message({"boot": node.boot, "seq": max(0, node.seq - 1), "id": cmd_id,
-                              "ok": ok, "error": error, "result": result})
-
     def _on_message(self, topic, payload):
-        inbox = self.node.inbox
-        if topic == self.t_cmd and len(inbox) < 8:
-            inbox.append(payload)
+        # Into flash before the client sends the PUBACK: from then on the broker forgets
+        # the command, so a reset must not. A raw newline in JSON can only be whitespace
+        # (one in a string must be escaped), and the queue holds one record per line.
+        if topic == self.t_cmd:
+            if self.node.cmds.push(payload.replace(b"\n", b" ")):
+                self.node.log("error cmd: queue full, the oldest command dropped")
 
     async def on_connect(self):
         if not self.hal.epoch_ms():
@@ -83,22 +81,6 @@ class Link:
         client = self.client
         self.node.log("connected %s:%d session=%d" % (client.host, client.port,
                                                        client.session_present))
-
-    async def run_commands(self):
-        node = self.node
-        if not node.inbox:
-            return
-        # Loaded on the first command only: most wake-ups carry none.
-        from node import commands
-        while node.inbox:
-            ack, reboot = commands.handle(node, node.inbox.pop(0))
-            if ack is not None:
-                await self.client.publish(self.t_ack, ack)
-            node.reboot = node.reboot or reboot
-        commands = None
-        # The decoder and validator are not needed again until the next command.
-        forget("node.commands", "node.config", "protocols.codec", "protocols.topics",
-               "protocols.errors", "protocols.thresholds")
 
     def _batch(self, lines):
         """A telemetry batch (SPEC 3.3) as the list of its parts, which the client sends
@@ -118,16 +100,18 @@ class Link:
         return parts
 
     async def drain(self):
-        """Publish everything queued: events first, one per message (SPEC 5.1), then
-        telemetry in batches. A record leaves the queue only after its PUBACK."""
+        """Publish everything queued: answers to commands and events first, one per
+        message (SPEC 5.1), then telemetry in batches. A record leaves the queue only after its PUBACK."""
         node = self.node
         ev, tm = node.ev, node.tm
         sent_ev = sent_tm = 0
-        while len(ev):
-            payload = self._message(json.loads(ev.peek(1)[0]))
-            await self.client.publish(self.t_event, payload)
-            ev.pop(1)
-            sent_ev += 1
+        for queue, topic in ((node.acks, self.t_ack), (ev, self.t_event)):
+            while len(queue):
+                payload = self._message(json.loads(queue.peek(1)[0]))
+                await self.client.publish(topic, payload)
+                queue.pop(1)
+                if queue is ev:
+                    sent_ev += 1
         while len(tm):
             lines = tm.peek(node.batch_items, BATCH_BYTES)
             n = len(lines)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from protocols import codec
 
 from .fleet_helpers import decoded, make_node, node_log, started
@@ -85,3 +87,25 @@ def test_pin_wake_reports_a_leak_long_before_the_next_interval(tmp_path, bundle,
         ev = decoded(log, "event")
         assert [(e["event"], e["state"]) for e in ev] == [("leak", True)]
         assert node.stats.starts == 2      # woke once: the hour-long sleep was cut short
+
+
+@pytest.mark.parametrize("schedule", ["always-on", "duty-cycled"])
+def test_a_command_acked_to_the_broker_survives_a_power_cut_before_it_runs(
+        schedule, tmp_path, bundle, mosquitto):
+    # The broker forgets a command once the node has PUBACKed it: from then on only the
+    # node's flash holds it. Cut the power right there, before it runs.
+    node_id = f"cmd-cut-{schedule[0]}"
+    log = node_log(mosquitto, node_id)
+    node = make_node(tmp_path, bundle, mosquitto, "parking", node_id, schedule, 1.0)
+    with started(node, log):
+        node.wait_for_console("connected")
+        node.cut_power_at("commands")
+        ack = send(log, node_id, "c-7", "set", {"interval_s": 11})
+        assert node.stats.power_cuts == 1
+        assert any("power cut at commands" in line for line in node.console)
+        assert ack["ok"] is True and ack["boot"] == 2     # run after power came back
+        assert ack["result"] == {"interval_s": 11}
+        assert sum("cmd c-7 set" in line for line in node.console) == 1
+        got = send(log, node_id, "c-8", "get")
+        assert got["result"]["interval_s"] == 11
+    assert len(acks(log, "c-7")) == 1
