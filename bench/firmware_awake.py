@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,19 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hil.micropython import interpreter  # noqa: E402
 from hil.services import MosquittoServer  # noqa: E402
 from hil.sim import DEFAULT_HEAP, SLEEP_EXIT, node_config  # noqa: E402
-from hil.sim_build import build_bundle, micropypath  # noqa: E402
+from hil.sim_build import build_bundle, run_once  # noqa: E402
 
 KINDS = ("parking", "air", "leak", "manhole")
 
 
 def cycle(bundle: Path, flash: Path) -> tuple[float, int]:
-    env = dict(os.environ, MICROPYPATH=micropypath(bundle))
     start = time.perf_counter()
-    proc = subprocess.run([interpreter(), "-X", f"heapsize={DEFAULT_HEAP}", str(bundle / "main.py")],
-                          cwd=flash, env=env, capture_output=True, text=True, timeout=60)
+    proc = run_once(bundle, flash, DEFAULT_HEAP)
     wall = (time.perf_counter() - start) * 1000
     if proc.returncode != SLEEP_EXIT:
         raise SystemExit(f"node exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")

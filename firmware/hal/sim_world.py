@@ -1,8 +1,52 @@
 # The sim's synthetic street, shared by every kind: seeded noise, the quantities common to
-# all nodes, stimuli that override any quantity, and the ADC and pin every kind uses.
-# Each kind's own physics and sensor bytes live in hal/sim_<kind>.py, so a node loads only
-# its own (every imported module costs heap).
+# all nodes, stimuli that override any quantity, and the buses the drivers read it
+# through. Each kind's own physics and sensor bytes live in hal/sim_<kind>.py, so a node
+# loads only its own (every imported module costs heap). All of it is the sampling phase:
+# loaded by HAL.sensors(), dropped by HAL.release_sensors().
 import random
+import sys
+import time
+
+
+class Buses:
+    """The sim HAL's sensors() (firmware/README.md, contract 2): the buses a board hands
+    its drivers, here carrying the bytes the real parts would send for the world's values."""
+
+    def __init__(self, hal):
+        self.hal = hal
+        name = "sim_" + hal.kind
+        __import__("hal." + name)
+        self.physics = getattr(sys.modules["hal"], name)
+        self.world = World(self.physics.step, hal.seed, hal.rtc.setdefault("world", {}))
+
+    def before_sample(self):
+        hal = self.hal
+        hal.poll()
+        self.world.stimuli = hal.stimuli
+        self.world.step(time.time())
+
+    def battery_v(self):
+        return self.world.get("battery_v", 3.6)
+
+    def rssi(self):
+        return self.world.values.get("rssi", -62) if self.hal.net_up else None
+
+    def uart(self, name):
+        return self.physics.uart(self.world, name)
+
+    def i2c(self):
+        return self.physics.i2c(self.world)
+
+    def adc(self, name):
+        from drivers.analog import calibration   # only kinds with ADC sensors load it
+        return SimADC(self.world, self.physics.QUANTITIES[name],
+                      calibration(name, self.hal.cfg["calibration"]))
+
+    def pin(self, name):
+        return SimPin(self.world, name)
+
+    def ranger(self, name):
+        return self.physics.Ranger(self.world)
 
 
 def s16(value):

@@ -175,8 +175,12 @@ class MQTTClient:
                 self.log("error mqtt: %s" % (" ".join(str(err).split()),))
                 if attempts and tried >= attempts:
                     return False
-                delay = min(cap_ms, base_ms << min(self.failures - 1, 10))
-                await asyncio.sleep_ms(delay // 2 + _jitter(delay // 2))
+                await asyncio.sleep_ms(self.backoff_ms(base_ms, cap_ms))
+
+    def backoff_ms(self, base_ms=500, cap_ms=30000):
+        """How long to wait before the next attempt, after `failures` failed ones."""
+        delay = min(cap_ms, base_ms << min(max(0, self.failures - 1), 10))
+        return delay // 2 + _jitter(delay // 2)
 
     def _connect_packet(self):
         flags = 0 if not self.clean else 0x02
@@ -215,6 +219,7 @@ class MQTTClient:
                 await self._send(b"\xe0\x00")
             except OSError:
                 pass
+            self.connected = False   # a planned end: close() logs lost connections only
         await self.close()
 
     async def close(self):

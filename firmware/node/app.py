@@ -23,7 +23,7 @@ from node.queue import FlashQueue
 FW_VERSION = "1.0.0"
 BOOT_FILE = "state/boot"
 COUNTERS_FILE = "state/counters.json"
-BATCH_ITEMS = 8
+BATCH_ITEMS = 4             # halved after a MemoryError (see shrink_batches)
 BATCH_BYTES = 1000            # well under the 8 KiB limit: the batch is held in RAM
 MAX_AGE_MS = 2592000000       # SPEC 3.2: age_ms at most 30 days
 WATCHDOG_MS = 8000            # rp2's watchdog tops out near 8.3 s
@@ -62,7 +62,9 @@ class Node:
         self.detect = None        # loaded with the sampler on the first sample
         self.sampler = None
         self.link = None          # made by make_client() before the first connect
+        self.parked = False       # the last connection ended with a clean DISCONNECT
         self.reboot = False
+        self.sample_now = False   # a `sample` command asked for a reading
         self.published = 0
         self.heap_peak = 0
         # Halved after a MemoryError (a fragmented heap), kept through deep sleep.
@@ -77,6 +79,18 @@ class Node:
             from node.link import Link
             self.link = Link(self)
         return self.link.client
+
+    async def park(self):
+        """Disconnect cleanly (no will: nothing is lost, commands wait at the broker in
+        the persistent session) and release the publishing phase."""
+        if self.link is not None:
+            client = self.link.client
+            if client.connected:
+                await client.disconnect()
+                self.parked = True
+            else:
+                await client.close()
+        self.drop_link()
 
     def drop_link(self):
         """Release the publishing phase (call with the client closed or disconnected)."""

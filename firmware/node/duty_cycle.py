@@ -1,55 +1,80 @@
-# The duty-cycled schedule (battery nodes): wake, sample, connect, publish everything
-# queued, store the commands waiting at the broker, DISCONNECT (so no will is published),
-# run the commands and connect again to answer them, deep sleep until the next interval
-# or a pin wake (leak probe, cover switch).
+# The duty-cycled schedule (battery nodes): wake, run the commands stored in flash, sample,
+# connect, publish everything queued, store the commands waiting at the broker,
+# DISCONNECT (so no will is published), deep sleep until the next interval or a pin wake
+# (leak probe, cover switch).
 #
-# Sampling runs before asyncio and the MQTT client are loaded, and its code is dropped
-# before they are; the MQTT client is dropped before commands run: no two phases share
-# the heap.
+# Each phase's code leaves the heap before the next one's comes in, and commands get a
+# wake of their own: those received during a wake run at the start of the next one,
+# which follows at once (a 1 ms sleep), publishes their answers and samples no sensor
+# (a sample that is due follows at once too). After a sampling and a publishing phase
+# the heap is too fragmented for the command decoder and the config validator, and
+# after them for sampling; a wake starts with a clean heap (deep sleep resets the
+# interpreter; the node keeps its boot and seq in RTC memory). A pin wake (an alarm)
+# samples first and leaves the commands to the wake after it.
+import sys
 import time
 
+from node import forget
 from node.app import WATCHDOG_MS
 
-# Connects per wake: the first publishes and receives the commands; each further one
-# answers the commands of the one before (and may receive more, run at the next wake).
-ROUNDS = 3
+COMMAND_WAKE_MS = 1    # sleep before a wake that runs the commands just received
 
 
 def run(node):
     hal = node.hal
     t0 = time.ticks_ms()
     hal.wdt_start(WATCHDOG_MS)
+    mem = node.mem
+    interval_ms = int(node.cfg["interval_s"] * 1000)
+    due = mem.get("due")
+    now = hal.local_ms()
+    # Is a sample due? A timer wake can come early for commands; a pin wake, a reset or a
+    # power-on samples at once.
+    sample_due = (due is None or node.reset != "deepsleep" or hal.wake_reason() == "pin"
+                  or due - now < min(1000, interval_ms // 10))
+    if len(node.cmds) and hal.wake_reason() != "pin":
+        node.run_commands()       # a wake of their own; a sample due follows at once
+        if node.sample_now:
+            due = now
+            sample_due = True
+    elif sample_due:
+        _sample(node)
+        due = now + interval_ms
+        sample_due = False
+    node.note_heap()
+    node.release_sensing()
+    if hal.connect_network():
+        import asyncio
+        asyncio.run(_publish(node))
+        # The client's cancelled tasks stay in the loop's queue, and with them the
+        # client and its code: a fresh loop lets the phase go, asyncio's code with it.
+        asyncio.new_event_loop()
+        asyncio = None
+        forget(*[name for name in sys.modules if name.startswith("asyncio")])
+        node.drop_link()
+    else:
+        node.log("error network: not connected (data stays queued)")
+    hal.wdt_feed()
+    if node.reboot:
+        hal.reset()
+    hal.rtc_save({"boot": node.boot, "seq": node.seq, "det": mem["det"], "due": due})
+    node.note_heap()
+    awake = time.ticks_diff(time.ticks_ms(), t0)
+    node.log("awake %d ms heap_peak=%d" % (awake, node.heap_peak))
+    if len(node.cmds) or sample_due:
+        hal.deepsleep(COMMAND_WAKE_MS)
+    hal.deepsleep(max(100, due - hal.local_ms()))
+
+
+def _sample(node):
     node.take_reading()
-    if node.kind == "leak" and hal.wake_reason() == "pin":
+    if node.kind == "leak" and node.hal.wake_reason() == "pin":
         # Woken by the probe: take enough samples now for the debounce to decide, instead
         # of waiting one interval per sample.
         from node.detect import LEAK_DEBOUNCE
         for _ in range(LEAK_DEBOUNCE - 1):
             time.sleep_ms(50)
             node.take_reading()
-    if len(node.cmds):
-        node.run_commands()   # stored before a wake that was cut short
-    node.note_heap()
-    node.release_sensing()
-    for _ in range(ROUNDS):
-        if not hal.connect_network():
-            node.log("error network: not connected (data stays queued)")
-            break
-        import asyncio
-        asyncio.run(_publish(node))
-        node.drop_link()
-        hal.wdt_feed()
-        if not len(node.cmds):
-            break
-        node.run_commands()
-        node.note_heap()
-    if node.reboot:
-        hal.reset()
-    hal.rtc_save({"boot": node.boot, "seq": node.seq, "det": node.mem["det"]})
-    node.note_heap()
-    awake = time.ticks_diff(time.ticks_ms(), t0)
-    node.log("awake %d ms heap_peak=%d" % (awake, node.heap_peak))
-    hal.deepsleep(max(100, int(node.cfg["interval_s"] * 1000) - awake))
 
 
 async def _publish(node):
@@ -63,7 +88,7 @@ async def _publish(node):
         # Commands waiting at the broker (persistent session) arrive right after the
         # connect and go to flash as they do; give stragglers a moment.
         await asyncio.sleep_ms(50)
-        await client.disconnect()
+        await node.park()
     except MemoryError:
         node.shrink_batches()
         await client.close()

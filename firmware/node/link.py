@@ -77,7 +77,13 @@ class Link:
     async def on_connect(self):
         if not self.hal.epoch_ms():
             self.hal.sync_time()
-        await self.client.publish(self.t_status, self._status("online"), retain=True)
+        node = self.node
+        # The birth, once per boot and after every connection lost without a DISCONNECT
+        # (the broker then published the will). After a clean one (node.parked) the
+        # retained "online" is still true.
+        if not node.parked:
+            await self.client.publish(self.t_status, self._status("online"), retain=True)
+        node.parked = False
         client = self.client
         self.node.log("connected %s:%d session=%d" % (client.host, client.port,
                                                        client.session_present))

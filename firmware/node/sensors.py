@@ -56,62 +56,65 @@ def _enqueue(node, queue, obj):
             node.log("error queue full: dropped=%d" % counters["dropped"])
 
 
-def _analog(hal, name, cal):
+def _analog(bus, name, cal):
     # Imported by the kinds that have ADC sensors only (every module costs heap).
     from drivers.analog import AnalogSensor, calibration
-    return AnalogSensor(hal.adc(name), calibration(name, cal))
+    return AnalogSensor(bus.adc(name), calibration(name, cal))
 
 
 class Sampler:
     def __init__(self, kind, cfg, hal, log):
         self.kind = kind
         self.hal = hal
+        # The buses as the HAL hands them to drivers (the sim loads its world with them).
+        self.bus = bus = hal.sensors()
         self.log = log
         cal = cfg["calibration"]
         self.parts = parts = []   # (name, sensor, to_fields)
         if kind == "air":
             if cfg.get("pm_sensor") == "sds011":
                 from drivers.sds011 import SDS011
-                parts.append(("sds011", SDS011(hal.uart("pm")),
+                parts.append(("sds011", SDS011(bus.uart("pm")),
                               lambda v: {"pm25": v[0], "pm10": v[1]}))
             else:
                 from drivers.pms5003 import PMS5003
-                parts.append(("pms5003", PMS5003(hal.uart("pm")),
+                parts.append(("pms5003", PMS5003(bus.uart("pm")),
                               lambda v: {"pm1": v[0], "pm25": v[1], "pm10": v[2]}))
             from drivers.mhz19 import MHZ19
             from drivers.sht3x import SHT3x
-            parts.append(("mhz19", MHZ19(hal.uart("co2")), lambda v: {"co2": v}))
-            parts.append(("sht3x", SHT3x(hal.i2c()),
+            parts.append(("mhz19", MHZ19(bus.uart("co2")), lambda v: {"co2": v}))
+            parts.append(("sht3x", SHT3x(bus.i2c()),
                           lambda v: {"temperature_c": v[0], "humidity_pct": v[1]}))
-            parts.append(("no2", _analog(hal, "no2", cal),
+            parts.append(("no2", _analog(bus, "no2", cal),
                           lambda v: {"no2": v}))
         elif kind == "parking":
             if cfg.get("sensor") == "distance":
                 from drivers.hcsr04 import HCSR04
-                parts.append(("hcsr04", HCSR04(hal.ranger("distance")),
+                parts.append(("hcsr04", HCSR04(bus.ranger("distance")),
                               lambda v: {"distance_cm": v}))
             else:
                 from drivers.qmc5883l import QMC5883L
-                parts.append(("qmc5883l", QMC5883L(hal.i2c()),
+                parts.append(("qmc5883l", QMC5883L(bus.i2c()),
                               lambda v: {"mag_x": v[0], "mag_y": v[1], "mag_z": v[2]}))
         elif kind == "leak":
-            parts.append(("leak", _analog(hal, "leak", cal),
+            parts.append(("leak", _analog(bus, "leak", cal),
                           lambda v: {"conductance": v}))
         else:
             from drivers.mpu6050 import MPU6050
-            parts.append(("mpu6050", MPU6050(hal.i2c()), lambda v: {"_acc": v}))
-            parts.append(("ch4", _analog(hal, "ch4", cal),
+            parts.append(("mpu6050", MPU6050(bus.i2c()), lambda v: {"_acc": v}))
+            parts.append(("ch4", _analog(bus, "ch4", cal),
                           lambda v: {"ch4_lel": v}))
-            parts.append(("h2s", _analog(hal, "h2s", cal),
+            parts.append(("h2s", _analog(bus, "h2s", cal),
                           lambda v: {"h2s_ppm": v}))
-            parts.append(("level", _analog(hal, "level", cal),
+            parts.append(("level", _analog(bus, "level", cal),
                           lambda v: {"water_level_cm": v}))
-            cover = hal.pin("cover")
+            cover = bus.pin("cover")
             # Reed switch on the frame: the magnet in the cover holds it closed (0).
             parts.append(("cover", cover, lambda v: {"cover_open": bool(v)}))
 
     def read(self):
-        self.hal.before_sample()
+        bus = self.bus
+        bus.before_sample()
         fields = {}
         for name, sensor, to_fields in self.parts:
             try:
@@ -123,8 +126,8 @@ class Sampler:
                 continue
             for key, v in to_fields(value).items():
                 fields[key] = round(v, 2) if type(v) is float else v
-        fields["battery_v"] = round(self.hal.battery_v(), 2)
-        rssi = self.hal.rssi()
+        fields["battery_v"] = round(bus.battery_v(), 2)
+        rssi = bus.rssi()
         if rssi is not None:
             fields["rssi"] = rssi
         override = getattr(self.hal, "override", None)

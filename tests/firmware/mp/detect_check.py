@@ -3,8 +3,13 @@
 # list per scenario) and the final detected fields.
 import sys
 import json
-from protocols.thresholds import THRESHOLDS
+from protocols.thresholds import THRESHOLDS, THRESHOLD_HYSTERESIS
+from node import detect
 from node.detect import Detection
+
+# The node keeps its own copy of the protocol's hysteresis (see node/detect.py).
+if detect.THRESHOLD_HYSTERESIS != THRESHOLD_HYSTERESIS:
+    raise SystemExit("node.detect.THRESHOLD_HYSTERESIS differs from the protocol's")
 
 for line in sys.stdin:
     sc = json.loads(line)
