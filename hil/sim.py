@@ -46,6 +46,43 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+class _Watchdogs:
+    """The virtual nodes' watchdogs, one thread for all of them. A node feeds its
+    watchdog by rewriting `wdt` in its flash folder (the sim HAL, firmware/README.md
+    contract 2), which holds the timeout in ms; a running node whose `wdt` is older than
+    that is hung, and is reset as a board's watchdog would reset it."""
+
+    PERIOD_S = 0.25
+
+    def __init__(self) -> None:
+        self._nodes: set[SimNode] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, node: "SimNode") -> None:
+        with self._lock:
+            self._nodes.add(node)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sim-watchdogs",
+                                                daemon=True)
+                self._thread.start()
+
+    def unwatch(self, node: "SimNode") -> None:
+        with self._lock:
+            self._nodes.discard(node)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.PERIOD_S)
+            with self._lock:
+                nodes = list(self._nodes)
+            for node in nodes:
+                node._check_watchdog()
+
+
+_WATCHDOGS = _Watchdogs()
+
+
 @dataclass
 class NodeStats:
     """What a node's console said, counted by its supervisor."""
@@ -59,6 +96,7 @@ class NodeStats:
     awake_ms: list[int] = field(default_factory=list)
     heap_peak: int = 0
     power_cuts: int = 0
+    watchdog_resets: int = 0
     exit_code: int | None = None
 
 
@@ -79,6 +117,7 @@ class SimNode:
         self.stats = NodeStats()
         self._control: dict = {"stimuli": {}, "net": "up"}
         self._proc: subprocess.Popen[bytes] | None = None
+        self._wdt_fired = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -100,12 +139,14 @@ class SimNode:
         self._thread = threading.Thread(target=self._supervise, name=f"sim-{self.node_id}",
                                         daemon=True)
         self._thread.start()
+        _WATCHDOGS.watch(self)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop supervising and kill the process (its flash stays as it is)."""
         self._stop.set()
         self._wake.set()
+        _WATCHDOGS.unwatch(self)
         self._kill()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -138,6 +179,16 @@ class SimNode:
     def cut_network(self, down: bool) -> None:
         with self._lock:
             self._control["net"] = "down" if down else "up"
+            self._write_control()
+
+    def hang_at(self, checkpoint: str | None) -> None:
+        """Make the node hang the next time it reaches the named checkpoint (nothing runs,
+        nothing feeds its watchdog). One-shot: cleared when the watchdog resets it."""
+        with self._lock:
+            if checkpoint is None:
+                self._control.pop("hang", None)
+            else:
+                self._control["hang"] = checkpoint
             self._write_control()
 
     def cut_power_at(self, checkpoint: str | None) -> None:
@@ -188,9 +239,31 @@ class SimNode:
         if wake:
             env["URBANSENSE_WAKE"] = wake
         install(self.bundle, self.flash_dir)
+        # A heartbeat from before a sleep or a reset would look like a hang.
+        (self.flash_dir / "wdt").unlink(missing_ok=True)
+        self._wdt_fired = False
         return subprocess.Popen(
             node_argv(self.heap), cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def _check_watchdog(self) -> None:
+        """Called by the watchdog thread: reset the node if it stopped feeding."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None or self._wdt_fired:
+            return
+        path = self.flash_dir / "wdt"
+        try:
+            fed = path.stat().st_mtime
+            timeout_ms = int(path.read_text() or 0)
+        except (OSError, ValueError):
+            return            # not started, or being rewritten this instant
+        if timeout_ms and time.time() - fed > timeout_ms / 1000:
+            self._wdt_fired = True
+            (self.flash_dir / "wdt.reset").write_text("")
+            self.stats.watchdog_resets += 1
+            self._on_line(f"{self.node_id} supervisor: watchdog reset "
+                          f"(not fed for {timeout_ms} ms)")
+            proc.send_signal(signal.SIGKILL)
 
     def _kill(self) -> None:
         proc = self._proc
@@ -214,7 +287,10 @@ class SimNode:
             if self._stop.is_set():
                 return          # killed by stop(): not the node's own exit
             self.stats.exit_code = code
-            if code == SLEEP_EXIT:
+            if self._wdt_fired:
+                wake = None       # the watchdog reset it: it starts again at once
+                self.hang_at(None)
+            elif code == SLEEP_EXIT:
                 self.sleeping = True
                 self.stats.wakes += 1
                 sleep_ms = self._sleep_ms()

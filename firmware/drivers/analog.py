@@ -43,3 +43,8 @@ class AnalogSensor:
         for _ in range(self.samples):
             total += self.adc.read_u16()
         return convert(total // self.samples, self.cal)
+
+
+def probe(bus, name, overrides=None):
+    """The AnalogSensor on the HAL's ADC channel `name`, calibrated."""
+    return AnalogSensor(bus.adc(name), calibration(name, overrides))

@@ -13,6 +13,8 @@ from node import files   # atomic writes, as the node does for its own files
 RTC_FILE = "rtc.json"
 CONTROL_FILE = "control.json"
 TAKEN_FILE = "taken.log"
+WDT_FILE = "wdt"                # the watchdog's heartbeat: holds its timeout in ms
+WDT_RESET_FILE = "wdt.reset"    # left by the supervisor when the watchdog reset the node
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
 POWER_CUT_EXIT = 77
@@ -34,8 +36,12 @@ class HAL:
             self.cause = "deepsleep"
         elif rtc.get("soft"):
             self.cause = "soft"
+        elif files.exists(WDT_RESET_FILE):
+            self.cause = "watchdog"
         else:
             self.cause = "hard"
+        files.remove(WDT_RESET_FILE)
+        self._wdt_ms = self._wdt_fed = None
         self.rtc = (rtc or {}).get("mem") or {}
         # The RTC keeps running (and keeps its NTP time) through deep sleep and resets,
         # not through a power cut.
@@ -50,7 +56,7 @@ class HAL:
         self.seed = seed
         self.buses = None         # sensors(): loaded with the sampling phase
         self.stimuli = {}
-        self.cut_at = None
+        self.cut_at = self.hang_at = None
         self._stdin_poll = None
         if cfg.get("hil"):
             # The console and TLS helpers are loaded only by the nodes that use them.
@@ -85,12 +91,23 @@ class HAL:
         sys.print_exception(err)
         sys.exit(1)
 
-    # No watchdog on a PC: a hung sim node is seen by its supervisor instead.
+    # The watchdog is the supervisor's (hil/sim.py): the node feeds it by rewriting
+    # WDT_FILE, whose age the supervisor watches; one older than the timeout gets the
+    # process killed and started again with reset cause "watchdog", as a board's would.
     def wdt_start(self, ms):
-        pass
+        self._wdt_ms = ms
+        self._wdt_fed = None
+        self.wdt_feed()
 
     def wdt_feed(self):
-        pass
+        if self._wdt_ms is None:
+            return
+        now = time.ticks_ms()
+        # A file write per feed would be most of a sim node's work: at most four a timeout.
+        if self._wdt_fed is None or time.ticks_diff(now, self._wdt_fed) > self._wdt_ms // 4:
+            with open(WDT_FILE, "w") as f:
+                f.write("%d" % self._wdt_ms)
+            self._wdt_fed = now
 
     # -- time
     def local_ms(self):
@@ -133,6 +150,7 @@ class HAL:
                 self.stimuli = ctl.get("stimuli") or {}
                 self.net_up = ctl.get("net", "up") != "down"
                 self.cut_at = ctl.get("cut")
+                self.hang_at = ctl.get("hang")
         if self._stdin_poll is not None:
             from hal import common
             lines, still_open = common.console_lines(self._stdin_poll)
@@ -147,8 +165,13 @@ class HAL:
     def checkpoint(self, name):
         """A named moment in the node's work. The harness may cut the power exactly
         there (control.json "cut"), which is how the durability of each step is tested:
-        RTC memory is lost, files stay as they are."""
+        RTC memory is lost, files stay as they are; or make the node hang there
+        ("hang"), for the watchdog to reset it."""
         self.poll()
+        if self.hang_at == name:
+            print("%s hung at %s" % (self.cfg["node"], name))
+            while True:          # a hang: nothing runs, nothing feeds the watchdog
+                time.sleep_ms(100)
         if self.cut_at == name:
             print("%s power cut at %s" % (self.cfg["node"], name))
             files.remove(RTC_FILE)

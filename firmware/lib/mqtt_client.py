@@ -79,7 +79,7 @@ class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive=60, will=None, clean=False, ssl=None, link_up=None,
                  on_message=None, log=None, rx_size=1200, ack_timeout_ms=4000,
-                 connect_timeout_ms=5000):
+                 connect_timeout_ms=5000, rx_buffer=None):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -95,7 +95,9 @@ class MQTTClient:
         self.ack_timeout_ms = ack_timeout_ms
         self.connect_timeout_ms = connect_timeout_ms
         self.subscriptions = []   # (topic, qos), restored on every connect
-        self._rx = bytearray(rx_size)
+        # rx_buffer: a caller that makes clients again and again passes its own, so that
+        # a fragmented heap need not find rx_size contiguous bytes each time.
+        self._rx = rx_buffer if rx_buffer is not None else bytearray(rx_size)
         self._rxv = memoryview(self._rx)
         self._one = bytearray(1)
         self._onev = memoryview(self._one)

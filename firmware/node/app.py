@@ -27,6 +27,7 @@ BATCH_ITEMS = 4             # halved after a MemoryError (see shrink_batches)
 BATCH_BYTES = 1000            # well under the 8 KiB limit: the batch is held in RAM
 MAX_AGE_MS = 2592000000       # SPEC 3.2: age_ms at most 30 days
 WATCHDOG_MS = 8000            # rp2's watchdog tops out near 8.3 s
+RX_BYTES = 1200               # a command (1 KiB at most) with its topic and header
 CMD_QUEUE_MAX = 16            # commands waiting to run (beyond it the oldest is dropped)
 
 
@@ -63,6 +64,7 @@ class Node:
         self.sampler = None
         self.link = None          # made by make_client() before the first connect
         self.parked = False       # the last connection ended with a clean DISCONNECT
+        self._rx = None           # the MQTT client's receive buffer, kept across clients
         self.reboot = False
         self.sample_now = False   # a `sample` command asked for a reading
         self.published = 0
@@ -92,6 +94,14 @@ class Node:
                 await client.close()
         self.drop_link()
 
+    def rx_buffer(self):
+        """The receive buffer every MQTT client of this boot uses (a command is at most
+        1 KiB, SPEC section 7): made once, so that a reconnect after the heap has
+        fragmented need not find its 1200 contiguous bytes again."""
+        if self._rx is None:
+            self._rx = bytearray(RX_BYTES)
+        return self._rx
+
     def drop_link(self):
         """Release the publishing phase (call with the client closed or disconnected)."""
         self.link = None
@@ -114,7 +124,7 @@ class Node:
         heap (their state lives in RTC memory); the next sample loads them again."""
         self.sampler = self.detect = None
         self.hal.release_sensors()
-        forget("node.sensors", "node.detect",
+        forget("node.sensors", "node.detect", "node.sample_" + self.kind,
                *[name for name in sys.modules if name.startswith("drivers.")])
 
     def log(self, msg):

@@ -37,8 +37,7 @@ def run_pending(node):
         if answer is not None:
             body = {"boot": node.boot, "seq": max(0, node.seq - 1), "id": answer[0],
                     "ok": answer[1], "error": answer[2], "result": answer[3]}
-            import json
-            node.acks.push(json.dumps(body).encode())
+            node.acks.push(body)
         node.cmds.pop(1)
 
 

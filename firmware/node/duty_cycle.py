@@ -79,12 +79,21 @@ def _sample(node):
 
 async def _publish(node):
     import asyncio
+    asyncio.create_task(_feed_watchdog(node.hal))
     client = node.make_client()
     if not await client.connect_with_backoff(attempts=3, base_ms=200, cap_ms=1000):
         return
     try:
         await node.link.on_connect()
-        await node.link.drain()
+        while True:
+            try:
+                await node.link.drain()
+                break
+            except MemoryError:
+                # Batches are built in RAM: smaller ones, until one reading at a time.
+                if node.batch_items == 1:
+                    raise
+                node.shrink_batches()
         # Commands waiting at the broker (persistent session) arrive right after the
         # connect and go to flash as they do; give stragglers a moment.
         await asyncio.sleep_ms(50)
@@ -95,3 +104,12 @@ async def _publish(node):
     except OSError as err:
         node.log("error mqtt: %s (data stays queued)" % (err,))
         await client.close()
+
+
+async def _feed_watchdog(hal):
+    # While the event loop runs, the node is not hung (connect attempts may take their
+    # timeouts, 5 s each, several in a row); one that blocks the loop stops feeding.
+    import asyncio
+    while True:
+        hal.wdt_feed()
+        await asyncio.sleep_ms(1000)

@@ -29,7 +29,8 @@ class Link:
             keepalive=cfg["keepalive_s"], clean=False,
             will=(self.t_status, self._status("offline"), True, 1),
             ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
-            link_up=hal.link_up, on_message=self._on_message, log=node.log)
+            link_up=hal.link_up, on_message=self._on_message, log=node.log,
+            rx_buffer=node.rx_buffer())
         # Subscribed at every connect (the client restores its subscriptions).
         self.client.subscriptions.append((self.t_cmd, 1))
         topics = None
@@ -40,6 +41,17 @@ class Link:
         if "l" in obj:
             obj["age_ms"] = max(0, min(MAX_AGE_MS, self.hal.local_ms() - obj.pop("l")))
         return obj
+
+    def _aged(self, line):
+        """A queued JSON line with its "l" (local clock) replaced by "age_ms", as bytes:
+        no dict is built. "l" is the only key of that name, and its value an integer."""
+        start = line.find(b'"l":')
+        begin = start + 4
+        ends = [i for i in (line.find(b",", begin), line.find(b"}", begin)) if i >= 0]
+        end = min(ends)
+        local = int(line[begin:end])
+        age = max(0, min(MAX_AGE_MS, self.hal.local_ms() - local))
+        return line[:start] + ('"age_ms": %d' % age).encode() + line[end:]
 
     # -- messages --------------------------------------------------------------------
     # Written here rather than with protocols.codec's encoders: a queued record already is
@@ -90,16 +102,17 @@ class Link:
 
     def _batch(self, lines):
         """A telemetry batch (SPEC 3.3) as the list of its parts, which the client sends
-        one after another: the queued lines already are batch items (only a line stamped
-        with the local clock is decoded, to turn "l" into "age_ms"). Item dicts dumped by
-        json would be the node's heaviest moment, and one buffer of the whole batch needs
-        a contiguous block that a fragmented heap may not have."""
+        one after another: the queued lines already are batch items (a line stamped with
+        the local clock gets its "l" turned into "age_ms" in place). Item dicts would be
+        the node's heaviest moment, and one buffer of the whole batch needs a contiguous
+        block that a fragmented heap may not have."""
         last = json.loads(lines[-1])
         parts = [('{"v":%d,"node":"%s","kind":"%s","boot":%d,"seq":%d,"batch":[' % (
             self.version, self.id, self.kind, last["boot"], last["seq"])).encode()]
+        last = None
         for line in lines:
             if b'"l":' in line:
-                line = json.dumps(self._age(json.loads(line))).encode()
+                line = self._aged(line)
             parts.append(line)
             parts.append(b",")
         parts[-1] = b"]}"

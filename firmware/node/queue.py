@@ -7,6 +7,7 @@
 # (written atomically) and deletes segments left behind. Nothing is ever rewritten in
 # place, so a power cut costs at most the line being written (a torn line, cut off at
 # the next start).
+import json
 import os
 
 from node import files
@@ -55,9 +56,10 @@ class FlashQueue:
     def __len__(self):
         return self.count
 
-    def push(self, line):
-        """Append one record (bytes without newline). Returns how many old records were
-        dropped to make room (0 or 1)."""
+    def push(self, record):
+        """Append one record: bytes without a newline, or an object, written as JSON
+        straight into the file (no string of it is built: the heap is the budget).
+        Returns how many old records were dropped to make room (0 or 1)."""
         dropped = 0
         if self.count >= self.max_items:
             self.pop(1)
@@ -67,8 +69,12 @@ class FlashQueue:
             num = self._segs[-1][0] + 1 if self._segs else self._head_seg
             self._segs.append([num, 0])
         tail = self._segs[-1]
-        with open(self._path(tail[0]), "ab") as f:
-            f.write(line + b"\n")
+        with open(self._path(tail[0]), "a") as f:
+            if type(record) is bytes:
+                f.write(record)
+            else:
+                json.dump(record, f)
+            f.write("\n")
         tail[1] += 1
         self.count += 1
         return dropped

@@ -111,3 +111,21 @@ def test_a_command_acked_to_the_broker_survives_a_power_cut_before_it_runs(
         got = send(log, node_id, "c-8", "get")
         assert got["result"]["interval_s"] == 11
     assert len(acks(log, "c-7")) == 1
+
+
+def test_a_node_that_hangs_is_reset_by_its_watchdog_and_its_command_still_runs(
+        tmp_path, bundle, mosquitto):
+    node_id = "cmd-hang-a"
+    log = node_log(mosquitto, node_id)
+    node = make_node(tmp_path, bundle, mosquitto, "parking", node_id, "always-on", 1.0)
+    with started(node, log):
+        node.wait_for_console("connected")
+        node.hang_at("commands")   # after the PUBACK: only the node's flash has it now
+        ack = send(log, node_id, "c-h", "set", {"interval_s": 13})
+        assert node.stats.watchdog_resets == 1
+        assert any("hung at commands" in line for line in node.console)
+        assert ack["ok"] is True and ack["boot"] == 2
+        assert sum("cmd c-h set" in line for line in node.console) == 1
+        births = [b for b in decoded(log, "status") if b["state"] == "online"]
+        assert births[-1]["reset"] == "watchdog" and births[-1]["boot"] == 2
+        assert node.stats.crashes == 0

@@ -5,11 +5,11 @@
   flash during a network cut, and a wake that runs commands (`set` brings the config
   validator back, `sample` the sampling phase).
 - Always-on: connected, sampling for several intervals and answering a command in
-  ALWAYS_ON_BUDGET (96 KB); parking and leak nodes also in PARKING_BUDGET (88 KB), where
-  they park their link while they sample (node/always_on.py). The always-on schedule
+  ALWAYS_ON_BUDGET (96 KB); and sampling in PARKING_BUDGET (80 KB, air 88 KB), where the
+  node parks its link while it samples (node/always_on.py). The always-on schedule
   keeps asyncio and its own loop resident beside whichever phase runs, and its heap
   fragments as phases come and go, which a duty cycle's never does (each wake starts
-  clean): in 88 KB a command after many parked samples can find no 640 contiguous bytes.
+  clean): in 80 KB a command after many parked samples can find no 640 contiguous bytes.
 
 A node that outgrows its budget fails here: a MemoryError, or batches shrunk after one.
 The figures behind the budgets come from bench/firmware_heap.py."""
@@ -30,18 +30,22 @@ from .fleet_helpers import decoded, node_log, readings
 
 BUDGET = "64k"
 ALWAYS_ON_BUDGET = "96k"
-PARKING_BUDGET = "88k"
+PARKING_BUDGET = {"parking": "80k", "leak": "80k", "manhole": "80k", "air": "88k"}
 QUEUED = 12        # several batches (node/app.py BATCH_ITEMS)
 INTERVAL_S = 0.2
 
 
 def cycle(bundle, flash) -> str:
     """One wake: boot, (run commands,) sample, (connect, publish,) deep sleep, and the
-    sleep it asked for (as the sim's supervisor does). Returns the console."""
+    sleep it asked for (as the sim's supervisor does). Returns the console.
+
+    A node whose batch did not fit halves its batches and goes on (node/link.py), which
+    is how it is meant to meet a fragmented heap; one that runs out of heap otherwise
+    fails here."""
     proc = run_once(bundle, flash, BUDGET)
     out = proc.stdout + proc.stderr
     assert proc.returncode == SLEEP_EXIT, out
-    assert "MemoryError" not in out and "error heap" not in out, out
+    assert "MemoryError" not in out and "batches of 1 " not in out, out
     sleep_ms = json.loads((flash / "rtc.json").read_text())["sleep_ms"]
     time.sleep(min(sleep_ms, 1000) / 1000)
     return out
@@ -121,13 +125,14 @@ def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool)
                         codec.encode_command("h-9", "ping"))
             log.wait_for(lambda l: l.on("/cmd/ack") or proc.poll() is not None,
                          what="an ack")
-            assert decoded(log, "cmd/ack")[0]["ok"] is True
         statuses = [s["state"] for s in decoded(log, "status")]   # before the kill's will
     finally:
         proc.kill()
         out = proc.communicate()[0].decode()
         log.close()
-    assert "MemoryError" not in out and "error heap" not in out, out
+    assert "MemoryError" not in out and "batches of 1 " not in out, out
+    if command:
+        assert [a["ok"] for a in decoded(log, "cmd/ack")] == [True], out
     return out, statuses, readings(log)
 
 
@@ -141,13 +146,13 @@ def test_always_on_node_runs_within_its_budget(kind, tmp_path, bundle, mosquitto
     assert statuses == ["online"], out
 
 
-@pytest.mark.parametrize("kind", ["parking", "leak"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_always_on_node_parks_its_link_to_sample_in_a_small_heap(kind, tmp_path, bundle,
                                                                  mosquitto):
     node_id = f"heap-park-{kind[0]}"
     flash = flash_for(tmp_path, mosquitto, node_id, kind, "always-on", 0.3)
     out, statuses, got = run_always_on(bundle, flash, mosquitto, node_id,
-                                       PARKING_BUDGET, command=False)
+                                       PARKING_BUDGET[kind], command=False)
     assert "link parked while sampling" in out, out
     assert got == [(1, seq) for seq in range(len(got))], out   # none lost, none twice
     # One birth for the boot: parking ends each connection with a DISCONNECT.
