@@ -184,22 +184,21 @@ class SimNode:
     def hang_at(self, checkpoint: str | None) -> None:
         """Make the node hang the next time it reaches the named checkpoint (nothing runs,
         nothing feeds its watchdog). One-shot: cleared when the watchdog resets it."""
-        with self._lock:
-            if checkpoint is None:
-                self._control.pop("hang", None)
-            else:
-                self._control["hang"] = checkpoint
-            self._write_control()
+        self._set_fault("hang", checkpoint)
 
     def cut_power_at(self, checkpoint: str | None) -> None:
         """Cut the power the next time the node reaches the named checkpoint (the sim
         HAL's checkpoint(), e.g. "commands": commands received and acked, not yet run).
         One-shot: the supervisor powers the node back on and clears it."""
+        self._set_fault("cut", checkpoint)
+
+    def _set_fault(self, key: str, checkpoint: str | None) -> None:
+        """A fault at a named checkpoint (the sim HAL's checkpoint()), or none."""
         with self._lock:
             if checkpoint is None:
-                self._control.pop("cut", None)
+                self._control.pop(key, None)
             else:
-                self._control["cut"] = checkpoint
+                self._control[key] = checkpoint
             self._write_control()
 
     def _write_control(self) -> None:
@@ -358,6 +357,13 @@ def node_config(node_id: str, kind: str, district: str, zone: str, broker_host: 
     return cfg
 
 
+def fleet_node_id(district: str, zone: str, kind: str, index: int) -> str:
+    """A virtual node's id, e.g. xuhui-caohejing-p0001: the broker keys sessions on it,
+    so fleets of different zones on one broker must not share ids. At most 25
+    characters (a slug is at most 32)."""
+    return f"{district[:8].strip('-')}-{zone[:10].strip('-')}-{kind[0]}{index:04d}"
+
+
 class Fleet:
     """N virtual nodes of the given kinds, round robin, started spread over one interval so
     that they do not all wake in the same instant."""
@@ -376,7 +382,7 @@ class Fleet:
         self.nodes: list[SimNode] = []
         for i in range(count):
             kind = kinds[i % len(kinds)]
-            node_id = f"{kind[0]}-{i + 1:04d}"
+            node_id = fleet_node_id(district, zone, kind, i + 1)
             cfg = node_config(node_id, kind, district, zone, broker_host, broker_port,
                               interval_s, seed=seed * 100003 + i)
             self.nodes.append(SimNode(self.base_dir / node_id, cfg, bundle=bundle, heap=heap))

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hil.sim import KINDS, Fleet
+from protocols.topics import is_slug
+
 from .broker_log import BrokerLog
 
 
@@ -48,3 +51,14 @@ def test_bad_arguments_get_one_line_and_nonzero_exit(args, message):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_fleets_of_two_zones_on_one_broker_share_no_node_id(tmp_path):
+    # The broker keys sessions on the client id (the node id): equal ids in two zones
+    # would take each other's sessions.
+    fleets = [Fleet("127.0.0.1", 1883, district, zone, KINDS, 8, 60, 1, tmp_path / zone)
+              for district, zone in (("xuhui", "caohejing"), ("xuhui", "xujiahui"),
+                                     ("pudong-new-area", "lujiazui-finance-district"))]
+    ids = [n.node_id for fleet in fleets for n in fleet.nodes]
+    assert len(set(ids)) == len(ids) == 24
+    assert all(is_slug(i) for i in ids), ids

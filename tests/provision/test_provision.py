@@ -25,7 +25,7 @@ def soft_reboots(board) -> int:
 def provision(inventory: Path, defaults: Path, bundle, results: Path, *extra: str):
     return urbansense("node", "provision", "--inventory", str(inventory), "--defaults",
                       str(defaults), "--bundle", str(bundle.root), "--results", str(results),
-                      "--timeout", "20", *extra)
+                      "--timeout", "60", *extra)
 
 
 def test_fleet_with_a_wrong_port_then_resumed_runs(boards, standin_bundle, mosquitto, tmp_path):
@@ -132,7 +132,7 @@ def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_p
         cli = Path(sys.executable).parent / "urbansense"
         return subprocess.run([str(cli), "node", "provision", "--inventory", str(inventory),
                                "--defaults", str(defaults), "--bundle", str(standin_bundle.root),
-                               "--results", str(results), "--timeout", "20", "--one-cable", *extra],
+                               "--results", str(results), "--timeout", "60", "--one-cable", *extra],
                               input=answers, capture_output=True, text=True, timeout=120)
 
     # Enter for the first, skip the second, then stop: one live, one skipped, one not done.
