@@ -133,7 +133,7 @@ def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_p
         return subprocess.run([str(cli), "node", "provision", "--inventory", str(inventory),
                                "--defaults", str(defaults), "--bundle", str(standin_bundle.root),
                                "--results", str(results), "--timeout", "60", "--one-cable", *extra],
-                              input=answers, capture_output=True, text=True, timeout=120)
+                              input=answers, capture_output=True, text=True, timeout=240)
 
     # Enter for the first, skip the second, then stop: one live, one skipped, one not done.
     first = run("\ns\nq\n")
