@@ -20,14 +20,13 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hil.services import MosquittoServer  # noqa: E402
 from hil.sim import SLEEP_EXIT, node_config, write_json_atomic  # noqa: E402
-from hil.sim_build import build_bundle, run_once  # noqa: E402
+from hil.sim_build import build_bundle, run_once, sleep_as_asked  # noqa: E402
 
 KINDS = ("parking", "air", "leak", "manhole")
 QUEUED = 30
@@ -36,10 +35,7 @@ INTERVAL_S = 0.2   # short, so that every run is a wake with a sample due
 
 def run_cycle(bundle: Path, flash: Path, heap_kb: int) -> tuple[bool, int]:
     proc = run_once(bundle, flash, f"{heap_kb}k")
-    try:   # the sleep it asked for, as the sim's supervisor gives it (a sample is due after)
-        time.sleep(min(json.loads((flash / "rtc.json").read_text())["sleep_ms"], 1000) / 1000)
-    except (OSError, ValueError, KeyError):
-        pass
+    sleep_as_asked(flash)
     peak = 0
     for line in proc.stdout.splitlines():
         if "heap_peak=" in line:

@@ -6,10 +6,12 @@ application has, so virtual nodes run the compiled bundle exactly as a board doe
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from hil.micropython import FIRMWARE_DIR, REPO_ROOT, compile_file, interpreter
@@ -118,6 +120,18 @@ def run_once(bundle: Path, flash_dir: Path, heap: str,
     env = dict(os.environ, MICROPYPATH=NODE_MICROPYPATH)
     return subprocess.run(node_argv(heap), cwd=flash_dir, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def sleep_as_asked(flash_dir: Path, cap_s: float = 1.0) -> None:
+    """After a wake run with run_once: the deep sleep the node asked for (rtc.json), at
+    most cap_s, as the sim's supervisor gives it. A node woken before its next sample is
+    due takes no sample (it woke for commands), so harnesses that run wakes one after
+    another give nodes a short interval and this sleep."""
+    try:
+        sleep_ms = json.loads((Path(flash_dir) / "rtc.json").read_text())["sleep_ms"]
+    except (OSError, ValueError, KeyError):
+        return
+    time.sleep(min(sleep_ms / 1000, cap_s))
 
 
 def micropypath(bundle: Path) -> str:

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from hil.sim import KINDS, SLEEP_EXIT, node_config, write_json_atomic
-from hil.sim_build import NODE_MICROPYPATH, install, node_argv, run_once
+from hil.sim_build import NODE_MICROPYPATH, install, node_argv, run_once, sleep_as_asked
 from protocols import codec
 
 from .fleet_helpers import decoded, node_log, readings
@@ -46,8 +46,7 @@ def cycle(bundle, flash) -> str:
     out = proc.stdout + proc.stderr
     assert proc.returncode == SLEEP_EXIT, out
     assert "MemoryError" not in out and "batches of 1 " not in out, out
-    sleep_ms = json.loads((flash / "rtc.json").read_text())["sleep_ms"]
-    time.sleep(min(sleep_ms, 1000) / 1000)
+    sleep_as_asked(flash)
     return out
 
 
