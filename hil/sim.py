@@ -118,6 +118,7 @@ class SimNode:
         self._control: dict = {"stimuli": {}, "net": "up"}
         self._proc: subprocess.Popen[bytes] | None = None
         self._wdt_fired = False
+        self._wdt_timeout_ms = 0  # read from `wdt` once per process: it never changes
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -135,6 +136,7 @@ class SimNode:
     def start(self) -> "SimNode":
         if self.running:
             return self
+        install(self.bundle, self.flash_dir)   # once: every wake runs the same links
         self._stop.clear()
         self._thread = threading.Thread(target=self._supervise, name=f"sim-{self.node_id}",
                                         daemon=True)
@@ -237,10 +239,10 @@ class SimNode:
         env.pop("URBANSENSE_WAKE", None)
         if wake:
             env["URBANSENSE_WAKE"] = wake
-        install(self.bundle, self.flash_dir)
         # A heartbeat from before a sleep or a reset would look like a hang.
         (self.flash_dir / "wdt").unlink(missing_ok=True)
         self._wdt_fired = False
+        self._wdt_timeout_ms = 0
         return subprocess.Popen(
             node_argv(self.heap), cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -253,9 +255,11 @@ class SimNode:
         path = self.flash_dir / "wdt"
         try:
             fed = path.stat().st_mtime
-            timeout_ms = int(path.read_text() or 0)
+            if not self._wdt_timeout_ms:
+                self._wdt_timeout_ms = int(path.read_text() or 0)
         except (OSError, ValueError):
             return            # not started, or being rewritten this instant
+        timeout_ms = self._wdt_timeout_ms
         if timeout_ms and time.time() - fed > timeout_ms / 1000:
             self._wdt_fired = True
             (self.flash_dir / "wdt.reset").write_text("")

@@ -148,16 +148,13 @@ class BoardHAL:
         if self._stdin_poll is None:
             return
         from hal import common
-        lines, still_open = common.console_lines(self._stdin_poll)
+        still_open, net = common.serve_console(self._stdin_poll, self.stimuli)
         if not still_open:
             self._stdin_poll = None
-        for line in lines:
-            answer, net = common.console_command(line, self.stimuli)
-            if net is not None:
-                self.net_forced_down = not net
-                if not net:
-                    self.wlan.disconnect()
-            print(answer)
+        if net is not None:
+            self.net_forced_down = not net
+            if not net:
+                self.wlan.disconnect()
 
     def override(self, fields):
         """Apply HIL stimuli over what the sensors read."""

@@ -33,6 +33,19 @@ def console_lines(poller):
     return lines, True
 
 
+def serve_console(poller, stimuli):
+    """Answer the stimulus lines waiting on the console. Returns (still_open, net): net
+    True (up), False (down) or None (no `!net` line came)."""
+    lines, still_open = console_lines(poller)
+    net = None
+    for line in lines:
+        answer, changed = console_command(line, stimuli)
+        if changed is not None:
+            net = changed
+        print(answer)
+    return still_open, net
+
+
 def console_command(line, stimuli):
     """Apply one console line to the stimuli dict. Returns (answer, net) with net True
     (up), False (down) or None (unchanged)."""

@@ -36,11 +36,12 @@ class HAL:
             self.cause = "deepsleep"
         elif rtc.get("soft"):
             self.cause = "soft"
-        elif files.exists(WDT_RESET_FILE):
-            self.cause = "watchdog"
         else:
             self.cause = "hard"
-        files.remove(WDT_RESET_FILE)
+        if files.exists(WDT_RESET_FILE):   # the supervisor's watchdog killed it
+            files.remove(WDT_RESET_FILE)
+            if self.cause == "hard":
+                self.cause = "watchdog"
         self._wdt_ms = self._wdt_fed = None
         self.rtc = (rtc or {}).get("mem") or {}
         # The RTC keeps running (and keeps its NTP time) through deep sleep and resets,
@@ -153,14 +154,11 @@ class HAL:
                 self.hang_at = ctl.get("hang")
         if self._stdin_poll is not None:
             from hal import common
-            lines, still_open = common.console_lines(self._stdin_poll)
+            still_open, net = common.serve_console(self._stdin_poll, self.stimuli)
             if not still_open:
                 self._stdin_poll = None
-            for line in lines:
-                answer, net = common.console_command(line, self.stimuli)
-                if net is not None:
-                    self.net_up = net
-                print(answer)
+            if net is not None:
+                self.net_up = net
 
     def checkpoint(self, name):
         """A named moment in the node's work. The harness may cut the power exactly

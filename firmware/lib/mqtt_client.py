@@ -7,24 +7,28 @@ import asyncio
 import struct
 import time
 
+from micropython import const
+
 try:
     import random
 except ImportError:  # some minimal ports lack it; jitter then comes from ticks
     random = None
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
+# Packet types and limits as const() with a leading underscore: the compiler inlines
+# them, so they cost the heap neither a global nor a name.
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
 
-SPLIT_ABOVE = 512   # bytes of payload above which a PUBLISH is written in two parts
-IPPROTO_TCP = 6
-TCP_NODELAY = 1
+_SPLIT_ABOVE = const(512)   # bytes of payload above which a PUBLISH is written in two parts
+_IPPROTO_TCP = const(6)
+_TCP_NODELAY = const(1)
 _CONNACK_ERRORS = ("", "bad protocol version", "client id rejected", "server unavailable",
                    "bad user name or password", "not authorised")
 
@@ -99,8 +103,6 @@ class MQTTClient:
         # a fragmented heap need not find rx_size contiguous bytes each time.
         self._rx = rx_buffer if rx_buffer is not None else bytearray(rx_size)
         self._rxv = memoryview(self._rx)
-        self._one = bytearray(1)
-        self._onev = memoryview(self._one)
         self._reader = None
         self._writer = None
         self._tasks = []
@@ -111,8 +113,7 @@ class MQTTClient:
         self._last_rx = 0
         self.connected = False
         self.session_present = False
-        self.connects = 0
-        self.retransmits = 0
+        self.connects = 0         # successful connects (a harness counts reconnects)
         self.failures = 0         # consecutive failed connects, drives the backoff
 
     # -- connection ----------------------------------------------------------------
@@ -133,12 +134,12 @@ class MQTTClient:
             self._reader, self._writer = await asyncio.wait_for_ms(
                 opened, self.connect_timeout_ms)
             try:
-                self._writer.s.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+                self._writer.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
             except (AttributeError, OSError):
                 pass   # a TLS socket or a port without the option: Nagle stays on
             await self._send(self._connect_packet())
             ptype = await asyncio.wait_for_ms(self._read_packet(), self.connect_timeout_ms)
-            if ptype != CONNACK:
+            if ptype != _CONNACK:
                 raise MQTTError("expected CONNACK, got 0x%02x" % ptype)
             code = self._rx[1]
             if code:
@@ -197,7 +198,7 @@ class MQTTClient:
         if self.password is not None:
             flags |= 0x40
             size += _str_len(self.password)
-        head = _header(CONNECT, size)
+        head = _header(_CONNECT, size)
         pkt = bytearray(len(head) + size)
         pkt[:len(head)] = head
         pos = len(head)
@@ -278,12 +279,12 @@ class MQTTClient:
             for part in payload:
                 plen += len(part)
         size = 2 + len(tb) + (2 if qos else 0) + plen
-        head = _header(PUBLISH | (qos << 1) | (1 if retain else 0), size)
+        head = _header(_PUBLISH | (qos << 1) | (1 if retain else 0), size)
         # A small message goes out as one buffer. A large one (a batch of several KB) is
         # written as header then payload, so it is never copied (the heap is the budget);
         # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
         # broker's delayed ACK, which would cost ~40 ms per message.
-        split = plen > SPLIT_ABOVE or type(payload) is list
+        split = plen > _SPLIT_ABOVE or type(payload) is list
         pkt = bytearray(len(head) + size - (plen if split else 0))
         pkt[:len(head)] = head
         pos = _put_str(pkt, len(head), tb)
@@ -305,7 +306,6 @@ class MQTTClient:
                     await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
                 except asyncio.TimeoutError:
                     pkt[0] |= 0x08  # DUP: the broker may have it already
-                    self.retransmits += 1
                     continue
                 if not entry[1]:
                     raise MQTTError("connection lost before PUBACK")
@@ -321,7 +321,7 @@ class MQTTClient:
     async def _subscribe(self, topic, qos):
         pid = self._next_pid()
         size = 2 + _str_len(topic) + 1
-        head = _header(SUBSCRIBE, size)
+        head = _header(_SUBSCRIBE, size)
         pkt = bytearray(len(head) + size)
         pkt[:len(head)] = head
         struct.pack_into("!H", pkt, len(head), pid)
@@ -351,15 +351,17 @@ class MQTTClient:
 
     async def _read_packet(self):
         """Read one packet; its body goes into self._rx. Returns the type byte."""
-        one = self._one
-        await self._fill(self._onev)
-        ptype = one[0]
+        # The fixed header is read a byte at a time into the buffer's first byte, which
+        # the body then overwrites.
+        rx, first = self._rx, self._rxv[:1]
+        await self._fill(first)
+        ptype = rx[0]
         size = 0
         shift = 0
         while True:
-            await self._fill(self._onev)
-            size |= (one[0] & 0x7F) << shift
-            if not one[0] & 0x80:
+            await self._fill(first)
+            size |= (rx[0] & 0x7F) << shift
+            if not rx[0] & 0x80:
                 break
             shift += 7
         if size > len(self._rx):
@@ -380,13 +382,13 @@ class MQTTClient:
             while True:
                 ptype = await self._read_packet()
                 kind = ptype & 0xF0
-                if kind in (PUBACK, SUBACK):
+                if kind in (_PUBACK, _SUBACK):
                     pid = (self._rx[0] << 8) | self._rx[1]
                     entry = self._waiting.pop(pid, None)
                     if entry is not None:
                         entry[1] = True
                         entry[0].set()
-                elif kind == PUBLISH:
+                elif kind == _PUBLISH:
                     await self._on_publish(ptype)
         except asyncio.CancelledError:
             raise
@@ -408,7 +410,7 @@ class MQTTClient:
         if self.on_message is not None:
             self.on_message(topic, payload)
         if qos == 1:
-            await self._send(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+            await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
 
     async def _keepalive_loop(self):
         # Ping when idle for half the keepalive; declare the link dead when nothing came

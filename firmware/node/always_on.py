@@ -28,14 +28,14 @@ async def _main(node):
     asyncio.create_task(_housekeeping(node, kick))
     due = retry = time.ticks_ms()     # next sample, next connect attempt
     need = 0                          # heap a sample takes, the most seen
-    parks = 0
+    told = False                      # the first park is logged, not every one
     while True:
         if time.ticks_diff(time.ticks_ms(), due) >= 0:
             if node.link is not None and gc.mem_free() < need + HEADROOM:
-                if not parks:
+                if not told:
                     node.log("link parked while sampling: %d bytes free, %d needed" % (
                         gc.mem_free(), need + HEADROOM))
-                parks += 1
+                    told = True
                 await _park(node)
             need = max(need, _sample(node))
             due = time.ticks_add(due, int(node.cfg["interval_s"] * 1000))
@@ -43,10 +43,8 @@ async def _main(node):
                 due = time.ticks_ms()   # fell behind: no burst of catch-up samples
         if len(node.cmds):
             await _park(node)
-            node.run_commands()
-            if node.sample_now:
-                node.sample_now = False
-                due = time.ticks_ms()
+            if node.run_commands():
+                due = time.ticks_ms()   # a `sample` command: the reading is the answer
                 continue
         client = node.make_client()
         if not client.connected and time.ticks_diff(time.ticks_ms(), retry) >= 0:
@@ -104,9 +102,8 @@ def _sample(node):
     gc.collect()
     free = gc.mem_free()
     node.take_reading()
-    gc.collect()
+    node.note_heap()             # collects: what is left is the phase and the reading
     used = free - gc.mem_free()
-    node.note_heap()
     node.release_sensing()
     return used
 

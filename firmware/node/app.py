@@ -65,7 +65,8 @@ class Node:
         self.link = None          # made by make_client() before the first connect
         self.parked = False       # the last connection ended with a clean DISCONNECT
         self._rx = None           # the MQTT client's receive buffer, kept across clients
-        self.reboot = False
+        # A reboot a command asked for on the wake before (duty cycle), not yet done.
+        self.reboot = bool(mem.pop("reboot", False)) and cause == "deepsleep"
         self.sample_now = False   # a `sample` command asked for a reading
         self.published = 0
         self.heap_peak = 0
@@ -109,7 +110,9 @@ class Node:
 
     def run_commands(self):
         """The command phase: run what the link stored in the command queue (their
-        answers wait in the ack queue for the next connect), then drop its code."""
+        answers wait in the ack queue for the next connect), then drop its code.
+        Returns True if a `sample` command asked for a reading (taken by the schedule
+        once this phase's code is gone)."""
         self.hal.checkpoint("commands")   # received and acked, not run yet
         from node import commands
         commands.run_pending(self)
@@ -118,6 +121,8 @@ class Node:
         self.release_sensing()   # a `sample` command loads it
         forget("node.commands", "node.config", "protocols.codec", "protocols.topics",
                "protocols.errors", "protocols.thresholds")
+        asked, self.sample_now = self.sample_now, False
+        return asked
 
     def release_sensing(self):
         """Drop the sampler, drivers, detection and the HAL's sensor emulation from the

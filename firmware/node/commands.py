@@ -36,7 +36,11 @@ def run_pending(node):
         answer = _answer(node, payload, done)
         if answer is not None:
             body = {"boot": node.boot, "seq": max(0, node.seq - 1), "id": answer[0],
-                    "ok": answer[1], "error": answer[2], "result": answer[3]}
+                    "ok": answer[1]}
+            if answer[2] is not None:   # queued records hold no None (node/link.py)
+                body["error"] = answer[2]
+            if answer[3] is not None:
+                body["result"] = answer[3]
             node.acks.push(body)
         node.cmds.pop(1)
 

@@ -3,14 +3,14 @@
 # DISCONNECT (so no will is published), deep sleep until the next interval or a pin wake
 # (leak probe, cover switch).
 #
-# Each phase's code leaves the heap before the next one's comes in, and commands get a
-# wake of their own: those received during a wake run at the start of the next one,
-# which follows at once (a 1 ms sleep), publishes their answers and samples no sensor
-# (a sample that is due follows at once too). After a sampling and a publishing phase
-# the heap is too fragmented for the command decoder and the config validator, and
-# after them for sampling; a wake starts with a clean heap (deep sleep resets the
-# interpreter; the node keeps its boot and seq in RTC memory). A pin wake (an alarm)
-# samples first and leaves the commands to the wake after it.
+# Each wake runs at most two phases, and each phase's code leaves the heap before the
+# next one's comes in: commands get a wake of their own. Those received during a wake run
+# at the start of the next one, which follows at once (a 1 ms sleep) and does nothing
+# else; the wake after it publishes their answers (and takes the reading a `sample` asked
+# for). After any two phases the heap is too fragmented for a third, and a wake starts
+# with a clean one (deep sleep resets the interpreter; the node keeps its boot and seq,
+# the time its next sample is due and a pending reboot in RTC memory). A pin wake (an
+# alarm) samples first and leaves the commands to the wake after it.
 import sys
 import time
 
@@ -33,14 +33,12 @@ def run(node):
     sample_due = (due is None or node.reset != "deepsleep" or hal.wake_reason() == "pin"
                   or due - now < min(1000, interval_ms // 10))
     if len(node.cmds) and hal.wake_reason() != "pin":
-        node.run_commands()       # a wake of their own; a sample due follows at once
-        if node.sample_now:
-            due = now
-            sample_due = True
-    elif sample_due:
+        if node.run_commands():
+            due = now               # a `sample` command: the next wake takes the reading
+        _sleep(node, t0, due, COMMAND_WAKE_MS)
+    if sample_due:
         _sample(node)
         due = now + interval_ms
-        sample_due = False
     node.note_heap()
     node.release_sensing()
     if hal.connect_network():
@@ -56,14 +54,20 @@ def run(node):
         node.log("error network: not connected (data stays queued)")
     hal.wdt_feed()
     if node.reboot:
-        hal.reset()
-    hal.rtc_save({"boot": node.boot, "seq": node.seq, "det": mem["det"], "due": due})
+        hal.reset()       # asked for by a command, whose answer is now sent
+    _sleep(node, t0, due,
+           COMMAND_WAKE_MS if len(node.cmds) else max(100, due - hal.local_ms()))
+
+
+def _sleep(node, t0, due, ms):
+    """Keep what the next wake needs in RTC memory and deep sleep ms (does not return)."""
+    hal = node.hal
+    hal.rtc_save({"boot": node.boot, "seq": node.seq, "det": node.mem["det"], "due": due,
+                  "reboot": node.reboot})
     node.note_heap()
     awake = time.ticks_diff(time.ticks_ms(), t0)
     node.log("awake %d ms heap_peak=%d" % (awake, node.heap_peak))
-    if len(node.cmds) or sample_due:
-        hal.deepsleep(COMMAND_WAKE_MS)
-    hal.deepsleep(max(100, due - hal.local_ms()))
+    hal.deepsleep(ms)
 
 
 def _sample(node):

@@ -16,6 +16,9 @@ class Link:
         self.kind = node.kind
         self.hal = hal = node.hal
         self.version = topics.VERSION
+        # What every message begins with; a queued record's own keys follow.
+        self._envelope = ('{"v":%d,"node":"%s","kind":"%s",' % (
+            topics.VERSION, self.id, self.kind)).encode()
         cfg = node.cfg
         d, z = cfg["district"], cfg["zone"]
         self.t_telemetry = topics.topic(d, z, self.id, topics.TELEMETRY)
@@ -36,36 +39,35 @@ class Link:
         topics = None
         forget("protocols.topics", "protocols.errors")   # the topics are made
 
-    def _age(self, obj):
-        # A record stamped with the local clock (no NTP yet) goes out with its age.
-        if "l" in obj:
-            obj["age_ms"] = max(0, min(MAX_AGE_MS, self.hal.local_ms() - obj.pop("l")))
-        return obj
-
-    def _aged(self, line):
-        """A queued JSON line with its "l" (local clock) replaced by "age_ms", as bytes:
-        no dict is built. "l" is the only key of that name, and its value an integer."""
-        start = line.find(b'"l":')
-        begin = start + 4
-        ends = [i for i in (line.find(b",", begin), line.find(b"}", begin)) if i >= 0]
-        end = min(ends)
-        local = int(line[begin:end])
-        age = max(0, min(MAX_AGE_MS, self.hal.local_ms() - local))
-        return line[:start] + ('"age_ms": %d' % age).encode() + line[end:]
-
     # -- messages --------------------------------------------------------------------
     # Written here rather than with protocols.codec's encoders: a queued record already is
     # the body of its message, and codec brings protocols.errors, topics and thresholds
     # (about 12 KB of heap) into the publishing phase, where the node has least to spare.
-    # Every message a node sends is checked with protocols.decoder in tests/firmware.
+    # A queued record is sent as bytes, never decoded into a dict (the dicts of a reading
+    # were the publishing phase's heaviest allocations). Every message a node sends is
+    # checked with protocols.decoder in tests/firmware.
     def _message(self, obj):
-        """obj: the body of a message (boot, seq and the rest, None values left out)."""
+        """obj: the body of a status message (None values left out)."""
         obj["v"] = self.version
         obj["node"] = self.id
         obj["kind"] = self.kind
         for key in [k for k in obj if obj[k] is None]:
             del obj[key]
-        return json.dumps(self._age(obj), separators=(",", ":")).encode()
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def _record(self, line, stamped=True):
+        """A queued record (a JSON object on one line, no None values) as the parts of
+        its message: the envelope, then the record's own keys. stamped: a reading or an
+        event, which may carry "l" (an answer's text could hold those bytes)."""
+        if stamped and b'"l":' in line:
+            line = self._aged(line)
+        return [self._envelope, line[1:]]
+
+    def _aged(self, line):
+        """The line with its "l" (local clock: no NTP yet) replaced by its age_ms."""
+        start, end, local = _int_at(line, b'"l":')
+        age = max(0, min(MAX_AGE_MS, self.hal.local_ms() - local))
+        return line[:start] + ('"age_ms": %d' % age).encode() + line[end:]
 
     def _status(self, state):
         node = self.node
@@ -106,10 +108,9 @@ class Link:
         the local clock gets its "l" turned into "age_ms" in place). Item dicts would be
         the node's heaviest moment, and one buffer of the whole batch needs a contiguous
         block that a fragmented heap may not have."""
-        last = json.loads(lines[-1])
-        parts = [('{"v":%d,"node":"%s","kind":"%s","boot":%d,"seq":%d,"batch":[' % (
-            self.version, self.id, self.kind, last["boot"], last["seq"])).encode()]
-        last = None
+        last = lines[-1]
+        parts = [self._envelope, ('"boot":%d,"seq":%d,"batch":[' % (
+            _int_at(last, b'"boot":')[2], _int_at(last, b'"seq":')[2])).encode()]
         for line in lines:
             if b'"l":' in line:
                 line = self._aged(line)
@@ -120,24 +121,21 @@ class Link:
 
     async def drain(self):
         """Publish everything queued: answers to commands and events first, one per
-        message (SPEC 5.1), then telemetry in batches. A record leaves the queue only after its PUBACK."""
+        message (SPEC 5.1), then telemetry in batches. A record leaves the queue only
+        after its PUBACK."""
         node = self.node
         ev, tm = node.ev, node.tm
         sent_ev = sent_tm = 0
         for queue, topic in ((node.acks, self.t_ack), (ev, self.t_event)):
             while len(queue):
-                payload = self._message(json.loads(queue.peek(1)[0]))
-                await self.client.publish(topic, payload)
+                await self.client.publish(topic, self._record(queue.peek(1)[0], queue is ev))
                 queue.pop(1)
                 if queue is ev:
                     sent_ev += 1
         while len(tm):
             lines = tm.peek(node.batch_items, BATCH_BYTES)
             n = len(lines)
-            if n == 1:
-                payload = self._message(json.loads(lines[0]))
-            else:
-                payload = self._batch(lines)
+            payload = self._record(lines[0]) if n == 1 else self._batch(lines)
             lines = None
             node.note_heap()
             await self.client.publish(self.t_telemetry, payload)
@@ -148,3 +146,13 @@ class Link:
             node.published += sent_ev + sent_tm
             node.log("published tm=%d ev=%d queued=%d dropped=%d" % (
                 sent_tm, sent_ev, len(tm) + len(ev), node.counters["dropped"]))
+
+
+def _int_at(line, key):
+    """(start, end, value) of the integer after key (e.g. b'"seq":') in a JSON line whose
+    keys are all distinct and whose only key of that name is at the top level."""
+    start = line.find(key)
+    begin = start + len(key)
+    ends = [i for i in (line.find(b",", begin), line.find(b"}", begin)) if i >= 0]
+    end = min(ends)
+    return start, end, int(line[begin:end])

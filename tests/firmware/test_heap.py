@@ -5,7 +5,7 @@
   flash during a network cut, and a wake that runs commands (`set` brings the config
   validator back, `sample` the sampling phase).
 - Always-on: connected, sampling for several intervals and answering a command in
-  ALWAYS_ON_BUDGET (96 KB); and sampling in PARKING_BUDGET (80 KB, air 88 KB), where the
+  ALWAYS_ON_BUDGET (96 KB); and sampling in PARKING_BUDGET (80 KB; air and manhole 88 KB), where the
   node parks its link while it samples (node/always_on.py). The always-on schedule
   keeps asyncio and its own loop resident beside whichever phase runs, and its heap
   fragments as phases come and go, which a duty cycle's never does (each wake starts
@@ -30,7 +30,7 @@ from .fleet_helpers import decoded, node_log, readings
 
 BUDGET = "64k"
 ALWAYS_ON_BUDGET = "96k"
-PARKING_BUDGET = {"parking": "80k", "leak": "80k", "manhole": "80k", "air": "88k"}
+PARKING_BUDGET = {"parking": "80k", "leak": "80k", "air": "88k", "manhole": "88k"}
 QUEUED = 12        # several batches (node/app.py BATCH_ITEMS)
 INTERVAL_S = 0.2
 
