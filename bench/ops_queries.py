@@ -24,10 +24,10 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from edge.ops import questions  # noqa: E402
-from edge.ops.client import InfluxQLClient  # noqa: E402
-from edge.ops.report import gather, render  # noqa: E402
-from edge.ops.scope import Place, Window  # noqa: E402
+from ops import questions  # noqa: E402
+from ops.client import InfluxQLClient  # noqa: E402
+from ops.report import gather, render  # noqa: E402
+from ops.scope import Place, Window  # noqa: E402
 from hil.services import InfluxDBServer  # noqa: E402
 
 STEP_MS = 300_000

@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hil.boards.serial_board import SerialBoard  # noqa: E402
+from field.serial_board import SerialBoard  # noqa: E402
 from hil.boards.virtual import VirtualBoard  # noqa: E402
-from hil.provision import bundle as bundles  # noqa: E402
-from hil.provision.flash import copy_bundle, expected_hashes, flash_node, verify  # noqa: E402
-from hil.provision.info import read_info  # noqa: E402
-from hil.provision.node_config import parse  # noqa: E402
+from field import bundle as bundles  # noqa: E402
+from field.flash import copy_bundle, expected_hashes, flash_node, verify  # noqa: E402
+from field.info import read_info  # noqa: E402
+from field.node_config import parse  # noqa: E402
 from hil.services import MosquittoServer  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 Each board gets the compiled firmware bundle and its node config (with `"hil": true`, so
 the firmware takes stimulus lines on its console) through the provisioning code
-(hil/provision), which also waits for the node's birth message. After that the scenario
+(field/), which also waits for the node's birth message. After that the scenario
 drives the board through its console (hil/node_handles.ConsoleNodeHandle)."""
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 from hil.boards.virtual import VirtualBoard, VirtualBoardError
 from hil.node_handles import (WAKE_PIN_STIMULI, ConsoleNodeHandle, NodeHandleError, node_config,
                               update_control)
-from hil.provision import bundle as bundles
-from hil.provision import node_config as provision_config
-from hil.provision.flash import flash_node
+from field import bundle as bundles
+from field import node_config as provision_config
+from field.flash import flash_node
 from hil.scenario import BoardSpec, Site
 
 FLASH_TIMEOUT_S = 45.0

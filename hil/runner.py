@@ -1,6 +1,6 @@
 """Play a scenario on a rig and measure every expectation.
 
-For one scenario: bring up a private broker, InfluxDB and the zone's edge (hil/demo/stack),
+For one scenario: bring up a private broker, InfluxDB and the zone's edge (hil/stack),
 set up each board (sim node, or a serial/virtual board flashed by the provisioning code),
 wait until every node has said it is online, play the timeline (stimuli, faults, commands)
 at its times, then check the expectations against what the observer saw on the broker and
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hil import scenario as sc
-from hil.demo.edges import EdgeSite
-from hil.demo.probes import EventPointProbe, Moment
-from hil.demo.stack import CityStack
+from hil.stack.edges import EdgeSite
+from hil.stack.probes import EventPointProbe, Moment
+from hil.stack.city_stack import CityStack
 from hil.node_handles import NodeHandle, NodeHandleError
 from hil.results import ExpectationResult, ScenarioResult
 from hil.services import ServiceError

@@ -1,8 +1,9 @@
-"""The firmware bundle as it goes onto a device: every firmware module and the three
-protocol modules a node imports, compiled to .mpy with mpy-cross.
+"""Virtual nodes run the firmware bundle exactly as a board does: built by field.bundle (the
+one builder, cached per source tree and rebuilt only where a source changed) and laid out
+in each node's flash folder as on a device.
 
 Compiling on the device (or in the unix port) from source costs more heap than the whole
-application has, so virtual nodes run the compiled bundle exactly as a board does."""
+application has, so virtual nodes never run the sources."""
 from __future__ import annotations
 
 import hashlib
@@ -14,56 +15,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.micropython import FIRMWARE_DIR, REPO_ROOT, compile_file, interpreter
-
-# What a node imports from protocols/ (SPEC section 10: never decoder or catalog).
-PROTOCOL_MODULES = ("__init__", "errors", "topics", "thresholds", "codec")
-# main.py stays source: a board runs /main.py by name at boot.
-SOURCE_ONLY = ("main.py",)
+from field import bundle as bundles
+from field.toolchain import FIRMWARE_DIR
+from hil.micropython import interpreter
 
 
 class BuildError(RuntimeError):
     """A firmware file did not compile: it is not valid MicroPython."""
 
 
-def firmware_sources() -> list[tuple[Path, str]]:
-    """(source file, path inside the flash root) for everything the bundle holds."""
-    out: list[tuple[Path, str]] = []
-    for src in sorted(FIRMWARE_DIR.rglob("*.py")):
-        out.append((src, src.relative_to(FIRMWARE_DIR).as_posix()))
-    for name in PROTOCOL_MODULES:
-        out.append((REPO_ROOT / "protocols" / f"{name}.py", f"protocols/{name}.py"))
-    return out
-
-
-# Bumped when the way files are compiled changes: a bundle built another way is rebuilt.
-BUILD_FORMAT = "2"   # 2: each module carries its path on the device as its source name
-
-
 def build_bundle(out_dir: Path) -> Path:
-    """Compile into out_dir (rebuilding only files whose source is newer). Returns out_dir."""
-    out_dir = Path(out_dir)
-    stamp = out_dir / ".build-format"
-    rebuild_all = not stamp.exists() or stamp.read_text() != BUILD_FORMAT
-    for src, rel in firmware_sources():
-        if rel in SOURCE_ONLY:
-            dest = out_dir / rel
-            if not dest.exists() or dest.stat().st_mtime < src.stat().st_mtime:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest)
-            continue
-        dest = out_dir / (rel[:-3] + ".mpy")
-        if not rebuild_all and dest.exists() and dest.stat().st_mtime >= src.stat().st_mtime:
-            continue
-        # Compile to a temporary name first: nodes of a fleet may be importing this file.
-        tmp = dest.with_name(dest.name + ".tmp")
-        result = compile_file(src, tmp, source_name=rel)
-        if result.returncode != 0:
-            raise BuildError(f"{rel}: {result.stderr.decode(errors='replace').strip()}")
-        os.replace(tmp, dest)
-    if rebuild_all:
-        stamp.write_text(BUILD_FORMAT)
-    return out_dir
+    """Build (or bring up to date) the bundle in out_dir. Returns out_dir."""
+    try:
+        return bundles.build(Path(out_dir), incremental=True).root
+    except bundles.BundleError as err:
+        raise BuildError(str(err)) from None
 
 
 def default_bundle_dir() -> Path:
@@ -72,12 +38,6 @@ def default_bundle_dir() -> Path:
     must not overwrite each other's modules, since staleness is judged by mtime alone."""
     tree = hashlib.sha1(str(FIRMWARE_DIR.resolve()).encode()).hexdigest()[:10]
     return Path(tempfile.gettempdir()) / f"urbansense-fw-{os.getuid()}-{tree}"
-
-
-def bundle_size(out_dir: Path) -> int:
-    """Bytes of everything that goes into flash (compiled modules and main.py)."""
-    return sum(p.stat().st_size for p in Path(out_dir).rglob("*") if p.is_file()
-               and (p.suffix == ".mpy" or p.name in SOURCE_ONLY))
 
 
 # What a device's flash root holds besides its own files (firmware/README.md).

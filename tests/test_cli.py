@@ -23,7 +23,7 @@ def test_help_works_and_lists_commands():
 
 
 def test_every_command_has_help():
-    from edge.cli.main import build_parser
+    from cli.main import build_parser
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert sub.choices, "no commands registered"

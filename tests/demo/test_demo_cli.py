@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.demo.city import MARKER, DemoError, prepare_state_dir
-from hil.demo.edges import EdgeSite, edge_config
+from demo.city import MARKER, DemoError, prepare_state_dir
+from hil.stack.edges import EdgeSite, edge_config
 
 
 def urbansense(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,7 +88,7 @@ def test_edge_config_is_accepted_by_the_edge(tmp_path):
 
 
 def test_a_second_demo_on_the_same_folder_is_refused(tmp_path):
-    from hil.demo.city import exclusive
+    from demo.city import exclusive
     state = tmp_path / "demo"
     with exclusive(state):
         proc = urbansense("demo", "--state-dir", str(state), "--duration", "1")

@@ -7,9 +7,9 @@ import time
 
 from rich.console import Console
 
-from hil.demo.edges import EdgeSite, metric_sum
-from hil.demo.observer import Alarm
-from hil.demo.view import CityState, CityView, StagedAlarm, ZoneRow, plain_line
+from hil.stack.edges import EdgeSite, metric_sum
+from hil.stack.observer import Alarm
+from demo.view import CityState, CityView, StagedAlarm, ZoneRow, plain_line
 
 
 def _state() -> CityState:

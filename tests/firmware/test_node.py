@@ -9,7 +9,7 @@ import pytest
 
 from hil import micropython
 from hil.sim import DEFAULT_HEAP
-from hil.sim_build import firmware_sources
+from field.bundle import sources as firmware_sources
 
 from .fleet_helpers import decoded, make_node, node_log, readings, started
 

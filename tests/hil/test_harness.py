@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from hil.demo.observer import CityObserver
-from hil.demo.probes import EventPointProbe, Moment
+from hil.stack.observer import CityObserver
+from hil.stack.probes import EventPointProbe, Moment
 from hil.runner import contains, sequence_verdict
 from protocols import codec
 
@@ -141,7 +141,7 @@ def test_boards_reach_the_rig_broker_on_the_board_facing_address(tmp_path):
     address), boards are given it, and what they publish there reaches the observer."""
     import paho.mqtt.client as mqtt
 
-    from hil.demo.stack import CityStack
+    from hil.stack.city_stack import CityStack
 
     with CityStack(tmp_path, sites=[], board_host="127.0.0.2") as stack:
         host, port = stack.board_broker_address

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.ops.aqi import air_index, category, iaqi
+from ops.aqi import air_index, category, iaqi
 
 
 @pytest.mark.parametrize("pollutant, concentration, expected", [

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from edge.cli.main import main
+from cli.main import main
 from hil.services import InfluxDBServer
 
 

@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from edge.cli.main import main
-from edge.ops import retention
-from edge.ops.client import InfluxQLClient
+from cli.main import main
+from ops import retention
+from ops.client import InfluxQLClient
 
 DAY = 86_400
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli.main import main
+from cli.main import main
 from hil.services import InfluxDBServer
 
 NODES_PER_ZONE = 4
@@ -24,7 +24,7 @@ KINDS = ("parking", "air", "leak", "manhole")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """Run the demo, then open what it left in InfluxDB with a private server."""
-    from hil.demo.city import DISTRICTS
+    from demo.city import DISTRICTS
     state = tmp_path_factory.mktemp("ops-demo") / "state"
     exe = Path(sys.executable).parent / "urbansense"
     proc = subprocess.run([str(exe), "demo", "--duration", "8", "--nodes-per-zone", str(NODES_PER_ZONE),

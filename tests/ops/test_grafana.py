@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.ops.client import InfluxQLClient
+from ops.client import InfluxQLClient
 from tests.ops import city as known
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli.main import main
+from cli.main import main
 from tests.ops import city as known
 from tests.ops.expected import occupancy_pct, parking_zone_nodes as zone_nodes, zone_air_mean
 

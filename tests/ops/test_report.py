@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edge.cli.main import main
+from cli.main import main
 from tests.ops import city as known
 from tests.ops.expected import occupancy_pct, zone_air_mean
 
@@ -197,7 +197,7 @@ def test_report_errors_are_one_line(tmp_path):
 
 
 def test_busy_timeline_keeps_the_open_and_severe_alarms():
-    from edge.ops.report import TIMELINE_ROWS, _most_pressing
+    from ops.report import TIMELINE_ROWS, _most_pressing
     closed = [(f"n-{i:03d} leak", "critical", [(1000, 2000, False)]) for i in range(TIMELINE_ROWS)]
     open_info = [("z-open info", "info", [(1000, 9000, True)])]
     open_critical = [("z-open critical", "critical", [(1500, 9000, True)])]
@@ -216,5 +216,5 @@ def test_city_wide_report_names_zones_with_their_district(capsys, known_city, _i
     series = set(re.findall(r'<g class="series" data-series="([^"]+)"', out.read_text()))
     # Occupancy and PM2.5 come from the xuhui rollups only: zone names suffice.
     assert series == {"caohejing", "xujiahui"}
-    from edge.ops.report import _by_zone_label
+    from ops.report import _by_zone_label
     assert set(_by_zone_label({("xuhui", "a"): [], ("pudong", "a"): []})) == {"xuhui/a", "pudong/a"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.ops.scope import Place, ScopeError, Window, parse_duration_ms
+from ops.scope import Place, ScopeError, Window, parse_duration_ms
 
 NOW = 1_795_320_000_000          # 2026-11-22T04:00:00Z
 

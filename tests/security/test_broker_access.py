@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.access import BrokerAccess
-from hil.pki import CertificateAuthority
+from field.access import BrokerAccess
+from field.pki import CertificateAuthority
 from hil.services import BrokerTLS, MosquittoServer
 from protocols.codec import encode_command, encode_reading
 from protocols.topics import topic

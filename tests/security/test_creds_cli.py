@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.access import BrokerAccess
+from field.access import BrokerAccess
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.access import BrokerAccess
+from field.access import BrokerAccess
 from protocols import codec
 from tests.edge.helpers import (DISTRICT, URBANSENSE, ZONE, Publisher, metric, now_ms, topic,
                                 v1_sink, wait_for, write_config)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.access import BrokerAccess
-from hil.pki import CertificateAuthority
+from field.access import BrokerAccess
+from field.pki import CertificateAuthority
 from hil.services import MosquittoServer, free_port
 from tests.security.mqtt_probe import Probe
 
