@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from node import files   # atomic writes, as the node does for its own files
+import files   # atomic writes, as the node does for its own files
 
 
 RTC_FILE = "rtc.json"

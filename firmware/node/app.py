@@ -17,7 +17,8 @@ import gc
 import sys
 import time
 
-from node import files, forget
+import files
+from node import forget
 from node.queue import FlashQueue
 
 FW_VERSION = "1.0.0"

@@ -6,7 +6,7 @@
 # sampling phase, which a duty-cycled node drops before it connects (Node.release_sensing).
 import sys
 
-from node import files
+import files
 from node.app import COUNTERS_FILE
 
 
