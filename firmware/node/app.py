@@ -65,7 +65,10 @@ class Node:
         self.sampler = None
         self.link = None          # made by make_client() before the first connect
         self.parked = False       # the last connection ended with a clean DISCONNECT
-        self._rx = None           # the MQTT client's receive buffer, kept across clients
+        # The receive buffer of every MQTT client of this boot (a command is at most 1 KiB,
+        # SPEC section 7): made now, while the heap is whole; a connect after phases have
+        # come and gone may find no 1200 contiguous bytes.
+        self.rx = bytearray(RX_BYTES)
         # A reboot a command asked for on the wake before (duty cycle), not yet done.
         self.reboot = bool(mem.pop("reboot", False)) and cause == "deepsleep"
         self.sample_now = False   # a `sample` command asked for a reading
@@ -95,14 +98,6 @@ class Node:
             else:
                 await client.close()
         self.drop_link()
-
-    def rx_buffer(self):
-        """The receive buffer every MQTT client of this boot uses (a command is at most
-        1 KiB, SPEC section 7): made once, so that a reconnect after the heap has
-        fragmented need not find its 1200 contiguous bytes again."""
-        if self._rx is None:
-            self._rx = bytearray(RX_BYTES)
-        return self._rx
 
     def drop_link(self):
         """Release the publishing phase (call with the client closed or disconnected)."""

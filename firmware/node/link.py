@@ -33,7 +33,7 @@ class Link:
             will=(self.t_status, self._status("offline"), True, 1),
             ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
             link_up=hal.link_up, on_message=self._on_message, log=node.log,
-            rx_buffer=node.rx_buffer())
+            rx_buffer=node.rx)
         # Subscribed at every connect (the client restores its subscriptions).
         self.client.subscriptions.append((self.t_cmd, 1))
         topics = None
