@@ -7,7 +7,7 @@
 import sys
 
 import files
-from node.app import COUNTERS_FILE
+from node import COUNTERS_FILE
 
 
 def take_reading(node):
