@@ -15,7 +15,7 @@ def load_config():
         print("config error: %s" % err)
         sys.exit(2)
     # The validator (and what it imports) is not needed again until a `set` command.
-    node.forget("node.config", "protocols.topics", "protocols.errors", "protocols.thresholds")
+    node.drop("commands", "protocols")
     return cfg
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from node import files   # atomic writes, as the node does for its own files
+import files   # atomic writes, as the node does for its own files
 
 
 RTC_FILE = "rtc.json"
@@ -181,7 +181,8 @@ class HAL:
             f.write("%d %d\n" % (boot, seq))
 
     # -- sensors: the synthetic world and the kind's physics are loaded with them (the
-    # sampling phase, hal/sim_world.py) and released with them.
+    # sampling phase, hal/sim_world.py) and released with them: the node drops their
+    # modules with the rest of its sampling phase.
     def sensors(self):
         if self.buses is None:
             from hal.sim_world import Buses
@@ -189,6 +190,4 @@ class HAL:
         return self.buses
 
     def release_sensors(self):
-        from node import forget
         self.buses = None
-        forget("hal.sim_" + self.kind, "hal.sim_world")

@@ -2,7 +2,7 @@
 # all nodes, stimuli that override any quantity, and the buses the drivers read it
 # through. Each kind's own physics and sensor bytes live in hal/sim_<kind>.py, so a node
 # loads only its own (every imported module costs heap). All of it is the sampling phase:
-# loaded by HAL.sensors(), dropped by HAL.release_sensors().
+# loaded by HAL.sensors(), dropped with the rest of that phase by the node.
 import random
 import sys
 import time

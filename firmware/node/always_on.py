@@ -12,7 +12,7 @@ import asyncio
 import gc
 import time
 
-from node.app import WATCHDOG_MS
+from node import WATCHDOG_MS
 
 HEADROOM = 8192   # bytes free beyond what sampling takes, for a fragmented heap
 

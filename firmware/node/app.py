@@ -6,29 +6,26 @@
 # The schedules drive a Node: node/always_on.py (mains power) and node/duty_cycle.py
 # (batteries); only the one in use is loaded.
 #
-# Heap is the budget (loaded bytecode lives in the heap): the node has three phases, and
-# their code need not be resident together. Sensing (samplers, drivers, detection, the
-# sim's physics) is loaded on the first sample and can be released (release_sensing);
-# the MQTT client is loaded on the first connect (make_client) and released by
-# drop_link; commands, stored in flash as they arrive, run with the MQTT client out of
-# the heap (run_commands). A duty-cycled node samples, releases sensing, connects,
-# disconnects, then runs the commands it received and connects again to answer them.
+# Heap is the budget (loaded bytecode lives in the heap): the node's three phases
+# (node/__init__.py: PHASES) need not be resident together. Sampling is loaded on the
+# first sample and released by release_sensing; publishing is loaded on the first
+# connect (make_client) and released by drop_link; commands, stored in flash as they
+# arrive, run with the MQTT client out of the heap (run_commands). A duty-cycled node
+# samples, releases sensing, connects, disconnects, then runs the commands it received
+# in a wake of their own.
 import gc
-import sys
 import time
 
-from node import files, forget
+from micropython import const
+
+import files
+from node import COUNTERS_FILE, drop, load
 from node.queue import FlashQueue
 
-FW_VERSION = "1.0.0"
 BOOT_FILE = "state/boot"
-COUNTERS_FILE = "state/counters.json"
-BATCH_ITEMS = 4             # halved after a MemoryError (see shrink_batches)
-BATCH_BYTES = 1000            # well under the 8 KiB limit: the batch is held in RAM
-MAX_AGE_MS = 2592000000       # SPEC 3.2: age_ms at most 30 days
-WATCHDOG_MS = 8000            # rp2's watchdog tops out near 8.3 s
-RX_BYTES = 1200               # a command (1 KiB at most) with its topic and header
-CMD_QUEUE_MAX = 16            # commands waiting to run (beyond it the oldest is dropped)
+_BATCH_ITEMS = const(4)     # halved after a MemoryError (see shrink_batches)
+_RX_BYTES = const(1200)     # a command (1 KiB at most) with its topic and header
+_CMD_QUEUE_MAX = const(16)  # commands waiting to run (beyond it the oldest is dropped)
 
 
 class Node:
@@ -58,20 +55,23 @@ class Node:
         self.ev = FlashQueue("queue/ev", cfg["queue_max"])
         self.tm = FlashQueue("queue/tm", cfg["queue_max"])
         # Commands received and not yet run, and the answers not yet sent (node/commands.py).
-        self.cmds = FlashQueue("queue/cmd", CMD_QUEUE_MAX)
-        self.acks = FlashQueue("queue/ack", CMD_QUEUE_MAX)
+        self.cmds = FlashQueue("queue/cmd", _CMD_QUEUE_MAX)
+        self.acks = FlashQueue("queue/ack", _CMD_QUEUE_MAX)
         self.detect = None        # loaded with the sampler on the first sample
         self.sampler = None
         self.link = None          # made by make_client() before the first connect
         self.parked = False       # the last connection ended with a clean DISCONNECT
-        self._rx = None           # the MQTT client's receive buffer, kept across clients
+        # The receive buffer of every MQTT client of this boot (a command is at most 1 KiB,
+        # SPEC section 7): made now, while the heap is whole; a connect after phases have
+        # come and gone may find no 1200 contiguous bytes.
+        self.rx = bytearray(_RX_BYTES)
         # A reboot a command asked for on the wake before (duty cycle), not yet done.
         self.reboot = bool(mem.pop("reboot", False)) and cause == "deepsleep"
         self.sample_now = False   # a `sample` command asked for a reading
         self.published = 0
         self.heap_peak = 0
         # Halved after a MemoryError (a fragmented heap), kept through deep sleep.
-        self.batch_items = mem.get("batch", BATCH_ITEMS)
+        self.batch_items = mem.get("batch", _BATCH_ITEMS)
         self.log("boot %d reset=%s kind=%s schedule=%s queued=%d" % (
             boot, cause, self.kind, cfg["schedule"], len(self.ev) + len(self.tm)))
 
@@ -79,8 +79,7 @@ class Node:
         """The publishing phase (node/link.py: MQTT client, messages, replay of the
         queue), loaded on the first connect. Returns the MQTT client."""
         if self.link is None:
-            from node.link import Link
-            self.link = Link(self)
+            self.link = load("publishing").Link(self)
         return self.link.client
 
     async def park(self):
@@ -95,18 +94,10 @@ class Node:
                 await client.close()
         self.drop_link()
 
-    def rx_buffer(self):
-        """The receive buffer every MQTT client of this boot uses (a command is at most
-        1 KiB, SPEC section 7): made once, so that a reconnect after the heap has
-        fragmented need not find its 1200 contiguous bytes again."""
-        if self._rx is None:
-            self._rx = bytearray(RX_BYTES)
-        return self._rx
-
     def drop_link(self):
         """Release the publishing phase (call with the client closed or disconnected)."""
         self.link = None
-        forget("node.link", "mqtt_client")
+        drop("publishing")
 
     def run_commands(self):
         """The command phase: run what the link stored in the command queue (their
@@ -114,13 +105,9 @@ class Node:
         Returns True if a `sample` command asked for a reading (taken by the schedule
         once this phase's code is gone)."""
         self.hal.checkpoint("commands")   # received and acked, not run yet
-        from node import commands
-        commands.run_pending(self)
+        load("commands").run_pending(self)
         self.note_heap()
-        commands = None
-        self.release_sensing()   # a `sample` command loads it
-        forget("node.commands", "node.config", "protocols.codec", "protocols.topics",
-               "protocols.errors", "protocols.thresholds")
+        drop("commands", "protocols")
         asked, self.sample_now = self.sample_now, False
         return asked
 
@@ -129,8 +116,7 @@ class Node:
         heap (their state lives in RTC memory); the next sample loads them again."""
         self.sampler = self.detect = None
         self.hal.release_sensors()
-        forget("node.sensors", "node.detect", "node.sample_" + self.kind,
-               *[name for name in sys.modules if name.startswith("drivers.")])
+        drop("sampling")
 
     def log(self, msg):
         print("%s %s" % (self.id, msg))
@@ -157,8 +143,7 @@ class Node:
     def take_reading(self):
         """Sample every sensor, run detection, queue the events and the reading. The code
         is node/sensors.py's, loaded with the sensors and released with them."""
-        from node import sensors
-        sensors.take_reading(self)
+        load("sampling").take_reading(self)
 
     # -- schedules -------------------------------------------------------------------
     def run(self):

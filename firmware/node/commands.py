@@ -8,8 +8,8 @@
 # flash with their answers, and a repeated delivery (QoS 1 is at least once) is answered
 # again with the first answer. The order of the steps makes every crash safe: run, note it
 # done, queue the answer, and only then take the command off the queue.
+import files
 from protocols.errors import ProtocolError
-from node import files
 
 DONE_FILE = "state/cmds.json"
 REMEMBER = 8   # ids kept with their answers

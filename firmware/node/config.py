@@ -3,9 +3,9 @@
 # config names its key (firmware/README.md, contract 1).
 import json
 
+import files
 from protocols import thresholds
 from protocols.topics import is_slug
-from node import files
 
 CONFIG_FILE = "config.json"
 OVERRIDES_FILE = "state/config.json"

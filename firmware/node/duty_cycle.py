@@ -11,11 +11,9 @@
 # with a clean one (deep sleep resets the interpreter; the node keeps its boot and seq,
 # the time its next sample is due and a pending reboot in RTC memory). A pin wake (an
 # alarm) samples first and leaves the commands to the wake after it.
-import sys
 import time
 
-from node import forget
-from node.app import WATCHDOG_MS
+from node import WATCHDOG_MS, drop
 
 COMMAND_WAKE_MS = 1    # sleep before a wake that runs the commands just received
 
@@ -48,7 +46,7 @@ def run(node):
         # client and its code: a fresh loop lets the phase go, asyncio's code with it.
         asyncio.new_event_loop()
         asyncio = None
-        forget(*[name for name in sys.modules if name.startswith("asyncio")])
+        drop("event loop")
         node.drop_link()
     else:
         node.log("error network: not connected (data stays queued)")

@@ -3,9 +3,14 @@
 # so that sampling, which comes first on a duty-cycled node, does not carry its code.
 import json
 
+from micropython import const
+
 from mqtt_client import MQTTClient
-from node import forget
-from node.app import BATCH_BYTES, FW_VERSION, MAX_AGE_MS
+from node import FW_VERSION, drop
+
+_BATCH_BYTES = const(1000)   # well under the 8 KiB limit: the batch is held in RAM
+# SPEC 3.2: age_ms at most 30 days. Not a const(): it is beyond a board's small ints.
+MAX_AGE_MS = 2592000000
 
 
 class Link:
@@ -33,11 +38,11 @@ class Link:
             will=(self.t_status, self._status("offline"), True, 1),
             ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
             link_up=hal.link_up, on_message=self._on_message, log=node.log,
-            rx_buffer=node.rx_buffer())
+            rx_buffer=node.rx)
         # Subscribed at every connect (the client restores its subscriptions).
         self.client.subscriptions.append((self.t_cmd, 1))
         topics = None
-        forget("protocols.topics", "protocols.errors")   # the topics are made
+        drop("protocols")   # the topics are made
 
     # -- messages --------------------------------------------------------------------
     # Written here rather than with protocols.codec's encoders: a queued record already is
@@ -133,7 +138,7 @@ class Link:
                 if queue is ev:
                     sent_ev += 1
         while len(tm):
-            lines = tm.peek(node.batch_items, BATCH_BYTES)
+            lines = tm.peek(node.batch_items, _BATCH_BYTES)
             n = len(lines)
             payload = self._record(lines[0]) if n == 1 else self._batch(lines)
             lines = None

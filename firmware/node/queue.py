@@ -10,7 +10,7 @@
 import json
 import os
 
-from node import files
+import files
 
 SEGMENT = 32
 

@@ -6,8 +6,8 @@
 # sampling phase, which a duty-cycled node drops before it connects (Node.release_sensing).
 import sys
 
-from node import files
-from node.app import COUNTERS_FILE
+import files
+from node import COUNTERS_FILE
 
 
 def take_reading(node):

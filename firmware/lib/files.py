@@ -1,6 +1,6 @@
-# Small file helpers for flash: atomic replace (write a temporary file, then rename, which
-# littlefs, FAT and POSIX all do atomically) so a power cut leaves the old or the new
-# content, never half of it.
+# Small file helpers for flash, for the node and the HAL alike: atomic replace (write a
+# temporary file, then rename, which littlefs, FAT and POSIX all do atomically) so a power
+# cut leaves the old or the new content, never half of it.
 import json
 import os
 
