@@ -18,10 +18,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edge import database, deadletters, outbox
-from edge.registry import count_by_state
 from edge.ingest import Inbox
 from edge.outbox import Stream
 from edge.ratelimit import RATE_LIMITED
+from edge.registry import count_by_state
 from edge.validate import DECODER_ERROR
 from protocols.errors import REASONS
 
