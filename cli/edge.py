@@ -136,25 +136,18 @@ def _limits_summary(limits) -> str:
 
 
 def _open_buffer(cfg):
-    from edge.buffer import DurableBuffer
+    """A read-only connection to the edge's buffer database."""
+    from edge.database import connect
     path = cfg.buffer_path
     if not Path(path).exists():
         raise CommandError(f"no buffer at {path}: has this edge run yet?")
-    return DurableBuffer.__new__(DurableBuffer), path
-
-
-def _readonly(path):
-    import sqlite3
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+    return connect(path, readonly=True)
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
-    _, path = _open_buffer(cfg)
+    conn = _open_buffer(cfg)
     from edge.registry import NodeRegistry
-    conn = _readonly(path)
     try:
         registry = NodeRegistry(offline_after_intervals=cfg.health.offline_after_intervals)
         registry.load(conn)
@@ -191,13 +184,11 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
-    _, path = _open_buffer(cfg)
-    conn = _readonly(path)
+    conn = _open_buffer(cfg)
+    from edge import deadletters
     try:
-        rows = conn.execute("SELECT id, at_ms, reason, topic, payload, detail, source FROM"
-                            " dead_letters ORDER BY id DESC LIMIT ?", (args.limit,)).fetchall()
-        counts = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason"
-                              " ORDER BY 2 DESC").fetchall()
+        items = deadletters.newest(conn, args.limit)
+        counts = deadletters.by_reason(conn)
     finally:
         conn.close()
 
@@ -206,8 +197,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             return payload.decode("utf-8", "backslashreplace")
         return payload
 
-    items = [{"id": r[0], "at_ms": r[1], "reason": r[2], "topic": r[3], "payload": text(r[4]),
-              "detail": r[5], "source": r[6]} for r in rows]
+    for item in items:
+        item["payload"] = text(item["payload"])
     if args.json:
         print_json({"by_reason": dict(counts), "newest": items})
         return 0

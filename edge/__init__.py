@@ -1,2 +1,2 @@
-"""The X-level edge aggregator: ingest -> validate -> buffer -> forward, plus the
-`urbansense` command line."""
+"""The X-level edge aggregator: ingest -> validate -> buffer -> forward, with alarms on a
+fast lane (edge/README.md)."""

@@ -1,4 +1,5 @@
-"""Forwarder: moves one stream of the buffer to one sink, with its own cursor.
+"""Forwarder: moves one stream of the buffer to one sink, with its own cursor (the loop is
+StreamConsumer's; this module says how a batch is delivered).
 
 Each sink has a forwarder per stream it consumes (raw or rollup, node health, and the
 events fast lane), so a dead sink stalls nobody else, and events never queue behind a
@@ -21,70 +22,60 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 import time
+from typing import Callable
 
 from edge import sinks as sinkmod
-from edge.buffer import DurableBuffer, OutboxRow, now_ms
+from edge.buffer import DurableBuffer, now_ms
 from edge.config import SinkConfig
+from edge.consumer import StreamConsumer
+from edge.deadletters import DeadLetter
 from edge.metrics import EdgeMetrics
+from edge.outbox import OutboxRow, Stream
 
 log = logging.getLogger("urbansense.edge.forward")
 
 SINK_REJECTED = "sink_rejected"
 
 
-class Forwarder(threading.Thread):
-    def __init__(self, buffer: DurableBuffer, cfg: SinkConfig, stream: int, stream_name: str,
-                 metrics: EdgeMetrics, stop: threading.Event, *, fast: bool = False) -> None:
-        super().__init__(name=f"forward-{cfg.name}-{stream_name}", daemon=True)
-        self.buffer = buffer
+class Forwarder(StreamConsumer):
+    """One stream to one sink; the cursor is named after the sink."""
+
+    def __init__(self, buffer: DurableBuffer, cfg: SinkConfig, stream: Stream,
+                 metrics: EdgeMetrics, stop: threading.Event, *,
+                 on_crash: Callable[[], None] | None = None) -> None:
+        super().__init__(buffer, cfg.name, stream, stop, name=f"forward-{cfg.name}-{stream.label}",
+                         max_lines=cfg.batch_max_lines, on_crash=on_crash)
         self.cfg = cfg
-        self.stream = stream
         self.metrics = metrics
-        self.stop_event = stop
-        self.wait_s = 0.0 if fast else cfg.batch_wait_ms / 1000.0
+        # Events never wait for company: they are the fast lane.
+        self.wait_s = 0.0 if stream == Stream.EVENT else cfg.batch_wait_ms / 1000.0
         self.sink = sinkmod.make_sink(cfg)
         self.failures = 0
 
-    def run(self) -> None:
-        try:
-            self._run()
-        except Exception:
-            log.exception("forwarder %s crashed", self.name)
-            raise
-        finally:
-            self.sink.close()
-
-    def _run(self) -> None:
-        conn = self.buffer.connect(readonly=True)
-        mark = DurableBuffer.cursor(conn, self.cfg.name, self.stream)
+    def begin(self) -> None:
         self.sink.ensure_database()
-        version = self.buffer.version
-        while not self.stop_event.is_set():
-            rows = self.buffer.read(conn, self.stream, mark, self.cfg.batch_max_lines)
-            if not rows:
-                version = self.buffer.wait_change(version, 0.5)
-                continue
-            if self.wait_s:
-                lines = sum(r.n for r in rows)
-                ready_at = rows[0].at_ms / 1000.0 + self.wait_s
-                remaining = ready_at - time.time()
-                if lines < self.cfg.batch_max_lines and remaining > 0:
-                    self.stop_event.wait(min(remaining, self.wait_s))
-                    rows = self.buffer.read(conn, self.stream, mark, self.cfg.batch_max_lines)
-                    if not rows:        # the size cap took them meanwhile
-                        continue
-            result = self.deliver(conn, self._lines(rows), top=True)
-            if result is None:
-                # Failed: back off, then read the batch again, since the size cap may have
-                # dropped some of its rows meanwhile.
-                continue
-            if not result:
-                return   # stopping; the batch stays in the buffer
-            mark = rows[-1].id
-            self.buffer.post_advance(self.cfg.name, self.stream, mark)
-        conn.close()
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def batch(self, conn: sqlite3.Connection, mark: int) -> list[OutboxRow]:
+        """Telemetry waits up to `batch_wait_ms` after its oldest row for a fuller batch."""
+        rows = super().batch(conn, mark)
+        if rows and self.wait_s:
+            lines = sum(r.n for r in rows)
+            remaining = rows[0].at_ms / 1000.0 + self.wait_s - time.time()
+            if lines < self.max_lines and remaining > 0:
+                self.stop_event.wait(min(remaining, self.wait_s))
+                rows = super().batch(conn, mark)    # none if the size cap took them meanwhile
+        return rows
+
+    def deliver(self, rows: list[OutboxRow]) -> bool:
+        # A failed attempt comes back after its backoff, and the batch is read again: the
+        # size cap may have dropped some of its rows meanwhile.
+        return self._write(self._lines(rows), top=True) is True
 
     @staticmethod
     def _lines(rows: list[OutboxRow]) -> list[str]:
@@ -102,7 +93,7 @@ class Forwarder(threading.Thread):
         ceiling = min(self.cfg.retry_max_s, self.cfg.retry_min_s * (2 ** min(self.failures, 30)))
         return random.uniform(self.cfg.retry_min_s, max(self.cfg.retry_min_s, ceiling))
 
-    def deliver(self, conn, lines: list[str], top: bool = False) -> bool | None:
+    def _write(self, lines: list[str], top: bool = False) -> bool | None:
         """Write lines until done (written or dead-lettered): True. False when stopping.
         With top=True a failed attempt returns None after the backoff (the caller
         re-reads the batch); parts of a split batch are retried here."""
@@ -119,10 +110,11 @@ class Forwarder(threading.Thread):
             if outcome.kind in (sinkmod.TOO_LARGE, sinkmod.REJECTED):
                 if len(lines) > 1:
                     half = len(lines) // 2
-                    return bool(self.deliver(conn, lines[:half]) and self.deliver(conn, lines[half:]))
+                    return bool(self._write(lines[:half]) and self._write(lines[half:]))
                 log.warning("sink %s refused a line (%s): %s", name, outcome.status, outcome.detail[:200])
-                self.buffer.post_dead_letter(SINK_REJECTED, None, lines[0].encode(),
-                                             f"{outcome.status}: {outcome.detail[:500]}", now_ms(), name)
+                self.buffer.post_dead_letter(DeadLetter(
+                    SINK_REJECTED, None, lines[0].encode(), f"{outcome.status}: {outcome.detail[:500]}",
+                    now_ms(), name))
                 self.metrics.sink_rejected.labels(name).inc()
                 return True
             self.failures += 1

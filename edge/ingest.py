@@ -39,7 +39,6 @@ class Incoming:
     arrival_ms: int
     generation: int          # which connection delivered it (acks go to that one only)
     source: "MqttIngest"
-    retain: bool = False
     size: int = -1           # payload size on arrival (an oversize payload is kept clipped)
 
 
@@ -59,8 +58,10 @@ class Inbox:
         self._cond = threading.Condition()
         self._waiting = 0
         self.qos0_max_waiting = qos0_max_waiting
+        # Counters the metrics read at scrape time.
         self.qos0_dropped = 0
         self.redelivered = 0
+        self._dropping = False     # QoS 0 is being dropped (warned once per episode)
 
     def note_redelivered(self) -> None:
         with self._cond:
@@ -68,9 +69,15 @@ class Inbox:
 
     def put(self, message: Incoming, urgent: bool = False) -> None:
         with self._cond:
-            if message.qos == 0 and len(self._urgent) + len(self._normal) >= self.qos0_max_waiting:
-                self.qos0_dropped += 1
-                return
+            if message.qos == 0:
+                if len(self._urgent) + len(self._normal) >= self.qos0_max_waiting:
+                    self.qos0_dropped += 1
+                    if not self._dropping:
+                        self._dropping = True
+                        log.warning("inbox full (%d waiting): dropping QoS 0 messages",
+                                    self.qos0_max_waiting)
+                    return
+                self._dropping = False
             (self._urgent if urgent else self._normal).append(message)
             if self._waiting:
                 self._cond.notify()
@@ -144,9 +151,8 @@ class MqttIngest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.generation = 0
+        self.generation = 0          # successful connections so far
         self.connected = threading.Event()
-        self.connects = 0
 
     # -- paho callbacks (network thread) ---------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -154,7 +160,6 @@ class MqttIngest:
             log.warning("mqtt connect refused: %s", reason_code)
             return
         self.generation += 1
-        self.connects += 1
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
         log.info("mqtt connected as %s (session present: %s), subscribed to %s",
@@ -179,7 +184,7 @@ class MqttIngest:
             # invalid message has no identity and may be quarantined a second time.
             self.inbox.note_redelivered()
         self.inbox.put(Incoming(msg.mid, msg.qos, topic, payload, arrival,
-                                self.generation, self, msg.retain, size), self.urgent)
+                                self.generation, self, size), self.urgent)
 
     # -- used by the commit loop and the alarm publisher -----------------------------
     def ack(self, messages: list[Incoming]) -> int:

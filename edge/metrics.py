@@ -1,8 +1,10 @@
 """EdgeMetrics: the edge reports on itself in Prometheus text format (prometheus-client).
 
 Counters rise as the stages work; the buffer and per-sink gauges (depth, bytes, lag) are
-read from the buffer database at scrape time by a collector, so they are exact and cost
-nothing between scrapes. Each EdgeMetrics has its own registry (no global state).
+read from the buffer database at scrape time by a collector, and the inbox's own counters
+(QoS 0 dropped, redelivered) are read from the inbox at scrape time too, so they are
+exact and cost nothing between scrapes. Each EdgeMetrics has its own registry (no global
+state).
 """
 from __future__ import annotations
 
@@ -12,10 +14,14 @@ from typing import Callable, Iterable
 
 from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
                                start_http_server)
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from edge import database, deadletters, outbox
+from edge.ingest import Inbox
+from edge.outbox import Stream
 from edge.ratelimit import RATE_LIMITED
+from edge.registry import count_by_state
 from edge.validate import DECODER_ERROR
 from protocols.errors import REASONS
 
@@ -54,11 +60,6 @@ class EdgeMetrics:
                                    ["sink"], registry=r)
         self.sink_rejected = Counter(P + "sink_rejected_lines", "Lines a sink refused (4xx), sent to dead letters",
                                      ["sink"], registry=r)
-        self.qos0_dropped = Counter(P + "qos0_dropped_messages",
-                                    "QoS 0 messages (outside the protocol) dropped while the inbox was full",
-                                    registry=r)
-        self.redelivered = Counter(P + "redelivered_messages",
-                                   "Messages the broker delivered again (MQTT DUP flag)", registry=r)
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
         self._server = None
 
@@ -97,15 +98,27 @@ class EdgeMetrics:
             self._server = None
 
 
+class InboxCollector(Collector):
+    """The inbox's counters, read at scrape time."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+
+    def collect(self):
+        yield CounterMetricFamily(P + "qos0_dropped_messages",
+                                  "QoS 0 messages (outside the protocol) dropped while the inbox was full",
+                                  value=self._inbox.qos0_dropped)
+        yield CounterMetricFamily(P + "redelivered_messages",
+                                  "Messages the broker delivered again (MQTT DUP flag)",
+                                  value=self._inbox.redelivered)
+
+
 class BufferCollector(Collector):
     """Gauges read from the buffer database at scrape time."""
 
-    def __init__(self, connect: Callable, sinks: dict[str, Iterable[int]],
-                 stream_names: dict[int, str], used_bytes: Callable) -> None:
+    def __init__(self, connect: Callable, sinks: dict[str, Iterable[Stream]]) -> None:
         self._connect = connect
         self._sinks = {k: tuple(v) for k, v in sinks.items()}
-        self._streams = stream_names
-        self._used_bytes = used_bytes
         self._lock = threading.Lock()
         self._conn = None
 
@@ -113,7 +126,6 @@ class BufferCollector(Collector):
         return []
 
     def collect(self):
-        from edge.buffer import DurableBuffer
         with self._lock:
             if self._conn is None:
                 self._conn = self._connect(readonly=True)
@@ -121,16 +133,16 @@ class BufferCollector(Collector):
             now = time.time() * 1000
             rows = GaugeMetricFamily(P + "buffer_rows", "Rows in the buffer outbox, by stream", labels=["stream"])
             lines = GaugeMetricFamily(P + "buffer_lines", "Lines in the buffer outbox, by stream", labels=["stream"])
-            for stream, name in self._streams.items():
-                n, nl = DurableBuffer.pending(conn, stream, 0)
-                rows.add_metric([name], n)
-                lines.add_metric([name], nl)
+            for stream in Stream:
+                n, nl = outbox.pending(conn, stream, 0)
+                rows.add_metric([stream.label], n)
+                lines.add_metric([stream.label], nl)
             yield rows
             yield lines
             yield GaugeMetricFamily(P + "buffer_bytes", "Bytes of the buffer database in use",
-                                    value=self._used_bytes(conn))
-            dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-            yield GaugeMetricFamily(P + "dead_letters", "Rows in the dead-letter table", value=dead)
+                                    value=database.used_bytes(conn))
+            yield GaugeMetricFamily(P + "dead_letters", "Rows in the dead-letter table",
+                                    value=deadletters.count(conn))
             lag = GaugeMetricFamily(P + "sink_lag_seconds",
                                     "Age of the oldest line a sink has not yet written (0 when caught up)",
                                     labels=["sink"])
@@ -140,16 +152,16 @@ class BufferCollector(Collector):
                 oldest = None
                 waiting = 0
                 for stream in streams:
-                    mark = DurableBuffer.cursor(conn, sink, stream)
-                    at = DurableBuffer.oldest_pending(conn, stream, mark)
+                    mark = outbox.cursor(conn, sink, stream)
+                    at = outbox.oldest_pending(conn, stream, mark)
                     if at is not None:
                         oldest = at if oldest is None else min(oldest, at)
-                    waiting += DurableBuffer.pending(conn, stream, mark)[1]
+                    waiting += outbox.pending(conn, stream, mark)[1]
                 lag.add_metric([sink], 0.0 if oldest is None else max(0.0, (now - oldest) / 1000))
                 pending.add_metric([sink], waiting)
             yield lag
             yield pending
             nodes = GaugeMetricFamily(P + "nodes", "Nodes in the registry, by state", labels=["state"])
-            for online, count in conn.execute("SELECT online, count(*) FROM nodes GROUP BY online"):
-                nodes.add_metric(["online" if online else ("offline" if online == 0 else "unknown")], count)
+            for state, count in count_by_state(conn).items():
+                nodes.add_metric([state], count)
             yield nodes

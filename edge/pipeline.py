@@ -13,24 +13,28 @@ silence, collecting forwarded rows, the size cap, pruning old identities.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from edge import schema
-from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, DurableBuffer, now_ms
+from edge import deadletters, identities, outbox, schema
+from edge.buffer import DurableBuffer, now_ms
 from edge.config import LimitsConfig
+from edge.deadletters import DeadLetter
+from edge.identities import Identity
 from edge.ingest import Inbox, Incoming
 from edge.limits import clip_topic
 from edge.metrics import EdgeMetrics
+from edge.models import ReadingBase
+from edge.outbox import Consumers, Stream
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from edge.screen import Screen
-from edge.validate import Accepted, Validator
-from protocols.topics import ACK, EVENT as EVENT_CHANNEL, STATUS, TELEMETRY, alarm_topic
+from edge.validate import (Accepted, AckAccepted, EventAccepted, Rejected, StatusAccepted,
+                           TelemetryAccepted, Validator)
 
 log = logging.getLogger("urbansense.edge.pipeline")
 
@@ -39,10 +43,33 @@ log = logging.getLogger("urbansense.edge.pipeline")
 URGENT_CHECK_EVERY = 25
 
 
+@dataclass
+class Group:
+    """What one group commit gathers while its messages are applied."""
+    new: set[Identity]                 # identities the index had not seen before this group
+    raw: list[str] = field(default_factory=list)     # raw lines, one outbox row per group
+    duplicates: int = 0
+
+    def first(self, r: ReadingBase) -> bool:
+        """True for the first copy of a reading or event; a later one is a duplicate (also
+        a second copy within the group)."""
+        key = (r.node, r.boot, r.seq)
+        if key in self.new:
+            self.new.discard(key)
+            return True
+        self.duplicates += 1
+        return False
+
+
+# What an accepted message does in the group's transaction: (connection, its record, the
+# message, the commit's time, the group).
+Handler = Callable[[sqlite3.Connection, Any, Incoming, int, Group], None]
+
+
 class CommitLoop:
     def __init__(self, buffer: DurableBuffer, registry: NodeRegistry, rollups: RollupBook,
                  metrics: EdgeMetrics, inbox: Inbox,
-                 ack: Callable[[list[Incoming]], int], consumers: dict[int, list[str]], *,
+                 ack: Callable[[list[Incoming]], int], consumers: Consumers, *,
                  max_messages: int = 500, wait_ms: float = 5.0, dedup_ms: int = 48 * 3600_000,
                  check_every_s: float = 5.0, want_rollups: bool = True,
                  want_alarms: bool = True, limits: LimitsConfig | None = None) -> None:
@@ -63,45 +90,45 @@ class CommitLoop:
         self._batch_kinds: dict[str, str] = {}
         self.validator = Validator(lambda node: registry.kind_of(node) or self._batch_kinds.get(node))
         self.screen = Screen(limits or LimitsConfig(), registry)
+        # What an accepted message does, by its record type (one per channel).
+        self.handlers: dict[type, Handler] = {
+            TelemetryAccepted: self._telemetry,
+            EventAccepted: self._event,
+            StatusAccepted: self._status,
+            AckAccepted: self._ack,
+        }
         self.conn = buffer.connect()
         self._next_tick = 0.0
         self._next_prune = 0.0
         self._next_silence = 0.0
         self.watch: Callable[[], None] | None = None   # called once a second (thread health)
-        self._qos0_reported = 0
-        self._redelivered_reported = 0
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
         """Cursors for every configured consumer exist before any consumer starts."""
         self.conn.execute("BEGIN IMMEDIATE")
-        self.buffer.drop_unknown_consumers(self.conn, self.consumers)
+        outbox.keep_cursors(self.conn, self.consumers)
         self.conn.execute("COMMIT")
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            batch = self._gather(stop)
+            # Events (the urgent lane) come first and never wait for company.
+            batch = self.inbox.take(self.max_messages, 0.2, self.wait_s)
             if batch:
                 self.commit(batch)
             self.tick()
         self.tick(force=True)       # store the consumers' last progress
 
-    def _gather(self, stop: threading.Event) -> list[Incoming]:
-        # Events (the urgent lane) come first and never wait for company.
-        return self.inbox.take(self.max_messages, 0.2, self.wait_s)
-
     # -- one group commit -------------------------------------------------------------------
     def commit(self, batch: list[Incoming]) -> None:
         conn = self.conn
         now = now_ms()
-        counts = {"dup": 0, "lines": 0}
         invalid: list[str] = []
         throttled: list[str] = []
         channels: list[str] = []
         leftover: list[Incoming] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            raw: list[str] = []
             accepted: list[tuple[Incoming, Accepted]] = []
             self._batch_kinds.clear()
             for i, m in enumerate(batch):
@@ -114,34 +141,33 @@ class CommitLoop:
                 screened = self.screen.check(m.topic, m.payload, size, time.monotonic())
                 if screened is not None:
                     reason, detail, node = screened
-                    self.buffer.dead_letter(conn, reason, clip_topic(m.topic), m.payload,
-                                            detail, m.arrival_ms)
+                    deadletters.add(conn, DeadLetter(reason, clip_topic(m.topic), m.payload,
+                                                     detail, m.arrival_ms))
                     invalid.append(reason)
                     if node is not None:
                         throttled.append(node)
                     continue
                 outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
-                if not isinstance(outcome, Accepted):
-                    self.buffer.dead_letter(conn, outcome.reason, m.topic, m.payload,
-                                            outcome.detail, m.arrival_ms)
+                if isinstance(outcome, Rejected):
+                    deadletters.add(conn, DeadLetter(outcome.reason, m.topic, m.payload,
+                                                     outcome.detail, m.arrival_ms))
                     invalid.append(outcome.reason)
                     continue
-                self._batch_kinds.setdefault(outcome.message["node"], outcome.message["kind"])
+                node, kind = outcome.sender
+                self._batch_kinds.setdefault(node, kind)
                 channels.append(outcome.channel)
                 accepted.append((m, outcome))
             # One statement records every identity of the group and says which are new.
-            identities = []
+            group = Group(identities.first_times(conn, [
+                (r.node, r.boot, r.seq, m.arrival_ms) for m, outcome in accepted
+                for r in outcome.identified]))
             for m, outcome in accepted:
-                if outcome.channel in (TELEMETRY, EVENT_CHANNEL):
-                    identities.extend((r.node, r.boot, r.seq, m.arrival_ms) for r in outcome.records)
-            new = self.buffer.first_times(conn, identities)
-            for m, outcome in accepted:
-                self._apply(conn, outcome, m, now, raw, counts, new)
-            self.buffer.append(conn, RAW, raw, now)
+                self.handlers[type(outcome)](conn, outcome, m, now, group)
+            outbox.append(conn, Stream.RAW, group.raw, now)
             self.buffer.apply_posted(conn)
             if self.want_rollups:
                 self.rollups.flush(conn)
-            self.buffer.append(conn, HEALTH, self.registry.flush(conn, now), now)
+            outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now), now)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -150,40 +176,38 @@ class CommitLoop:
             self.inbox.put_back(leftover)
         self.ack(batch)
         self.buffer.notify()
-        self.metrics.committed(len(batch), channels, invalid, counts["dup"], len(raw), throttled)
+        self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw),
+                               throttled)
 
-    def _apply(self, conn: sqlite3.Connection, outcome: Accepted, m: Incoming, now: int,
-               raw: list[str], counts: dict, new: set) -> None:
-        channel = outcome.channel
-        if channel == TELEMETRY:
-            for r in outcome.records:
-                key = (r.node, r.boot, r.seq)
-                if key not in new:
-                    counts["dup"] += 1
-                    continue
-                new.discard(key)        # a second copy in the same group is a duplicate
-                raw.append(schema.reading_line(r))
-                self.registry.on_reading(r)
-                if self.want_rollups:
-                    self.rollups.add(conn, r, now)
-        elif channel == EVENT_CHANNEL:
-            e = outcome.records[0]
-            key = (e.node, e.boot, e.seq)
-            if key not in new:
-                counts["dup"] += 1
-                return
-            new.discard(key)
-            self.buffer.append(conn, EVENT, [schema.event_line(e)], m.arrival_ms)
-            if self.want_alarms:
-                msg = outcome.message
-                self.buffer.append(conn, ALARM, [json.dumps(msg, separators=(",", ":"))],
-                                   m.arrival_ms, topic=alarm_topic(msg["district"], msg["zone"],
-                                                                   msg["node"], msg["event"]))
-            self.registry.on_event(e)
-        elif channel == STATUS:
-            self.registry.on_status(outcome.records[0])
-        elif channel == ACK:
-            self.registry.on_ack(outcome.records[0])
+    # -- the handlers, one per record type ----------------------------------------------------
+    def _telemetry(self, conn: sqlite3.Connection, accepted: TelemetryAccepted, m: Incoming,
+                   now: int, group: Group) -> None:
+        for r in accepted.readings:
+            if not group.first(r):
+                continue
+            group.raw.append(schema.reading_line(r))
+            self.registry.on_reading(r)
+            if self.want_rollups:
+                self.rollups.add(conn, r, now)
+
+    def _event(self, conn: sqlite3.Connection, accepted: EventAccepted, m: Incoming,
+               now: int, group: Group) -> None:
+        e = accepted.event
+        if not group.first(e):
+            return
+        outbox.append(conn, Stream.EVENT, [schema.event_line(e)], m.arrival_ms)
+        if self.want_alarms:
+            outbox.append(conn, Stream.ALARM, [accepted.alarm], m.arrival_ms,
+                          topic=accepted.alarm_topic)
+        self.registry.on_event(e)
+
+    def _status(self, conn: sqlite3.Connection, accepted: StatusAccepted, m: Incoming,
+                now: int, group: Group) -> None:
+        self.registry.on_status(accepted.status)
+
+    def _ack(self, conn: sqlite3.Connection, accepted: AckAccepted, m: Incoming,
+             now: int, group: Group) -> None:
+        self.registry.on_ack(accepted.ack)
 
     # -- periodic work ---------------------------------------------------------------------
     def tick(self, force: bool = False) -> None:
@@ -193,15 +217,6 @@ class CommitLoop:
         self._next_tick = mono + 1.0
         if self.watch is not None:
             self.watch()
-        dropped = self.inbox.qos0_dropped
-        if dropped > self._qos0_reported:
-            log.warning("inbox full: dropped %d QoS 0 messages", dropped - self._qos0_reported)
-            self.metrics.qos0_dropped.inc(dropped - self._qos0_reported)
-            self._qos0_reported = dropped
-        redelivered = self.inbox.redelivered
-        if redelivered > self._redelivered_reported:
-            self.metrics.redelivered.inc(redelivered - self._redelivered_reported)
-            self._redelivered_reported = redelivered
         conn = self.conn
         now = now_ms()
         conn.execute("BEGIN IMMEDIATE")
@@ -211,12 +226,12 @@ class CommitLoop:
                 self.registry.check_silence(now)
             self.buffer.apply_posted(conn)
             if self.want_rollups:
-                self.buffer.append(conn, ROLLUP, self.rollups.due(conn, now), now)
-            self.buffer.append(conn, HEALTH, self.registry.flush(conn, now, full=True), now)
-            self.buffer.collect(conn, self.consumers)
+                outbox.append(conn, Stream.ROLLUP, self.rollups.due(conn, now), now)
+            outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now, full=True), now)
+            outbox.collect(conn, self.consumers)
             # Identities leave the index once older than dedup_hours: a bounded chunk every
             # second keeps pace with 20,000 readings/s without a long pause.
-            self.buffer.prune_seen(conn, now - self.dedup_ms)
+            identities.prune(conn, now - self.dedup_ms)
             if force or mono >= self._next_prune:
                 self._next_prune = mono + 60.0
                 self.buffer.prune_dead_letters(conn)

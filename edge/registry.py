@@ -13,6 +13,9 @@ accounting, and a node's row when it is new or its kind, online state, firmware 
 interval changed. The rest of a node's row (last seen, battery, RSSI) is written at most
 once a second: after a kill -9 it may be a second old until the node's next reading.
 `seq_gaps` is recomputed from the per-boot accounting when the registry loads.
+
+The tables `nodes` (a row per node) and `node_boots` (the seq accounting per node and
+boot) belong to this module; every statement on them is here.
 """
 from __future__ import annotations
 
@@ -24,6 +27,33 @@ from edge.models import Ack, EventBase, ReadingBase, Status
 from protocols import thresholds
 
 KEEP_BOOTS = 4   # per node, the newest boots whose seq accounting is kept
+
+TABLES = (
+    """CREATE TABLE nodes (
+    node TEXT PRIMARY KEY, district TEXT, zone TEXT, kind TEXT,
+    first_seen_ms INTEGER, last_arrival_ms INTEGER, last_seen_ms INTEGER,
+    online INTEGER, battery_v REAL, rssi REAL, fw TEXT, interval_s REAL, reset TEXT,
+    boot INTEGER, seq INTEGER, seq_gaps INTEGER NOT NULL DEFAULT 0, health_ms INTEGER)""",
+    """CREATE TABLE node_boots (
+    node TEXT NOT NULL, boot INTEGER NOT NULL, first_seq INTEGER NOT NULL,
+    max_seq INTEGER NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (node, boot))""",
+)
+
+
+def add_closed_gaps(conn: sqlite3.Connection) -> None:
+    """Schema 2: `nodes.closed_gaps`. Buffers of schema 1 made after the column was added
+    to the first schema have it already."""
+    if "closed_gaps" not in {r[1] for r in conn.execute("PRAGMA table_info(nodes)")}:
+        conn.execute("ALTER TABLE nodes ADD COLUMN closed_gaps INTEGER NOT NULL DEFAULT 0")
+
+
+def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """Stored nodes by state: online, offline, unknown."""
+    out: dict[str, int] = {}
+    for online, n in conn.execute("SELECT online, count(*) FROM nodes GROUP BY online"):
+        state = "online" if online else ("offline" if online == 0 else "unknown")
+        out[state] = out.get(state, 0) + n
+    return out
 
 
 @dataclass

@@ -7,6 +7,8 @@ before they get here). A minute is rolled up `delay_s` after it ends; a late rea
 (a node replaying its queue) marks its minute dirty again and the point is rewritten
 from the full aggregate, replacing the earlier one in InfluxDB. Aggregates are kept for
 `keep_hours`; a reading older than that goes to the raw sinks only.
+
+The table `rollups` belongs to this module; every statement on it is here.
 """
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ from edge.models import ReadingBase
 
 CACHE_MINUTES = 10
 
+TABLES = (
+    """CREATE TABLE rollups (
+    node TEXT NOT NULL, minute_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    district TEXT NOT NULL, zone TEXT NOT NULL, agg TEXT NOT NULL,
+    dirty INTEGER NOT NULL, PRIMARY KEY (node, minute_ms))""",
+    "CREATE INDEX rollups_dirty ON rollups(minute_ms) WHERE dirty = 1",
+    "CREATE INDEX rollups_minute ON rollups(minute_ms)",
+)
+
 
 class RollupBook:
     def __init__(self, *, delay_s: float = 5.0, keep_hours: float = 24.0,
@@ -28,12 +39,10 @@ class RollupBook:
         # (node, minute) -> [kind, district, zone, agg]; write-through cache of recent minutes
         self._cache: dict[tuple[str, int], list] = {}
         self._dirty: set[tuple[str, int]] = set()
-        self.too_old = 0
 
-    def add(self, conn: sqlite3.Connection, r: ReadingBase, now: int) -> bool:
+    def add(self, conn: sqlite3.Connection, r: ReadingBase, now: int) -> None:
         if r.ts < now - self.keep_ms:
-            self.too_old += 1
-            return False
+            return
         key = (r.node, schema.minute_of(r.ts))
         entry = self._cache.get(key)
         if entry is None:
@@ -43,7 +52,6 @@ class RollupBook:
             self._cache[key] = entry
         schema.aggregate_add(entry[3], r)
         self._dirty.add(key)
-        return True
 
     def flush(self, conn: sqlite3.Connection) -> None:
         """Write the aggregates changed in this transaction."""

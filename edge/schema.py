@@ -5,8 +5,6 @@ buffer, so forwarding is plain concatenation and a replay writes byte-identical 
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 from influxdb_client import Point, WritePrecision
 
 from edge.models import EventBase, ReadingBase
@@ -119,7 +117,3 @@ def rollup_line(kind: str, district: str, zone: str, node: str, minute_ms: int, 
     if not any_field:
         return None
     return p.time(minute_ms, MS).to_line_protocol()
-
-
-def join(lines: Iterable[str]) -> str:
-    return "\n".join(lines)

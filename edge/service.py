@@ -3,6 +3,10 @@
     MqttIngest --queue--> CommitLoop --(SQLite: DurableBuffer)--> Forwarder x (sink, stream)
                                                              \\--> AlarmPublisher
 
+The outbox's readers (forwarders, the alarm publisher) are StreamConsumers; the cursors
+the commit loop keeps are those of the readers built here, so a new reader is one more
+entry in `self.threads`.
+
 The commit loop runs in the calling (main) thread; paho's network loop, every
 forwarder and the alarm publisher run in threads of their own. `stop()` (wired to
 SIGTERM and Ctrl-C by the CLI) lets the commit in hand finish: nothing is half-written,
@@ -15,12 +19,14 @@ import logging
 import sys
 import threading
 
-from edge.alarms import CONSUMER as ALARM_CONSUMER, AlarmPublisher
-from edge.buffer import ALARM, EVENT, HEALTH, RAW, ROLLUP, STREAM_NAMES, DurableBuffer
+from edge.alarms import AlarmPublisher
+from edge.buffer import DurableBuffer
 from edge.config import EdgeConfig
+from edge.consumer import StreamConsumer, cursors_of
 from edge.forward import Forwarder
 from edge.ingest import Inbox, MqttIngest, split_filters
-from edge.metrics import BufferCollector, EdgeMetrics
+from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector
+from edge.outbox import Stream
 from edge.pipeline import CommitLoop
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
@@ -28,9 +34,9 @@ from edge.rollups import RollupBook
 log = logging.getLogger("urbansense.edge")
 
 
-def sink_streams(data: str) -> tuple[int, ...]:
+def sink_streams(data: str) -> tuple[Stream, ...]:
     """The buffer streams a sink with `data = raw|rollup` consumes."""
-    return (RAW if data == "raw" else ROLLUP, HEALTH, EVENT)
+    return (Stream.RAW if data == "raw" else Stream.ROLLUP, Stream.HEALTH, Stream.EVENT)
 
 
 class EdgeService:
@@ -44,18 +50,13 @@ class EdgeService:
         self.buffer = DurableBuffer(cfg.buffer_path, max_bytes=b.max_bytes,
                                     synchronous=b.synchronous,
                                     dead_letter_max_rows=b.dead_letter_max_rows)
-        self.consumers: dict[int, list[str]] = {s: [] for s in STREAM_NAMES}
-        for sink in cfg.sink:
-            for stream in sink_streams(sink.data):
-                self.consumers[stream].append(sink.name)
-        if cfg.alarms.enabled:
-            self.consumers[ALARM].append(ALARM_CONSUMER)
         self.registry = NodeRegistry(offline_after_intervals=cfg.health.offline_after_intervals,
                                      write_every_s=cfg.health.write_every_s)
         worker = cfg.mqtt.client_id if cfg.mqtt.shared_group else None
         self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours,
                                   worker=worker)
         self.inbox = Inbox()
+        self.metrics.add_collector(InboxCollector(self.inbox))
         event_filters, other_filters = split_filters(cfg.subscriptions())
         self.sessions: list[MqttIngest] = []
         if other_filters:
@@ -63,15 +64,22 @@ class EdgeService:
         if event_filters:
             self.sessions.append(MqttIngest(cfg, self.inbox, event_filters,
                                             client_id=f"{cfg.mqtt.client_id}-events", urgent=True))
-        # Alarms go out through the events session when there is one.
-        self.ingest = self.sessions[-1]
+        # The outbox's readers, each with its cursor; started by start_background().
+        self.threads: list[StreamConsumer] = [
+            Forwarder(self.buffer, sink, stream, self.metrics, self.stop_event,
+                      on_crash=self._crashed)
+            for sink in cfg.sink for stream in sink_streams(sink.data)]
+        if cfg.alarms.enabled:
+            # Alarms go out through the events session when there is one.
+            self.threads.append(AlarmPublisher(self.buffer, self.sessions[-1], self.metrics,
+                                               self.stop_event, on_crash=self._crashed))
+        consumers = cursors_of(self.threads)
         self.loop = CommitLoop(
             self.buffer, self.registry, self.rollups, self.metrics, self.inbox, self._ack,
-            self.consumers, max_messages=b.commit_max_messages, wait_ms=b.commit_wait_ms,
+            consumers, max_messages=b.commit_max_messages, wait_ms=b.commit_wait_ms,
             dedup_ms=int(b.dedup_hours * 3600_000), check_every_s=cfg.health.check_every_s,
-            want_rollups=bool(self.consumers[ROLLUP]), want_alarms=cfg.alarms.enabled,
+            want_rollups=bool(consumers[Stream.ROLLUP]), want_alarms=cfg.alarms.enabled,
             limits=cfg.limits)
-        self.threads: list[threading.Thread] = []
 
     def _ack(self, batch) -> int:
         return sum(s.ack(batch) for s in self.sessions)
@@ -93,18 +101,9 @@ class EdgeService:
         if self.cfg.metrics.address:
             host, port = self.cfg.metrics.address
             sinks = {s.name: sink_streams(s.data) for s in self.cfg.sink}
-            self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks, STREAM_NAMES,
-                                                       DurableBuffer.used_bytes))
+            self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks))
             self.metrics_port = self.metrics.serve(host, port)
             log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
-        for sink in self.cfg.sink:
-            for stream in sink_streams(sink.data):
-                fwd = Forwarder(self.buffer, sink, stream, STREAM_NAMES[stream], self.metrics,
-                                self.stop_event, fast=(stream == EVENT))
-                self.threads.append(fwd)
-        if self.cfg.alarms.enabled:
-            self.threads.append(AlarmPublisher(self.buffer, self.ingest, self.metrics,
-                                               self.stop_event, on_crash=self._crashed))
         for t in self.threads:
             t.start()
         for session in self.sessions:

@@ -1,25 +1,28 @@
-"""Validation: a raw MQTT message in, a typed record or a reason for the dead-letter table out.
+"""Validation: a raw MQTT message in, one typed record per channel or a reason for the
+dead-letter table out.
 
 First `protocols.decoder.decode` (the checks and their order are the protocol's, so the
 edge reports the same reason as every other implementation, and the golden vectors hold
 it to that), with the arrival time as the receiver clock: an `age_ms` reading gets its
 timestamp here, once. Then the receiver-side check the decoder cannot make, a kind other
-than the one the registry knows for the node (`kind_mismatch`). Last, the typed records
-of `edge.models`, whose refusal (which would mean decoder and catalog disagree) is a
-rejection too, never a crash.
+than the one the registry knows for the node (`kind_mismatch`). Last, the typed record of
+the message's channel (`ACCEPTED`), built from the models of `edge.models`, whose refusal
+(which would mean decoder and catalog disagree) is a rejection too, never a crash. What
+flows on is that record only: the decoder's dict stays here.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, ClassVar, Sequence, Union
 
 from pydantic import ValidationError
 
 from edge import models
 from protocols.decoder import decode
-from protocols.errors import (BAD_TYPE, KIND_MISMATCH, OUT_OF_RANGE, UNKNOWN_EVENT,
-                              UNKNOWN_FIELD, MISSING_FIELD, ProtocolError)
-from protocols.topics import ACK, EVENT, STATUS, TELEMETRY
+from protocols.errors import (BAD_TOPIC, BAD_TYPE, KIND_MISMATCH, MISSING_FIELD, OUT_OF_RANGE,
+                              UNKNOWN_EVENT, UNKNOWN_FIELD, ProtocolError)
+from protocols.topics import ACK, EVENT, STATUS, TELEMETRY, alarm_topic
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,88 @@ class Rejected:
 
 
 @dataclass(frozen=True)
-class Accepted:
-    channel: str
-    message: dict                 # the decoder's normalized form (SPEC.md section 8.2)
-    records: list                 # typed records: readings, or one event/status/ack
+class TelemetryAccepted:
+    """Readings of one telemetry message (one, or a node's batch)."""
+    channel: ClassVar[str] = TELEMETRY
+    readings: list[models.ReadingBase]
+
+    @classmethod
+    def of(cls, message: dict, arrival_ms: int) -> "TelemetryAccepted":
+        return cls(models.readings_of(message, arrival_ms))
+
+    @property
+    def identified(self) -> Sequence[models.ReadingBase]:
+        """The records the identity index deduplicates."""
+        return self.readings
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        """(node, kind) of the node that sent the message."""
+        return self.readings[0].node, self.readings[0].kind
 
 
+@dataclass(frozen=True)
+class EventAccepted:
+    """An event, with the topic and payload that republish it on alarms/v1/..."""
+    channel: ClassVar[str] = EVENT
+    event: models.EventBase
+    alarm_topic: str
+    alarm: str                # the decoder's normalized message as compact JSON
+
+    @classmethod
+    def of(cls, message: dict, arrival_ms: int) -> "EventAccepted":
+        return cls(models.event_of(message, arrival_ms),
+                   alarm_topic(message["district"], message["zone"], message["node"],
+                               message["event"]),
+                   json.dumps(message, separators=(",", ":")))
+
+    @property
+    def identified(self) -> Sequence[models.EventBase]:
+        return (self.event,)
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        return self.event.node, self.event.kind
+
+
+@dataclass(frozen=True)
+class StatusAccepted:
+    channel: ClassVar[str] = STATUS
+    status: models.Status
+
+    @classmethod
+    def of(cls, message: dict, arrival_ms: int) -> "StatusAccepted":
+        return cls(models.status_of(message, arrival_ms))
+
+    identified: ClassVar[Sequence] = ()
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        return self.status.node, self.status.kind
+
+
+@dataclass(frozen=True)
+class AckAccepted:
+    channel: ClassVar[str] = ACK
+    ack: models.Ack
+
+    @classmethod
+    def of(cls, message: dict, arrival_ms: int) -> "AckAccepted":
+        return cls(models.ack_of(message, arrival_ms))
+
+    identified: ClassVar[Sequence] = ()
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        return self.ack.node, self.ack.kind
+
+
+Accepted = Union[TelemetryAccepted, EventAccepted, StatusAccepted, AckAccepted]
 Outcome = Union[Accepted, Rejected]
+
+# The record type of each channel a node publishes on.
+ACCEPTED: dict[str, type[Accepted]] = {
+    cls.channel: cls for cls in (TelemetryAccepted, EventAccepted, StatusAccepted, AckAccepted)}
 
 # The decoder failed in a way the protocol does not name (a bug, or an input the limits
 # missed): the message is quarantined rather than crashing the loop and coming back
@@ -73,18 +151,10 @@ class Validator:
         if known is not None and known != message["kind"]:
             return Rejected(KIND_MISMATCH, f"node {message['node']} is a {known} node, "
                                            f"not {message['kind']}")
-        channel = message["channel"]
+        record = ACCEPTED.get(message["channel"])
+        if record is None:      # the decoder refuses every other channel already
+            return Rejected(BAD_TOPIC, f"channel {message['channel']}")
         try:
-            if channel == TELEMETRY:
-                records = models.readings_of(message, arrival_ms)
-            elif channel == EVENT:
-                records = [models.event_of(message, arrival_ms)]
-            elif channel == STATUS:
-                records = [models.status_of(message, arrival_ms)]
-            elif channel == ACK:
-                records = [models.ack_of(message, arrival_ms)]
-            else:   # the decoder refuses every other channel already
-                return Rejected("bad_topic", f"channel {channel}")
+            return record.of(message, arrival_ms)
         except ValidationError as err:
             return _reason_of(err)
-        return Accepted(channel, message, records)
