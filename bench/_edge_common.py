@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hil.services import InfluxDBServer, MosquittoServer, free_port  # noqa: E402
-from tests.edge.helpers import (DISTRICT, ZONE, EdgeProcess, metric, v1_sink,  # noqa: E402
-                                wait_for, write_config)
+from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402
+from tests.support.metrics import metric  # noqa: E402
+from tests.support.site import DISTRICT, ZONE  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 URBANSENSE = str(Path(sys.executable).parent / "urbansense")
 

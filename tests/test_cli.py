@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.support.cli import URBANSENSE, urbansense
+
 VECTORS = Path(__file__).resolve().parent.parent / "protocols" / "vectors"
-
-
-def urbansense(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "urbansense"
-    return subprocess.run([str(exe), *args], input=stdin.decode() if stdin else None,
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_help_works_and_lists_commands():
@@ -66,8 +61,7 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
     # once `head` has closed its end.
     accounts = {f"n-{i:05d}": {"role": "node", "district": "d", "zone": "z"} for i in range(5000)}
     (tmp_path / "access.json").write_text(json.dumps(accounts))
-    exe = Path(sys.executable).parent / "urbansense"
-    proc = subprocess.run(f"'{exe}' creds list --json --access-dir '{tmp_path}' | head -c 10",
+    proc = subprocess.run(f"'{URBANSENSE}' creds list --json --access-dir '{tmp_path}' | head -c 10",
                           shell=True, capture_output=True, text=True, timeout=60)
     assert proc.stdout == '{\n  "n-000'
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -2,19 +2,11 @@
 arguments, and `--query` on a folder with no data. One clear line, non-zero exit."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from demo.city import MARKER, DemoError, prepare_state_dir
 from hil.stack.edges import EdgeSite, edge_config
-
-
-def urbansense(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "urbansense"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+from tests.support.cli import urbansense
 
 
 def test_state_dir_is_made_and_marked(tmp_path):

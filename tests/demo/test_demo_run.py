@@ -12,37 +12,19 @@ import pty
 import select
 import struct
 import subprocess
-import sys
 import termios
 import time
-from pathlib import Path
 
 import pytest
 
-EXE = str(Path(sys.executable).parent / "urbansense")
-
-
-def processes_using(folder: Path) -> list[str]:
-    """Processes whose command line or working folder lies in `folder`."""
-    found = []
-    mark = str(folder)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-        if mark in cmdline or cwd.startswith(mark):
-            found.append(f"{pid}: {cmdline[:120]}")
-    return found
+from tests.support.cli import URBANSENSE
+from tests.support.processes import processes_using
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     state = tmp_path_factory.mktemp("city") / "demo"
-    proc = subprocess.run([EXE, "demo", "--duration", "15", "--nodes-per-zone", "4", "--interval", "2",
+    proc = subprocess.run([URBANSENSE, "demo", "--duration", "15", "--nodes-per-zone", "4", "--interval", "2",
                            "--state-dir", str(state), "--json"],
                           capture_output=True, text=True, timeout=240)
     return state, proc
@@ -96,7 +78,7 @@ def test_the_printed_query_returns_the_data_afterwards(first_run):
     state, proc = first_run
     report = json.loads(proc.stdout)
     landed = {(l["database"], l["measurement"]): l["points"] for l in report["landed"]}
-    query = subprocess.run([EXE, "demo", "--state-dir", str(state), "--database", "district_xuhui",
+    query = subprocess.run([URBANSENSE, "demo", "--state-dir", str(state), "--database", "district_xuhui",
                             "--query", 'SELECT COUNT(*) FROM "air" GROUP BY "zone"', "--json"],
                            capture_output=True, text=True, timeout=60)
     assert query.returncode == 0, query.stderr
@@ -104,7 +86,7 @@ def test_the_printed_query_returns_the_data_afterwards(first_run):
     assert {s["tags"]["zone"] for s in series} == {"caohejing", "xujiahui"}
     counted = sum(max(v for v in s["values"][0][1:] if v is not None) for s in series)
     assert counted == landed[("district_xuhui", "air")]
-    bad = subprocess.run([EXE, "demo", "--state-dir", str(state), "--query", "SELEKT nothing"],
+    bad = subprocess.run([URBANSENSE, "demo", "--state-dir", str(state), "--query", "SELEKT nothing"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
     assert processes_using(state) == []
@@ -137,7 +119,7 @@ def test_second_run_on_a_terminal_reuses_the_folder_and_ctrl_c_stops_everything(
     def controlling_terminal() -> None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen([EXE, "demo", "--duration", "120", "--nodes-per-zone", "2", "--interval", "2",
+    proc = subprocess.Popen([URBANSENSE, "demo", "--duration", "120", "--nodes-per-zone", "2", "--interval", "2",
                              "--state-dir", str(state)],
                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                             preexec_fn=controlling_terminal, env={**os.environ, "TERM": "xterm-256color"})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.edge.helpers import EdgeProcess
+from tests.support.edge_process import EdgeProcess
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import ConfigError, load_config
-from tests.edge.helpers import URBANSENSE
+from tests.support.cli import URBANSENSE
 
 ISSUE_EXAMPLE = """
 [site]

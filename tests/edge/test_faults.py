@@ -13,9 +13,14 @@ import time
 import pytest
 
 from hil.services import free_port
-from tests.edge.helpers import (EdgeProcess, Publisher, counted_readings, influx_count, metric, now_ms, publish_paced,
-                                topic, uptimes, v1_sink, wait_for, write_config)
 from protocols import codec
+from tests.support.edge_process import v1_sink, write_config
+from tests.support.influx_points import influx_count, uptimes
+from tests.support.metrics import metric
+from tests.support.publisher import Publisher, publish_paced
+from tests.support.readings import counted_readings, now_ms
+from tests.support.site import topic
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from protocols import codec
-from tests.edge.helpers import (DISTRICT, URBANSENSE, ZONE, EdgeProcess, Publisher, now_ms, topic,
-                                v1_sink, wait_for, write_config)
+from tests.support.cli import URBANSENSE
+from tests.support.edge_process import EdgeProcess, v1_sink, write_config
+from tests.support.publisher import Publisher
+from tests.support.readings import now_ms
+from tests.support.site import DISTRICT, ZONE, topic
+from tests.support.waiting import wait_for
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocols" / "vectors"
 RAW_DB = "district_pipeline"

@@ -4,16 +4,17 @@ server refuses (400) going to the dead-letter table while the rest of the batch 
 from __future__ import annotations
 
 import re
-import time
-
-import pytest
 
 from edge.config import SinkConfig
 from edge.sinks import InfluxV1Sink, classify, retry_after
 from hil.services import InfluxDBServer
 from protocols import codec
-from tests.edge.helpers import (EdgeProcess, Publisher, counted_readings, now_ms, topic, uptimes,
-                                v1_sink, wait_for, write_config)
+from tests.support.edge_process import v1_sink, write_config
+from tests.support.influx_points import uptimes
+from tests.support.publisher import Publisher
+from tests.support.readings import counted_readings, now_ms
+from tests.support.site import topic
+from tests.support.waiting import wait_for
 
 
 def test_v2_sink_writes_through_influxdb_client(mosquitto, victoria, tmp_path, edges):

@@ -1,11 +1,9 @@
-"""Fixtures for the provisioning tests: virtual boards (real MicroPython behind a pty),
-bundles, node configs pointing at the session's real Mosquitto, and the CLI as a subprocess."""
+"""Fixtures for the provisioning tests: virtual boards (real MicroPython behind a pty)
+and bundles (the stand-in program's, and the real firmware built with the CLI)."""
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,13 +12,9 @@ import pytest
 from hil.boards.virtual import VirtualBoard
 from field.toolchain import FIRMWARE_DIR
 from field import bundle as bundles
+from tests.support.cli import urbansense
 
 STANDIN = Path(__file__).resolve().parent / "standin"
-
-
-def urbansense(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "urbansense"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +54,3 @@ def boards(tmp_path, request) -> Iterator[Callable[..., VirtualBoard]]:
         board.stop()
         if failed is not None and failed.failed:
             print(f"--- console of {board.flash}:\n{board.console()[-3000:]}")
-
-
-def write_config(path: Path, broker_port: int, node: str = "p-0001", **extra) -> Path:
-    config = {"node": node, "district": "xuhui", "zone": "caohejing", "kind": "parking",
-              "platform": "sim", "interval_s": 1,
-              "broker": {"host": "127.0.0.1", "port": broker_port}}
-    config.update(extra)
-    path.write_text(json.dumps(config))
-    return path

@@ -14,7 +14,7 @@ import pytest
 from field import bundle as bundles
 from field.esptool_cmd import EsptoolError, erase_command, flash_image, write_command
 
-from .conftest import urbansense
+from tests.support.cli import urbansense
 
 
 def test_bundle_compiles_everything_but_main_and_hashes_it(standin_bundle):

@@ -15,7 +15,8 @@ from field.flash import VerifyError, expected_hashes, verify
 from field.node_config import load, parse
 from hil.services import free_port
 
-from .conftest import urbansense, write_config
+from tests.support.cli import urbansense
+from tests.support.node_config import write_config
 
 SECRETS = ("wifi-secret-77", "broker-secret-99")
 

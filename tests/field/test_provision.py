@@ -13,7 +13,7 @@ import pytest
 from field.inventory import read
 from field.node_config import ConfigError
 
-from .conftest import urbansense
+from tests.support.cli import urbansense
 
 HEADER = "node,district,zone,kind,port,interval_s,broker.port\n"
 

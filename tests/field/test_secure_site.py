@@ -4,10 +4,7 @@ bundle; the laptop watches with a reading account, since a node may not read its
 from __future__ import annotations
 
 import json
-import os
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from field.access import BrokerAccess
 from field.pki import CertificateAuthority
 from field.node_config import CA_ON_DEVICE
 from hil.services import BrokerTLS
+from tests.support.cli import urbansense
 
 D, Z = "xuhui", "caohejing"
 EDGE = "edge-xuhui-caohejing"
@@ -30,12 +28,6 @@ def site(tmp_path, mosquitto_factory):
     broker = mosquitto_factory(anonymous=False, tls=BrokerTLS(ca.files.cert, server.cert, server.key),
                                password_file=access.passwd_path, acl_file=access.acl_path)
     return broker, ca.files.cert, passwords
-
-
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "urbansense"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
 
 
 def tls_node_config(folder: Path, port: int, ca_file: Path, password: str) -> Path:
@@ -58,12 +50,12 @@ def test_flash_onto_a_tls_site_with_a_reading_account(boards, tmp_path, site, fi
              "--timeout", "30"]
 
     # The node's own account may write its status but not read it: the watch needs another.
-    no_user = run(*flash[:-2], "--timeout", "1", "--watch-user", EDGE)
+    no_user = urbansense(*flash[:-2], "--timeout", "1", "--watch-user", EDGE)
     assert no_user.returncode == 1
     assert "URBANSENSE_WATCH_PASSWORD" in no_user.stderr
 
-    proc = run(*flash, "--watch-user", EDGE, "--json",
-               env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
+    proc = urbansense(*flash, "--watch-user", EDGE, "--json",
+                      env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
     assert proc.returncode == 0, proc.stderr
     node = json.loads(proc.stdout)["nodes"][0]
     assert node["status"] == "live", node
@@ -71,8 +63,8 @@ def test_flash_onto_a_tls_site_with_a_reading_account(boards, tmp_path, site, fi
     on_board = json.loads((board.flash / "config.json").read_text())
     assert on_board["broker"]["ca"] == CA_ON_DEVICE and on_board["broker"]["tls"] is True
 
-    info = run("node", "info", "--port", board.port, "--node", str(config), "--watch-user", EDGE,
-               "--json", env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
+    info = urbansense("node", "info", "--port", board.port, "--node", str(config), "--watch-user", EDGE,
+                      "--json", env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
     assert info.returncode == 0, info.stderr
     got = json.loads(info.stdout)
     assert got["broker_status"] == "online" and got["reset_cause"] == "power"
@@ -88,7 +80,7 @@ def test_missing_ca_file_is_named_before_the_board_is_touched(boards, tmp_path):
     config.write_text(json.dumps({
         "node": "p-0502", "district": D, "zone": Z, "kind": "parking", "platform": "sim",
         "broker": {"host": "127.0.0.1", "port": 8883, "tls": True, "ca": str(tmp_path / "nope.pem")}}))
-    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--no-wait")
+    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config), "--no-wait")
     assert proc.returncode == 1
     assert "broker.ca: " in proc.stderr and "nope.pem" in proc.stderr
     assert not (board.flash / "config.json").exists()
@@ -99,9 +91,9 @@ def test_node_with_a_wrong_password_is_told_apart(boards, tmp_path, site, firmwa
     bundle = firmware_bundle
     board = boards()
     config = tls_node_config(tmp_path, broker.port, ca_file, "not-the-password")
-    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--bundle", str(bundle),
-               "--timeout", "5", "--watch-user", EDGE,
-               env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
+    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config), "--bundle", str(bundle),
+                      "--timeout", "5", "--watch-user", EDGE,
+                      env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]
     assert line == ("urbansense: p-0501 is NOT live: the broker refused the node's credentials "
@@ -121,10 +113,10 @@ def test_flash_gives_the_node_its_own_credential(boards, tmp_path, site, firmwar
                                     "ca": str(ca_file)}})
     config.write_text(laptop_text)
     board = boards()
-    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--bundle",
-               str(firmware_bundle), "--timeout", "30", "--access-dir", str(access_dir),
-               "--broker-pid", str(broker.process.pid), "--watch-user", EDGE, "--json",
-               env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
+    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config), "--bundle",
+                      str(firmware_bundle), "--timeout", "30", "--access-dir", str(access_dir),
+                      "--broker-pid", str(broker.process.pid), "--watch-user", EDGE, "--json",
+                      env={"URBANSENSE_WATCH_PASSWORD": passwords[EDGE]})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["nodes"][0]["status"] == "live"
     on_board = json.loads((board.flash / "config.json").read_text())["broker"]
@@ -141,8 +133,8 @@ def test_bad_access_dir_is_one_line(tmp_path, site, boards):
     config.write_text(json.dumps({"node": "p-0602", "district": D, "zone": Z, "kind": "leak",
                                   "platform": "sim", "broker": {"host": "127.0.0.1", "port": broker.port}}))
     board = boards()
-    proc = run("node", "flash", "--port", board.port, "--node", str(config), "--access-dir",
-               str(tmp_path / "access"), "--broker-pid", "999999", "--no-wait")
+    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config), "--access-dir",
+                      str(tmp_path / "access"), "--broker-pid", "999999", "--no-wait")
     assert proc.returncode == 1 and "--broker-pid 999999: no such process" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "p-0602" not in BrokerAccess(tmp_path / "access").accounts()   # nothing half-made

@@ -14,7 +14,8 @@ from field import bundle as bundles
 from hil.services import free_port
 from protocols.decoder import decode
 
-from .conftest import urbansense, write_config
+from tests.support.cli import urbansense
+from tests.support.node_config import write_config
 
 
 class Listener:

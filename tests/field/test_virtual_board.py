@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,8 @@ import serial
 from mpremote.transport_serial import SerialTransport
 
 from field.serial_board import BoardError, SerialBoard, check_port
+from tests.support.cli import URBANSENSE
+from tests.support.waiting import eventually
 
 # A program that counts its runs in flash, leaves a global for the REPL to see, and loops.
 LOOPING_MAIN = """\
@@ -37,15 +38,6 @@ def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
 def runs(board) -> int:
     path = board.flash / "runs"
     return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_mpremote_interrupts_main_and_soft_reset_restarts_it(boards, tmp_path):
@@ -72,7 +64,7 @@ def test_mpremote_interrupts_main_and_soft_reset_restarts_it(boards, tmp_path):
     with SerialBoard(board.port) as sb:
         sb.enter_raw_repl(soft_reset=False)
         sb.restart_program()
-    assert wait_for(lambda: runs(board) == 2), board.console()
+    assert eventually(lambda: runs(board) == 2), board.console()
 
 
 def test_files_and_hashes_through_mpremote(boards, tmp_path):
@@ -141,12 +133,12 @@ with open('rtc.json', 'w') as f:
 sys.exit(75)
 """)
     board = boards()
-    assert wait_for(lambda: runs(board) == 1)
+    assert eventually(lambda: runs(board) == 1)
     board.wake()  # long before the 10 minutes are up
-    assert wait_for(lambda: runs(board) == 2), board.console()
+    assert eventually(lambda: runs(board) == 2), board.console()
     assert (board.flash / "runs").read_text().splitlines()[1] == "run pin"
     board.power_cycle()
-    assert wait_for(lambda: runs(board) == 3), board.console()
+    assert eventually(lambda: runs(board) == 3), board.console()
 
 
 def test_port_in_use_is_refused(boards):
@@ -180,9 +172,8 @@ def test_silent_port_does_not_answer():
 
 
 def test_hil_board_command_prints_port_and_stops_on_ctrl_c(tmp_path):
-    exe = Path(sys.executable).parent / "urbansense"
     flash = tmp_path / "flash"
-    proc = subprocess.Popen([str(exe), "hil", "board", "--virtual", "--flash", str(flash)],
+    proc = subprocess.Popen([URBANSENSE, "hil", "board", "--virtual", "--flash", str(flash)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -219,7 +210,7 @@ def test_output_nobody_reads_does_not_stall_the_board(boards, tmp_path):
     (flash / "main.py").write_text("for i in range(2000):\n    print('x' * 99)\n"
                                    "open('done', 'w').close()\n")
     board = boards()
-    assert wait_for(lambda: (board.flash / "done").exists(), timeout=30), board.console()[-500:]
+    assert eventually(lambda: (board.flash / "done").exists(), timeout=30), board.console()[-500:]
     assert board.console().count("x" * 99) == 2000  # the console log keeps everything
     with SerialBoard(board.port) as sb:  # and the port still answers afterwards
         sb.enter_raw_repl(soft_reset=False)

@@ -7,7 +7,7 @@ import pytest
 
 from protocols import codec
 
-from .fleet_helpers import decoded, make_node, node_log, readings, started
+from tests.support.fleet import decoded, make_node, node_log, readings, started
 
 
 def cmd_topic(node_id: str) -> str:

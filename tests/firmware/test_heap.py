@@ -26,7 +26,7 @@ from hil.sim import KINDS, SLEEP_EXIT, node_config, write_json_atomic
 from hil.sim_build import NODE_MICROPYPATH, install, node_argv, run_once, sleep_as_asked
 from protocols import codec
 
-from .fleet_helpers import decoded, node_log, readings
+from tests.support.fleet import decoded, node_log, readings
 
 BUDGET = "64k"
 ALWAYS_ON_BUDGET = "96k"

@@ -12,7 +12,7 @@ from pathlib import Path
 from hil import micropython
 from hil.sim import SimNode, node_config
 
-from .broker_log import BrokerLog
+from tests.support.broker_log import BrokerLog
 
 PROBE = Path(__file__).parent / "mp" / "mqtt_probe.py"
 
@@ -167,7 +167,7 @@ def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_fact
 
 
 def test_a_lost_puback_makes_the_client_send_again_with_dup(mosquitto, node_path):
-    from .puback_dropper import PubackDropper
+    from tests.support.puback_dropper import PubackDropper
 
     relay = PubackDropper(mosquitto.port)
     log = BrokerLog(mosquitto.host, mosquitto.port, ["lost/#"])
@@ -191,7 +191,7 @@ def test_a_lost_puback_makes_the_client_send_again_with_dup(mosquitto, node_path
 
 
 def test_a_silently_dead_link_is_detected_by_keepalive(mosquitto, node_path):
-    from .puback_dropper import PubackDropper
+    from tests.support.puback_dropper import PubackDropper
 
     relay = PubackDropper(mosquitto.port)
     relay.dropped = 1                         # lose no PUBACK here

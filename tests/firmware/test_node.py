@@ -11,7 +11,7 @@ from hil import micropython
 from hil.sim import DEFAULT_HEAP
 from field.bundle import sources as firmware_sources
 
-from .fleet_helpers import decoded, make_node, node_log, readings, started
+from tests.support.fleet import decoded, make_node, node_log, readings, started
 
 
 def test_every_firmware_file_compiles_with_mpy_cross(bundle):
@@ -104,7 +104,7 @@ def test_hil_console_stimuli_and_network_lines(tmp_path, bundle, node_path, mosq
 
     from hil.sim import node_config
 
-    from .fleet_helpers import node_log
+    from tests.support.fleet import node_log
 
     cfg = node_config("hil-m1", "manhole", "xuhui", "caohejing", mosquitto.host, mosquitto.port,
                       0.2, schedule="always-on", seed=1, hil=True)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .fleet_helpers import decoded, make_node, node_log, readings
+from tests.support.fleet import decoded, make_node, node_log, readings
 
 
 def identities(log) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

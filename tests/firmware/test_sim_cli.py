@@ -11,7 +11,7 @@ import pytest
 from hil.sim import KINDS, Fleet
 from protocols.topics import is_slug
 
-from .broker_log import BrokerLog
+from tests.support.broker_log import BrokerLog
 
 
 def urbansense(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-EXE = str(Path(sys.executable).parent / "urbansense")
+from tests.support.cli import URBANSENSE, urbansense
+from tests.support.processes import processes_using
+
 SCENARIO = str(Path(__file__).resolve().parents[2] / "hil" / "scenarios" / "leak-sleeping-node.yaml")
 
 
 def hil_run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, "hil", "run", *args], capture_output=True, text=True, timeout=60)
+    return urbansense("hil", "run", *args, timeout=60)
 
 
 def test_a_bad_scenario_names_file_and_key(tmp_path):
@@ -50,10 +51,8 @@ def test_sigterm_stops_every_server_and_board(tmp_path):
     import signal
     import time
 
-    from tests.demo.test_demo_run import processes_using
-
     work = tmp_path / "work"
-    proc = subprocess.Popen([EXE, "hil", "run", SCENARIO, "--workdir", str(work)],
+    proc = subprocess.Popen([URBANSENSE, "hil", "run", SCENARIO, "--workdir", str(work)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 90

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from hil.scenario import load
+from tests.support.cli import URBANSENSE
 
-EXE = str(Path(sys.executable).parent / "urbansense")
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "hil" / "scenarios").glob("*.yaml"))
 
 
@@ -30,7 +29,7 @@ def run(tmp_path_factory):
     assert text != source
     impossible.write_text(text)
     junit = tmp / "junit.xml"
-    proc = subprocess.run([EXE, "hil", "run", *map(str, SCENARIOS), str(impossible), "--jobs", "2",
+    proc = subprocess.run([URBANSENSE, "hil", "run", *map(str, SCENARIOS), str(impossible), "--jobs", "2",
                            "--junit", str(junit), "--workdir", str(tmp / "work")],
                           capture_output=True, text=True, timeout=600)
     return proc, ET.parse(junit).getroot() if junit.exists() else None

@@ -15,6 +15,7 @@ import pytest
 from cli.main import main
 from ops import retention
 from ops.client import InfluxQLClient
+from tests.support.cli import urbansense
 
 DAY = 86_400
 
@@ -102,9 +103,8 @@ def test_v2_bucket_and_dbrp_bodies():
 
 
 def test_v2_against_an_endpoint_without_buckets_is_one_line(victoria):
-    from tests.ops.test_query import run_cli
-    proc = run_cli("db", "init", "--api", "v2", "--url", victoria.url, "--token", "t", "--org", "city",
-                   "--district", "xuhui")
+    proc = urbansense("db", "init", "--api", "v2", "--url", victoria.url, "--token", "t", "--org", "city",
+                      "--district", "xuhui")
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and victoria.url in proc.stderr and "HTTP" in proc.stderr, proc.stderr
 
@@ -116,7 +116,6 @@ def test_v2_against_an_endpoint_without_buckets_is_one_line(victoria):
     (["db", "init", "--url", "http://127.0.0.1:9", "--raw-days", "0"], "at least one day"),
 ])
 def test_db_errors_are_one_line(args, message):
-    from tests.ops.test_query import run_cli
-    proc = run_cli(*args)
+    proc = urbansense(*args)
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr

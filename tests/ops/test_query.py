@@ -5,16 +5,14 @@ the district database (raw readings) and the city database (one-minute rollups).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
 from cli.main import main
 from tests.ops import city as known
 from tests.ops.expected import occupancy_pct, parking_zone_nodes as zone_nodes, zone_air_mean
+from tests.support.cli import urbansense
 
 LEVELS = [pytest.param(["--district", known.DISTRICT], id="district-raw"),
           pytest.param(["--db", "city", "--district", known.DISTRICT], id="city-rollup")]
@@ -234,36 +232,31 @@ def test_table_is_the_default(capsys, city, influxdb):
 
 # -- errors: one line, non-zero exit ----------------------------------------------------------
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "urbansense"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize("args, message", [
     (["query", "alarms", "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
     (["query", "nodes", "--url", "http://127.0.0.1:9", "--since", "yesterday"], "bad time 'yesterday'"),
     (["query", "parking", "--url", "ftp://x"], "--url must start with http"),
 ])
 def test_bad_input_is_one_line(args, message):
-    proc = run_cli(*args)
+    proc = urbansense(*args)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("question", ["parking", "air", "alarms", "nodes"])
 def test_missing_database_is_named(influxdb, question):
-    proc = run_cli("query", question, "--url", influxdb.url, "--db", "district_nowhere")
+    proc = urbansense("query", question, "--url", influxdb.url, "--db", "district_nowhere")
     assert proc.returncode == 1
     assert proc.stderr.strip() == "urbansense: InfluxQL error: database not found: district_nowhere"
 
 
 def test_empty_window_is_refused():
-    proc = run_cli("query", "parking", "--url", "http://127.0.0.1:9", "--since", "2026-01-02T00:00:00Z",
-                   "--until", "2026-01-01T00:00:00Z")
+    proc = urbansense("query", "parking", "--url", "http://127.0.0.1:9", "--since", "2026-01-02T00:00:00Z",
+                      "--until", "2026-01-01T00:00:00Z")
     assert proc.returncode == 2 and "the window is empty" in proc.stderr
 
 
 def test_bad_influxql_names_the_problem(influxdb):
-    proc = run_cli("query", "influxql", "--url", influxdb.url, "SELEC 1")
+    proc = urbansense("query", "influxql", "--url", influxdb.url, "SELEC 1")
     assert proc.returncode == 1
     assert "error parsing query" in proc.stderr and "Traceback" not in proc.stderr

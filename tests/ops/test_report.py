@@ -15,6 +15,7 @@ from PIL import Image
 from cli.main import main
 from tests.ops import city as known
 from tests.ops.expected import occupancy_pct, zone_air_mean
+from tests.support.cli import urbansense
 
 WINDOW = (1100, 3000)
 CHARTS = ("chart-occupancy", "chart-pm25", "chart-alarms", "chart-health")
@@ -187,12 +188,11 @@ def _in_chart(rendered, chart_id: str) -> list[dict[str, str]]:
 
 
 def test_report_errors_are_one_line(tmp_path):
-    from tests.ops.test_query import run_cli
-    proc = run_cli("report", "--url", "http://127.0.0.1:9", "--out", str(tmp_path / "r.html"))
+    proc = urbansense("report", "--url", "http://127.0.0.1:9", "--out", str(tmp_path / "r.html"))
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr
-    proc = run_cli("report", "--url", "http://127.0.0.1:9", "--out", str(tmp_path / "no" / "r.html"))
+    proc = urbansense("report", "--url", "http://127.0.0.1:9", "--out", str(tmp_path / "no" / "r.html"))
     assert proc.returncode == 1 and "does not exist" in proc.stderr
-    proc = run_cli("report", "--url", "http://127.0.0.1:9", "--interval", "soon")
+    proc = urbansense("report", "--url", "http://127.0.0.1:9", "--interval", "soon")
     assert proc.returncode == 2 and "bad --interval" in proc.stderr
 
 

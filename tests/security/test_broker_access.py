@@ -14,7 +14,7 @@ from field.pki import CertificateAuthority
 from hil.services import BrokerTLS, MosquittoServer
 from protocols.codec import encode_command, encode_reading
 from protocols.topics import topic
-from tests.security.mqtt_probe import Probe
+from tests.support.mqtt_probe import Probe
 
 D, Z = "xuhui", "caohejing"
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 from field.access import BrokerAccess
+from tests.support.cli import urbansense
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "urbansense"
-    return subprocess.run([str(exe), "creds", *args], capture_output=True, text=True, timeout=60)
+    return urbansense("creds", *args, timeout=60)
 
 
 def test_add_writes_password_into_node_config_and_never_prints_it(tmp_path):

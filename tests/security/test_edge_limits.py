@@ -10,8 +10,12 @@ import pytest
 
 from edge.limits import KEEP_BYTES, MAX_DEPTH, MAX_TOPIC_CHARS
 from protocols import codec
-from tests.edge.helpers import (EdgeProcess, Publisher, metric, now_ms, topic, v1_sink, wait_for,
-                                write_config)
+from tests.support.edge_process import EdgeProcess, v1_sink, write_config
+from tests.support.metrics import metric
+from tests.support.publisher import Publisher
+from tests.support.readings import now_ms
+from tests.support.site import topic
+from tests.support.waiting import wait_for
 
 RAW_DB = "security_limits"
 NODE_RATE = 1.0       # messages/s per node, sustained

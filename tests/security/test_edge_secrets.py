@@ -13,9 +13,13 @@ import pytest
 
 from field.access import BrokerAccess
 from protocols import codec
-from tests.edge.helpers import (DISTRICT, URBANSENSE, ZONE, Publisher, metric, now_ms, topic,
-                                v1_sink, wait_for, write_config)
-from tests.security.mqtt_probe import Probe
+from tests.support.cli import URBANSENSE
+from tests.support.edge_process import v1_sink, write_config
+from tests.support.metrics import metric
+from tests.support.mqtt_probe import Probe
+from tests.support.readings import now_ms
+from tests.support.site import DISTRICT, ZONE, topic
+from tests.support.waiting import wait_for
 
 EDGE_USER = f"edge-{DISTRICT}-{ZONE}"
 

@@ -1,7 +1,7 @@
 """Fuzzing the running edge: 100,000 payloads generated and mutated from the golden vectors
-(hypothesis, as in test_fuzz_decoder), plus the edge's own limits (huge payloads, deep
-nesting, overlong topics) and exact copies (duplicates), published to a real Mosquitto and
-taken in by `urbansense edge run`. Nothing may crash or hang it, and every message is
+(hypothesis and tests/support/fuzz.py, as in test_fuzz_decoder), plus the edge's own limits
+(huge payloads, deep nesting, overlong topics) and exact copies (duplicates), published to a
+real Mosquitto and taken in by `urbansense edge run`. Nothing may crash or hang it, and every message is
 accounted for by the edge's own counters and tables:
 sent = accepted (stored or duplicate) + quarantined, exactly."""
 from __future__ import annotations
@@ -18,9 +18,12 @@ from edge.metrics import EDGE_REASONS
 from edge.validate import DECODER_ERROR
 from protocols import codec
 from protocols.errors import REASONS
-from tests.edge.helpers import EdgeProcess, Publisher, now_ms, topic, v1_sink, wait_for, write_config
-from tests.security.test_fuzz_decoder import (FUZZ, SEEDS, VALID_OBJECTS, json_values, mutate_bytes,
-                                              mutate_json)
+from tests.support.edge_process import EdgeProcess, v1_sink, write_config
+from tests.support.fuzz import FUZZ, NOW, SEEDS, VALID_OBJECTS, json_values, mutate_bytes, mutate_json
+from tests.support.publisher import Publisher
+from tests.support.readings import now_ms
+from tests.support.site import topic
+from tests.support.waiting import wait_for
 
 TOTAL = 100_000
 EXAMPLES, PER_EXAMPLE = 2_500, 40
@@ -76,7 +79,6 @@ def generate() -> list[tuple[str, bytes]]:
 def shift_ts(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The vectors are dated against a fixed clock; the edge uses the real one. Moving
     every `ts` by the same amount keeps the mutants valid or invalid as they were."""
-    from tests.security.test_fuzz_decoder import NOW
     delta = str(now_ms() - NOW - 600_000)
 
     def shift(m):

@@ -5,7 +5,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.edge.helpers import URBANSENSE
+from tests.support.cli import URBANSENSE
 
 BASE = """[site]
 district = "xuhui"

@@ -11,7 +11,7 @@ import pytest
 from field.access import BrokerAccess
 from field.pki import CertificateAuthority
 from hil.services import MosquittoServer, free_port
-from tests.security.mqtt_probe import Probe
+from tests.support.mqtt_probe import Probe
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "urbansense.conf"
 

@@ -8,8 +8,7 @@ from typing import Iterator
 
 from hil.sim import SimNode, node_config
 from protocols.decoder import decode
-
-from .broker_log import BrokerLog
+from tests.support.broker_log import BrokerLog
 
 
 def make_node(tmp_path: Path, bundle: Path, broker, kind: str, node_id: str,

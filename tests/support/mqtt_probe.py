@@ -9,6 +9,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from tests.support.waiting import eventually
+
 
 class Probe:
     def __init__(self, port: int, user: str | None = None, password: str | None = None,
@@ -52,9 +54,8 @@ class Probe:
         self.client.publish(topic, payload, qos=1).wait_for_publish(10)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[str, bytes]]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
+        """The messages so far, once there are `count` of them or the timeout has passed."""
+        eventually(lambda: len(self.messages) >= count, timeout, 0.02)
         return list(self.messages)
 
     def close(self) -> None:

@@ -1,15 +1,16 @@
-"""A recording MQTT subscriber (paho-mqtt) for firmware tests: it keeps every message it
+"""A recording MQTT subscriber (paho-mqtt) for tests of nodes: it keeps every message it
 receives, reconnects on its own, and uses a persistent session so a broker restart loses
 nothing queued for it."""
 from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
+
+from tests.support.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,7 @@ class BrokerLog:
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> None:
         """Poll until predicate(self) is true; fail with `what` after the timeout (a hang
         guard only: no test asserts on how long it took)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_for(lambda: predicate(self), timeout, 0.05, what)
 
     def close(self) -> None:
         self.client.loop_stop()

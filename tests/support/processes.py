@@ -1,0 +1,22 @@
+"""Which processes are still alive in a folder: what a run must not leave behind."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Processes whose command line or working folder lies in `folder`."""
+    found = []
+    mark = str(folder)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+        if mark in cmdline or cwd.startswith(mark):
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
