@@ -211,6 +211,9 @@ def test_output_nobody_reads_does_not_stall_the_board(boards, tmp_path):
                                    "open('done', 'w').close()\n")
     board = boards()
     assert eventually(lambda: (board.flash / "done").exists(), timeout=30), board.console()[-500:]
+    # The program may end before the bridge has drained the pty into the console log: wait
+    # for the lines themselves (the assertion below says how many came if they did not).
+    eventually(lambda: board.console().count("x" * 99) >= 2000, timeout=60)
     assert board.console().count("x" * 99) == 2000  # the console log keeps everything
     with SerialBoard(board.port) as sb:  # and the port still answers afterwards
         sb.enter_raw_repl(soft_reset=False)
