@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hil.stack.edges import EdgeSite
 from demo.landed import Landed, city_landing, district_landing
@@ -111,6 +112,25 @@ def exclusive(state_dir: Path) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def interrupts_between_steps(request: Callable[[], None]) -> Iterator[None]:
+    """Within this block Ctrl-C and SIGTERM only call `request`, and the loops that run the
+    city stop at their next pause. A KeyboardInterrupt raised wherever the main thread
+    happens to be can land inside the observer's lock (a Condition: its acquire and release
+    run Python code) and leave it held; the observer's network thread then waits for it
+    forever, and so does stopping the observer. `request` must take no lock either: it runs
+    in the main thread, between any two of its steps."""
+    def on_signal(signum: int, frame: object) -> None:
+        request()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class CityDemo:
     def __init__(self, options: DemoOptions, view: CityView) -> None:
         self.opts = options
@@ -123,6 +143,7 @@ class CityDemo:
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.peak_online = 0        # most nodes online at once while the city ran
+        self.interrupted = False    # Ctrl-C or SIGTERM while the city ran
 
     # -- the whole run
     def run(self) -> DemoReport:
@@ -134,22 +155,23 @@ class CityDemo:
         self.view.say(f"state folder: {state_dir} (kept after the run; the next run cleans it)")
         self.stack = CityStack(state_dir, self.sites, progress=self.view.say)
         began = time.monotonic()
-        interrupted = False
         with self.stack:
             self._start_fleets(state_dir)
             try:
-                self._wait_online()
-                self._stage_plan()
-                self._run_city()
+                with interrupts_between_steps(self._interrupt):
+                    self._wait_online()
+                    self._stage_plan()
+                    self._run_city()
             except KeyboardInterrupt:
-                interrupted = True
+                self._interrupt()
+            if self.interrupted:
                 self.view.say("interrupted: collecting what landed, then stopping everything")
             ran_s = time.monotonic() - began
             self.view.say("stopping the nodes; letting the edges forward what they hold")
             for fleet in self.fleets.values():
                 fleet.stop()
             self._settle()
-            report = self._report(state_dir, ran_s, interrupted)
+            report = self._report(state_dir, ran_s, self.interrupted)
             self.view.say("stopping nodes, edges, InfluxDB and Mosquitto")
         return report
 
@@ -181,10 +203,20 @@ class CityDemo:
             self.view.update(state)
             if sum(z.online for z in state.zones) >= total:
                 return
-            time.sleep(0.25)
+            self._pause(0.25)
         online = sum(z.online for z in self._state(started, "").zones)
         self.problems.append(f"only {online} of {total} nodes online after {ONLINE_WAIT_S:.0f} s")
         self.view.say(self.problems[-1])
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between two steps of the running city; a Ctrl-C ends the run here (a signal
+        cuts the sleep short only when its handler raises, so this is at most `seconds` late)."""
+        time.sleep(seconds)
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     # -- staged alarms
     def _stage_plan(self) -> None:
@@ -231,7 +263,7 @@ class CityDemo:
                     self._stage(staged)
             self._measure()
             self.view.update(self._state(started, "running"))
-            time.sleep(0.1)
+            self._pause(0.1)
         self.view.update(self._state(started, "done"), force=True)
 
     def _stage(self, staged: StagedAlarm) -> None:
