@@ -20,7 +20,7 @@ from edge.forward import Forwarder
 from edge.ingest import Inbox, MqttIngest
 from edge.metrics import EdgeMetrics
 from edge.outbox import OutboxRow, Stream
-from tests.edge.helpers import wait_for
+from tests.support.waiting import wait_for
 
 T0 = 1795334340000
 

@@ -19,7 +19,7 @@ from hil.sim import KINDS, REBOOT_EXIT, SLEEP_EXIT, node_config, write_json_atom
 from hil.sim_build import NODE_MICROPYPATH, install
 from protocols import codec
 
-from .fleet_helpers import decoded, node_log
+from tests.support.fleet import decoded, node_log
 
 PROBE = Path(__file__).parent / "mp" / "phases_probe.py"
 HEAP = "96k"
