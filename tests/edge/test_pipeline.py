@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from protocols import codec
 from tests.support.cli import URBANSENSE
 from tests.support.edge_process import EdgeProcess, v1_sink, write_config
+from tests.support.metrics import metric
 from tests.support.publisher import Publisher
 from tests.support.readings import now_ms
 from tests.support.site import DISTRICT, ZONE, topic
@@ -245,6 +246,13 @@ def test_silent_node_goes_offline(site):
 
 def test_metrics_endpoint(site):
     edge, pub, influx, _ = site
+    # A sink's counters appear with its first write: one reading of this test's own, since
+    # the tests that wrote before may have run on another worker.
+    node = "a-0199"
+    pub.publish_all([(topic(node, "telemetry"),
+                      codec.encode_reading(node, "air", 1, 1, {"pm25": 1.0}, ts=now_ms()))])
+    wait_for(lambda: metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total", 'sink="district"'),
+             what="a line written by the district sink")
     text = edge.metrics_text()
     for name in ("urbansense_edge_messages_in_total", "urbansense_edge_invalid_messages_total",
                  "urbansense_edge_buffer_rows", "urbansense_edge_buffer_bytes",
