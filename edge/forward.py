@@ -54,6 +54,11 @@ class Forwarder(StreamConsumer):
         self.wait_s = 0.0 if stream == Stream.EVENT else cfg.batch_wait_ms / 1000.0
         self.sink = sinkmod.make_sink(cfg)
         self.failures = 0
+        # Every sink's counters exist from the start at 0, so a rate or an alert on them
+        # works before the first write (Prometheus' usual practice for known labels).
+        metrics.sink_written.labels(cfg.name)
+        metrics.sink_failed.labels(cfg.name)
+        metrics.sink_rejected.labels(cfg.name)
 
     def begin(self) -> None:
         self.sink.ensure_database()

@@ -245,7 +245,9 @@ class SimNode:
         self._wdt_timeout_ms = 0
         return subprocess.Popen(
             node_argv(self.heap), cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            # A board does not get the laptop terminal's Ctrl-C: the supervisor stops nodes.
+            start_new_session=True)
 
     def _check_watchdog(self) -> None:
         """Called by the watchdog thread: reset the node if it stopped feeding."""
