@@ -1,13 +1,11 @@
 """Shared helpers of the edge benchmarks: private servers, an edge subprocess, publishers
 in processes of their own, and peak RSS. Everything runs on loopback addresses only."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,11 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hil.services import InfluxDBServer, MosquittoServer, free_port  # noqa: E402
-from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402
-from tests.support.metrics import metric  # noqa: E402
+from hil.services import InfluxDBServer, MosquittoServer  # noqa: E402
 from tests.support.site import DISTRICT, ZONE  # noqa: E402
-from tests.support.waiting import wait_for  # noqa: E402
 
 URBANSENSE = str(Path(sys.executable).parent / "urbansense")
 
@@ -31,11 +26,10 @@ class Workspace:
     def __init__(self, keep: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="urbansense-bench-"))
         self.keep = keep
-        self.mosquitto = MosquittoServer(self.dir / "mosquitto",
-                                         extra_config="max_queued_bytes 0")
+        self.mosquitto = MosquittoServer(self.dir / "mosquitto", extra_config="max_queued_bytes 0")
         self.influx = InfluxDBServer(self.dir / "influxdb")
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         self.mosquitto.start()
         self.influx.start()
         return self
@@ -50,24 +44,36 @@ class Workspace:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def payloads(n: int, nodes: int = 500, prefix: str = "b", age: bool = False,
-             start_ms: int | None = None) -> list[tuple[str, bytes]]:
+def payloads(
+    n: int, nodes: int = 500, prefix: str = "b", age: bool = False, start_ms: int | None = None
+) -> list[tuple[str, bytes]]:
     from protocols import codec
+
     base = start_ms if start_ms is not None else int(time.time() * 1000) - 3_600_000
     out = []
     for i in range(n):
         node = f"{prefix}-{i % nodes:04d}"
-        fields = {"pm25": float(i % 500), "pm10": float(i % 700), "uptime_s": float(i),
-                  "battery_v": 3.6, "rssi": -70.0}
+        fields = {
+            "pm25": float(i % 500),
+            "pm10": float(i % 700),
+            "uptime_s": float(i),
+            "battery_v": 3.6,
+            "rssi": -70.0,
+        }
         kw = {"age_ms": 1000} if age else {"ts": base + i}
-        out.append((f"city/v1/{DISTRICT}/{ZONE}/{node}/telemetry",
-                    codec.encode_reading(node, "air", 1, i // nodes, fields, **kw)))
+        out.append(
+            (
+                f"city/v1/{DISTRICT}/{ZONE}/{node}/telemetry",
+                codec.encode_reading(node, "air", 1, i // nodes, fields, **kw),
+            )
+        )
     return out
 
 
 def _publish_proc(port: int, client_id: str, messages, rate: float | None, ready, go) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
@@ -92,17 +98,21 @@ def _publish_proc(port: int, client_id: str, messages, rate: float | None, ready
     c.loop_stop()
 
 
-def publish(port: int, messages, processes: int = 2, rate: float | None = None,
-            client_prefix: str = "bench-pub") -> float:
+def publish(
+    port: int, messages, processes: int = 2, rate: float | None = None, client_prefix: str = "bench-pub"
+) -> float:
     """Publish with several processes (QoS 1, every PUBACK awaited); returns seconds taken."""
     ctx = mp.get_context("fork")
     ready = [ctx.Event() for _ in range(processes)]
     go = ctx.Event()
     share = [messages[i::processes] for i in range(processes)]
-    procs = [ctx.Process(target=_publish_proc,
-                         args=(port, f"{client_prefix}-{i}", share[i],
-                               rate / processes if rate else None, ready[i], go))
-             for i in range(processes)]
+    procs = [
+        ctx.Process(
+            target=_publish_proc,
+            args=(port, f"{client_prefix}-{i}", share[i], rate / processes if rate else None, ready[i], go),
+        )
+        for i in range(processes)
+    ]
     for p in procs:
         p.start()
     for r in ready:
@@ -114,8 +124,9 @@ def publish(port: int, messages, processes: int = 2, rate: float | None = None,
     return time.monotonic() - t0
 
 
-def publish_background(port: int, messages, processes: int = 1, rate: float | None = None,
-                       client_prefix: str = "bench-bg"):
+def publish_background(
+    port: int, messages, processes: int = 1, rate: float | None = None, client_prefix: str = "bench-bg"
+):
     ctx = mp.get_context("fork")
     proc = ctx.Process(target=publish, args=(port, messages, processes, rate, client_prefix))
     proc.start()

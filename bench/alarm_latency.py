@@ -8,6 +8,7 @@ publishers themselves take CPU from the same two cores during the test.
 
     .venv/bin/python bench/alarm_latency.py [--events 200] [--max-rate N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,20 @@ import urllib.parse
 import urllib.request
 
 import paho.mqtt.client as mqtt
+from _edge_common import (
+    DISTRICT,
+    ZONE,
+    EdgeProcess,
+    Workspace,
+    metric,
+    payloads,
+    publish_background,
+    v1_sink,
+    wait_for,
+    write_config,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
-from _edge_common import (DISTRICT, ZONE, EdgeProcess, Workspace, metric, payloads,
-                          publish_background, v1_sink, wait_for, write_config)
 from protocols import codec
 
 
@@ -42,21 +53,27 @@ def main() -> None:
     with Workspace() as ws:
         if args.max_rate is None:
             from edge_throughput import edge_live_rate
+
             max_rate = edge_live_rate(ws, 30000, payloads(30000, prefix="m"))["rate"]
         else:
             max_rate = args.max_rate
         rate = max_rate * args.load
         db = "bench_alarms"
-        config = write_config(ws.dir / "edge-alarms", mqtt_port=ws.mosquitto.port,
-                              client_id="edge-alarms", metrics=True,
-                              sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100)])
+        config = write_config(
+            ws.dir / "edge-alarms",
+            mqtt_port=ws.mosquitto.port,
+            client_id="edge-alarms",
+            metrics=True,
+            sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100)],
+        )
         edge = EdgeProcess(config).start()
 
         duration = args.events * args.interval_ms / 1000 + 6
         n_tel = int(rate * duration)
-        background = publish_background(ws.mosquitto.port, payloads(n_tel, prefix="t", age=True),
-                                        processes=2, rate=rate)
-        time.sleep(2.0)   # telemetry at full flow before the first event
+        background = publish_background(
+            ws.mosquitto.port, payloads(n_tel, prefix="t", age=True), processes=2, rate=rate
+        )
+        time.sleep(2.0)  # telemetry at full flow before the first event
 
         sent: dict[int, float] = {}
         on_topic: dict[int, float] = {}
@@ -80,8 +97,9 @@ def main() -> None:
         start_ms = int(time.time() * 1000) - 1000
 
         def poll():
-            q = urllib.parse.urlencode({"db": db, "epoch": "ms",
-                                        "q": f"SELECT value FROM events WHERE time >= {start_ms}ms"})
+            q = urllib.parse.urlencode(
+                {"db": db, "epoch": "ms", "q": f"SELECT value FROM events WHERE time >= {start_ms}ms"}
+            )
             while not stop.is_set():
                 try:
                     with urllib.request.urlopen(f"{ws.influx.url}/query?{q}", timeout=5) as resp:
@@ -103,8 +121,16 @@ def main() -> None:
         t_first = time.monotonic()
         for i in range(args.events):
             node = f"m-{i % 50:04d}"
-            payload = codec.encode_event(node, "manhole", 1, 10_000 + i, "cover-open", i % 2 == 0,
-                                         value=float(i), ts=int(time.time() * 1000))
+            payload = codec.encode_event(
+                node,
+                "manhole",
+                1,
+                10_000 + i,
+                "cover-open",
+                i % 2 == 0,
+                value=float(i),
+                ts=int(time.time() * 1000),
+            )
             sent[i] = time.time()
             pub.publish(f"city/v1/{DISTRICT}/{ZONE}/{node}/event", payload, qos=1)
             time.sleep(args.interval_ms / 1000)
@@ -112,7 +138,9 @@ def main() -> None:
         actual_rate = readings_during / (time.monotonic() - t_first)
         wait_for(lambda: len(in_db) >= args.events and len(on_topic) >= args.events, 60, 0.1, "every alarm")
         stop.set()
-        arrivals = dict(edge.query("SELECT seq - 10000, at_ms FROM seen WHERE node LIKE 'm-%' AND seq >= 10000"))
+        arrivals = dict(
+            edge.query("SELECT seq - 10000, at_ms FROM seen WHERE node LIKE 'm-%' AND seq >= 10000")
+        )
         background.join(120)
         pub.loop_stop()
         sub.loop_stop()
@@ -121,17 +149,27 @@ def main() -> None:
     db_ms = [(in_db[i] - sent[i]) * 1000 for i in sent]
     edge_in_ms = [arrivals[i] - sent[i] * 1000 for i in sent if i in arrivals]
     topic_ms = [(on_topic[i] - sent[i]) * 1000 for i in sent]
-    print(f"maximum edge rate           {max_rate:8.0f} msg/s ({'live, publishers running' if args.max_rate is None else 'given'})")
+    print(
+        f"maximum edge rate           {max_rate:8.0f} msg/s ({'live, publishers running' if args.max_rate is None else 'given'})"
+    )
     print(f"telemetry offered           {rate:8.0f} msg/s ({args.load:.0%} of the maximum)")
-    print(f"telemetry committed         {actual_rate:8.0f} msg/s while the events were sent "
-          f"({actual_rate / max_rate:.0%} of the maximum)")
+    print(
+        f"telemetry committed         {actual_rate:8.0f} msg/s while the events were sent "
+        f"({actual_rate / max_rate:.0%} of the maximum)"
+    )
     print(f"events                      {len(sent)}, one every {args.interval_ms:.0f} ms")
-    print(f"publish -> alarms topic     p50 {statistics.median(topic_ms):6.1f} ms   p99 {pct(topic_ms, 99):6.1f} ms"
-          f"   max {max(topic_ms):6.1f} ms")
-    print(f"publish -> edge receives    p50 {statistics.median(edge_in_ms):6.1f} ms   p99 {pct(edge_in_ms, 99):6.1f} ms"
-          f"   max {max(edge_in_ms):6.1f} ms")
-    print(f"publish -> InfluxDB query   p50 {statistics.median(db_ms):6.1f} ms   p99 {pct(db_ms, 99):6.1f} ms"
-          f"   max {max(db_ms):6.1f} ms   (polled every ~5 ms)")
+    print(
+        f"publish -> alarms topic     p50 {statistics.median(topic_ms):6.1f} ms   p99 {pct(topic_ms, 99):6.1f} ms"
+        f"   max {max(topic_ms):6.1f} ms"
+    )
+    print(
+        f"publish -> edge receives    p50 {statistics.median(edge_in_ms):6.1f} ms   p99 {pct(edge_in_ms, 99):6.1f} ms"
+        f"   max {max(edge_in_ms):6.1f} ms"
+    )
+    print(
+        f"publish -> InfluxDB query   p50 {statistics.median(db_ms):6.1f} ms   p99 {pct(db_ms, 99):6.1f} ms"
+        f"   max {max(db_ms):6.1f} ms   (polled every ~5 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ long the city took to come up, and how many readings landed.
 
     .venv/bin/python bench/city_demo.py [--runs 3] [--duration 60] [--nodes-per-zone 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,24 @@ from rich.table import Table
 def run_once(state: Path, duration: float, nodes: int, interval: float) -> tuple[dict, float]:
     exe = Path(sys.executable).parent / "urbansense"
     began = time.monotonic()
-    proc = subprocess.run([str(exe), "demo", "--json", "--state-dir", str(state),
-                           "--duration", str(duration), "--nodes-per-zone", str(nodes),
-                           "--interval", str(interval)],
-                          capture_output=True, text=True, timeout=duration + 600)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "demo",
+            "--json",
+            "--state-dir",
+            str(state),
+            "--duration",
+            str(duration),
+            "--nodes-per-zone",
+            str(nodes),
+            "--interval",
+            str(interval),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 600,
+    )
     wall = time.monotonic() - began
     if not proc.stdout.strip():
         raise SystemExit(f"demo failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -43,18 +58,29 @@ def main() -> None:
     console = Console()
     latencies: dict[tuple[str, str], list[float]] = {}
     missing: list[str] = []
-    table = Table(title=f"urbansense demo: {args.runs} runs, {4 * args.nodes_per_zone} nodes, "
-                        f"{args.duration:g} s, interval {args.interval:g} s")
+    table = Table(
+        title=f"urbansense demo: {args.runs} runs, {4 * args.nodes_per_zone} nodes, "
+        f"{args.duration:g} s, interval {args.interval:g} s"
+    )
     for col in ("run", "wall s", "messages", "raw points", "city events", "problems"):
         table.add_column(col)
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             report, wall = run_once(Path(tmp) / "demo", args.duration, args.nodes_per_zone, args.interval)
-            points = sum(l["points"] for l in report["landed"] if l["database"] != "city")
-            events = next(l["points"] for l in report["landed"]
-                          if l["database"] == "city" and l["measurement"] == "events")
-            table.add_row(str(i + 1), f"{wall:.0f}", str(report["messages"]), str(points), str(events),
-                          "; ".join(report["problems"]) or "none")
+            points = sum(ln["points"] for ln in report["landed"] if ln["database"] != "city")
+            events = next(
+                ln["points"]
+                for ln in report["landed"]
+                if ln["database"] == "city" and ln["measurement"] == "events"
+            )
+            table.add_row(
+                str(i + 1),
+                f"{wall:.0f}",
+                str(report["messages"]),
+                str(points),
+                str(events),
+                "; ".join(report["problems"]) or "none",
+            )
             for s in report["staged_alarms"]:
                 for path in ("alarms_topic_ms", "influxdb_ms"):
                     if s[path] is None:
@@ -66,8 +92,13 @@ def main() -> None:
     for col in ("alarm", "where", "n", "median", "max"):
         lat.add_column(col)
     for (alarm, path), values in sorted(latencies.items()):
-        lat.add_row(alarm, "alarms topic" if path == "alarms_topic_ms" else "InfluxDB", str(len(values)),
-                    f"{statistics.median(values):.0f}", f"{max(values):.0f}")
+        lat.add_row(
+            alarm,
+            "alarms topic" if path == "alarms_topic_ms" else "InfluxDB",
+            str(len(values)),
+            f"{statistics.median(values):.0f}",
+            f"{max(values):.0f}",
+        )
     console.print(lat)
     for m in missing:
         console.print(f"not seen: {m}", highlight=False)

@@ -10,6 +10,7 @@ second figure has the edge consuming while the publishers run (live).
 
     .venv/bin/python bench/edge_throughput.py [--messages 50000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,26 @@ import sys
 import threading
 import time
 
-from _edge_common import (DISTRICT, ZONE, EdgeProcess, Workspace, metric, payloads, peak_rss_mb,
-                          publish, used_bytes, v1_sink, wait_for, write_config)
+from _edge_common import (
+    DISTRICT,
+    ZONE,
+    EdgeProcess,
+    Workspace,
+    payloads,
+    peak_rss_mb,
+    publish,
+    used_bytes,
+    v1_sink,
+    wait_for,
+    write_config,
+)
 
 
 def subscribe_once(port: int, client_id: str) -> None:
     """Create the persistent session (QoS1 subscription) and leave."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+
     done = threading.Event()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"city/v1/{DISTRICT}/{ZONE}/+/telemetry", qos=1)
@@ -38,7 +51,7 @@ def subscribe_once(port: int, client_id: str) -> None:
     c.loop_stop()
 
 
-BARE = r'''
+BARE = r"""
 import sys, time, threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -63,23 +76,32 @@ c.loop_start()
 done.wait(600)
 c.disconnect(); c.loop_stop()
 print(count, last - t0)
-'''
+"""
 
 
 def bare_rate(ws: Workspace, n: int, msgs) -> float:
     subscribe_once(ws.mosquitto.port, "bare-counter")
     publish(ws.mosquitto.port, msgs, processes=2, client_prefix="bare-pub")
-    out = subprocess.run([sys.executable, "-c", BARE, str(ws.mosquitto.port), str(n)],
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", BARE, str(ws.mosquitto.port), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     count, secs = out.stdout.split()
     assert int(count) >= n, out
     return n / float(secs)
 
 
 def edge_config(ws: Workspace, folder_name: str, client_id: str, db: str, buffer: dict | None = None):
-    return write_config(ws.dir / folder_name, mqtt_port=ws.mosquitto.port, client_id=client_id,
-                        metrics=True, buffer=buffer, sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100,
-                                                     retry_min_s=0.2, retry_max_s=5)])
+    return write_config(
+        ws.dir / folder_name,
+        mqtt_port=ws.mosquitto.port,
+        client_id=client_id,
+        metrics=True,
+        buffer=buffer,
+        sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100, retry_min_s=0.2, retry_max_s=5)],
+    )
 
 
 def points(ws: Workspace, db: str) -> int:
@@ -94,7 +116,7 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
     db = "bench_backlog"
     config = edge_config(ws, "edge-backlog", "edge-bench-backlog", db)
     edge = EdgeProcess(config).start()
-    edge.stop()                      # the session exists; the broker queues for it now
+    edge.stop()  # the session exists; the broker queues for it now
     publish(ws.mosquitto.port, msgs, processes=2, client_prefix="edge-pub")
     # The clock starts when the edge is connected (as the bare subscriber's does): the
     # ~1 s of Python imports at process start is not throughput.
@@ -111,11 +133,17 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
     secs = time.monotonic() - t0
     count = ws.influx.count("air", db, "pm25")
     rss = peak_rss_mb(edge.proc.pid)
-    time.sleep(2.5)                   # let the outbox be collected
+    time.sleep(2.5)  # let the outbox be collected
     steady = used_bytes(edge.db_path)
     edge.stop()
-    return {"rate": n / secs, "seconds": secs, "points": count, "rss_mb": rss,
-            "peak_db_bytes_per_reading": peak_db / n, "steady_db_bytes_per_reading": steady / n}
+    return {
+        "rate": n / secs,
+        "seconds": secs,
+        "points": count,
+        "rss_mb": rss,
+        "peak_db_bytes_per_reading": peak_db / n,
+        "steady_db_bytes_per_reading": steady / n,
+    }
 
 
 def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, workers: int = 2) -> dict:
@@ -123,11 +151,14 @@ def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, workers: int = 2) -> d
     db = "bench_shared"
     edges = []
     for w in range(workers):
-        config = write_config(ws.dir / f"edge-shared-{w}", mqtt_port=ws.mosquitto.port,
-                              client_id=f"edge-bench-shared-{w}", metrics=True,
-                              mqtt_extra={"shared_group": "bench"},
-                              sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100,
-                                             retry_min_s=0.2, retry_max_s=5)])
+        config = write_config(
+            ws.dir / f"edge-shared-{w}",
+            mqtt_port=ws.mosquitto.port,
+            client_id=f"edge-bench-shared-{w}",
+            metrics=True,
+            mqtt_extra={"shared_group": "bench"},
+            sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100, retry_min_s=0.2, retry_max_s=5)],
+        )
         edge = EdgeProcess(config).start()
         edge.stop()
         edges.append(edge)
@@ -168,28 +199,43 @@ def main() -> None:
         backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"))
         live = edge_live_rate(ws, n, payloads(n, prefix="l"))
         shared = edge_shared_backlog_rate(ws, n, payloads(n, prefix="s"))
-    result = {"messages": n, "bare_subscriber_msgs_per_s": round(bare),
-              "edge_backlog_msgs_per_s": round(backlog["rate"]), "ratio": round(backlog["rate"] / bare, 3),
-              "edge_backlog_points": backlog["points"], "edge_live_msgs_per_s": round(live["rate"]),
-              "live_publish_msgs_per_s": round(live["publish_rate"]), "edge_live_points": live["points"],
-              "edge_2_workers_msgs_per_s": round(shared["rate"]), "edge_2_workers_points": shared["points"],
-              "edge_peak_rss_mb": round(max(backlog["rss_mb"] or 0, live["rss_mb"] or 0), 1),
-              "buffer_peak_bytes_per_reading": round(backlog["peak_db_bytes_per_reading"], 1),
-              "buffer_steady_bytes_per_reading": round(backlog["steady_db_bytes_per_reading"], 1)}
+    result = {
+        "messages": n,
+        "bare_subscriber_msgs_per_s": round(bare),
+        "edge_backlog_msgs_per_s": round(backlog["rate"]),
+        "ratio": round(backlog["rate"] / bare, 3),
+        "edge_backlog_points": backlog["points"],
+        "edge_live_msgs_per_s": round(live["rate"]),
+        "live_publish_msgs_per_s": round(live["publish_rate"]),
+        "edge_live_points": live["points"],
+        "edge_2_workers_msgs_per_s": round(shared["rate"]),
+        "edge_2_workers_points": shared["points"],
+        "edge_peak_rss_mb": round(max(backlog["rss_mb"] or 0, live["rss_mb"] or 0), 1),
+        "buffer_peak_bytes_per_reading": round(backlog["peak_db_bytes_per_reading"], 1),
+        "buffer_steady_bytes_per_reading": round(backlog["steady_db_bytes_per_reading"], 1),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"messages                          {n}")
     print(f"bare paho subscriber (count only)  {result['bare_subscriber_msgs_per_s']:>8} msg/s")
-    print(f"edge end-to-end (backlog drain)    {result['edge_backlog_msgs_per_s']:>8} msg/s   "
-          f"ratio {result['ratio']:.2f}   points in InfluxDB {backlog['points']}/{n}")
-    print(f"edge end-to-end (live, publishers {result['live_publish_msgs_per_s']} msg/s) "
-          f"{result['edge_live_msgs_per_s']:>8} msg/s   points {live['points']}/{n}")
-    print(f"edge, 2 workers (shared_group)     {result['edge_2_workers_msgs_per_s']:>8} msg/s   "
-          f"ratio {shared['rate'] / bare:.2f}   points {shared['points']}/{n}")
+    print(
+        f"edge end-to-end (backlog drain)    {result['edge_backlog_msgs_per_s']:>8} msg/s   "
+        f"ratio {result['ratio']:.2f}   points in InfluxDB {backlog['points']}/{n}"
+    )
+    print(
+        f"edge end-to-end (live, publishers {result['live_publish_msgs_per_s']} msg/s) "
+        f"{result['edge_live_msgs_per_s']:>8} msg/s   points {live['points']}/{n}"
+    )
+    print(
+        f"edge, 2 workers (shared_group)     {result['edge_2_workers_msgs_per_s']:>8} msg/s   "
+        f"ratio {shared['rate'] / bare:.2f}   points {shared['points']}/{n}"
+    )
     print(f"edge peak RSS                      {result['edge_peak_rss_mb']:>8} MB")
-    print(f"buffer bytes per reading           {result['buffer_peak_bytes_per_reading']:>8} at peak, "
-          f"{result['buffer_steady_bytes_per_reading']} once forwarded (identity index)")
+    print(
+        f"buffer bytes per reading           {result['buffer_peak_bytes_per_reading']:>8} at peak, "
+        f"{result['buffer_steady_bytes_per_reading']} once forwarded (identity index)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ DISCONNECT, exit), which is what a real reset-to-sleep cycle costs.
 
     .venv/bin/python bench/firmware_awake.py [--cycles 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ from hil.sim import DEFAULT_HEAP, SLEEP_EXIT, node_config  # noqa: E402
 from hil.sim_build import build_bundle, run_once, sleep_as_asked  # noqa: E402
 
 KINDS = ("parking", "air", "leak", "manhole")
-INTERVAL_S = 0.3   # short: every wake of the run is a full cycle with a sample due
+INTERVAL_S = 0.3  # short: every wake of the run is a full cycle with a sample due
 
 
 def cycle(bundle: Path, flash: Path) -> tuple[float, int]:
@@ -52,16 +53,27 @@ def main() -> None:
             for kind in KINDS:
                 flash = Path(tmp) / kind
                 flash.mkdir()
-                cfg = node_config(f"bench-{kind}", kind, "xuhui", "bench", broker.host,
-                                  broker.port, INTERVAL_S, schedule="duty-cycled", seed=1)
+                cfg = node_config(
+                    f"bench-{kind}",
+                    kind,
+                    "xuhui",
+                    "bench",
+                    broker.host,
+                    broker.port,
+                    INTERVAL_S,
+                    schedule="duty-cycled",
+                    seed=1,
+                )
                 (flash / "config.json").write_text(json.dumps(cfg))
                 walls, awakes = [], []
                 for _ in range(args.cycles):
                     wall, awake = cycle(bundle, flash)
                     walls.append(wall)
                     awakes.append(awake)
-                print(f"{kind:8} {statistics.median(awakes):>20.0f} / {max(awakes):<6} "
-                      f"{statistics.median(walls):>21.0f} / {max(walls):<6.0f}")
+                print(
+                    f"{kind:8} {statistics.median(awakes):>20.0f} / {max(awakes):<6} "
+                    f"{statistics.median(walls):>21.0f} / {max(walls):<6.0f}"
+                )
         finally:
             broker.stop()
     print(f"({args.cycles} cycles per kind, heap {DEFAULT_HEAP}, loopback broker; goal < 1500 ms)")

@@ -14,6 +14,7 @@ or RP2040, so these figures are higher than the same firmware needs on a board.
 
     .venv/bin/python bench/firmware_heap.py
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ from hil.sim_build import build_bundle, run_once, sleep_as_asked  # noqa: E402
 
 KINDS = ("parking", "air", "leak", "manhole")
 QUEUED = 30
-INTERVAL_S = 0.2   # short, so that every run is a wake with a sample due
+INTERVAL_S = 0.2  # short, so that every run is a wake with a sample due
 
 
 def run_cycle(bundle: Path, flash: Path, heap_kb: int) -> tuple[bool, int]:
@@ -48,8 +49,17 @@ def prepare(bundle: Path, base: Path, kind: str, broker: MosquittoServer) -> tup
     """Two flash folders: one fresh, one with QUEUED readings waiting in its queue."""
     fresh = base / f"{kind}-fresh"
     fresh.mkdir()
-    cfg = node_config(f"heap-{kind}", kind, "xuhui", "bench", broker.host, broker.port, INTERVAL_S,
-                      schedule="duty-cycled", seed=1)
+    cfg = node_config(
+        f"heap-{kind}",
+        kind,
+        "xuhui",
+        "bench",
+        broker.host,
+        broker.port,
+        INTERVAL_S,
+        schedule="duty-cycled",
+        seed=1,
+    )
     (fresh / "config.json").write_text(json.dumps(cfg))
     write_json_atomic(fresh / "control.json", {"stimuli": {}, "net": "up"})
     queued = base / f"{kind}-queued"
@@ -79,8 +89,10 @@ def main() -> None:
         broker = MosquittoServer(base / "broker")
         broker.start()
         try:
-            print(f"{'kind':8} {'peak live heap, ordinary cycle':>31} {'peak live heap, replay of 30':>30} "
-                  f"{'smallest -X heapsize that works':>33}")
+            print(
+                f"{'kind':8} {'peak live heap, ordinary cycle':>31} {'peak live heap, replay of 30':>30} "
+                f"{'smallest -X heapsize that works':>33}"
+            )
             for kind in KINDS:
                 fresh, queued = prepare(bundle, base, kind, broker)
                 trial = base / "peak"
@@ -90,15 +102,14 @@ def main() -> None:
                 shutil.copytree(queued, trial)
                 _, peak_replay = run_cycle(bundle, trial, 512)
                 shutil.rmtree(trial)
-                low, high = 32, 256          # KB: fails at low (assumed), works at high
+                low, high = 32, 256  # KB: fails at low (assumed), works at high
                 while high - low > 4:
                     mid = (low + high) // 2 // 4 * 4
                     if works(bundle, fresh, queued, mid, base):
                         high = mid
                     else:
                         low = mid
-                print(f"{kind:8} {peak_fresh / 1024:>27.1f} KB {peak_replay / 1024:>26.1f} KB "
-                      f"{high:>29} KB")
+                print(f"{kind:8} {peak_fresh / 1024:>27.1f} KB {peak_replay / 1024:>26.1f} KB {high:>29} KB")
         finally:
             broker.stop()
     print("(MicroPython unix port, 64-bit; goal on a board: peak under 48 KB)")

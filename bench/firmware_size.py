@@ -4,6 +4,7 @@ only its own HAL).
 
     .venv/bin/python bench/firmware_size.py
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,11 @@ OTHER_HALS = {
 
 def main() -> None:
     bundle = build_bundle(Path(tempfile.mkdtemp()) / "bundle")
-    files = {p.relative_to(bundle).as_posix(): p.stat().st_size
-             for p in bundle.rglob("*") if p.is_file() and (p.suffix == ".mpy" or p.name == "main.py")}
+    files = {
+        p.relative_to(bundle).as_posix(): p.stat().st_size
+        for p in bundle.rglob("*")
+        if p.is_file() and (p.suffix == ".mpy" or p.name == "main.py")
+    }
     by_folder: dict[str, int] = defaultdict(int)
     for rel, size in files.items():
         by_folder[rel.split("/")[0] if "/" in rel else "(root)"] += size

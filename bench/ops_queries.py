@@ -6,6 +6,7 @@ question and the report, several times each, and prints the figures.
 
     .venv/bin/python bench/ops_queries.py [--parking 1000] [--air 200] [--zones 10] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,11 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from hil.services import InfluxDBServer  # noqa: E402
 from ops import questions  # noqa: E402
 from ops.client import InfluxQLClient  # noqa: E402
 from ops.report import gather, render  # noqa: E402
 from ops.scope import Place, Window  # noqa: E402
-from hil.services import InfluxDBServer  # noqa: E402
 
 STEP_MS = 300_000
 DAY_MS = 86_400_000
@@ -46,7 +47,9 @@ def lines(args: argparse.Namespace, end_ms: int):
         for t in times:
             if rng.random() < 0.08:
                 occupied = not occupied
-                yield (f"events,{tags},kind=parking,event=occupancy,severity=info state={str(occupied).lower()} {t + 1}")
+                yield (
+                    f"events,{tags},kind=parking,event=occupancy,severity=info state={str(occupied).lower()} {t + 1}"
+                )
             yield f"parking,{tags} occupied={str(occupied).lower()},battery_v=3.6 {t}"
     for i in range(args.air):
         tags = f"district=bench,zone=z{i % args.zones:02d},node=a-{i:05d}"
@@ -58,8 +61,10 @@ def lines(args: argparse.Namespace, end_ms: int):
         tags = f"district=bench,zone=z{i % args.zones:02d},node={node},kind={kind}"
         for t in times[::12]:
             online = "false" if i % 97 == 0 and t > end_ms - 3_600_000 else "true"
-            yield (f"node_health,{tags} online={online},battery_v={3.2 if i % 50 == 0 else 3.6},rssi=-70,"
-                   f"last_seen={t},seq_gaps={float(max(0, t - start) // 3_600_000 if i % 7 == 0 else 0)} {t}")
+            yield (
+                f"node_health,{tags} online={online},battery_v={3.2 if i % 50 == 0 else 3.6},rssi=-70,"
+                f"last_seen={t},seq_gaps={float(max(0, t - start) // 3_600_000 if i % 7 == 0 else 0)} {t}"
+            )
         if i % 25 == 0:
             yield f"events,{tags},event=battery-low,severity=warning state=true,value=3.2 {end_ms - 7_200_000}"
 
@@ -83,7 +88,9 @@ def write_all(url: str, args: argparse.Namespace, end_ms: int) -> int:
 
 def _post(url: str, batch: list[str]) -> int:
     if batch:
-        req = urllib.request.Request(f"{url}/write?db={DB}&precision=ms", data="\n".join(batch).encode(), method="POST")
+        req = urllib.request.Request(
+            f"{url}/write?db={DB}&precision=ms", data="\n".join(batch).encode(), method="POST"
+        )
         urllib.request.urlopen(req, timeout=120).close()
     return len(batch)
 
@@ -104,7 +111,9 @@ def main() -> None:
             t0 = time.perf_counter()
             points = write_all(server.url, args, end_ms)
             write_s = time.perf_counter() - t0
-            q = questions.Question(InfluxQLClient(server.url, timeout=300), DB, Window(end_ms - DAY_MS, end_ms), Place())
+            q = questions.Question(
+                InfluxQLClient(server.url, timeout=300), DB, Window(end_ms - DAY_MS, end_ms), Place()
+            )
             jobs = {
                 "query parking": lambda: questions.parking(q),
                 "query air": lambda: questions.air(q),
@@ -112,8 +121,10 @@ def main() -> None:
                 "query nodes": lambda: questions.nodes(q),
                 "report (gather + render)": lambda: render(gather(q)),
             }
-            table = Table(title=f"{points:,} points, {args.parking} parking + {args.air} air nodes, 24 h "
-                                f"(written in {write_s:.1f} s, {points / write_s:,.0f} points/s)")
+            table = Table(
+                title=f"{points:,} points, {args.parking} parking + {args.air} air nodes, 24 h "
+                f"(written in {write_s:.1f} s, {points / write_s:,.0f} points/s)"
+            )
             for col in ("question", "median s", "min s", "max s"):
                 table.add_column(col)
             for name, job in jobs.items():

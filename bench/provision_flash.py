@@ -7,6 +7,7 @@ is the raw-REPL round-trip bound, not the UART's.
 
     .venv/bin/python bench/provision_flash.py [--flashes 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from field.serial_board import SerialBoard  # noqa: E402
-from hil.boards.virtual import VirtualBoard  # noqa: E402
 from field import bundle as bundles  # noqa: E402
 from field.flash import copy_bundle, expected_hashes, flash_node, verify  # noqa: E402
 from field.info import read_info  # noqa: E402
 from field.node_config import parse  # noqa: E402
+from field.serial_board import SerialBoard  # noqa: E402
+from hil.boards.virtual import VirtualBoard  # noqa: E402
 from hil.services import MosquittoServer  # noqa: E402
 
 
@@ -37,14 +38,22 @@ def main() -> None:
         built = bundles.build(root / "bundle")
         build_s = time.perf_counter() - started
         size = sum(built.path(n).stat().st_size for n in built.files)
-        print(f"bundle {built.version}: {len(built.files)} files, {size} bytes, "
-              f"built in {build_s:.2f} s")
+        print(f"bundle {built.version}: {len(built.files)} files, {size} bytes, built in {build_s:.2f} s")
         broker = MosquittoServer(root / "mosquitto").start()
         board = VirtualBoard(root / "board" / "flash", workdir=root / "board").start()
         try:
-            config = parse({"node": "p-9001", "district": "xuhui", "zone": "caohejing",
-                            "kind": "parking", "platform": "sim", "interval_s": 5,
-                            "broker": {"host": broker.host, "port": broker.port}}, "bench")
+            config = parse(
+                {
+                    "node": "p-9001",
+                    "district": "xuhui",
+                    "zone": "caohejing",
+                    "kind": "parking",
+                    "platform": "sim",
+                    "interval_s": 5,
+                    "broker": {"host": broker.host, "port": broker.port},
+                },
+                "bench",
+            )
             copy_s, verify_s, totals, info_s = [], [], [], []
             for _ in range(args.flashes):
                 with SerialBoard(board.port) as sb:
@@ -64,11 +73,15 @@ def main() -> None:
                 read_info(board.port)
                 info_s.append(time.perf_counter() - t3)
             med = statistics.median
-            print(f"copy bundle + config:   median {med(copy_s):.2f} s "
-                  f"({size / med(copy_s) / 1024:.1f} KiB/s over the raw REPL)")
+            print(
+                f"copy bundle + config:   median {med(copy_s):.2f} s "
+                f"({size / med(copy_s) / 1024:.1f} KiB/s over the raw REPL)"
+            )
             print(f"hash read-back:         median {med(verify_s):.2f} s ({len(built.files) + 1} files)")
-            print(f"flash to live (total):  median {med(totals):.2f} s, max {max(totals):.2f} s "
-                  f"over {args.flashes} flashes")
+            print(
+                f"flash to live (total):  median {med(totals):.2f} s, max {max(totals):.2f} s "
+                f"over {args.flashes} flashes"
+            )
             print(f"node info:              median {med(info_s):.2f} s")
         finally:
             board.stop()

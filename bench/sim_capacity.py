@@ -7,6 +7,7 @@ least (duration / interval - 1) readings, i.e. kept its reporting interval.
 
     .venv/bin/python bench/sim_capacity.py [--nodes 300] [--interval 60] [--duration 240]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,17 @@ def main() -> None:
         broker = MosquittoServer(Path(tmp) / "broker")
         broker.start()
         counter = ReadingCounter(broker.host, broker.port)
-        fleet = Fleet(broker.host, broker.port, "xuhui", "bench", ["parking", "air", "leak", "manhole"],
-                      args.nodes, args.interval, 1, Path(tmp) / "fleet")
+        fleet = Fleet(
+            broker.host,
+            broker.port,
+            "xuhui",
+            "bench",
+            ["parking", "air", "leak", "manhole"],
+            args.nodes,
+            args.interval,
+            1,
+            Path(tmp) / "fleet",
+        )
         t0 = time.monotonic()
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         fleet.start(spread_s=args.interval)
@@ -73,18 +83,23 @@ def main() -> None:
         counter.client.loop_stop()
         broker.stop()
     expected = args.duration / args.interval
-    crashed = [n.node_id for n in fleet.nodes if n.stats.crashes or
-               n.stats.exit_code not in (None, 75, 76)]
+    crashed = [n.node_id for n in fleet.nodes if n.stats.crashes or n.stats.exit_code not in (None, 75, 76)]
     short = [nid for nid, c in got.items() if c < expected - 1]
     per_node = sorted(got.values())
     cpu_s = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-    print(f"nodes {args.nodes}, interval {args.interval:.0f} s, counted over {args.duration:.0f} s "
-          f"(fleet took {started:.0f} s to start)")
-    print(f"readings per node: min {per_node[0]}, median {statistics.median(per_node):.0f}, "
-          f"expected ~{expected:.1f}")
+    print(
+        f"nodes {args.nodes}, interval {args.interval:.0f} s, counted over {args.duration:.0f} s "
+        f"(fleet took {started:.0f} s to start)"
+    )
+    print(
+        f"readings per node: min {per_node[0]}, median {statistics.median(per_node):.0f}, "
+        f"expected ~{expected:.1f}"
+    )
     print(f"nodes short of their interval: {len(short)}; crashed: {len(crashed)}")
-    print(f"node processes' CPU: {cpu_s:.0f} s over {time.monotonic() - t0:.0f} s "
-          f"({cpu_s / (time.monotonic() - t0):.2f} cores); load average {load:.2f}")
+    print(
+        f"node processes' CPU: {cpu_s:.0f} s over {time.monotonic() - t0:.0f} s "
+        f"({cpu_s / (time.monotonic() - t0):.2f} cores); load average {load:.2f}"
+    )
     print("SUSTAINED" if not short and not crashed else "NOT SUSTAINED")
 
 

@@ -2,6 +2,7 @@
 
 Passwords are never printed: they go into the node's config file (where provisioning
 copies them to the node) or into a file readable only by its owner."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,27 +10,37 @@ import json
 import os
 from pathlib import Path
 
-from field.access import AccessError, BrokerAccess, reload_broker
 from cli.errors import CommandError
 from cli.output import add_format_flags, print_json, print_table
+from field.access import AccessError, BrokerAccess, reload_broker
 from field.pki import CertificateAuthority
 from protocols.errors import ProtocolError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("creds", help="broker accounts (per-node passwords, ACLs) and certificates",
-                       description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = sub.add_parser(
+        "creds",
+        help="broker accounts (per-node passwords, ACLs) and certificates",
+        description=__doc__.splitlines()[0].split(": ", 1)[1],
+    )
     csub = p.add_subparsers(title="creds commands", metavar="COMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--access-dir", required=True, type=Path,
-                       help="folder with access.json, passwd and acl (the broker's files)")
+        q.add_argument(
+            "--access-dir",
+            required=True,
+            type=Path,
+            help="folder with access.json, passwd and acl (the broker's files)",
+        )
         q.add_argument("--broker-pid", type=int, help="send the broker SIGHUP so it reloads at once")
 
     def secret_out(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--node-config", type=Path,
-                       help="write the password into this node config (config.json) as broker.password")
+        q.add_argument(
+            "--node-config",
+            type=Path,
+            help="write the password into this node config (config.json) as broker.password",
+        )
         q.add_argument("--secret-file", type=Path, help="write the password to this file (mode 600)")
 
     a = csub.add_parser("add", help="create an account for a node or an edge")
@@ -57,8 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ca = csub.add_parser("ca", help="create a site CA and the broker's server certificate")
     ca.add_argument("folder", type=Path, help="where ca.pem, ca.key and the broker certificate go")
-    ca.add_argument("--server-name", action="append", default=[],
-                    help="DNS name or IP of the broker (repeatable); default 127.0.0.1")
+    ca.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        help="DNS name or IP of the broker (repeatable); default 127.0.0.1",
+    )
     ca.set_defaults(func=_ca)
 
 
@@ -74,7 +89,7 @@ def _deliver(args: argparse.Namespace, user: str, password: str) -> str:
         try:
             config = json.loads(args.node_config.read_text())
         except (OSError, ValueError) as err:
-            raise CommandError(f"cannot read node config {args.node_config}: {err}")
+            raise CommandError(f"cannot read node config {args.node_config}: {err}") from None
         broker = config.setdefault("broker", {})
         broker["username"], broker["password"] = user, password
         args.node_config.write_text(json.dumps(config, indent=2))
@@ -93,7 +108,9 @@ def _finish(args: argparse.Namespace) -> None:
         try:
             reload_broker(args.broker_pid)
         except ProcessLookupError:
-            raise CommandError(f"no broker process {args.broker_pid}: changes apply at its next start")
+            raise CommandError(
+                f"no broker process {args.broker_pid}: changes apply at its next start"
+            ) from None
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -101,10 +118,12 @@ def _add(args: argparse.Namespace) -> int:
     try:
         password = BrokerAccess(args.access_dir).add(args.user, args.role, args.district, args.zone)
     except (AccessError, ProtocolError) as err:
-        raise CommandError(str(err))
+        raise CommandError(str(err)) from None
     where = _deliver(args, args.user, password)
     _finish(args)
-    print(f"account {args.user} ({args.role}, {args.district}/{args.zone}) created; password written to {where}")
+    print(
+        f"account {args.user} ({args.role}, {args.district}/{args.zone}) created; password written to {where}"
+    )
     return 0
 
 
@@ -113,7 +132,7 @@ def _rotate(args: argparse.Namespace) -> int:
     try:
         password = BrokerAccess(args.access_dir).rotate(args.user)
     except AccessError as err:
-        raise CommandError(str(err))
+        raise CommandError(str(err)) from None
     where = _deliver(args, args.user, password)
     _finish(args)
     print(f"account {args.user}: new password written to {where}")
@@ -124,7 +143,7 @@ def _revoke(args: argparse.Namespace) -> int:
     try:
         BrokerAccess(args.access_dir).revoke(args.user)
     except AccessError as err:
-        raise CommandError(str(err))
+        raise CommandError(str(err)) from None
     _finish(args)
     print(f"account {args.user} revoked")
     return 0
@@ -135,8 +154,10 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(accounts)
     else:
-        print_table(("user", "role", "district", "zone"),
-                    [(u, a["role"], a["district"], a["zone"]) for u, a in sorted(accounts.items())])
+        print_table(
+            ("user", "role", "district", "zone"),
+            [(u, a["role"], a["district"], a["zone"]) for u, a in sorted(accounts.items())],
+        )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 For a technician or an operator holding a payload from `mosquitto_sub -v`: it prints the
 normalized message, or the machine-readable reason the edge would quarantine it for."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,15 @@ from protocols.errors import ProtocolError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="check one payload against protocol v1",
-                       description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = sub.add_parser(
+        "decode",
+        help="check one payload against protocol v1",
+        description=__doc__.splitlines()[0].split(": ", 1)[1],
+    )
     p.add_argument("topic", help="the MQTT topic the payload came on")
-    p.add_argument("payload", nargs="?", default="-",
-                   help="file holding the payload, or - for standard input (default)")
+    p.add_argument(
+        "payload", nargs="?", default="-", help="file holding the payload, or - for standard input (default)"
+    )
     add_format_flags(p)
     p.set_defaults(func=run)
 
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             with open(args.payload, "rb") as f:
                 payload = f.read()
     except OSError as err:
-        raise CommandError(f"cannot read {args.payload}: {err.strerror}")
+        raise CommandError(f"cannot read {args.payload}: {err.strerror}") from None
     try:
         message = decode(args.topic, payload, int(time.time() * 1000))
     except ProtocolError as err:

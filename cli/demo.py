@@ -1,5 +1,6 @@
 """`urbansense demo`: a whole small city on this machine (see demo/city.py), and
 `urbansense demo --query INFLUXQL` to look at what the last run left in InfluxDB."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import json
 import shlex
 import sys
 import urllib.error
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +24,55 @@ DEFAULT_STATE_DIR = Path("var/demo")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="run a whole small city on this machine (the main job)",
+        "demo",
+        help="run a whole small city on this machine (the main job)",
         description="Start a private Mosquitto and InfluxDB, one edge per zone for 2 districts x "
-                    "2 zones, and virtual nodes of all four kinds running the real firmware; show "
-                    "the city live, stage a leak, an opened manhole cover and a gas alarm with "
-                    "their end-to-end latency, and end with what landed in InfluxDB. Everything "
-                    "started is stopped at the end, also on Ctrl-C.")
-    p.add_argument("--duration", type=float, default=60.0, metavar="S",
-                   help="seconds the city runs once its nodes are online (default 60)")
-    p.add_argument("--nodes-per-zone", type=int, default=8, metavar="N",
-                   help="virtual nodes per zone, kinds taken in turn (default 8: 32 nodes)")
-    p.add_argument("--interval", type=float, default=5.0, metavar="S",
-                   help="reporting interval of the nodes in seconds (default 5)")
+        "2 zones, and virtual nodes of all four kinds running the real firmware; show "
+        "the city live, stage a leak, an opened manhole cover and a gas alarm with "
+        "their end-to-end latency, and end with what landed in InfluxDB. Everything "
+        "started is stopped at the end, also on Ctrl-C.",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds the city runs once its nodes are online (default 60)",
+    )
+    p.add_argument(
+        "--nodes-per-zone",
+        type=int,
+        default=8,
+        metavar="N",
+        help="virtual nodes per zone, kinds taken in turn (default 8: 32 nodes)",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="reporting interval of the nodes in seconds (default 5)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated world (default 1)")
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
-                   help="where the servers, edges and nodes keep their state "
-                        f"(default {DEFAULT_STATE_DIR}; cleaned by the next run)")
-    p.add_argument("--query", metavar="INFLUXQL",
-                   help="do not run the city: run this InfluxQL on the data the last run left")
-    p.add_argument("--database", default="city", metavar="DB",
-                   help="database for --query (district_xuhui, district_minhang or city; default city)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help="where the servers, edges and nodes keep their state "
+        f"(default {DEFAULT_STATE_DIR}; cleaned by the next run)",
+    )
+    p.add_argument(
+        "--query",
+        metavar="INFLUXQL",
+        help="do not run the city: run this InfluxQL on the data the last run left",
+    )
+    p.add_argument(
+        "--database",
+        default="city",
+        metavar="DB",
+        help="database for --query (district_xuhui, district_minhang or city; default city)",
+    )
     add_format_flags(p)
     p.set_defaults(func=run)
 
@@ -61,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
         return _query(args)
     _check(args)
     from demo.city import CityDemo, DemoError, DemoOptions
-    from hil.stack.city_stack import sigterm_as_interrupt
     from demo.view import CityView
     from hil.node_handles import NodeHandleError
     from hil.services import ServiceError
+    from hil.stack.city_stack import sigterm_as_interrupt
 
     # Progress and the live view go to stderr when stdout carries JSON for a script.
     console = Console(stderr=args.json)
@@ -83,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         _print_report(report, wide_console())
     if report.interrupted:
         return 130
-    landed = sum(l.points for l in report.districts)
+    landed = sum(ln.points for ln in report.districts)
     return 0 if landed > 0 and not report.problems else 1
 
 
@@ -110,17 +140,33 @@ def _print_report(report: Any, console: Console) -> None:
     def ms(v: float | None) -> str:
         return "not seen" if v is None else f"{v:.0f} ms"
 
-    console.print(f"\nThe city ran {report.ran_s:.0f} s: up to {report.nodes_online} of {report.nodes} "
-                  f"nodes online, {report.messages} messages on the broker.", highlight=False)
-    _table(console, "staged alarms: end-to-end latency",
-           ["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB"],
-           [(s.label, f"{s.district}/{s.zone}/{s.node}", ms(s.topic_ms), ms(s.influx_ms))
-            for s in report.staged if s.set_at is not None])
-    _table(console, "raw readings per district and kind", ["database", "measurement", "points", "nodes"],
-           [(l.database, l.measurement, l.points, l.nodes) for l in report.districts])
-    _table(console, "city level: events, node health, one-minute rollups",
-           ["database", "measurement", "points", "nodes"],
-           [(l.database, l.measurement, l.points, l.nodes) for l in report.city])
+    console.print(
+        f"\nThe city ran {report.ran_s:.0f} s: up to {report.nodes_online} of {report.nodes} "
+        f"nodes online, {report.messages} messages on the broker.",
+        highlight=False,
+    )
+    _table(
+        console,
+        "staged alarms: end-to-end latency",
+        ["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB"],
+        [
+            (s.label, f"{s.district}/{s.zone}/{s.node}", ms(s.topic_ms), ms(s.influx_ms))
+            for s in report.staged
+            if s.set_at is not None
+        ],
+    )
+    _table(
+        console,
+        "raw readings per district and kind",
+        ["database", "measurement", "points", "nodes"],
+        [(ln.database, ln.measurement, ln.points, ln.nodes) for ln in report.districts],
+    )
+    _table(
+        console,
+        "city level: events, node health, one-minute rollups",
+        ["database", "measurement", "points", "nodes"],
+        [(ln.database, ln.measurement, ln.points, ln.nodes) for ln in report.city],
+    )
     for note in report.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for problem in report.problems:
@@ -128,15 +174,20 @@ def _print_report(report: Any, console: Console) -> None:
     state = report.state_dir
     console.print(f"\nState kept in {state}. See the data with InfluxQL, for example:", highlight=False)
     for db, q in example_queries(list(DISTRICTS)):
-        console.print(f"  urbansense demo --state-dir {shlex.quote(str(state))} --database {db} "
-                      f"--query {shlex.quote(q)}",
-                      highlight=False, markup=False, soft_wrap=True)
+        console.print(
+            f"  urbansense demo --state-dir {shlex.quote(str(state))} --database {db} "
+            f"--query {shlex.quote(q)}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _query(args: argparse.Namespace) -> int:
     """Start InfluxDB on the last run's data folder, run one InfluxQL statement, stop it."""
     from demo.city import DemoError, exclusive
     from hil.services import InfluxDBServer, ServiceError
+
     folder = args.state_dir.resolve() / "influxdb"
     if not (folder / "meta").is_dir():
         raise CommandError(f"no demo data in {args.state_dir}: run `urbansense demo` first")
@@ -150,7 +201,7 @@ def _query(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
     except ServiceError as err:
         raise CommandError(str(err).splitlines()[0].removeprefix("InfluxQL error: ")) from None
-    except urllib.error.HTTPError as err:   # a statement InfluxDB cannot parse: 400 + JSON
+    except urllib.error.HTTPError as err:  # a statement InfluxDB cannot parse: 400 + JSON
         raise CommandError(f"InfluxDB refused the query: {_influx_error(err)}") from None
     finally:
         influx.stop()
@@ -163,8 +214,10 @@ def _query(args: argparse.Namespace) -> int:
     console = wide_console()
     for s in series:
         title = s.get("name", "") + (f" {s['tags']}" if s.get("tags") else "")
-        rows = [tuple(_utc(v) if col == "time" else v for col, v in zip(s["columns"], row))
-                for row in s.get("values", [])]
+        rows = [
+            tuple(_utc(v) if col == "time" else v for col, v in zip(s["columns"], row))
+            for row in s.get("values", [])
+        ]
         _table(console, title, s["columns"], rows)
     return 0
 
@@ -179,4 +232,4 @@ def _influx_error(err: urllib.error.HTTPError) -> str:
 def _utc(ms: Any) -> Any:
     if not isinstance(ms, int):
         return ms
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

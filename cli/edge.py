@@ -1,5 +1,6 @@
 """`urbansense edge ...` (run the aggregator, check its config, look at its dead letters)
 and `urbansense nodes` (the node registry of a running or stopped edge)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (structured logs)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-               "logger": record.name, "msg": record.getMessage()}
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
@@ -38,43 +43,62 @@ def _setup_logging(level: str, fmt: str) -> None:
 
 def _load(path: str):
     from edge.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as err:
-        raise CommandError(f"{err.path}: bad config:\n  " + "\n  ".join(err.problems), 2)
+        raise CommandError(f"{err.path}: bad config:\n  " + "\n  ".join(err.problems), 2) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("edge", help="the edge aggregator: run it, check its config",
-                       description="The X-level edge aggregator: MQTT in, InfluxDB out.")
+    p = sub.add_parser(
+        "edge",
+        help="the edge aggregator: run it, check its config",
+        description="The X-level edge aggregator: MQTT in, InfluxDB out.",
+    )
     esub = p.add_subparsers(title="edge commands", metavar="COMMAND")
 
-    run = esub.add_parser("run", help="run the aggregator in the foreground",
-                          description="Run the edge aggregator in the foreground until "
-                                      "SIGTERM or Ctrl-C (it finishes the commit in hand).")
+    run = esub.add_parser(
+        "run",
+        help="run the aggregator in the foreground",
+        description="Run the edge aggregator in the foreground until "
+        "SIGTERM or Ctrl-C (it finishes the commit in hand).",
+    )
     run.add_argument("--config", required=True, help="the edge's TOML config file")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", default="json", choices=["json", "text"],
-                     help="json (one object per line, default) or text")
+    run.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json (one object per line, default) or text",
+    )
     run.set_defaults(func=cmd_run)
 
-    check = esub.add_parser("check-config", help="validate a config file, naming each bad key",
-                            description="Validate an edge config file; exit 0 if it is usable.")
+    check = esub.add_parser(
+        "check-config",
+        help="validate a config file, naming each bad key",
+        description="Validate an edge config file; exit 0 if it is usable.",
+    )
     check.add_argument("file", help="the TOML config file")
     add_format_flags(check)
     check.set_defaults(func=cmd_check)
 
-    dead = esub.add_parser("dead-letters", help="list quarantined messages",
-                           description="List the newest rows of the dead-letter table.")
+    dead = esub.add_parser(
+        "dead-letters",
+        help="list quarantined messages",
+        description="List the newest rows of the dead-letter table.",
+    )
     dead.add_argument("--config", required=True, help="the edge's TOML config file")
     dead.add_argument("--limit", type=int, default=50)
     add_format_flags(dead)
     dead.set_defaults(func=cmd_dead_letters)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
-    nodes = sub.add_parser("nodes", help="list the nodes an edge knows",
-                           description="List the node registry of an edge: online, battery, "
-                                       "RSSI, firmware, seq gaps.")
+    nodes = sub.add_parser(
+        "nodes",
+        help="list the nodes an edge knows",
+        description="List the node registry of an edge: online, battery, RSSI, firmware, seq gaps.",
+    )
     nodes.add_argument("--config", required=True, help="the edge's TOML config file")
     add_format_flags(nodes)
     nodes.set_defaults(func=cmd_nodes)
@@ -84,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     _setup_logging(args.log_level, args.log_format)
     from edge.service import EdgeService
+
     service = EdgeService(cfg)
 
     def on_signal(signum, frame):
@@ -97,6 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
+
     try:
         cfg = load_config(args.file)
     except ConfigError as err:
@@ -108,11 +134,19 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {line}")
         return 1
     from edge.config import redact_url
-    summary = {"valid": True, "file": args.file, "site": f"{cfg.site.district}/{cfg.site.zone}",
-               "buffer": str(cfg.buffer_path), "subscriptions": cfg.subscriptions(),
-               "sinks": [f"{s.name}: {s.api} {redact_url(s.url)} {s.database or s.bucket} ({s.data})"
-                         for s in cfg.sink],
-               "metrics": cfg.metrics.listen or "off", "limits": _limits_summary(cfg.limits)}
+
+    summary = {
+        "valid": True,
+        "file": args.file,
+        "site": f"{cfg.site.district}/{cfg.site.zone}",
+        "buffer": str(cfg.buffer_path),
+        "subscriptions": cfg.subscriptions(),
+        "sinks": [
+            f"{s.name}: {s.api} {redact_url(s.url)} {s.database or s.bucket} ({s.data})" for s in cfg.sink
+        ],
+        "metrics": cfg.metrics.listen or "off",
+        "limits": _limits_summary(cfg.limits),
+    }
     if args.json:
         print_json(summary)
     else:
@@ -129,8 +163,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _limits_summary(limits) -> str:
     if not limits.node_rate and not limits.event_rate:
         return "no rate limit"
-    rate = (f"{limits.rate_factor:g}x each node's interval" if limits.node_rate == "auto"
-            else f"{limits.node_rate:g}/s" if limits.node_rate else "none")
+    rate = (
+        f"{limits.rate_factor:g}x each node's interval"
+        if limits.node_rate == "auto"
+        else f"{limits.node_rate:g}/s"
+        if limits.node_rate
+        else "none"
+    )
     events = f"{limits.event_rate:g}/s burst {limits.event_burst}" if limits.event_rate else "none"
     return f"messages {rate} burst {limits.node_burst}; events {events}"
 
@@ -138,6 +177,7 @@ def _limits_summary(limits) -> str:
 def _open_buffer(cfg):
     """A read-only connection to the edge's buffer database."""
     from edge.database import connect
+
     path = cfg.buffer_path
     if not Path(path).exists():
         raise CommandError(f"no buffer at {path}: has this edge run yet?")
@@ -148,6 +188,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     conn = _open_buffer(cfg)
     from edge.registry import NodeRegistry
+
     try:
         registry = NodeRegistry(offline_after_intervals=cfg.health.offline_after_intervals)
         registry.load(conn)
@@ -160,11 +201,25 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         silent = now - s.last_arrival_ms > cfg.health.offline_after_intervals * registry.interval_ms(s)
         # The stored flag, corrected for silence the running edge has not marked yet.
         online = bool(s.online) and not silent
-        out.append({"node": s.node, "district": s.district, "zone": s.zone, "kind": s.kind,
-                    "online": online, "last_seen_ms": s.last_seen_ms,
-                    "last_arrival_ms": s.last_arrival_ms, "battery_v": s.battery_v,
-                    "rssi": s.rssi, "fw": s.fw, "interval_s": s.interval_s, "boot": s.boot,
-                    "seq": s.seq, "seq_gaps": s.seq_gaps, "reset": s.reset})
+        out.append(
+            {
+                "node": s.node,
+                "district": s.district,
+                "zone": s.zone,
+                "kind": s.kind,
+                "online": online,
+                "last_seen_ms": s.last_seen_ms,
+                "last_arrival_ms": s.last_arrival_ms,
+                "battery_v": s.battery_v,
+                "rssi": s.rssi,
+                "fw": s.fw,
+                "interval_s": s.interval_s,
+                "boot": s.boot,
+                "seq": s.seq,
+                "seq_gaps": s.seq_gaps,
+                "reset": s.reset,
+            }
+        )
     if args.json:
         print_json(out)
         return 0
@@ -175,10 +230,24 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         secs = max(0, (now - ms) / 1000)
         return f"{secs:.0f}s ago" if secs < 120 else f"{secs / 60:.0f}m ago"
 
-    print_table(("node", "kind", "online", "last seen", "battery V", "RSSI", "fw", "boot", "seq gaps"),
-                [(n["node"], n["kind"], "yes" if n["online"] else "NO", ago(n["last_arrival_ms"]),
-                  n["battery_v"], n["rssi"], n["fw"], n["boot"], n["seq_gaps"]) for n in out],
-                title=f"nodes of {cfg.site.district}/{cfg.site.zone} ({len(out)})")
+    print_table(
+        ("node", "kind", "online", "last seen", "battery V", "RSSI", "fw", "boot", "seq gaps"),
+        [
+            (
+                n["node"],
+                n["kind"],
+                "yes" if n["online"] else "NO",
+                ago(n["last_arrival_ms"]),
+                n["battery_v"],
+                n["rssi"],
+                n["fw"],
+                n["boot"],
+                n["seq_gaps"],
+            )
+            for n in out
+        ],
+        title=f"nodes of {cfg.site.district}/{cfg.site.zone} ({len(out)})",
+    )
     return 0
 
 
@@ -186,6 +255,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     conn = _open_buffer(cfg)
     from edge import deadletters
+
     try:
         items = deadletters.newest(conn, args.limit)
         counts = deadletters.by_reason(conn)
@@ -203,7 +273,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         print_json({"by_reason": dict(counts), "newest": items})
         return 0
     print_table(("reason", "count"), counts, title="dead letters by reason")
-    print_table(("id", "reason", "source", "topic", "detail"),
-                [(i["id"], i["reason"], i["source"], i["topic"], (i["detail"] or "")[:80]) for i in items],
-                title=f"newest {len(items)}")
+    print_table(
+        ("id", "reason", "source", "topic", "detail"),
+        [(i["id"], i["reason"], i["source"], i["topic"], (i["detail"] or "")[:80]) for i in items],
+        title=f"newest {len(items)}",
+    )
     return 0

@@ -1,4 +1,5 @@
 """The one error type command modules raise: said to the user in one line, no traceback."""
+
 from __future__ import annotations
 
 

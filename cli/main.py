@@ -3,6 +3,7 @@
 Each command group is a module exposing `register(subparsers)`; it adds its parser and
 sets `func` (taking the parsed args, returning an exit code). Exit code 0 only on success.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="urbansense",
         description="City sensing network: node firmware tools, the edge aggregator, "
-                    "operations queries and test rigs.")
+        "operations queries and test rigs.",
+    )
     parser.add_argument("--version", action="version", version=f"urbansense {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMAND_MODULES:

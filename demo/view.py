@@ -3,6 +3,7 @@ the buffer depth of each edge, the latest alarms and the staged alarms' latencie
 
 On a terminal this is a rich Live view refreshed a few times a second; when stdout is not
 a terminal (CI, a pipe) it prints one plain progress line every few seconds instead."""
+
 from __future__ import annotations
 
 import time
@@ -21,15 +22,16 @@ from hil.stack.observer import Alarm, CityObserver
 @dataclass
 class StagedAlarm:
     """One alarm the demo stages, and the latencies measured for it."""
-    label: str          # "leak"
+
+    label: str  # "leak"
     node: str
     district: str
     zone: str
     event: str
     stimulus: dict
-    set_at: float | None = None            # monotonic time the stimulus was set
-    topic_ms: float | None = None          # stimulus -> alarms/v1/... seen
-    influx_ms: float | None = None         # stimulus -> point visible in InfluxDB
+    set_at: float | None = None  # monotonic time the stimulus was set
+    topic_ms: float | None = None  # stimulus -> alarms/v1/... seen
+    influx_ms: float | None = None  # stimulus -> point visible in InfluxDB
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ZoneRow:
 @dataclass
 class CityState:
     """One refresh's worth of figures, gathered from the observer and the edges' metrics."""
+
     elapsed_s: float
     duration_s: float
     zones: list[ZoneRow]
@@ -55,20 +58,42 @@ class CityState:
     extra: dict = field(default_factory=dict)
 
 
-def gather(observer: CityObserver, edges: dict[EdgeSite, EdgeProcess], expected: dict[EdgeSite, int],
-           staged: list[StagedAlarm], started: float, duration_s: float, phase: str) -> CityState:
+def gather(
+    observer: CityObserver,
+    edges: dict[EdgeSite, EdgeProcess],
+    expected: dict[EdgeSite, int],
+    staged: list[StagedAlarm],
+    started: float,
+    duration_s: float,
+    phase: str,
+) -> CityState:
     nodes = observer.snapshot()
     rates = observer.rates()
     zones = []
     for site, edge in edges.items():
-        online = sum(1 for n in nodes.values()
-                     if n.district == site.district and n.zone == site.zone and n.online)
+        online = sum(
+            1 for n in nodes.values() if n.district == site.district and n.zone == site.zone and n.online
+        )
         samples = edge.metrics()
-        zones.append(ZoneRow(site, online, expected.get(site, 0),
-                             rates.get((site.district, site.zone), 0.0),
-                             metric_sum(samples, "sink_pending_lines"), bool(samples)))
-    return CityState(time.monotonic() - started, duration_s, zones, observer.latest_alarms(6),
-                     list(staged), phase, len(observer.alarms))
+        zones.append(
+            ZoneRow(
+                site,
+                online,
+                expected.get(site, 0),
+                rates.get((site.district, site.zone), 0.0),
+                metric_sum(samples, "sink_pending_lines"),
+                bool(samples),
+            )
+        )
+    return CityState(
+        time.monotonic() - started,
+        duration_s,
+        zones,
+        observer.latest_alarms(6),
+        list(staged),
+        phase,
+        len(observer.alarms),
+    )
 
 
 def _ms(value: float | None, pending: bool) -> str:
@@ -88,18 +113,26 @@ def render(state: CityState, header: str) -> Group:
     for col in ("time", "district/zone", "node", "event", "state", "severity"):
         alarms.add_column(col)
     for a in reversed(state.alarms):
-        alarms.add_row(datetime.fromtimestamp(a.received_wall).strftime("%H:%M:%S"),
-                       f"{a.district}/{a.zone}", a.node, a.event,
-                       "raised" if a.state else "cleared", a.severity or "")
+        alarms.add_row(
+            datetime.fromtimestamp(a.received_wall).strftime("%H:%M:%S"),
+            f"{a.district}/{a.zone}",
+            a.node,
+            a.event,
+            "raised" if a.state else "cleared",
+            a.severity or "",
+        )
     staged = Table(title="staged alarms: end-to-end latency from the stimulus", title_justify="left")
     for col in ("alarm", "node", "alarms topic", "InfluxDB"):
         staged.add_column(col)
     for s in state.staged:
         pending = s.set_at is not None
-        staged.add_row(s.label, f"{s.district}/{s.zone}/{s.node}", _ms(s.topic_ms, pending),
-                       _ms(s.influx_ms, pending))
-    title = Text(f"{header}   {state.phase}   {state.elapsed_s:.0f}/{state.duration_s:.0f} s   "
-                 "(Ctrl-C stops)", style="bold")
+        staged.add_row(
+            s.label, f"{s.district}/{s.zone}/{s.node}", _ms(s.topic_ms, pending), _ms(s.influx_ms, pending)
+        )
+    title = Text(
+        f"{header}   {state.phase}   {state.elapsed_s:.0f}/{state.duration_s:.0f} s   (Ctrl-C stops)",
+        style="bold",
+    )
     return Group(title, zones, staged, alarms)
 
 
@@ -108,11 +141,16 @@ def plain_line(state: CityState) -> str:
     total = sum(z.total for z in state.zones)
     rate = sum(z.rate for z in state.zones)
     depth = sum(z.buffer_depth or 0 for z in state.zones)
-    staged = ", ".join(f"{s.label} {_ms(s.topic_ms, s.set_at is not None)}/{_ms(s.influx_ms, s.set_at is not None)}"
-                       for s in state.staged if s.set_at is not None)
-    return (f"t={state.elapsed_s:3.0f}s {state.phase}: nodes online {online}/{total}, "
-            f"{rate:.1f} msg/s, edge buffers {depth:.0f}, alarms {state.alarms_total}"
-            + (f"; staged (topic/InfluxDB): {staged}" if staged else ""))
+    staged = ", ".join(
+        f"{s.label} {_ms(s.topic_ms, s.set_at is not None)}/{_ms(s.influx_ms, s.set_at is not None)}"
+        for s in state.staged
+        if s.set_at is not None
+    )
+    return (
+        f"t={state.elapsed_s:3.0f}s {state.phase}: nodes online {online}/{total}, "
+        f"{rate:.1f} msg/s, edge buffers {depth:.0f}, alarms {state.alarms_total}"
+        + (f"; staged (topic/InfluxDB): {staged}" if staged else "")
+    )
 
 
 class CityView:
@@ -130,7 +168,7 @@ class CityView:
     def interactive(self) -> bool:
         return self.console.is_terminal
 
-    def __enter__(self) -> "CityView":
+    def __enter__(self) -> CityView:
         if self.interactive:
             self.live = Live(console=self.console, refresh_per_second=4, transient=False)
             self.live.__enter__()

@@ -91,7 +91,13 @@ main() {
         demo) exec "$VENV/bin/urbansense" demo "$@" ;;
         # Two workers (pytest-xdist): most tests wait on servers and interpreters, so two
         # run side by side on two cores; URBANSENSE_TEST_WORKERS=0 runs them one by one.
-        test) exec "$VENV/bin/python" -m pytest -n "${URBANSENSE_TEST_WORKERS:-2}" "$@" ;;
+        # Lint and format check first (ruff, configured in pyproject.toml): a style
+        # problem is reported in seconds, before the suite's minutes.
+        test)
+            say "ruff check and ruff format --check"
+            "$VENV/bin/ruff" check --quiet . || { say "ruff found problems (fix: .venv/bin/ruff check --fix .)"; exit 1; }
+            "$VENV/bin/ruff" format --check --quiet . || { say "files need formatting (fix: .venv/bin/ruff format .)"; exit 1; }
+            exec "$VENV/bin/python" -m pytest -n "${URBANSENSE_TEST_WORKERS:-2}" "$@" ;;
     esac
 }
 

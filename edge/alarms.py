@@ -6,10 +6,11 @@ publishes at QoS 1 through the edge's MQTT client, and moves its cursor only onc
 broker has acknowledged (PUBACK). So an alarm is published at least once even across a
 crash; consumers deduplicate on the payload's (node, boot, seq) if they must.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from edge.buffer import DurableBuffer
 from edge.consumer import StreamConsumer
@@ -21,8 +22,14 @@ CONSUMER = "alarms"
 
 
 class AlarmPublisher(StreamConsumer):
-    def __init__(self, buffer: DurableBuffer, ingest: MqttIngest, metrics: EdgeMetrics,
-                 stop: threading.Event, on_crash: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        buffer: DurableBuffer,
+        ingest: MqttIngest,
+        metrics: EdgeMetrics,
+        stop: threading.Event,
+        on_crash: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(buffer, CONSUMER, Stream.ALARM, stop, name="alarms", on_crash=on_crash)
         self.ingest = ingest
         self.metrics = metrics

@@ -21,6 +21,7 @@ deleted by the cap.
 Each thread opens its own connection (`connect()`); SQLite serialises writers, WAL lets
 readers run beside the writer.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -38,8 +39,14 @@ def now_ms() -> int:
 
 
 class DurableBuffer:
-    def __init__(self, path: str | Path, *, max_bytes: int = 2_000_000_000,
-                 synchronous: str = "full", dead_letter_max_rows: int = 100_000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 2_000_000_000,
+        synchronous: str = "full",
+        dead_letter_max_rows: int = 100_000,
+    ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.synchronous = synchronous.upper()

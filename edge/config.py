@@ -5,14 +5,22 @@ that names it (`mqtt.hots: unknown key`) rather than a silently ignored line. Re
 paths are taken from the config file's folder, so a generated config is self-sufficient
 wherever the process starts.
 """
+
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from protocols import topics
 
@@ -77,12 +85,12 @@ class SinkConfig(Section):
     name: Name
     url: str
     api: Literal["v1", "v2"] = "v1"
-    database: str | None = None          # v1
-    username: str | None = None          # v1, optional
-    password: str | None = Field(None, repr=False)   # v1, optional (a secret)
-    bucket: str | None = None            # v2
-    org: str | None = None               # v2
-    token: str | None = Field(None, repr=False)      # v2 (a secret)
+    database: str | None = None  # v1
+    username: str | None = None  # v1, optional
+    password: str | None = Field(None, repr=False)  # v1, optional (a secret)
+    bucket: str | None = None  # v2
+    org: str | None = None  # v2
+    token: str | None = Field(None, repr=False)  # v2 (a secret)
     data: Literal["raw", "rollup"] = "raw"
     # Largest batch of line-protocol lines in one request.
     batch_max_lines: int = Field(5000, ge=1, le=1_000_000)
@@ -93,7 +101,7 @@ class SinkConfig(Section):
     # Exponential backoff with full jitter between these bounds.
     retry_min_s: float = Field(0.2, gt=0)
     retry_max_s: float = Field(30.0, gt=0)
-    create_database: bool = True         # v1: CREATE DATABASE at start and on "database not found"
+    create_database: bool = True  # v1: CREATE DATABASE at start and on "database not found"
 
     @field_validator("url")
     @classmethod

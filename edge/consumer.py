@@ -11,12 +11,13 @@ A subclass says how to deliver (`deliver`), and may wait for a fuller batch (`ba
 hold a connection of its own (`begin`, `close`). Its cursor exists once the commit loop's
 `prepare` has run with `cursors_of(consumers)`.
 """
+
 from __future__ import annotations
 
 import logging
 import sqlite3
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from edge import outbox
 from edge.buffer import DurableBuffer
@@ -26,15 +27,23 @@ log = logging.getLogger("urbansense.edge.consumer")
 
 
 class StreamConsumer(threading.Thread):
-    def __init__(self, buffer: DurableBuffer, consumer: str, stream: Stream,
-                 stop: threading.Event, *, name: str, max_lines: int = 200,
-                 on_crash: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        buffer: DurableBuffer,
+        consumer: str,
+        stream: Stream,
+        stop: threading.Event,
+        *,
+        name: str,
+        max_lines: int = 200,
+        on_crash: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self.buffer = buffer
-        self.consumer = consumer          # the cursor's name
+        self.consumer = consumer  # the cursor's name
         self.stream = stream
         self.stop_event = stop
-        self.max_lines = max_lines        # the most lines read at once (at least one row)
+        self.max_lines = max_lines  # the most lines read at once (at least one row)
         self.on_crash = on_crash
 
     # -- what a subclass says --------------------------------------------------------------

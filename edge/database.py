@@ -16,11 +16,12 @@ A migration is a function of the connection; `sql(...)` makes one of plain state
 Adding a table or a column is one line appended to MIGRATIONS (never edit one that has
 shipped: buffers in the field are at its version already).
 """
+
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edge import deadletters, identities, outbox, registry, rollups
 
@@ -29,17 +30,20 @@ Migration = Callable[[sqlite3.Connection], None]
 
 def sql(*statements: str) -> Migration:
     """A migration made of plain SQL statements."""
+
     def run(conn: sqlite3.Connection) -> None:
         for statement in statements:
             conn.execute(statement)
+
     return run
 
 
 # Migration i brings the schema to version i + 1.
 MIGRATIONS: tuple[Migration, ...] = (
-    sql(*outbox.TABLES, *identities.TABLES, *deadletters.TABLES, *registry.TABLES,
-        *rollups.TABLES),                                                    # 1: the first schema
-    registry.add_closed_gaps,                                                # 2: nodes.closed_gaps
+    sql(
+        *outbox.TABLES, *identities.TABLES, *deadletters.TABLES, *registry.TABLES, *rollups.TABLES
+    ),  # 1: the first schema
+    registry.add_closed_gaps,  # 2: nodes.closed_gaps
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -48,12 +52,12 @@ class SchemaError(RuntimeError):
     pass
 
 
-def connect(path: str | Path, *, synchronous: str = "FULL",
-            readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), for one thread."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
-                               isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None, check_same_thread=False
+        )
     else:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -78,13 +82,14 @@ def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRAT
     try:
         version = schema_version(conn)
         if version > len(migrations):
-            raise SchemaError(f"the buffer's schema is version {version}, newer than this edge "
-                              f"knows ({len(migrations)}): run a newer edge or move the buffer aside")
+            raise SchemaError(
+                f"the buffer's schema is version {version}, newer than this edge "
+                f"knows ({len(migrations)}): run a newer edge or move the buffer aside"
+            )
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         for step in migrations[version:]:
             step(conn)
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                     (str(len(migrations)),))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(len(migrations)),))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

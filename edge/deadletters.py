@@ -3,6 +3,7 @@ time) and every line a sink refused (source = the sink's name). Nothing invalid 
 dropped silently; the table keeps the newest `dead_letter_max_rows` rows. This module is
 the one that knows the table; every statement on it is here.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -28,10 +29,10 @@ class DeadLetter:
 
 
 def add(conn: sqlite3.Connection, letter: DeadLetter) -> None:
-    conn.execute("INSERT INTO dead_letters (at_ms, reason, topic, payload, detail, source)"
-                 " VALUES (?, ?, ?, ?, ?, ?)",
-                 (letter.at_ms, letter.reason, letter.topic, letter.payload, letter.detail,
-                  letter.source))
+    conn.execute(
+        "INSERT INTO dead_letters (at_ms, reason, topic, payload, detail, source) VALUES (?, ?, ?, ?, ?, ?)",
+        (letter.at_ms, letter.reason, letter.topic, letter.payload, letter.detail, letter.source),
+    )
 
 
 def prune(conn: sqlite3.Connection, keep_rows: int) -> int:
@@ -48,13 +49,15 @@ def count(conn: sqlite3.Connection) -> int:
 
 def by_reason(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     """(reason, rows), the most frequent first."""
-    return conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason"
-                        " ORDER BY 2 DESC").fetchall()
+    return conn.execute(
+        "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
+    ).fetchall()
 
 
 def newest(conn: sqlite3.Connection, limit: int) -> list[dict]:
     """The newest rows, newest first, as dicts of every column."""
     keys = ("id", "at_ms", "reason", "topic", "payload", "detail", "source")
-    rows = conn.execute(f"SELECT {', '.join(keys)} FROM dead_letters ORDER BY id DESC LIMIT ?",
-                        (limit,)).fetchall()
+    rows = conn.execute(
+        f"SELECT {', '.join(keys)} FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
+    ).fetchall()
     return [dict(zip(keys, r)) for r in rows]

@@ -18,6 +18,7 @@ Delivery policy (the sink only classifies one attempt):
 A batch written twice (a crash after the write, before the cursor moved) is harmless:
 the same points with the same timestamps overwrite themselves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,7 @@ import random
 import sqlite3
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from edge import sinks as sinkmod
 from edge.buffer import DurableBuffer, now_ms
@@ -43,11 +44,25 @@ SINK_REJECTED = "sink_rejected"
 class Forwarder(StreamConsumer):
     """One stream to one sink; the cursor is named after the sink."""
 
-    def __init__(self, buffer: DurableBuffer, cfg: SinkConfig, stream: Stream,
-                 metrics: EdgeMetrics, stop: threading.Event, *,
-                 on_crash: Callable[[], None] | None = None) -> None:
-        super().__init__(buffer, cfg.name, stream, stop, name=f"forward-{cfg.name}-{stream.label}",
-                         max_lines=cfg.batch_max_lines, on_crash=on_crash)
+    def __init__(
+        self,
+        buffer: DurableBuffer,
+        cfg: SinkConfig,
+        stream: Stream,
+        metrics: EdgeMetrics,
+        stop: threading.Event,
+        *,
+        on_crash: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(
+            buffer,
+            cfg.name,
+            stream,
+            stop,
+            name=f"forward-{cfg.name}-{stream.label}",
+            max_lines=cfg.batch_max_lines,
+            on_crash=on_crash,
+        )
         self.cfg = cfg
         self.metrics = metrics
         # Events never wait for company: they are the fast lane.
@@ -74,7 +89,7 @@ class Forwarder(StreamConsumer):
             remaining = rows[0].at_ms / 1000.0 + self.wait_s - time.time()
             if lines < self.max_lines and remaining > 0:
                 self.stop_event.wait(min(remaining, self.wait_s))
-                rows = super().batch(conn, mark)    # none if the size cap took them meanwhile
+                rows = super().batch(conn, mark)  # none if the size cap took them meanwhile
         return rows
 
     def deliver(self, rows: list[OutboxRow]) -> bool:
@@ -117,17 +132,30 @@ class Forwarder(StreamConsumer):
                     half = len(lines) // 2
                     return bool(self._write(lines[:half]) and self._write(lines[half:]))
                 log.warning("sink %s refused a line (%s): %s", name, outcome.status, outcome.detail[:200])
-                self.buffer.post_dead_letter(DeadLetter(
-                    SINK_REJECTED, None, lines[0].encode(), f"{outcome.status}: {outcome.detail[:500]}",
-                    now_ms(), name))
+                self.buffer.post_dead_letter(
+                    DeadLetter(
+                        SINK_REJECTED,
+                        None,
+                        lines[0].encode(),
+                        f"{outcome.status}: {outcome.detail[:500]}",
+                        now_ms(),
+                        name,
+                    )
+                )
                 self.metrics.sink_rejected.labels(name).inc()
                 return True
             self.failures += 1
             self.metrics.sink_failed.labels(name).inc()
             delay = self._backoff(outcome)
             if self.failures in (1, 10) or self.failures % 100 == 0:
-                log.warning("sink %s: write failed (%s %s), attempt %d, retrying in %.2f s",
-                            name, outcome.status, outcome.detail[:200], self.failures, delay)
+                log.warning(
+                    "sink %s: write failed (%s %s), attempt %d, retrying in %.2f s",
+                    name,
+                    outcome.status,
+                    outcome.detail[:200],
+                    self.failures,
+                    delay,
+                )
             self.stop_event.wait(delay)
             if top:
                 return None if not self.stop_event.is_set() else False

@@ -5,6 +5,7 @@ forwarded, so a redelivery after a crash or a node replaying its queue with a ne
 `age_ms` is recognised and not written again with another timestamp. This module is the
 one that knows the table; every statement on it is here.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -15,18 +16,22 @@ TABLES = (
     "CREATE UNIQUE INDEX seen_identity ON seen(node, boot, seq)",
 )
 
-Identity = tuple[str, int, int]          # (node, boot, seq)
+Identity = tuple[str, int, int]  # (node, boot, seq)
 
 
-def first_times(conn: sqlite3.Connection, identities: list[tuple[str, int, int, int]],
-                chunk: int = 200) -> set[Identity]:
+def first_times(
+    conn: sqlite3.Connection, identities: list[tuple[str, int, int, int]], chunk: int = 200
+) -> set[Identity]:
     """Record many identities (node, boot, seq, at_ms) at once; return those that were
     new (INSERT OR IGNORE ... RETURNING gives back only the rows it inserted)."""
     new: set[Identity] = set()
     for start in range(0, len(identities), chunk):
-        part = identities[start:start + chunk]
-        sql = ("INSERT OR IGNORE INTO seen VALUES " + ",".join(["(?,?,?,?)"] * len(part))
-               + " RETURNING node, boot, seq")
+        part = identities[start : start + chunk]
+        sql = (
+            "INSERT OR IGNORE INTO seen VALUES "
+            + ",".join(["(?,?,?,?)"] * len(part))
+            + " RETURNING node, boot, seq"
+        )
         new.update(conn.execute(sql, [v for ident in part for v in ident]).fetchall())
     return new
 
@@ -38,5 +43,6 @@ def prune(conn: sqlite3.Connection, before_ms: int, chunk: int = 20000) -> int:
     if oldest is None or oldest[0] >= before_ms:
         return 0
     return conn.execute(
-        "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?)"
-        " AND at_ms < ?", (chunk, before_ms)).rowcount
+        "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?) AND at_ms < ?",
+        (chunk, before_ms),
+    ).rowcount

@@ -12,6 +12,7 @@
   an alarm would wait behind every telemetry message queued before it. The events
   session's messages take the Inbox's urgent lane, and it publishes the alarms.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,9 +38,9 @@ class Incoming:
     topic: str
     payload: bytes
     arrival_ms: int
-    generation: int          # which connection delivered it (acks go to that one only)
-    source: "MqttIngest"
-    size: int = -1           # payload size on arrival (an oversize payload is kept clipped)
+    generation: int  # which connection delivered it (acks go to that one only)
+    source: MqttIngest
+    size: int = -1  # payload size on arrival (an oversize payload is kept clipped)
 
 
 # QoS 1 messages are bounded by the broker's flow control (it sends at most
@@ -61,7 +62,7 @@ class Inbox:
         # Counters the metrics read at scrape time.
         self.qos0_dropped = 0
         self.redelivered = 0
-        self._dropping = False     # QoS 0 is being dropped (warned once per episode)
+        self._dropping = False  # QoS 0 is being dropped (warned once per episode)
 
     def note_redelivered(self) -> None:
         with self._cond:
@@ -74,8 +75,7 @@ class Inbox:
                     self.qos0_dropped += 1
                     if not self._dropping:
                         self._dropping = True
-                        log.warning("inbox full (%d waiting): dropping QoS 0 messages",
-                                    self.qos0_max_waiting)
+                        log.warning("inbox full (%d waiting): dropping QoS 0 messages", self.qos0_max_waiting)
                     return
                 self._dropping = False
             (self._urgent if urgent else self._normal).append(message)
@@ -127,31 +127,43 @@ def split_filters(filters: list[str]) -> tuple[list[str], list[str]]:
 
 
 class MqttIngest:
-    def __init__(self, cfg: EdgeConfig, inbox: Inbox, filters: list[str] | None = None,
-                 client_id: str | None = None, urgent: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        inbox: Inbox,
+        filters: list[str] | None = None,
+        client_id: str | None = None,
+        urgent: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.inbox = inbox
         self.urgent = urgent
         self.filters = filters if filters is not None else cfg.subscriptions()
         m = cfg.mqtt
         self.client_id = client_id or m.client_id
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  clean_session=False, protocol=mqtt.MQTTv311,
-                                  manual_ack=True)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
         if m.username is not None:
             self.client.username_pw_set(m.username, m.password)
         if m.tls_ca or m.tls_cert:
-            self.client.tls_set(ca_certs=cfg.path(m.tls_ca) if m.tls_ca else None,
-                                certfile=cfg.path(m.tls_cert) if m.tls_cert else None,
-                                keyfile=cfg.path(m.tls_key) if m.tls_key else None,
-                                cert_reqs=ssl.CERT_REQUIRED)
-        self.client.max_inflight_messages_set(1000)   # our alarms, outgoing
+            self.client.tls_set(
+                ca_certs=cfg.path(m.tls_ca) if m.tls_ca else None,
+                certfile=cfg.path(m.tls_cert) if m.tls_cert else None,
+                keyfile=cfg.path(m.tls_key) if m.tls_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        self.client.max_inflight_messages_set(1000)  # our alarms, outgoing
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.generation = 0          # successful connections so far
+        self.generation = 0  # successful connections so far
         self.connected = threading.Event()
 
     # -- paho callbacks (network thread) ---------------------------------------------
@@ -162,8 +174,12 @@ class MqttIngest:
         self.generation += 1
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
-        log.info("mqtt connected as %s (session present: %s), subscribed to %s",
-                 self.client_id, flags.session_present, ", ".join(self.filters))
+        log.info(
+            "mqtt connected as %s (session present: %s), subscribed to %s",
+            self.client_id,
+            flags.session_present,
+            ", ".join(self.filters),
+        )
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -183,8 +199,9 @@ class MqttIngest:
             # connection dropped): a valid reading is then a duplicate by identity; an
             # invalid message has no identity and may be quarantined a second time.
             self.inbox.note_redelivered()
-        self.inbox.put(Incoming(msg.mid, msg.qos, topic, payload, arrival,
-                                self.generation, self, size), self.urgent)
+        self.inbox.put(
+            Incoming(msg.mid, msg.qos, topic, payload, arrival, self.generation, self, size), self.urgent
+        )
 
     # -- used by the commit loop and the alarm publisher -----------------------------
     def ack(self, messages: list[Incoming]) -> int:

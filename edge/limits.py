@@ -10,6 +10,7 @@ replaced broker, a bridge): every message is measured here first.
   sees it: CPython's parser recurses per level and raises RecursionError (not ValueError)
   at about 1000 levels, which 8 KiB of brackets reaches.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,11 +35,11 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 def nesting_depth(payload: bytes) -> int:
     """Deepest bracket nesting outside JSON strings (an upper bound for invalid JSON)."""
     if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
-        return 0      # cannot be deeper than the limit: skip the scan (most messages)
+        return 0  # cannot be deeper than the limit: skip the scan (most messages)
     brackets = _STRING.sub(b"", payload).translate(None, _NOT_BRACKET)
     depth = deepest = 0
     for b in brackets:
-        if b in (0x5B, 0x7B):       # [ {
+        if b in (0x5B, 0x7B):  # [ {
             depth += 1
             if depth > deepest:
                 deepest = depth

@@ -6,14 +6,20 @@ read from the buffer database at scrape time by a collector, and the inbox's own
 exact and cost nothing between scrapes. Each EdgeMetrics has its own registry (no global
 state).
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
-                               start_http_server)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -38,34 +44,65 @@ class EdgeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.messages_in = Counter(P + "messages_in", "Messages committed, by channel (valid) or 'invalid'",
-                                   ["channel"], registry=r)
-        self.invalid = Counter(P + "invalid_messages", "Messages quarantined in the dead-letter table, by reason",
-                               ["reason"], registry=r)
+        self.messages_in = Counter(
+            P + "messages_in", "Messages committed, by channel (valid) or 'invalid'", ["channel"], registry=r
+        )
+        self.invalid = Counter(
+            P + "invalid_messages",
+            "Messages quarantined in the dead-letter table, by reason",
+            ["reason"],
+            registry=r,
+        )
         for reason in REASONS + EDGE_REASONS:
             self.invalid.labels(reason)
-        self.throttled = Counter(P + "throttled_messages", "Messages a node sent over its rate limit (quarantined as rate_limited), by node",
-                                 ["node"], registry=r)
-        self.duplicates = Counter(P + "duplicate_readings", "Readings and events already accepted before (redelivery or replay)",
-                                  registry=r)
+        self.throttled = Counter(
+            P + "throttled_messages",
+            "Messages a node sent over its rate limit (quarantined as rate_limited), by node",
+            ["node"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            P + "duplicate_readings",
+            "Readings and events already accepted before (redelivery or replay)",
+            registry=r,
+        )
         self.readings = Counter(P + "readings", "Raw readings accepted into the buffer", registry=r)
         self.commits = Counter(P + "commits", "Group commits of the buffer", registry=r)
-        self.commit_size = Histogram(P + "commit_messages", "Messages per group commit",
-                                     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r)
-        self.dropped_lines = Counter(P + "buffer_dropped_lines",
-                                     "Telemetry lines dropped by the buffer size cap", registry=r)
+        self.commit_size = Histogram(
+            P + "commit_messages",
+            "Messages per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.dropped_lines = Counter(
+            P + "buffer_dropped_lines", "Telemetry lines dropped by the buffer size cap", registry=r
+        )
         self.sink_written = Counter(P + "sink_written_lines", "Lines a sink accepted", ["sink"], registry=r)
-        self.sink_requests = Counter(P + "sink_requests", "Write requests by outcome", ["sink", "outcome"], registry=r)
-        self.sink_failed = Counter(P + "sink_failed_writes", "Write attempts that failed and will be retried",
-                                   ["sink"], registry=r)
-        self.sink_rejected = Counter(P + "sink_rejected_lines", "Lines a sink refused (4xx), sent to dead letters",
-                                     ["sink"], registry=r)
+        self.sink_requests = Counter(
+            P + "sink_requests", "Write requests by outcome", ["sink", "outcome"], registry=r
+        )
+        self.sink_failed = Counter(
+            P + "sink_failed_writes", "Write attempts that failed and will be retried", ["sink"], registry=r
+        )
+        self.sink_rejected = Counter(
+            P + "sink_rejected_lines",
+            "Lines a sink refused (4xx), sent to dead letters",
+            ["sink"],
+            registry=r,
+        )
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
         self._server = None
 
     # -- hooks the stages call ---------------------------------------------------------
-    def committed(self, messages: int, channels: list[str], invalid: list[str], duplicates: int,
-                  raw_lines: int, throttled: list[str] = ()) -> None:
+    def committed(
+        self,
+        messages: int,
+        channels: list[str],
+        invalid: list[str],
+        duplicates: int,
+        raw_lines: int,
+        throttled: list[str] = (),
+    ) -> None:
         self.commits.inc()
         self.commit_size.observe(messages)
         for ch in channels:
@@ -105,12 +142,16 @@ class InboxCollector(Collector):
         self._inbox = inbox
 
     def collect(self):
-        yield CounterMetricFamily(P + "qos0_dropped_messages",
-                                  "QoS 0 messages (outside the protocol) dropped while the inbox was full",
-                                  value=self._inbox.qos0_dropped)
-        yield CounterMetricFamily(P + "redelivered_messages",
-                                  "Messages the broker delivered again (MQTT DUP flag)",
-                                  value=self._inbox.redelivered)
+        yield CounterMetricFamily(
+            P + "qos0_dropped_messages",
+            "QoS 0 messages (outside the protocol) dropped while the inbox was full",
+            value=self._inbox.qos0_dropped,
+        )
+        yield CounterMetricFamily(
+            P + "redelivered_messages",
+            "Messages the broker delivered again (MQTT DUP flag)",
+            value=self._inbox.redelivered,
+        )
 
 
 class BufferCollector(Collector):
@@ -131,23 +172,32 @@ class BufferCollector(Collector):
                 self._conn = self._connect(readonly=True)
             conn = self._conn
             now = time.time() * 1000
-            rows = GaugeMetricFamily(P + "buffer_rows", "Rows in the buffer outbox, by stream", labels=["stream"])
-            lines = GaugeMetricFamily(P + "buffer_lines", "Lines in the buffer outbox, by stream", labels=["stream"])
+            rows = GaugeMetricFamily(
+                P + "buffer_rows", "Rows in the buffer outbox, by stream", labels=["stream"]
+            )
+            lines = GaugeMetricFamily(
+                P + "buffer_lines", "Lines in the buffer outbox, by stream", labels=["stream"]
+            )
             for stream in Stream:
                 n, nl = outbox.pending(conn, stream, 0)
                 rows.add_metric([stream.label], n)
                 lines.add_metric([stream.label], nl)
             yield rows
             yield lines
-            yield GaugeMetricFamily(P + "buffer_bytes", "Bytes of the buffer database in use",
-                                    value=database.used_bytes(conn))
-            yield GaugeMetricFamily(P + "dead_letters", "Rows in the dead-letter table",
-                                    value=deadletters.count(conn))
-            lag = GaugeMetricFamily(P + "sink_lag_seconds",
-                                    "Age of the oldest line a sink has not yet written (0 when caught up)",
-                                    labels=["sink"])
-            pending = GaugeMetricFamily(P + "sink_pending_lines", "Lines a sink has not yet written",
-                                        labels=["sink"])
+            yield GaugeMetricFamily(
+                P + "buffer_bytes", "Bytes of the buffer database in use", value=database.used_bytes(conn)
+            )
+            yield GaugeMetricFamily(
+                P + "dead_letters", "Rows in the dead-letter table", value=deadletters.count(conn)
+            )
+            lag = GaugeMetricFamily(
+                P + "sink_lag_seconds",
+                "Age of the oldest line a sink has not yet written (0 when caught up)",
+                labels=["sink"],
+            )
+            pending = GaugeMetricFamily(
+                P + "sink_pending_lines", "Lines a sink has not yet written", labels=["sink"]
+            )
             for sink, streams in self._sinks.items():
                 oldest = None
                 waiting = 0

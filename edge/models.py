@@ -7,9 +7,10 @@ type (strict bool, or a finite float inside the catalog range) and every event t
 may raise. A catalog addition (a new kind, field or event) is picked up with no code
 change here. A dict the models refuse is quarantined like any protocol violation.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, create_model
 
@@ -26,9 +27,10 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 def _field_type(spec: tuple):
     kind, unit, low, high = spec
     if kind == catalog.BOOL:
-        return Optional[StrictBool]
-    return Optional[Annotated[float, Field(ge=low, le=high, allow_inf_nan=False,
-                                           json_schema_extra={"unit": unit})]]
+        return StrictBool | None
+    return (
+        Annotated[float, Field(ge=low, le=high, allow_inf_nan=False, json_schema_extra={"unit": unit})] | None
+    )
 
 
 def _class_name(kind: str, suffix: str) -> str:
@@ -61,19 +63,19 @@ class ReadingBase(Record):
 class EventBase(ReadingBase):
     severity: Literal[catalog.SEVERITIES]  # type: ignore[valid-type]
     state: StrictBool
-    value: Optional[float] = Field(None, allow_inf_nan=False)
+    value: float | None = Field(None, allow_inf_nan=False)
 
 
 class Status(Record):
     kind: str
     boot: Counter
     seq: Counter
-    ts: Optional[int]
-    time_source: Optional[TimeSource]
+    ts: int | None
+    time_source: TimeSource | None
     state: Literal["online", "offline"]
-    fw: Optional[str] = Field(None, max_length=64)
-    interval_s: Optional[float] = None
-    reset: Optional[str] = Field(None, max_length=64)
+    fw: str | None = Field(None, max_length=64)
+    interval_s: float | None = None
+    reset: str | None = Field(None, max_length=64)
 
 
 class Ack(Record):
@@ -82,25 +84,34 @@ class Ack(Record):
     seq: Counter
     id: Slug
     ok: StrictBool
-    error: Optional[str] = Field(None, max_length=200)
-    result: Optional[dict] = None
+    error: str | None = Field(None, max_length=200)
+    result: dict | None = None
 
 
 def _build():
     fields, readings, events = {}, {}, {}
     for kind in catalog.KINDS:
         spec = catalog.fields_of(kind)
-        model = create_model(_class_name(kind, "Fields"), __base__=FieldsBase,
-                             **{name: (_field_type(s), None) for name, s in spec.items()})
+        model = create_model(
+            _class_name(kind, "Fields"),
+            __base__=FieldsBase,
+            **{name: (_field_type(s), None) for name, s in spec.items()},
+        )
         fields[kind] = model
         readings[kind] = create_model(
-            _class_name(kind, "Reading"), __base__=ReadingBase,
-            kind=(Literal[kind], kind), fields=(model, ...))
+            _class_name(kind, "Reading"),
+            __base__=ReadingBase,
+            kind=(Literal[kind], kind),
+            fields=(model, ...),
+        )
         names = tuple(catalog.events_of(kind))
         events[kind] = create_model(
-            _class_name(kind, "Event"), __base__=EventBase,
-            kind=(Literal[kind], kind), event=(Literal[names], ...),  # type: ignore[valid-type]
-            fields=(model, model()))
+            _class_name(kind, "Event"),
+            __base__=EventBase,
+            kind=(Literal[kind], kind),
+            event=(Literal[names], ...),  # type: ignore[valid-type]
+            fields=(model, model()),
+        )
     return fields, readings, events
 
 
@@ -110,8 +121,13 @@ FIELDS, READINGS, EVENTS = _build()
 def readings_of(message: dict, arrival_ms: int) -> list[ReadingBase]:
     """Typed readings of a decoded telemetry message."""
     model = READINGS[message["kind"]]
-    base = {"district": message["district"], "zone": message["zone"],
-            "node": message["node"], "kind": message["kind"], "arrival_ms": arrival_ms}
+    base = {
+        "district": message["district"],
+        "zone": message["zone"],
+        "node": message["node"],
+        "kind": message["kind"],
+        "arrival_ms": arrival_ms,
+    }
     return [model.model_validate({**base, **r}) for r in message["readings"]]
 
 

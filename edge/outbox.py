@@ -8,21 +8,23 @@ cap may take the oldest telemetry rows (raw, rollup, health), never events or al
 
 This module is the one that knows these two tables; every statement on them is here.
 """
+
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Iterable, Mapping
 
 
 class Stream(IntEnum):
     """What a row of the outbox is for; the number is stored in the `stream` column."""
-    RAW = 1        # raw readings (sinks with data = "raw")
-    ROLLUP = 2     # one-minute rollups (sinks with data = "rollup")
-    HEALTH = 3     # node_health (every sink)
-    EVENT = 4      # events measurement, the fast lane (every sink)
-    ALARM = 5      # normalized events to republish on alarms/v1/... (the alarm publisher)
+
+    RAW = 1  # raw readings (sinks with data = "raw")
+    ROLLUP = 2  # one-minute rollups (sinks with data = "rollup")
+    HEALTH = 3  # node_health (every sink)
+    EVENT = 4  # events measurement, the fast lane (every sink)
+    ALARM = 5  # normalized events to republish on alarms/v1/... (the alarm publisher)
 
     @property
     def label(self) -> str:
@@ -30,7 +32,7 @@ class Stream(IntEnum):
         return self.name.lower()
 
 
-TRIMMABLE = (Stream.RAW, Stream.ROLLUP, Stream.HEALTH)   # what the size cap may drop, oldest first
+TRIMMABLE = (Stream.RAW, Stream.ROLLUP, Stream.HEALTH)  # what the size cap may drop, oldest first
 
 # Consumers by stream: {stream: [consumer names]}.
 Consumers = Mapping[Stream, Iterable[str]]
@@ -61,17 +63,22 @@ class OutboxRow:
 
 
 # -- writing (the commit loop, inside its transaction) ---------------------------------
-def append(conn: sqlite3.Connection, stream: Stream, lines: list[str], at_ms: int,
-           topic: str | None = None) -> None:
+def append(
+    conn: sqlite3.Connection, stream: Stream, lines: list[str], at_ms: int, topic: str | None = None
+) -> None:
     if lines:
-        conn.execute("INSERT INTO outbox (stream, at_ms, n, topic, body) VALUES (?, ?, ?, ?, ?)",
-                     (stream, at_ms, len(lines), topic, "\n".join(lines)))
+        conn.execute(
+            "INSERT INTO outbox (stream, at_ms, n, topic, body) VALUES (?, ?, ?, ?, ?)",
+            (stream, at_ms, len(lines), topic, "\n".join(lines)),
+        )
 
 
 def advance(conn: sqlite3.Connection, consumer: str, stream: Stream, last_id: int) -> None:
     """Move a cursor forward (never back)."""
-    conn.execute("UPDATE cursors SET last_id=? WHERE consumer=? AND stream=? AND last_id<?",
-                 (last_id, consumer, stream, last_id))
+    conn.execute(
+        "UPDATE cursors SET last_id=? WHERE consumer=? AND stream=? AND last_id<?",
+        (last_id, consumer, stream, last_id),
+    )
 
 
 def keep_cursors(conn: sqlite3.Connection, consumers: Consumers) -> None:
@@ -92,11 +99,11 @@ def collect(conn: sqlite3.Connection, consumers: Consumers) -> int:
         if names:
             upto = min(cursor(conn, c, stream) for c in names)
         else:
-            upto = conn.execute("SELECT coalesce(max(id), 0) FROM outbox WHERE stream=?",
-                                (stream,)).fetchone()[0]
+            upto = conn.execute(
+                "SELECT coalesce(max(id), 0) FROM outbox WHERE stream=?", (stream,)
+            ).fetchone()[0]
         if upto:
-            deleted += conn.execute("DELETE FROM outbox WHERE stream=? AND id<=?",
-                                    (stream, upto)).rowcount
+            deleted += conn.execute("DELETE FROM outbox WHERE stream=? AND id<=?", (stream, upto)).rowcount
     return deleted
 
 
@@ -108,8 +115,8 @@ def drop_oldest_telemetry(conn: sqlite3.Connection, excess: int) -> tuple[int, i
     victims = []
     freed = 0
     for vid, n, size in conn.execute(
-            f"SELECT id, n, length(body) FROM outbox WHERE stream IN ({marks})"
-            " ORDER BY id LIMIT 1000"):
+        f"SELECT id, n, length(body) FROM outbox WHERE stream IN ({marks}) ORDER BY id LIMIT 1000"
+    ):
         victims.append((vid, n))
         freed += size + 32
         if freed >= excess:
@@ -120,18 +127,22 @@ def drop_oldest_telemetry(conn: sqlite3.Connection, excess: int) -> tuple[int, i
 
 # -- reading (consumers, metrics) -------------------------------------------------------
 def cursor(conn: sqlite3.Connection, consumer: str, stream: Stream) -> int:
-    row = conn.execute("SELECT last_id FROM cursors WHERE consumer=? AND stream=?",
-                       (consumer, stream)).fetchone()
+    row = conn.execute(
+        "SELECT last_id FROM cursors WHERE consumer=? AND stream=?", (consumer, stream)
+    ).fetchone()
     return row[0] if row else 0
 
 
-def read(conn: sqlite3.Connection, stream: Stream, after_id: int, max_lines: int,
-         max_rows: int = 100_000) -> list[OutboxRow]:
+def read(
+    conn: sqlite3.Connection, stream: Stream, after_id: int, max_lines: int, max_rows: int = 100_000
+) -> list[OutboxRow]:
     """Rows after a cursor, up to `max_lines` lines (but at least one row)."""
     rows: list[OutboxRow] = []
     lines = 0
-    for r in conn.execute("SELECT id, at_ms, n, topic, body FROM outbox WHERE stream=? AND id>?"
-                          " ORDER BY id LIMIT ?", (stream, after_id, min(max_lines, max_rows))):
+    for r in conn.execute(
+        "SELECT id, at_ms, n, topic, body FROM outbox WHERE stream=? AND id>? ORDER BY id LIMIT ?",
+        (stream, after_id, min(max_lines, max_rows)),
+    ):
         if rows and lines + r[2] > max_lines:
             break
         rows.append(OutboxRow(*r))
@@ -141,13 +152,15 @@ def read(conn: sqlite3.Connection, stream: Stream, after_id: int, max_lines: int
 
 def oldest_pending(conn: sqlite3.Connection, stream: Stream, after_id: int) -> int | None:
     """Arrival time of the first row after a cursor."""
-    row = conn.execute("SELECT at_ms FROM outbox WHERE stream=? AND id>? ORDER BY id LIMIT 1",
-                       (stream, after_id)).fetchone()
+    row = conn.execute(
+        "SELECT at_ms FROM outbox WHERE stream=? AND id>? ORDER BY id LIMIT 1", (stream, after_id)
+    ).fetchone()
     return row[0] if row else None
 
 
 def pending(conn: sqlite3.Connection, stream: Stream, after_id: int) -> tuple[int, int]:
     """(rows, lines) after a cursor."""
-    row = conn.execute("SELECT count(*), coalesce(sum(n), 0) FROM outbox WHERE stream=? AND id>?",
-                       (stream, after_id)).fetchone()
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(n), 0) FROM outbox WHERE stream=? AND id>?", (stream, after_id)
+    ).fetchone()
     return row[0], row[1]

@@ -11,14 +11,16 @@ After COMMIT returns, the whole group is acknowledged to the broker and the cons
 woken. Between groups the loop does the periodic work: rollups of closed minutes, node
 silence, collecting forwarded rows, the size cap, pruning old identities.
 """
+
 from __future__ import annotations
 
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from edge import deadletters, identities, outbox, schema
 from edge.buffer import DurableBuffer, now_ms
@@ -33,8 +35,15 @@ from edge.outbox import Consumers, Stream
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from edge.screen import Screen
-from edge.validate import (Accepted, AckAccepted, EventAccepted, Rejected, StatusAccepted,
-                           TelemetryAccepted, Validator)
+from edge.validate import (
+    Accepted,
+    AckAccepted,
+    EventAccepted,
+    Rejected,
+    StatusAccepted,
+    TelemetryAccepted,
+    Validator,
+)
 
 log = logging.getLogger("urbansense.edge.pipeline")
 
@@ -46,8 +55,9 @@ URGENT_CHECK_EVERY = 25
 @dataclass
 class Group:
     """What one group commit gathers while its messages are applied."""
-    new: set[Identity]                 # identities the index had not seen before this group
-    raw: list[str] = field(default_factory=list)     # raw lines, one outbox row per group
+
+    new: set[Identity]  # identities the index had not seen before this group
+    raw: list[str] = field(default_factory=list)  # raw lines, one outbox row per group
     duplicates: int = 0
 
     def first(self, r: ReadingBase) -> bool:
@@ -67,12 +77,24 @@ Handler = Callable[[sqlite3.Connection, Any, Incoming, int, Group], None]
 
 
 class CommitLoop:
-    def __init__(self, buffer: DurableBuffer, registry: NodeRegistry, rollups: RollupBook,
-                 metrics: EdgeMetrics, inbox: Inbox,
-                 ack: Callable[[list[Incoming]], int], consumers: Consumers, *,
-                 max_messages: int = 500, wait_ms: float = 5.0, dedup_ms: int = 48 * 3600_000,
-                 check_every_s: float = 5.0, want_rollups: bool = True,
-                 want_alarms: bool = True, limits: LimitsConfig | None = None) -> None:
+    def __init__(
+        self,
+        buffer: DurableBuffer,
+        registry: NodeRegistry,
+        rollups: RollupBook,
+        metrics: EdgeMetrics,
+        inbox: Inbox,
+        ack: Callable[[list[Incoming]], int],
+        consumers: Consumers,
+        *,
+        max_messages: int = 500,
+        wait_ms: float = 5.0,
+        dedup_ms: int = 48 * 3600_000,
+        check_every_s: float = 5.0,
+        want_rollups: bool = True,
+        want_alarms: bool = True,
+        limits: LimitsConfig | None = None,
+    ) -> None:
         self.buffer = buffer
         self.registry = registry
         self.rollups = rollups
@@ -101,7 +123,7 @@ class CommitLoop:
         self._next_tick = 0.0
         self._next_prune = 0.0
         self._next_silence = 0.0
-        self.watch: Callable[[], None] | None = None   # called once a second (thread health)
+        self.watch: Callable[[], None] | None = None  # called once a second (thread health)
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -117,7 +139,7 @@ class CommitLoop:
             if batch:
                 self.commit(batch)
             self.tick()
-        self.tick(force=True)       # store the consumers' last progress
+        self.tick(force=True)  # store the consumers' last progress
 
     # -- one group commit -------------------------------------------------------------------
     def commit(self, batch: list[Incoming]) -> None:
@@ -141,16 +163,18 @@ class CommitLoop:
                 screened = self.screen.check(m.topic, m.payload, size, time.monotonic())
                 if screened is not None:
                     reason, detail, node = screened
-                    deadletters.add(conn, DeadLetter(reason, clip_topic(m.topic), m.payload,
-                                                     detail, m.arrival_ms))
+                    deadletters.add(
+                        conn, DeadLetter(reason, clip_topic(m.topic), m.payload, detail, m.arrival_ms)
+                    )
                     invalid.append(reason)
                     if node is not None:
                         throttled.append(node)
                     continue
                 outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
                 if isinstance(outcome, Rejected):
-                    deadletters.add(conn, DeadLetter(outcome.reason, m.topic, m.payload,
-                                                     outcome.detail, m.arrival_ms))
+                    deadletters.add(
+                        conn, DeadLetter(outcome.reason, m.topic, m.payload, outcome.detail, m.arrival_ms)
+                    )
                     invalid.append(outcome.reason)
                     continue
                 node, kind = outcome.sender
@@ -158,9 +182,16 @@ class CommitLoop:
                 channels.append(outcome.channel)
                 accepted.append((m, outcome))
             # One statement records every identity of the group and says which are new.
-            group = Group(identities.first_times(conn, [
-                (r.node, r.boot, r.seq, m.arrival_ms) for m, outcome in accepted
-                for r in outcome.identified]))
+            group = Group(
+                identities.first_times(
+                    conn,
+                    [
+                        (r.node, r.boot, r.seq, m.arrival_ms)
+                        for m, outcome in accepted
+                        for r in outcome.identified
+                    ],
+                )
+            )
             for m, outcome in accepted:
                 self.handlers[type(outcome)](conn, outcome, m, now, group)
             outbox.append(conn, Stream.RAW, group.raw, now)
@@ -176,12 +207,12 @@ class CommitLoop:
             self.inbox.put_back(leftover)
         self.ack(batch)
         self.buffer.notify()
-        self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw),
-                               throttled)
+        self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw), throttled)
 
     # -- the handlers, one per record type ----------------------------------------------------
-    def _telemetry(self, conn: sqlite3.Connection, accepted: TelemetryAccepted, m: Incoming,
-                   now: int, group: Group) -> None:
+    def _telemetry(
+        self, conn: sqlite3.Connection, accepted: TelemetryAccepted, m: Incoming, now: int, group: Group
+    ) -> None:
         for r in accepted.readings:
             if not group.first(r):
                 continue
@@ -190,23 +221,25 @@ class CommitLoop:
             if self.want_rollups:
                 self.rollups.add(conn, r, now)
 
-    def _event(self, conn: sqlite3.Connection, accepted: EventAccepted, m: Incoming,
-               now: int, group: Group) -> None:
+    def _event(
+        self, conn: sqlite3.Connection, accepted: EventAccepted, m: Incoming, now: int, group: Group
+    ) -> None:
         e = accepted.event
         if not group.first(e):
             return
         outbox.append(conn, Stream.EVENT, [schema.event_line(e)], m.arrival_ms)
         if self.want_alarms:
-            outbox.append(conn, Stream.ALARM, [accepted.alarm], m.arrival_ms,
-                          topic=accepted.alarm_topic)
+            outbox.append(conn, Stream.ALARM, [accepted.alarm], m.arrival_ms, topic=accepted.alarm_topic)
         self.registry.on_event(e)
 
-    def _status(self, conn: sqlite3.Connection, accepted: StatusAccepted, m: Incoming,
-                now: int, group: Group) -> None:
+    def _status(
+        self, conn: sqlite3.Connection, accepted: StatusAccepted, m: Incoming, now: int, group: Group
+    ) -> None:
         self.registry.on_status(accepted.status)
 
-    def _ack(self, conn: sqlite3.Connection, accepted: AckAccepted, m: Incoming,
-             now: int, group: Group) -> None:
+    def _ack(
+        self, conn: sqlite3.Connection, accepted: AckAccepted, m: Incoming, now: int, group: Group
+    ) -> None:
         self.registry.on_ack(accepted.ack)
 
     # -- periodic work ---------------------------------------------------------------------

@@ -14,10 +14,11 @@ loop's thread (no locks), their rate follows each node's reporting interval from
 registry, and idle buckets must be forgotten so random node ids cannot grow the table; a
 bucket is a handful of lines.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 RATE_LIMITED = "rate_limited"
 
@@ -25,15 +26,16 @@ RATE_LIMITED = "rate_limited"
 @dataclass(slots=True)
 class Bucket:
     tokens: float
-    at: float           # monotonic seconds of the last refill
+    at: float  # monotonic seconds of the last refill
 
 
 class RateLimiter:
     """Token buckets keyed by node id. `rate_of(node)` is the sustained messages/s a node
     may send (None: unlimited); `burst` is how many it may send at once."""
 
-    def __init__(self, rate_of: Callable[[str], float | None], burst: float,
-                 max_nodes: int = 100_000) -> None:
+    def __init__(
+        self, rate_of: Callable[[str], float | None], burst: float, max_nodes: int = 100_000
+    ) -> None:
         self.rate_of = rate_of
         self.burst = float(burst)
         self.max_nodes = max_nodes
@@ -61,8 +63,11 @@ class RateLimiter:
 
     def forget_idle(self, now: float) -> int:
         """Drop buckets that have refilled completely: they hold nothing a new one would not."""
-        full = [node for node, b in self.buckets.items()
-                if b.tokens + (now - b.at) * (self.rate_of(node) or 0.0) >= self.burst]
+        full = [
+            node
+            for node, b in self.buckets.items()
+            if b.tokens + (now - b.at) * (self.rate_of(node) or 0.0) >= self.burst
+        ]
         for node in full:
             del self.buckets[node]
         return len(full)

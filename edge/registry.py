@@ -17,16 +17,18 @@ once a second: after a kill -9 it may be a second old until the node's next read
 The tables `nodes` (a row per node) and `node_boots` (the seq accounting per node and
 boot) belong to this module; every statement on them is here.
 """
+
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import dataclass
+from dataclasses import fields as dc_fields
 
 from edge import schema
 from edge.models import Ack, EventBase, ReadingBase, Status
 from protocols import thresholds
 
-KEEP_BOOTS = 4   # per node, the newest boots whose seq accounting is kept
+KEEP_BOOTS = 4  # per node, the newest boots whose seq accounting is kept
 
 TABLES = (
     """CREATE TABLE nodes (
@@ -64,7 +66,7 @@ class NodeState:
     kind: str
     first_seen_ms: int
     last_arrival_ms: int
-    last_seen_ms: int | None = None     # newest reading's own time
+    last_seen_ms: int | None = None  # newest reading's own time
     online: bool | None = None
     battery_v: float | None = None
     rssi: float | None = None
@@ -74,16 +76,15 @@ class NodeState:
     boot: int | None = None
     seq: int | None = None
     seq_gaps: int = 0
-    health_ms: int | None = None        # when node_health was last written
-    closed_gaps: int = 0                # gaps of boots no longer in the accounting
+    health_ms: int | None = None  # when node_health was last written
+    closed_gaps: int = 0  # gaps of boots no longer in the accounting
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dc_fields(self)}
 
 
 _COLUMNS = [f.name for f in dc_fields(NodeState)]
-_UPSERT = (f"INSERT OR REPLACE INTO nodes ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+_UPSERT = f"INSERT OR REPLACE INTO nodes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 class NodeRegistry:
@@ -94,10 +95,10 @@ class NodeRegistry:
         # node -> {boot: [first seq, highest seq, distinct seqs received]}
         self.boots: dict[str, dict[int, list[int]]] = {}
         self._dirty: set[str] = set()
-        self._important: set[str] = set()   # rows to write with this very transaction
+        self._important: set[str] = set()  # rows to write with this very transaction
         self._dirty_boots: set[tuple[str, int]] = set()
-        self._changed: set[str] = set()     # online flag flipped: health point now
-        self._owed: set[str] = set()        # changed since their last health point
+        self._changed: set[str] = set()  # online flag flipped: health point now
+        self._owed: set[str] = set()  # changed since their last health point
         self._forget: list[tuple[str, int]] = []
         self._next_scan_ms = 0
 
@@ -108,11 +109,13 @@ class NodeRegistry:
             state.online = None if state.online is None else bool(state.online)
             self.nodes[state.node] = state
         for node, boot, first, high, received in conn.execute(
-                "SELECT node, boot, first_seq, max_seq, received FROM node_boots"):
+            "SELECT node, boot, first_seq, max_seq, received FROM node_boots"
+        ):
             self.boots.setdefault(node, {})[boot] = [first, high, received]
         for state in self.nodes.values():
             state.seq_gaps = state.closed_gaps + sum(
-                e[1] - e[0] + 1 - e[2] for e in self.boots.get(state.node, {}).values())
+                e[1] - e[0] + 1 - e[2] for e in self.boots.get(state.node, {}).values()
+            )
 
     def flush(self, conn: sqlite3.Connection, now: int, full: bool = False) -> list[str]:
         """Write changed state; return the node_health lines that are due. `full` writes
@@ -131,8 +134,11 @@ class NodeRegistry:
             candidates = sorted(self._changed)
         for name in candidates:
             state = self.nodes[name]
-            if name in self._changed or state.health_ms is None or \
-                    now - state.health_ms >= self.write_every_ms:
+            if (
+                name in self._changed
+                or state.health_ms is None
+                or now - state.health_ms >= self.write_every_ms
+            ):
                 line = self.health_line(state, now)
                 if line:
                     lines.append(line)
@@ -164,10 +170,19 @@ class NodeRegistry:
 
     @staticmethod
     def health_line(state: NodeState, now: int) -> str | None:
-        return schema.health_line(state.district, state.zone, state.node, state.kind, now,
-                                  online=state.online, battery_v=state.battery_v,
-                                  rssi=state.rssi, last_seen=state.last_seen_ms,
-                                  seq_gaps=state.seq_gaps, fw=state.fw)
+        return schema.health_line(
+            state.district,
+            state.zone,
+            state.node,
+            state.kind,
+            now,
+            online=state.online,
+            battery_v=state.battery_v,
+            rssi=state.rssi,
+            last_seen=state.last_seen_ms,
+            seq_gaps=state.seq_gaps,
+            fw=state.fw,
+        )
 
     # -- queries ----------------------------------------------------------------------
     def kind_of(self, node: str) -> str | None:

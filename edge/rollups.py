@@ -10,6 +10,7 @@ from the full aggregate, replacing the earlier one in InfluxDB. Aggregates are k
 
 The table `rollups` belongs to this module; every statement on it is here.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,7 @@ TABLES = (
 
 
 class RollupBook:
-    def __init__(self, *, delay_s: float = 5.0, keep_hours: float = 24.0,
-                 worker: str | None = None) -> None:
+    def __init__(self, *, delay_s: float = 5.0, keep_hours: float = 24.0, worker: str | None = None) -> None:
         self.delay_ms = int(delay_s * 1000)
         self.keep_ms = int(keep_hours * 3600 * 1000)
         self.worker = worker
@@ -46,8 +46,9 @@ class RollupBook:
         key = (r.node, schema.minute_of(r.ts))
         entry = self._cache.get(key)
         if entry is None:
-            row = conn.execute("SELECT kind, district, zone, agg FROM rollups WHERE node=? AND minute_ms=?",
-                               key).fetchone()
+            row = conn.execute(
+                "SELECT kind, district, zone, agg FROM rollups WHERE node=? AND minute_ms=?", key
+            ).fetchone()
             entry = [r.kind, r.district, r.zone, json.loads(row[3]) if row else {}]
             self._cache[key] = entry
         schema.aggregate_add(entry[3], r)
@@ -57,28 +58,34 @@ class RollupBook:
         """Write the aggregates changed in this transaction."""
         for key in self._dirty:
             kind, district, zone, agg = self._cache[key]
-            conn.execute("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?, 1)",
-                         (key[0], key[1], kind, district, zone, json.dumps(agg, separators=(",", ":"))))
+            conn.execute(
+                "INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?, 1)",
+                (key[0], key[1], kind, district, zone, json.dumps(agg, separators=(",", ":"))),
+            )
         self._dirty.clear()
 
     def due(self, conn: sqlite3.Connection, now: int) -> list[str]:
         """Lines for every dirty minute that has ended (plus the delay); marks them clean."""
         cutoff = now - 60000 - self.delay_ms
-        rows = conn.execute("SELECT node, minute_ms, kind, district, zone, agg FROM rollups"
-                            " WHERE dirty=1 AND minute_ms <= ?", (cutoff,)).fetchall()
+        rows = conn.execute(
+            "SELECT node, minute_ms, kind, district, zone, agg FROM rollups WHERE dirty=1 AND minute_ms <= ?",
+            (cutoff,),
+        ).fetchall()
         lines = []
         for node, minute, kind, district, zone, agg in rows:
             line = schema.rollup_line(kind, district, zone, node, minute, json.loads(agg), self.worker)
             if line:
                 lines.append(line)
         if rows:
-            conn.executemany("UPDATE rollups SET dirty=0 WHERE node=? AND minute_ms=?",
-                             [(r[0], r[1]) for r in rows])
+            conn.executemany(
+                "UPDATE rollups SET dirty=0 WHERE node=? AND minute_ms=?", [(r[0], r[1]) for r in rows]
+            )
         return lines
 
     def prune(self, conn: sqlite3.Connection, now: int) -> int:
         for key in [k for k in self._cache if k[1] < now - CACHE_MINUTES * 60000]:
             if key not in self._dirty:
                 del self._cache[key]
-        return conn.execute("DELETE FROM rollups WHERE minute_ms < ? AND dirty=0",
-                            (now - self.keep_ms,)).rowcount
+        return conn.execute(
+            "DELETE FROM rollups WHERE minute_ms < ? AND dirty=0", (now - self.keep_ms,)
+        ).rowcount

@@ -3,6 +3,7 @@
 field names and their fixed types. Lines are built once, at ingest, and stored in the
 buffer, so forwarding is plain concatenation and a replay writes byte-identical points.
 """
+
 from __future__ import annotations
 
 from influxdb_client import Point, WritePrecision
@@ -42,13 +43,30 @@ def event_line(e: EventBase) -> str:
     return p.time(e.ts, MS).to_line_protocol()
 
 
-def health_line(district: str, zone: str, node: str, kind: str, now_ms: int, *,
-                online: bool | None, battery_v: float | None, rssi: float | None,
-                last_seen: float | None, seq_gaps: float | None, fw: str | None) -> str | None:
+def health_line(
+    district: str,
+    zone: str,
+    node: str,
+    kind: str,
+    now_ms: int,
+    *,
+    online: bool | None,
+    battery_v: float | None,
+    rssi: float | None,
+    last_seen: float | None,
+    seq_gaps: float | None,
+    fw: str | None,
+) -> str | None:
     p = _site(Point(NODE_HEALTH), district, zone, node).tag("kind", kind)
     any_field = False
-    for name, value in (("online", online), ("battery_v", battery_v), ("rssi", rssi),
-                        ("last_seen", last_seen), ("seq_gaps", seq_gaps), ("fw", fw)):
+    for name, value in (
+        ("online", online),
+        ("battery_v", battery_v),
+        ("rssi", rssi),
+        ("last_seen", last_seen),
+        ("seq_gaps", seq_gaps),
+        ("fw", fw),
+    ):
         if value is None:
             continue
         if name not in ("online", "fw"):
@@ -64,6 +82,7 @@ def health_line(district: str, zone: str, node: str, kind: str, now_ms: int, *,
 # An aggregate is a dict field -> list, JSON-serialisable so the buffer can keep it:
 #   float field: [sum, min, max, count]
 #   bool field:  [true_count, count, last_value, last_ts, last_boot, last_seq]
+
 
 def minute_of(ts_ms: int) -> int:
     return ts_ms - ts_ms % 60000
@@ -93,8 +112,9 @@ def aggregate_add(agg: dict, r: ReadingBase) -> None:
                 a[3] += 1
 
 
-def rollup_line(kind: str, district: str, zone: str, node: str, minute_ms: int, agg: dict,
-                worker: str | None = None) -> str | None:
+def rollup_line(
+    kind: str, district: str, zone: str, node: str, minute_ms: int, agg: dict, worker: str | None = None
+) -> str | None:
     spec = catalog.fields_of(kind)
     p = _site(Point(rollup_measurement(kind)), district, zone, node)
     if worker:

@@ -4,15 +4,15 @@
 2. the per-node rate limit (`edge.ratelimit`): `rate_limited`.
 What gets through goes to the Validator (decoder, identity and kind checks).
 """
-from __future__ import annotations
 
-from protocols import thresholds
-from protocols.topics import EVENT, ROOT
+from __future__ import annotations
 
 from edge.config import LimitsConfig
 from edge.limits import precheck
 from edge.ratelimit import RATE_LIMITED, RateLimiter
 from edge.registry import NodeRegistry
+from protocols import thresholds
+from protocols.topics import EVENT, ROOT
 
 
 def topic_node(topic: str) -> tuple[str, str] | None:
@@ -35,8 +35,9 @@ class Screen:
         if rate == "auto":
             state = self.registry.nodes.get(node)
             # A node not seen yet gets the shortest interval a node may have: the most lenient.
-            interval_s = (self.registry.interval_ms(state) / 1000 if state is not None
-                          else thresholds.INTERVAL_MIN_S)
+            interval_s = (
+                self.registry.interval_ms(state) / 1000 if state is not None else thresholds.INTERVAL_MIN_S
+            )
             return self.limits.rate_factor / interval_s
         return rate or None
 
@@ -54,8 +55,11 @@ class Screen:
         if limiter.allow(node, now):
             return None
         kind = "events" if channel == EVENT else "messages"
-        return (RATE_LIMITED, f"node {node} over {limiter.rate_of(node):.3g} {kind}/s "
-                              f"(burst {limiter.burst:g})", node)
+        return (
+            RATE_LIMITED,
+            f"node {node} over {limiter.rate_of(node):.3g} {kind}/s (burst {limiter.burst:g})",
+            node,
+        )
 
     def forget_idle(self, now: float) -> None:
         self.messages.forget_idle(now)

@@ -13,6 +13,7 @@ SIGTERM and Ctrl-C by the CLI) lets the commit in hand finish: nothing is half-w
 and whatever was received but not committed is simply not acknowledged, so the broker
 delivers it again next time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,14 +48,17 @@ class EdgeService:
         self.metrics = EdgeMetrics()
         self.metrics_port: int | None = None
         b = cfg.buffer
-        self.buffer = DurableBuffer(cfg.buffer_path, max_bytes=b.max_bytes,
-                                    synchronous=b.synchronous,
-                                    dead_letter_max_rows=b.dead_letter_max_rows)
-        self.registry = NodeRegistry(offline_after_intervals=cfg.health.offline_after_intervals,
-                                     write_every_s=cfg.health.write_every_s)
+        self.buffer = DurableBuffer(
+            cfg.buffer_path,
+            max_bytes=b.max_bytes,
+            synchronous=b.synchronous,
+            dead_letter_max_rows=b.dead_letter_max_rows,
+        )
+        self.registry = NodeRegistry(
+            offline_after_intervals=cfg.health.offline_after_intervals, write_every_s=cfg.health.write_every_s
+        )
         worker = cfg.mqtt.client_id if cfg.mqtt.shared_group else None
-        self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours,
-                                  worker=worker)
+        self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours, worker=worker)
         self.inbox = Inbox()
         self.metrics.add_collector(InboxCollector(self.inbox))
         event_filters, other_filters = split_filters(cfg.subscriptions())
@@ -62,24 +66,41 @@ class EdgeService:
         if other_filters:
             self.sessions.append(MqttIngest(cfg, self.inbox, other_filters))
         if event_filters:
-            self.sessions.append(MqttIngest(cfg, self.inbox, event_filters,
-                                            client_id=f"{cfg.mqtt.client_id}-events", urgent=True))
+            self.sessions.append(
+                MqttIngest(
+                    cfg, self.inbox, event_filters, client_id=f"{cfg.mqtt.client_id}-events", urgent=True
+                )
+            )
         # The outbox's readers, each with its cursor; started by start_background().
         self.threads: list[StreamConsumer] = [
-            Forwarder(self.buffer, sink, stream, self.metrics, self.stop_event,
-                      on_crash=self._crashed)
-            for sink in cfg.sink for stream in sink_streams(sink.data)]
+            Forwarder(self.buffer, sink, stream, self.metrics, self.stop_event, on_crash=self._crashed)
+            for sink in cfg.sink
+            for stream in sink_streams(sink.data)
+        ]
         if cfg.alarms.enabled:
             # Alarms go out through the events session when there is one.
-            self.threads.append(AlarmPublisher(self.buffer, self.sessions[-1], self.metrics,
-                                               self.stop_event, on_crash=self._crashed))
+            self.threads.append(
+                AlarmPublisher(
+                    self.buffer, self.sessions[-1], self.metrics, self.stop_event, on_crash=self._crashed
+                )
+            )
         consumers = cursors_of(self.threads)
         self.loop = CommitLoop(
-            self.buffer, self.registry, self.rollups, self.metrics, self.inbox, self._ack,
-            consumers, max_messages=b.commit_max_messages, wait_ms=b.commit_wait_ms,
-            dedup_ms=int(b.dedup_hours * 3600_000), check_every_s=cfg.health.check_every_s,
-            want_rollups=bool(consumers[Stream.ROLLUP]), want_alarms=cfg.alarms.enabled,
-            limits=cfg.limits)
+            self.buffer,
+            self.registry,
+            self.rollups,
+            self.metrics,
+            self.inbox,
+            self._ack,
+            consumers,
+            max_messages=b.commit_max_messages,
+            wait_ms=b.commit_wait_ms,
+            dedup_ms=int(b.dedup_hours * 3600_000),
+            check_every_s=cfg.health.check_every_s,
+            want_rollups=bool(consumers[Stream.ROLLUP]),
+            want_alarms=cfg.alarms.enabled,
+            limits=cfg.limits,
+        )
 
     def _ack(self, batch) -> int:
         return sum(s.ack(batch) for s in self.sessions)
@@ -121,9 +142,13 @@ class EdgeService:
         # and need the GIL back quickly after each wait. A 1 ms switch interval (default
         # 5 ms) bounds what the events path waits at each step.
         sys.setswitchinterval(0.001)
-        log.info("edge %s/%s starting: buffer %s, sinks %s", self.cfg.site.district,
-                 self.cfg.site.zone, self.cfg.buffer_path,
-                 ", ".join(f"{s.name}({s.api},{s.data})" for s in self.cfg.sink))
+        log.info(
+            "edge %s/%s starting: buffer %s, sinks %s",
+            self.cfg.site.district,
+            self.cfg.site.zone,
+            self.cfg.buffer_path,
+            ", ".join(f"{s.name}({s.api},{s.data})" for s in self.cfg.sink),
+        )
         try:
             self.start_background()
             self.loop.watch = self._watch
@@ -145,7 +170,7 @@ class EdgeService:
         for t in self.threads:
             t.join(timeout=self.cfg.sink[0].timeout_s + 5)
         try:
-            self.loop.tick(force=True)      # the consumers' progress since the last commit
+            self.loop.tick(force=True)  # the consumers' progress since the last commit
         except Exception:
             log.exception("final tick")
         self.metrics.close()

@@ -17,13 +17,13 @@ Two APIs:
 - `api = "v2"` (InfluxV2Sink): `/api/v2/write` through influxdb-client's write API in
   synchronous mode with its retries off, so the forwarder alone decides about retrying.
 """
+
 from __future__ import annotations
 
 import email.utils
 import gzip
 import http.client
 import logging
-import socket
 import time
 import urllib.parse
 from base64 import b64encode
@@ -44,7 +44,7 @@ class WriteOutcome:
     kind: str
     status: int | None = None
     detail: str = ""
-    after_s: float | None = None    # Retry-After, when the server sent one
+    after_s: float | None = None  # Retry-After, when the server sent one
 
 
 def retry_after(value: str | None) -> float | None:
@@ -143,7 +143,7 @@ class InfluxV1Sink:
         for _ in range(2):
             try:
                 status, text, after = self._request("POST", self.write_path, data, self.headers)
-            except (OSError, socket.timeout, http.client.HTTPException) as err:
+            except (TimeoutError, OSError, http.client.HTTPException) as err:
                 return WriteOutcome(RETRY, None, f"{type(err).__name__}: {err}")
             if status == 404 and "database not found" in text and self.cfg.create_database:
                 # Dropped or never created (a fresh server): create it, then try once more.
@@ -167,11 +167,17 @@ class InfluxV2Sink:
     def __init__(self, cfg: SinkConfig) -> None:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
+
         self.cfg = cfg
         # retries=False: urllib3 must not retry behind the forwarder's back.
-        self.client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=cfg.org,
-                                     timeout=int(cfg.timeout_s * 1000), enable_gzip=cfg.gzip,
-                                     retries=False)
+        self.client = InfluxDBClient(
+            url=cfg.url,
+            token=cfg.token or "",
+            org=cfg.org,
+            timeout=int(cfg.timeout_s * 1000),
+            enable_gzip=cfg.gzip,
+            retries=False,
+        )
         self.api = self.client.write_api(write_options=SYNCHRONOUS)
 
     def ensure_database(self) -> bool:
@@ -180,16 +186,18 @@ class InfluxV2Sink:
     def write(self, body: str) -> WriteOutcome:
         from influxdb_client import WritePrecision
         from influxdb_client.rest import ApiException
+
         try:
-            self.api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=body,
-                           write_precision=WritePrecision.MS)
+            self.api.write(
+                bucket=self.cfg.bucket, org=self.cfg.org, record=body, write_precision=WritePrecision.MS
+            )
             return WriteOutcome(OK, 204)
         except ApiException as err:
             headers = err.headers or {}
             after = headers.get("Retry-After") if hasattr(headers, "get") else None
             text = err.body.decode("utf-8", "replace") if isinstance(err.body, bytes) else str(err.body or "")
             return classify(err.status or 0, text, after)
-        except Exception as err:   # urllib3 connection errors, timeouts
+        except Exception as err:  # urllib3 connection errors, timeouts
             return WriteOutcome(RETRY, None, f"{type(err).__name__}: {err}")
 
     def close(self) -> None:

@@ -10,18 +10,28 @@ the message's channel (`ACCEPTED`), built from the models of `edge.models`, whos
 (which would mean decoder and catalog disagree) is a rejection too, never a crash. What
 flows on is that record only: the decoder's dict stays here.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence, Union
+from typing import ClassVar
 
 from pydantic import ValidationError
 
 from edge import models
 from protocols.decoder import decode
-from protocols.errors import (BAD_TOPIC, BAD_TYPE, KIND_MISMATCH, MISSING_FIELD, OUT_OF_RANGE,
-                              UNKNOWN_EVENT, UNKNOWN_FIELD, ProtocolError)
+from protocols.errors import (
+    BAD_TOPIC,
+    BAD_TYPE,
+    KIND_MISMATCH,
+    MISSING_FIELD,
+    OUT_OF_RANGE,
+    UNKNOWN_EVENT,
+    UNKNOWN_FIELD,
+    ProtocolError,
+)
 from protocols.topics import ACK, EVENT, STATUS, TELEMETRY, alarm_topic
 
 
@@ -34,11 +44,12 @@ class Rejected:
 @dataclass(frozen=True)
 class TelemetryAccepted:
     """Readings of one telemetry message (one, or a node's batch)."""
+
     channel: ClassVar[str] = TELEMETRY
     readings: list[models.ReadingBase]
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> "TelemetryAccepted":
+    def of(cls, message: dict, arrival_ms: int) -> TelemetryAccepted:
         return cls(models.readings_of(message, arrival_ms))
 
     @property
@@ -55,17 +66,19 @@ class TelemetryAccepted:
 @dataclass(frozen=True)
 class EventAccepted:
     """An event, with the topic and payload that republish it on alarms/v1/..."""
+
     channel: ClassVar[str] = EVENT
     event: models.EventBase
     alarm_topic: str
-    alarm: str                # the decoder's normalized message as compact JSON
+    alarm: str  # the decoder's normalized message as compact JSON
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> "EventAccepted":
-        return cls(models.event_of(message, arrival_ms),
-                   alarm_topic(message["district"], message["zone"], message["node"],
-                               message["event"]),
-                   json.dumps(message, separators=(",", ":")))
+    def of(cls, message: dict, arrival_ms: int) -> EventAccepted:
+        return cls(
+            models.event_of(message, arrival_ms),
+            alarm_topic(message["district"], message["zone"], message["node"], message["event"]),
+            json.dumps(message, separators=(",", ":")),
+        )
 
     @property
     def identified(self) -> Sequence[models.EventBase]:
@@ -82,7 +95,7 @@ class StatusAccepted:
     status: models.Status
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> "StatusAccepted":
+    def of(cls, message: dict, arrival_ms: int) -> StatusAccepted:
         return cls(models.status_of(message, arrival_ms))
 
     identified: ClassVar[Sequence] = ()
@@ -98,7 +111,7 @@ class AckAccepted:
     ack: models.Ack
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> "AckAccepted":
+    def of(cls, message: dict, arrival_ms: int) -> AckAccepted:
         return cls(models.ack_of(message, arrival_ms))
 
     identified: ClassVar[Sequence] = ()
@@ -108,12 +121,13 @@ class AckAccepted:
         return self.ack.node, self.ack.kind
 
 
-Accepted = Union[TelemetryAccepted, EventAccepted, StatusAccepted, AckAccepted]
-Outcome = Union[Accepted, Rejected]
+Accepted = TelemetryAccepted | EventAccepted | StatusAccepted | AckAccepted
+Outcome = Accepted | Rejected
 
 # The record type of each channel a node publishes on.
 ACCEPTED: dict[str, type[Accepted]] = {
-    cls.channel: cls for cls in (TelemetryAccepted, EventAccepted, StatusAccepted, AckAccepted)}
+    cls.channel: cls for cls in (TelemetryAccepted, EventAccepted, StatusAccepted, AckAccepted)
+}
 
 # The decoder failed in a way the protocol does not name (a bug, or an input the limits
 # missed): the message is quarantined rather than crashing the loop and coming back
@@ -149,10 +163,9 @@ class Validator:
             return Rejected(DECODER_ERROR, type(err).__name__)
         known = self.known_kind(message["node"])
         if known is not None and known != message["kind"]:
-            return Rejected(KIND_MISMATCH, f"node {message['node']} is a {known} node, "
-                                           f"not {message['kind']}")
+            return Rejected(KIND_MISMATCH, f"node {message['node']} is a {known} node, not {message['kind']}")
         record = ACCEPTED.get(message["channel"])
-        if record is None:      # the decoder refuses every other channel already
+        if record is None:  # the decoder refuses every other channel already
             return Rejected(BAD_TOPIC, f"channel {message['channel']}")
         try:
             return record.of(message, arrival_ms)

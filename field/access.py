@@ -8,6 +8,7 @@ account reads its whole zone and writes only its zone's `alarms/...` and `cmd` t
 
 After a change the broker must reload (SIGHUP): `reload_broker()`.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,14 +98,17 @@ class BrokerAccess:
             args.insert(1, "-c")
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise AccessError(f"mosquitto_passwd failed for {user}: {proc.stderr.strip() or proc.stdout.strip()}")
+            raise AccessError(
+                f"mosquitto_passwd failed for {user}: {proc.stderr.strip() or proc.stdout.strip()}"
+            )
         self.passwd_path.chmod(0o600)
 
     def _delete_password(self, user: str) -> None:
         if not self.passwd_path.exists():
             return
-        proc = subprocess.run([_mosquitto_passwd(), "-D", str(self.passwd_path), user],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [_mosquitto_passwd(), "-D", str(self.passwd_path), user], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             raise AccessError(f"mosquitto_passwd could not remove {user}: {proc.stderr.strip()}")
 

@@ -3,6 +3,7 @@
 The watcher subscribes before the node is reset and accepts only a message published while
 it listens: the broker hands a new subscriber the retained birth of an earlier run with the
 retain flag set, and that one proves nothing about the node just flashed."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,17 @@ class BrokerError(Exception):
 
 
 class BirthWatcher:
-    def __init__(self, broker: BrokerConfig, topic: str, node: str, host: str | None = None,
-                 port: int | None = None, retained: bool = False, username: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        topic: str,
+        node: str,
+        host: str | None = None,
+        port: int | None = None,
+        retained: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         """retained=False: wait for a new birth; True: read the status the broker kept
         (the node's last birth or last will), which is what `node info` shows. The laptop
         logs in as the node unless `username` is given: a production ACL lets a node write
@@ -39,21 +48,25 @@ class BirthWatcher:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._refusal: str | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"urbansense-provision-{uuid.uuid4().hex[:12]}",
-                                  clean_session=True)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"urbansense-provision-{uuid.uuid4().hex[:12]}",
+            clean_session=True,
+        )
         if username:
             self.client.username_pw_set(username, password)
         elif broker.username:
             self.client.username_pw_set(broker.username, broker.password)
         if broker.tls:  # broker.ca is the CA's PEM file on this laptop (node_config.py)
             try:
-                self.client.tls_set(ca_certs=broker.ca if broker.ca else None,
-                                    cert_reqs=ssl.CERT_REQUIRED)
+                self.client.tls_set(ca_certs=broker.ca if broker.ca else None, cert_reqs=ssl.CERT_REQUIRED)
             except (OSError, ssl.SSLError) as err:
                 raise BrokerError(f"broker.ca {broker.ca}: cannot load the CA: {err}") from None
-        self._who = ("--watch-user and URBANSENSE_WATCH_PASSWORD" if username
-                     else "broker.username and broker.password")
+        self._who = (
+            "--watch-user and URBANSENSE_WATCH_PASSWORD"
+            if username
+            else "broker.username and broker.password"
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -66,8 +79,9 @@ class BirthWatcher:
         try:
             self.client.connect(self.host, self.port, keepalive=30)
         except ConnectionRefusedError:
-            raise BrokerError(f"broker {self.address} refused the connection "
-                              "(nothing listens there: is Mosquitto running?)") from None
+            raise BrokerError(
+                f"broker {self.address} refused the connection (nothing listens there: is Mosquitto running?)"
+            ) from None
         except (OSError, ssl.SSLError) as err:
             raise BrokerError(f"broker {self.address} unreachable: {err}") from None
         self.client.loop_start()
@@ -83,8 +97,7 @@ class BirthWatcher:
         if reason_code.is_failure:
             text = str(reason_code)
             if reason_code.value in (4, 5, 134, 135):  # bad user name or password / not authorised
-                self._refusal = (f"broker {self.address} refused the credentials "
-                                 f"({text}): check {self._who}")
+                self._refusal = f"broker {self.address} refused the credentials ({text}): check {self._who}"
             else:
                 self._refusal = f"broker {self.address} refused the connection: {text}"
         self._connected.set()

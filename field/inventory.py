@@ -7,6 +7,7 @@ site.json`) as they are. Keep secrets in the defaults file, not in the CSV.
 
 Results: `results.json` and `results.csv` in the results folder, rewritten after every node,
 so an interrupted run loses nothing and `--resume` skips the nodes already live."""
+
 from __future__ import annotations
 
 import copy
@@ -67,8 +68,9 @@ def read(path: Path, defaults: dict) -> list[FleetRow]:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED if c not in header]
             if missing:
-                raise ConfigError(f"{path}: missing column(s) {', '.join(missing)} "
-                                  f"(need {', '.join(REQUIRED)})")
+                raise ConfigError(
+                    f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED)})"
+                )
             rows = list(reader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
@@ -113,9 +115,12 @@ def write_results(folder: Path, inventory: Path, results: dict[str, dict]) -> No
     """results.json and results.csv, each replaced atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     nodes = list(results.values())
-    doc = {"inventory": str(inventory), "nodes": nodes,
-           "live": sum(1 for n in nodes if n.get("status") == "live"),
-           "failed": sum(1 for n in nodes if n.get("status") != "live")}
+    doc = {
+        "inventory": str(inventory),
+        "nodes": nodes,
+        "live": sum(1 for n in nodes if n.get("status") == "live"),
+        "failed": sum(1 for n in nodes if n.get("status") != "live"),
+    }
     _replace(folder / "results.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
     tmp = folder / "results.csv.tmp"
     with open(tmp, "w", newline="") as f:

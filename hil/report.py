@@ -1,4 +1,5 @@
 """The readable summary of a scenario run: every expectation with its measured figure."""
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -42,4 +43,6 @@ def print_summary(results: list[ScenarioResult], console: Console | None = None)
             for line in lines(result):
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
     passed = sum(1 for r in results if r.passed)
-    console.print(f"{passed} of {len(results)} scenarios passed", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{passed} of {len(results)} scenarios passed", markup=False, highlight=False, soft_wrap=True
+    )

@@ -4,6 +4,7 @@ Each board gets the compiled firmware bundle and its node config (with `"hil": t
 the firmware takes stimulus lines on its console) through the provisioning code
 (field/), which also waits for the node's birth message. After that the scenario
 drives the board through its console (hil/node_handles.ConsoleNodeHandle)."""
+
 from __future__ import annotations
 
 import atexit
@@ -13,12 +14,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-from hil.boards.virtual import VirtualBoard, VirtualBoardError
-from hil.node_handles import (WAKE_PIN_STIMULI, ConsoleNodeHandle, NodeHandleError, node_config,
-                              update_control)
 from field import bundle as bundles
 from field import node_config as provision_config
 from field.flash import flash_node
+from hil.boards.virtual import VirtualBoard, VirtualBoardError
+from hil.node_handles import WAKE_PIN_STIMULI, ConsoleNodeHandle, NodeHandleError, node_config, update_control
 from hil.scenario import BoardSpec, Site
 
 FLASH_TIMEOUT_S = 45.0
@@ -50,9 +50,15 @@ def _flash(port: str, spec: BoardSpec, site: Site, broker: tuple[str, int], plat
         raise NodeHandleError(f"{spec.node}: node config: {err}") from None
     with _FLASHING:
         bundle = firmware_bundle()
-        outcome = flash_node(port, config, bundle, timeout=FLASH_TIMEOUT_S,
-                             watch_host=broker[0], watch_port=broker[1],
-                             board_timeout=BOARD_TIMEOUT_S)
+        outcome = flash_node(
+            port,
+            config,
+            bundle,
+            timeout=FLASH_TIMEOUT_S,
+            watch_host=broker[0],
+            watch_port=broker[1],
+            board_timeout=BOARD_TIMEOUT_S,
+        )
     if not outcome.live:
         raise NodeHandleError(f"{spec.node} on {port} not live after flashing: {outcome.reason}")
 
@@ -127,9 +133,13 @@ class SerialRigBoard(ConsoleNodeHandle):
         super().start()
 
 
-def provisioned_virtual_board(spec: BoardSpec, site: Site, broker: tuple[str, int], workdir: Path) -> VirtualRigBoard:
+def provisioned_virtual_board(
+    spec: BoardSpec, site: Site, broker: tuple[str, int], workdir: Path
+) -> VirtualRigBoard:
     return VirtualRigBoard(spec, site, broker, workdir)
 
 
-def provisioned_serial_board(port: str, spec: BoardSpec, site: Site, broker: tuple[str, int]) -> SerialRigBoard:
+def provisioned_serial_board(
+    port: str, spec: BoardSpec, site: Site, broker: tuple[str, int]
+) -> SerialRigBoard:
     return SerialRigBoard(port, spec, site, broker)

@@ -5,24 +5,26 @@ set up each board (sim node, or a serial/virtual board flashed by the provisioni
 wait until every node has said it is online, play the timeline (stimuli, faults, commands)
 at its times, then check the expectations against what the observer saw on the broker and
 what InfluxDB holds. Every expectation reports its measured figure, met or not."""
+
 from __future__ import annotations
 
 import itertools
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hil import scenario as sc
-from hil.stack.edges import EdgeSite
-from hil.stack.probes import EventPointProbe, Moment
-from hil.stack.city_stack import CityStack
 from hil.node_handles import NodeHandle, NodeHandleError
 from hil.results import ExpectationResult, ScenarioResult
 from hil.services import ServiceError
+from hil.stack.city_stack import CityStack
+from hil.stack.edges import EdgeSite
+from hil.stack.probes import EventPointProbe, Moment
 from protocols import topics
 
 BoardFactory = Callable[[sc.BoardSpec, sc.Site, tuple[str, int], Path], NodeHandle]
@@ -34,9 +36,16 @@ COUNT_SETTLE_S = 20.0
 
 
 class ScenarioRun:
-    def __init__(self, scenario: sc.Scenario, source: str, boards: list[BoardFactory],
-                 workdir: Path, progress: Callable[[str], None], board_host: str | None = None,
-                 abort: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        scenario: sc.Scenario,
+        source: str,
+        boards: list[BoardFactory],
+        workdir: Path,
+        progress: Callable[[str], None],
+        board_host: str | None = None,
+        abort: threading.Event | None = None,
+    ) -> None:
         self.scenario = scenario
         self.source = source
         self.factories = boards
@@ -48,7 +57,7 @@ class ScenarioRun:
         self.steps: dict[str, Moment] = {}
         self.influx_probes: list[tuple[sc.InfluxExpect, EventPointProbe]] = []
         self.result = ScenarioResult(scenario.name, source)
-        self.abort = abort or threading.Event()   # set when the whole run is interrupted
+        self.abort = abort or threading.Event()  # set when the whole run is interrupted
 
     # -- the run
     def run(self) -> ScenarioResult:
@@ -84,8 +93,9 @@ class ScenarioRun:
         assert self.stack.observer is not None
         missing = self.stack.observer.wait_online(list(self.handles), self.scenario.online_timeout_s)
         if missing:
-            raise NodeHandleError(f"no birth message from {', '.join(missing)} within "
-                                  f"{self.scenario.online_timeout_s:.0f} s")
+            raise NodeHandleError(
+                f"no birth message from {', '.join(missing)} within {self.scenario.online_timeout_s:.0f} s"
+            )
 
     def _actions(self) -> list[tuple[float, int, str, Callable[[], None], str | None]]:
         """The timeline as (time, order, what, action, step id), outage ends included."""
@@ -102,8 +112,11 @@ class ScenarioRun:
         stack = self.stack
         if isinstance(step, sc.StimulusStep):
             values: dict[str, Any] = {**dict(step.set), **{name: None for name in step.clear}}
-            return (lambda: self.handles[step.node].stimulate(values)), None, \
-                f"stimulus {values} on {step.node}"
+            return (
+                (lambda: self.handles[step.node].stimulate(values)),
+                None,
+                f"stimulus {values} on {step.node}",
+            )
         if isinstance(step, sc.OutageStep):
             if step.do == "broker-down":
                 return stack.broker.stop, stack.broker.start, f"broker down for {step.for_s:g} s"
@@ -113,8 +126,11 @@ class ScenarioRun:
             return edge.kill, edge.start, f"edge killed for {step.for_s:g} s"
         if isinstance(step, sc.NetworkCutStep):
             handle = self.handles[step.node]
-            return (lambda: handle.cut_network(True)), (lambda: handle.cut_network(False)), \
-                f"network of {step.node} cut for {step.for_s:g} s"
+            return (
+                (lambda: handle.cut_network(True)),
+                (lambda: handle.cut_network(False)),
+                f"network of {step.node} cut for {step.for_s:g} s",
+            )
         if isinstance(step, sc.PowerLossStep):
             return self.handles[step.node].power_loss, None, f"power loss on {step.node}"
         assert isinstance(step, sc.CommandStep)
@@ -138,7 +154,7 @@ class ScenarioRun:
 
     def _wait_until(self, moment: float) -> None:
         if self.abort.wait(max(0.0, moment - time.monotonic())):
-            raise KeyboardInterrupt   # another thread was interrupted: stop this run too
+            raise KeyboardInterrupt  # another thread was interrupted: stop this run too
 
     def _freeze(self) -> None:
         """Stop the boards and let the edge forward what it holds, so that what the broker
@@ -153,8 +169,15 @@ class ScenarioRun:
         for exp in self.scenario.expect:
             if isinstance(exp, sc.InfluxExpect) and exp.after == step_id:
                 db = self._database(exp.database)
-                probe = EventPointProbe(self.stack.influx, db, exp.node, exp.event, exp.state,
-                                        started, exp.within_ms / 1000 + GRACE_S)
+                probe = EventPointProbe(
+                    self.stack.influx,
+                    db,
+                    exp.node,
+                    exp.event,
+                    exp.state,
+                    started,
+                    exp.within_ms / 1000 + GRACE_S,
+                )
                 self.influx_probes.append((exp, probe))
 
     def _database(self, level: str) -> str:
@@ -163,14 +186,20 @@ class ScenarioRun:
     # -- expectations
     def _evaluate(self) -> None:
         checks = {
-            sc.AlarmExpect: self._alarm, sc.InfluxExpect: self._influx,
-            sc.PointsExpect: self._points, sc.SequenceExpect: self._sequence,
+            sc.AlarmExpect: self._alarm,
+            sc.InfluxExpect: self._influx,
+            sc.PointsExpect: self._points,
+            sc.SequenceExpect: self._sequence,
             sc.AckExpect: self._ack,
         }
         # Timed expectations first, while the boards still run, so a late alarm or ack is
         # still measured; then the counts, on a city that has stopped moving.
-        timed = [e for e in self.scenario.expect if isinstance(e, (sc.InfluxExpect, sc.AckExpect))
-                 or (isinstance(e, sc.AlarmExpect) and e.after is not None)]
+        timed = [
+            e
+            for e in self.scenario.expect
+            if isinstance(e, (sc.InfluxExpect, sc.AckExpect))
+            or (isinstance(e, sc.AlarmExpect) and e.after is not None)
+        ]
         results = {id(e): checks[type(e)](e) for e in timed}
         self._freeze()
         for exp in self.scenario.expect:
@@ -185,24 +214,38 @@ class ScenarioRun:
         if exp.count is not None:
             since = self.steps[exp.since].mono if exp.since in self.steps else 0.0
             until = self.steps[exp.until].mono if exp.until in self.steps else float("inf")
-            n = sum(1 for a in observer.alarms_matching(exp.node, exp.event, exp.state, since)
-                    if a.received < until)
+            n = sum(
+                1
+                for a in observer.alarms_matching(exp.node, exp.event, exp.state, since)
+                if a.received < until
+            )
             label = exp.name or f"{exp.count} x {what}"
-            scope = (f" since {exp.since}" if exp.since else "") + (f" until {exp.until}" if exp.until else "")
+            scope = (f" since {exp.since}" if exp.since else "") + (
+                f" until {exp.until}" if exp.until else ""
+            )
             return ExpectationResult(label, n == exp.count, f"{n} seen{scope}, expected {exp.count}", n)
         assert exp.after is not None and exp.within_ms is not None
         started = self.steps.get(exp.after)
         label = exp.name or what
         if started is None:
             return ExpectationResult(label, False, f"step {exp.after} never ran")
-        alarm = observer.wait_alarm(exp.node, exp.event, exp.state, started.mono,
-                                    max(0.0, started.mono + exp.within_ms / 1000 + GRACE_S - time.monotonic()))
-        return _latency(label, None if alarm is None else (alarm.received - started.mono) * 1000,
-                        exp.within_ms)
+        alarm = observer.wait_alarm(
+            exp.node,
+            exp.event,
+            exp.state,
+            started.mono,
+            max(0.0, started.mono + exp.within_ms / 1000 + GRACE_S - time.monotonic()),
+        )
+        return _latency(
+            label, None if alarm is None else (alarm.received - started.mono) * 1000, exp.within_ms
+        )
 
     def _influx(self, exp: sc.InfluxExpect) -> ExpectationResult:
-        label = exp.name or f"{exp.event} {'raised' if exp.state else 'cleared'} visible in " \
-                            f"InfluxDB ({self._database(exp.database)}.events)"
+        label = (
+            exp.name
+            or f"{exp.event} {'raised' if exp.state else 'cleared'} visible in "
+            f"InfluxDB ({self._database(exp.database)}.events)"
+        )
         probe = next((p for e, p in self.influx_probes if e is exp), None)
         if probe is None:
             return ExpectationResult(label, False, f"step {exp.after} never ran")
@@ -247,11 +290,16 @@ class ScenarioRun:
         if seen is None:
             return ExpectationResult(label, False, "nothing seen from the node", 0)
         verdict = sequence_verdict(seen.readings, seen.events, exp.in_order)
-        ok = verdict.gaps == 0 and verdict.distinct_readings >= exp.min_readings \
+        ok = (
+            verdict.gaps == 0
+            and verdict.distinct_readings >= exp.min_readings
             and (not exp.in_order or verdict.out_of_order == 0)
-        measured = (f"{verdict.distinct_readings} readings and {verdict.events} events over "
-                    f"{verdict.boots} boot(s), {verdict.gaps} seq gaps, "
-                    f"{verdict.duplicates} repeated deliveries")
+        )
+        measured = (
+            f"{verdict.distinct_readings} readings and {verdict.events} events over "
+            f"{verdict.boots} boot(s), {verdict.gaps} seq gaps, "
+            f"{verdict.duplicates} repeated deliveries"
+        )
         if exp.in_order:
             measured += f", {verdict.out_of_order} out of order"
         if verdict.distinct_readings < exp.min_readings:
@@ -265,8 +313,12 @@ class ScenarioRun:
         started = self.steps.get(exp.after)
         if started is None:
             return ExpectationResult(label, False, f"step {exp.after} never ran")
-        ack = self.stack.observer.wait_ack(step.node, sc.command_id(step), started.mono,
-                                           max(0.0, started.mono + exp.within_ms / 1000 + GRACE_S - time.monotonic()))
+        ack = self.stack.observer.wait_ack(
+            step.node,
+            sc.command_id(step),
+            started.mono,
+            max(0.0, started.mono + exp.within_ms / 1000 + GRACE_S - time.monotonic()),
+        )
         if ack is None:
             return _latency(label, None, exp.within_ms)
         result = _latency(label, (ack.received - started.mono) * 1000, exp.within_ms)
@@ -276,23 +328,30 @@ class ScenarioRun:
         if exp.result and not contains(ack.result or {}, exp.result):
             problems.append(f"result {ack.result} lacks {exp.result}")
         if problems:
-            return ExpectationResult(label, False, f"{result.measured}; but {'; '.join(problems)}", result.value)
+            return ExpectationResult(
+                label, False, f"{result.measured}; but {'; '.join(problems)}", result.value
+            )
         return result
 
 
 def _latency(label: str, after_ms: float | None, limit_ms: float) -> ExpectationResult:
     if after_ms is None:
-        return ExpectationResult(label, False, f"not seen within {limit_ms:g} ms "
-                                               f"(nor in {GRACE_S:g} s more), limit {limit_ms:g} ms")
-    return ExpectationResult(label, after_ms <= limit_ms,
-                             f"after {after_ms:.0f} ms, limit {limit_ms:g} ms", round(after_ms, 1))
+        return ExpectationResult(
+            label,
+            False,
+            f"not seen within {limit_ms:g} ms (nor in {GRACE_S:g} s more), limit {limit_ms:g} ms",
+        )
+    return ExpectationResult(
+        label, after_ms <= limit_ms, f"after {after_ms:.0f} ms, limit {limit_ms:g} ms", round(after_ms, 1)
+    )
 
 
 def contains(actual: Any, expected: Any) -> bool:
     """Whether `expected` is a subset of `actual` (dicts compared key by key, recursively)."""
     if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v)
-                                                for k, v in expected.items())
+        return isinstance(actual, dict) and all(
+            k in actual and contains(actual[k], v) for k, v in expected.items()
+        )
     if isinstance(expected, bool) or isinstance(actual, bool):
         return actual is expected
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
@@ -310,8 +369,9 @@ class SequenceVerdict:
     out_of_order: int
 
 
-def sequence_verdict(readings: list[tuple[int, int]], events: list[tuple[int, int]],
-                     in_order: bool = False) -> SequenceVerdict:
+def sequence_verdict(
+    readings: list[tuple[int, int]], events: list[tuple[int, int]], in_order: bool = False
+) -> SequenceVerdict:
     """Seq gaps within each boot (readings and events share the counter, SPEC 3.1),
     repeated deliveries, and telemetry readings arriving below one already seen."""
     ids = set(readings) | set(events)
@@ -326,24 +386,28 @@ def sequence_verdict(readings: list[tuple[int, int]], events: list[tuple[int, in
     first_seen: set[tuple[int, int]] = set()
     for rid in readings:
         if rid in first_seen:
-            continue            # a repeated delivery (at least once), not a reordering
+            continue  # a repeated delivery (at least once), not a reordering
         first_seen.add(rid)
         if newest is not None and rid < newest:
             out_of_order += 1
         newest = rid if newest is None else max(newest, rid)
-    return SequenceVerdict(len(set(readings)), len(set(events)), len(boots), gaps, duplicates,
-                           out_of_order)
+    return SequenceVerdict(len(set(readings)), len(set(events)), len(boots), gaps, duplicates, out_of_order)
 
 
-def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None,
-                  progress: Callable[[str], None],
-                  make_factory: Callable[[str], BoardFactory], jobs: int = 1,
-                  board_host: str | None = None) -> list[ScenarioResult]:
+def run_scenarios(
+    paths: list[Path],
+    board_args: list[str],
+    workdir: Path | None,
+    progress: Callable[[str], None],
+    make_factory: Callable[[str], BoardFactory],
+    jobs: int = 1,
+    board_host: str | None = None,
+) -> list[ScenarioResult]:
     """Run each scenario file; `board_args` gives each board its rig board in order (missing
     ones are `virtual`). With `jobs` > 1, scenarios on virtual boards run side by side, each
     with its own servers; the results keep the order of `paths`."""
     if jobs > 1 and any(a not in ("virtual", "sim") for a in board_args):
-        jobs = 1   # one real board cannot be in two scenarios at once
+        jobs = 1  # one real board cannot be in two scenarios at once
     abort = threading.Event()
     with tempfile.TemporaryDirectory(prefix="urbansense-hil-") as tmp:
         base = Path(workdir) if workdir else Path(tmp)
@@ -356,9 +420,10 @@ def run_scenarios(paths: list[Path], board_args: list[str], workdir: Path | None
             except sc.ScenarioError as err:
                 return ScenarioResult(path.stem, str(path), error=str(err))
             args = list(board_args) + ["virtual"] * (len(scenario.boards) - len(board_args))
-            factories = [make_factory(a) for a in args[:len(scenario.boards)]]
-            return ScenarioRun(scenario, str(path), factories, base / scenario.name, progress,
-                               board_host, abort).run()
+            factories = [make_factory(a) for a in args[: len(scenario.boards)]]
+            return ScenarioRun(
+                scenario, str(path), factories, base / scenario.name, progress, board_host, abort
+            ).run()
 
         if jobs <= 1:
             return [one(p) for p in paths]

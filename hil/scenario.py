@@ -19,11 +19,12 @@ Shape (YAML):
 `at` is seconds after every board is online. An expectation with `after` measures from the
 moment that step ran; the others are checked once the timeline has played out.
 """
+
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -33,7 +34,7 @@ from protocols.topics import is_slug
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")]
 Kind = Literal["parking", "air", "leak", "manhole"]
-Value = Union[bool, float]
+Value = bool | float
 
 
 class ScenarioError(ValueError):
@@ -51,6 +52,7 @@ class Site(_Strict):
 
 class BoardSpec(_Strict):
     """One board on the rig and the node config it is provisioned with."""
+
     node: Slug
     kind: Kind
     schedule: Literal["always-on", "duty-cycled"] | None = None
@@ -67,13 +69,14 @@ class _Step(_Strict):
 
 class StimulusStep(_Step):
     """Inject sensor values (`set`) and/or hand sensors back to the simulated world (`clear`)."""
+
     do: Literal["stimulus"]
     node: Slug
     set: dict[str, Value] = Field(default_factory=dict)
     clear: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _something(self) -> "StimulusStep":
+    def _something(self) -> StimulusStep:
         if not self.set and not self.clear:
             raise ValueError("a stimulus needs `set` or `clear`")
         return self
@@ -81,6 +84,7 @@ class StimulusStep(_Step):
 
 class OutageStep(_Step):
     """A server goes away for `for_s` seconds: the broker, InfluxDB, or the edge (killed -9)."""
+
     do: Literal["broker-down", "influxdb-down", "edge-kill"]
     for_s: float = Field(ge=0)
 
@@ -93,12 +97,14 @@ class NetworkCutStep(_Step):
 
 class PowerLossStep(_Step):
     """Reset the board without warning, whatever it is doing (mid-queue, mid-publish)."""
+
     do: Literal["power-loss"]
     node: Slug
 
 
 class CommandStep(_Step):
     """Publish a command on the node's `cmd` topic (SPEC section 7)."""
+
     do: Literal["command"]
     node: Slug
     cmd: Literal["set", "get", "ping", "sample", "reboot"]
@@ -106,8 +112,9 @@ class CommandStep(_Step):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-Step = Annotated[Union[StimulusStep, OutageStep, NetworkCutStep, PowerLossStep, CommandStep],
-                 Field(discriminator="do")]
+Step = Annotated[
+    StimulusStep | OutageStep | NetworkCutStep | PowerLossStep | CommandStep, Field(discriminator="do")
+]
 
 
 class _Expect(_Strict):
@@ -118,6 +125,7 @@ class AlarmExpect(_Expect):
     """An event republished on alarms/v1/... Either `within_ms` of step `after`, or (with
     `count`) exactly that many matching alarms over the run (or between steps `since`
     and `until`)."""
+
     type: Literal["alarm"]
     node: Slug
     event: Slug
@@ -129,7 +137,7 @@ class AlarmExpect(_Expect):
     until: Slug | None = Field(default=None, description="... and before this one")
 
     @model_validator(mode="after")
-    def _timed_or_counted(self) -> "AlarmExpect":
+    def _timed_or_counted(self) -> AlarmExpect:
         if (self.after is None) != (self.within_ms is None):
             raise ValueError("`after` and `within_ms` go together")
         if (self.after is None) == (self.count is None):
@@ -141,6 +149,7 @@ class AlarmExpect(_Expect):
 
 class InfluxExpect(_Expect):
     """An event point visible in InfluxDB within `within_ms` of step `after`."""
+
     type: Literal["influx"]
     node: Slug
     event: Slug
@@ -154,6 +163,7 @@ class PointsExpect(_Expect):
     """At the end: how many points of `measurement` (of `node`, or of all nodes) InfluxDB holds.
     `readings` instead of a number means: exactly one point per distinct reading the node
     published (nothing lost, nothing doubled)."""
+
     type: Literal["points"]
     measurement: Slug | Literal["node_health"]
     node: Slug | None = None
@@ -162,7 +172,7 @@ class PointsExpect(_Expect):
     exactly: int | Literal["readings"] | None = None
 
     @model_validator(mode="after")
-    def _one_bound(self) -> "PointsExpect":
+    def _one_bound(self) -> PointsExpect:
         if (self.at_least is None) == (self.exactly is None):
             raise ValueError("give exactly one of `at_least` and `exactly`")
         if self.exactly == "readings" and self.node is None:
@@ -173,6 +183,7 @@ class PointsExpect(_Expect):
 class SequenceExpect(_Expect):
     """The node's readings and events as the broker saw them: no seq gaps within a boot, and
     (with `in_order`) telemetry readings arriving in increasing (boot, seq) order."""
+
     type: Literal["sequence"]
     node: Slug
     in_order: bool = False
@@ -182,6 +193,7 @@ class SequenceExpect(_Expect):
 class AckExpect(_Expect):
     """The node acks command step `after` within `within_ms`; `result` must be contained in
     the ack's result."""
+
     type: Literal["ack"]
     after: Slug
     within_ms: float = Field(gt=0)
@@ -189,8 +201,9 @@ class AckExpect(_Expect):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
-Expectation = Annotated[Union[AlarmExpect, InfluxExpect, PointsExpect, SequenceExpect, AckExpect],
-                        Field(discriminator="type")]
+Expectation = Annotated[
+    AlarmExpect | InfluxExpect | PointsExpect | SequenceExpect | AckExpect, Field(discriminator="type")
+]
 
 
 class Scenario(_Strict):
@@ -204,7 +217,7 @@ class Scenario(_Strict):
     online_timeout_s: float = Field(default=60, gt=0)
 
     @model_validator(mode="after")
-    def _references(self) -> "Scenario":
+    def _references(self) -> Scenario:
         nodes = {b.node: b for b in self.boards}
         if len(nodes) != len(self.boards):
             raise ValueError("two boards share a node id")
@@ -231,8 +244,10 @@ class Scenario(_Strict):
             if event is not None and node is not None:
                 allowed = catalog.events_of(nodes[node].kind)
                 if event not in allowed:
-                    raise ValueError(f"{where}.event: {event!r} is not an event of a "
-                                     f"{nodes[node].kind} node ({', '.join(allowed)})")
+                    raise ValueError(
+                        f"{where}.event: {event!r} is not an event of a "
+                        f"{nodes[node].kind} node ({', '.join(allowed)})"
+                    )
             for key in ("since", "until"):
                 ref = getattr(exp, key, None)
                 if ref is not None and ref not in steps:
@@ -275,8 +290,9 @@ def _check_stimulus(step: StimulusStep, kind: str, where: str) -> None:
     for key, names in (("set", list(step.set)), ("clear", step.clear)):
         for name in names:
             if name not in allowed:
-                raise ValueError(f"{where}.{key}: {name!r} is not a stimulus of a {kind} node "
-                                 f"({', '.join(allowed)})")
+                raise ValueError(
+                    f"{where}.{key}: {name!r} is not a stimulus of a {kind} node ({', '.join(allowed)})"
+                )
 
 
 def command_id(step: CommandStep) -> str:
@@ -291,8 +307,20 @@ def command_payload(step: CommandStep) -> bytes:
 def _location(loc: tuple[Any, ...]) -> str:
     # pydantic puts the union member's tag in the path (timeline.0.stimulus.set); drop it
     # so the path is the one a user sees in the file.
-    tags = {"stimulus", "broker-down", "influxdb-down", "edge-kill", "network-cut", "power-loss",
-            "command", "alarm", "influx", "points", "sequence", "ack"}
+    tags = {
+        "stimulus",
+        "broker-down",
+        "influxdb-down",
+        "edge-kill",
+        "network-cut",
+        "power-loss",
+        "command",
+        "alarm",
+        "influx",
+        "points",
+        "sequence",
+        "ack",
+    }
     parts = [str(p) for i, p in enumerate(loc) if not (i == 2 and p in tags)]
     return ".".join(parts)
 
@@ -309,7 +337,9 @@ def _one_line(err: ValidationError) -> str:
         if first["type"] == "union_tag_not_found":
             msg = "missing"
         else:
-            msg = f"unknown value {first['input'].get(key)!r}; expected one of {first['ctx']['expected_tags']}"
+            msg = (
+                f"unknown value {first['input'].get(key)!r}; expected one of {first['ctx']['expected_tags']}"
+            )
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
 
@@ -340,11 +370,27 @@ def load(path: str | Path) -> Scenario:
         else:
             raise ScenarioError(f"{path}: a scenario file ends in .yaml, .yml or .toml")
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
-        raise ScenarioError(f"{path}: not valid {path.suffix[1:].upper()}: "
-                            f"{str(err).splitlines()[0]}") from None
+        raise ScenarioError(
+            f"{path}: not valid {path.suffix[1:].upper()}: {str(err).splitlines()[0]}"
+        ) from None
     return parse(data, str(path))
 
 
-__all__ = ["Scenario", "ScenarioError", "BoardSpec", "StimulusStep", "OutageStep",
-           "NetworkCutStep", "PowerLossStep", "CommandStep", "AlarmExpect", "InfluxExpect",
-           "PointsExpect", "SequenceExpect", "AckExpect", "load", "parse", "is_slug"]
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "BoardSpec",
+    "StimulusStep",
+    "OutageStep",
+    "NetworkCutStep",
+    "PowerLossStep",
+    "CommandStep",
+    "AlarmExpect",
+    "InfluxExpect",
+    "PointsExpect",
+    "SequenceExpect",
+    "AckExpect",
+    "load",
+    "parse",
+    "is_slug",
+]

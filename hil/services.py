@@ -5,6 +5,7 @@ Tests, benchmarks, the demo and the HIL runner all start their servers through t
 classes, so a server is configured one way everywhere. Each server can be stopped,
 killed (SIGKILL, for fault tests) and started again on the same port with the same state.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -76,7 +77,7 @@ class ManagedServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 30.0) -> "ManagedServer":
+    def start(self, timeout: float = 30.0) -> ManagedServer:
         if self.running():
             return self
         if self._port_taken():
@@ -88,14 +89,20 @@ class ManagedServer:
         log.write(f"\n--- start {self.starts} ---\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.workdir, start_new_session=True)
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServiceError(f"{self.name} exited with {self.process.returncode} on start:\n"
-                                   + self.log_tail())
+                raise ServiceError(
+                    f"{self.name} exited with {self.process.returncode} on start:\n" + self.log_tail()
+                )
             try:
                 if self.is_ready():
                     return self
@@ -103,8 +110,9 @@ class ManagedServer:
                 pass
             time.sleep(0.05)
         self.kill()
-        raise ServiceError(f"{self.name} not ready on port {self.port} after {timeout} s:\n"
-                           + self.log_tail())
+        raise ServiceError(
+            f"{self.name} not ready on port {self.port} after {timeout} s:\n" + self.log_tail()
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop (SIGTERM), falling back to SIGKILL."""
@@ -173,9 +181,16 @@ class MosquittoServer(ManagedServer):
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "",
-                 anonymous: bool = True, tls: "BrokerTLS | None" = None,
-                 password_file: Path | None = None, acl_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_config: str = "",
+        anonymous: bool = True,
+        tls: BrokerTLS | None = None,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config
         self.anonymous = anonymous
@@ -259,12 +274,12 @@ reporting-disabled = true
 bind-address = "127.0.0.1:{self.rpc_port}"
 
 [meta]
-  dir = "{d / 'meta'}"
+  dir = "{d / "meta"}"
   logging-enabled = false
 
 [data]
-  dir = "{d / 'data'}"
-  wal-dir = "{d / 'wal'}"
+  dir = "{d / "data"}"
+  wal-dir = "{d / "wal"}"
   query-log-enabled = false
   trace-logging-enabled = false
 

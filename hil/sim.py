@@ -5,6 +5,7 @@ sleep; a reboot command restarts it at once; power loss kills it and wipes RTC m
 
 firmware/README.md gives the contracts this module implements on the harness side.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,16 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hil.sim_build import NODE_MICROPYPATH, build_bundle, default_bundle_dir, install, node_argv
 
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
-POWER_CUT_EXIT = 77     # the node cut its own power at a checkpoint the harness named
+POWER_CUT_EXIT = 77  # the node cut its own power at a checkpoint the harness named
 CONFIG_EXIT = 2
 MAX_CRASHES = 5
 # Heap of a virtual node (-X heapsize). tests/firmware/test_heap.py holds duty-cycled
@@ -59,15 +61,14 @@ class _Watchdogs:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, node: "SimNode") -> None:
+    def watch(self, node: SimNode) -> None:
         with self._lock:
             self._nodes.add(node)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sim-watchdogs",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="sim-watchdogs", daemon=True)
                 self._thread.start()
 
-    def unwatch(self, node: "SimNode") -> None:
+    def unwatch(self, node: SimNode) -> None:
         with self._lock:
             self._nodes.discard(node)
 
@@ -86,6 +87,7 @@ _WATCHDOGS = _Watchdogs()
 @dataclass
 class NodeStats:
     """What a node's console said, counted by its supervisor."""
+
     starts: int = 0
     wakes: int = 0
     published: int = 0
@@ -103,9 +105,15 @@ class NodeStats:
 class SimNode:
     """One virtual node. `config` is the node's config.json (contract 1)."""
 
-    def __init__(self, flash_dir: Path | str, config: dict, bundle: Path | None = None,
-                 heap: str = DEFAULT_HEAP, console_lines: int = 200,
-                 echo: bool = False) -> None:
+    def __init__(
+        self,
+        flash_dir: Path | str,
+        config: dict,
+        bundle: Path | None = None,
+        heap: str = DEFAULT_HEAP,
+        console_lines: int = 200,
+        echo: bool = False,
+    ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.config = dict(config)
@@ -133,13 +141,12 @@ class SimNode:
         """True while the node is supervised: awake or in deep sleep."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> "SimNode":
+    def start(self) -> SimNode:
         if self.running:
             return self
-        install(self.bundle, self.flash_dir)   # once: every wake runs the same links
+        install(self.bundle, self.flash_dir)  # once: every wake runs the same links
         self._stop.clear()
-        self._thread = threading.Thread(target=self._supervise, name=f"sim-{self.node_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=f"sim-{self.node_id}", daemon=True)
         self._thread.start()
         _WATCHDOGS.watch(self)
         return self
@@ -230,8 +237,9 @@ class SimNode:
                 if pattern in line:
                     return line
             time.sleep(0.05)
-        raise TimeoutError(f"{self.node_id}: no console line with {pattern!r}; last lines:\n"
-                           + self.console_tail())
+        raise TimeoutError(
+            f"{self.node_id}: no console line with {pattern!r}; last lines:\n" + self.console_tail()
+        )
 
     # -- supervision -----------------------------------------------------------------
     def _spawn(self, wake: str | None) -> subprocess.Popen[bytes]:
@@ -244,10 +252,15 @@ class SimNode:
         self._wdt_fired = False
         self._wdt_timeout_ms = 0
         return subprocess.Popen(
-            node_argv(self.heap), cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            node_argv(self.heap),
+            cwd=self.flash_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             # A board does not get the laptop terminal's Ctrl-C: the supervisor stops nodes.
-            start_new_session=True)
+            start_new_session=True,
+        )
 
     def _check_watchdog(self) -> None:
         """Called by the watchdog thread: reset the node if it stopped feeding."""
@@ -260,14 +273,13 @@ class SimNode:
             if not self._wdt_timeout_ms:
                 self._wdt_timeout_ms = int(path.read_text() or 0)
         except (OSError, ValueError):
-            return            # not started, or being rewritten this instant
+            return  # not started, or being rewritten this instant
         timeout_ms = self._wdt_timeout_ms
         if timeout_ms and time.time() - fed > timeout_ms / 1000:
             self._wdt_fired = True
             (self.flash_dir / "wdt.reset").write_text("")
             self.stats.watchdog_resets += 1
-            self._on_line(f"{self.node_id} supervisor: watchdog reset "
-                          f"(not fed for {timeout_ms} ms)")
+            self._on_line(f"{self.node_id} supervisor: watchdog reset (not fed for {timeout_ms} ms)")
             proc.send_signal(signal.SIGKILL)
 
     def _kill(self) -> None:
@@ -290,10 +302,10 @@ class SimNode:
                 self._on_line(raw.decode(errors="replace").rstrip())
             code = proc.wait()
             if self._stop.is_set():
-                return          # killed by stop(): not the node's own exit
+                return  # killed by stop(): not the node's own exit
             self.stats.exit_code = code
             if self._wdt_fired:
-                wake = None       # the watchdog reset it: it starts again at once
+                wake = None  # the watchdog reset it: it starts again at once
                 self.hang_at(None)
             elif code == SLEEP_EXIT:
                 self.sleeping = True
@@ -345,18 +357,41 @@ class SimNode:
             self.stats.errors += 1
 
 
-def node_config(node_id: str, kind: str, district: str, zone: str, broker_host: str,
-                broker_port: int, interval_s: float, schedule: str | None = None,
-                seed: int | None = None, **extra: Any) -> dict:
+def node_config(
+    node_id: str,
+    kind: str,
+    district: str,
+    zone: str,
+    broker_host: str,
+    broker_port: int,
+    interval_s: float,
+    schedule: str | None = None,
+    seed: int | None = None,
+    **extra: Any,
+) -> dict:
     """A config.json for a virtual node (contract 1). Air-quality nodes are mains-powered
     and always on; the others run on batteries and are duty-cycled (DESIGN)."""
-    cfg = {"node": node_id, "district": district, "zone": zone, "kind": kind,
-           "platform": "sim",
-           "schedule": schedule or ("always-on" if kind == "air" else "duty-cycled"),
-           "interval_s": interval_s,
-           "broker": {"host": broker_host, "port": broker_port, "username": None,
-                      "password": None, "tls": False, "ca": None},
-           "thresholds": {}, "calibration": {}, "queue_max": 500, "hil": False}
+    cfg = {
+        "node": node_id,
+        "district": district,
+        "zone": zone,
+        "kind": kind,
+        "platform": "sim",
+        "schedule": schedule or ("always-on" if kind == "air" else "duty-cycled"),
+        "interval_s": interval_s,
+        "broker": {
+            "host": broker_host,
+            "port": broker_port,
+            "username": None,
+            "password": None,
+            "tls": False,
+            "ca": None,
+        },
+        "thresholds": {},
+        "calibration": {},
+        "queue_max": 500,
+        "hil": False,
+    }
     if seed is not None:
         cfg["seed"] = seed
     cfg.update(extra)
@@ -374,9 +409,19 @@ class Fleet:
     """N virtual nodes of the given kinds, round robin, started spread over one interval so
     that they do not all wake in the same instant."""
 
-    def __init__(self, broker_host: str, broker_port: int, district: str, zone: str,
-                 kinds: Iterable[str], count: int, interval_s: float, seed: int,
-                 base_dir: Path | str, heap: str = DEFAULT_HEAP) -> None:
+    def __init__(
+        self,
+        broker_host: str,
+        broker_port: int,
+        district: str,
+        zone: str,
+        kinds: Iterable[str],
+        count: int,
+        interval_s: float,
+        seed: int,
+        base_dir: Path | str,
+        heap: str = DEFAULT_HEAP,
+    ) -> None:
         kinds = list(kinds)
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
@@ -389,8 +434,9 @@ class Fleet:
         for i in range(count):
             kind = kinds[i % len(kinds)]
             node_id = fleet_node_id(district, zone, kind, i + 1)
-            cfg = node_config(node_id, kind, district, zone, broker_host, broker_port,
-                              interval_s, seed=seed * 100003 + i)
+            cfg = node_config(
+                node_id, kind, district, zone, broker_host, broker_port, interval_s, seed=seed * 100003 + i
+            )
             self.nodes.append(SimNode(self.base_dir / node_id, cfg, bundle=bundle, heap=heap))
 
     def start(self, progress=None, spread_s: float | None = None) -> None:

@@ -4,6 +4,7 @@ in each node's flash folder as on a device.
 
 Compiling on the device (or in the unix port) from source costs more heap than the whole
 application has, so virtual nodes never run the sources."""
+
 from __future__ import annotations
 
 import hashlib
@@ -61,7 +62,7 @@ def install(bundle: Path, flash_dir: Path) -> None:
         if link.is_symlink() or link.is_file():
             link.unlink()
         elif link.is_dir():
-            shutil.rmtree(link)   # a copy of the firmware (a flash folder copied whole)
+            shutil.rmtree(link)  # a copy of the firmware (a flash folder copied whole)
         link.symlink_to(target)
 
 
@@ -72,14 +73,16 @@ def node_argv(heap: str) -> list[str]:
     return [interpreter(), "-X", f"heapsize={heap}", "-c", "import main"]
 
 
-def run_once(bundle: Path, flash_dir: Path, heap: str,
-             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_once(
+    bundle: Path, flash_dir: Path, heap: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Install the bundle in flash_dir and run the node until its process ends (a duty-
     cycled node: one wake, ending in deep sleep). Output captured as text."""
     install(bundle, flash_dir)
     env = dict(os.environ, MICROPYPATH=NODE_MICROPYPATH)
-    return subprocess.run(node_argv(heap), cwd=flash_dir, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        node_argv(heap), cwd=flash_dir, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def sleep_as_asked(flash_dir: Path, cap_s: float = 1.0) -> None:

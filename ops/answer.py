@@ -1,5 +1,6 @@
 """The shape of every operations answer: named sections, each a list of rows with fixed
 columns, so the CLI can print any of them as a table, CSV or JSON."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,8 @@ from typing import Any
 
 @dataclass
 class Section:
-    name: str                  # key in JSON, selectable with --section
-    title: str                 # heading of the table
+    name: str  # key in JSON, selectable with --section
+    title: str  # heading of the table
     columns: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
     # The columns a table for people shows (default: all); CSV and JSON carry all.

@@ -13,6 +13,7 @@ hourly real-time figures published in China apply those breakpoints to hourly me
 which is what the hourly answers here do. Concentrations above the last breakpoint are
 beyond the table: their IAQI is reported as 500 (the top of the scale).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,12 +31,12 @@ BREAKPOINTS = {
 class Category:
     """One of the six AQI categories of the standard's Table 2."""
 
-    level: str      # I .. VI
-    name: str       # the English name
-    name_zh: str    # the name in the standard
-    low: int        # AQI range, inclusive
+    level: str  # I .. VI
+    name: str  # the English name
+    name_zh: str  # the name in the standard
+    low: int  # AQI range, inclusive
     high: int
-    color: str      # the colour the standard assigns (RGB)
+    color: str  # the colour the standard assigns (RGB)
 
 
 CATEGORIES = (
@@ -77,7 +78,7 @@ def category(aqi: int) -> Category:
 class AirIndex:
     aqi: int
     category: Category
-    primary: str | None   # pollutant giving the AQI, None when the AQI is 50 or less
+    primary: str | None  # pollutant giving the AQI, None when the AQI is 50 or less
     iaqi: dict[str, int]
 
 

@@ -6,11 +6,11 @@ and has no InfluxQL query call, while the operations queries are InfluxQL, which
 (`influxdb`) is no longer maintained. The endpoint is one form-encoded POST returning JSON,
 so the standard library carries it.
 """
+
 from __future__ import annotations
 
 import base64
 import json
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -63,8 +63,12 @@ class InfluxQLClient:
                     # with only "not executed"; name the real cause.
                     raise QueryError(f"InfluxQL error: database not found: {db}")
                 raise QueryError(f"InfluxQL error: {result['error']}")
-            out.append([Series(s.get("name", ""), s.get("tags") or {}, s.get("columns", []), s.get("values", []))
-                        for s in result.get("series", [])])
+            out.append(
+                [
+                    Series(s.get("name", ""), s.get("tags") or {}, s.get("columns", []), s.get("values", []))
+                    for s in result.get("series", [])
+                ]
+            )
         return out
 
     def _has_database(self, db: str) -> bool:
@@ -93,10 +97,12 @@ class InfluxQLClient:
             raise QueryError(f"{self.url}: HTTP {err.code}: {_error_text(err)}") from None
         except urllib.error.URLError as err:
             raise QueryError(f"cannot reach {self.url}: {err.reason}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise QueryError(f"{self.url}: no answer within {self.timeout:g} s") from None
         except (ValueError, json.JSONDecodeError):
-            raise QueryError(f"{self.url}: the answer is not InfluxDB JSON (is this an InfluxDB /query endpoint?)") from None
+            raise QueryError(
+                f"{self.url}: the answer is not InfluxDB JSON (is this an InfluxDB /query endpoint?)"
+            ) from None
 
 
 def _error_text(err: urllib.error.HTTPError) -> str:

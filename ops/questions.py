@@ -5,10 +5,12 @@ or the city database (one-minute rollups). Events and node health are in both, s
 alarm and node questions read the same measurements at either level; parking and air read
 `parking`/`air` at district level and `parking_1m`/`air_1m` at city level (the `Layer`).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from ops.answer import Answer, Section, rounded
@@ -27,9 +29,9 @@ class Layer:
     """Where the parking and air answers come from at one platform level."""
 
     name: str
-    parking: str            # measurement
+    parking: str  # measurement
     air: str
-    occupied_state: str     # field holding a space's occupied state (bool)
+    occupied_state: str  # field holding a space's occupied state (bool)
     occupancy_share: str | None  # field already holding the share of occupied readings, or None
     pm25: str
     pm10: str
@@ -37,8 +39,9 @@ class Layer:
 
 
 RAW = Layer("raw", "parking", "air", "occupied", None, "pm25", "pm10", "pm25")
-ROLLUP = Layer("rollup", "parking_1m", "air_1m", "occupied_last", "occupied_frac",
-               "pm25_mean", "pm10_mean", "pm25_max")
+ROLLUP = Layer(
+    "rollup", "parking_1m", "air_1m", "occupied_last", "occupied_frac", "pm25_mean", "pm10_mean", "pm25_max"
+)
 LAYERS = {"raw": RAW, "rollup": ROLLUP}
 
 
@@ -80,6 +83,7 @@ def _by(series_list: list[Series], *tags: str) -> dict[tuple[str, ...], dict[str
 
 # -- parking -----------------------------------------------------------------------------
 
+
 def parking(q: Question) -> Answer:
     """Free and occupied spaces now per zone; occupancy rate and turnover per hour."""
     layer = q.layer
@@ -91,7 +95,7 @@ def parking(q: Question) -> Answer:
         f'SELECT last("{layer.occupied_state}") AS occupied FROM "{layer.parking}" {q.where()} GROUP BY {node_tags}',
         f'SELECT last("state") AS occupied FROM "events" {q.where(occ_event)} GROUP BY {node_tags}',
         f'SELECT count("state") AS arrivals FROM "events" {q.where(arrival)} '
-        f'GROUP BY time(1h), {place_tags} fill(none)',
+        f"GROUP BY time(1h), {place_tags} fill(none)",
     ]
     statements += _occupancy_share_statements(q, f"GROUP BY time(1h), {place_tags} fill(none)")
     now_telemetry, now_events, arrivals, *share = q.ask(*statements)
@@ -105,26 +109,34 @@ def parking(q: Question) -> Answer:
                 state[key] = (rec["time"], bool(rec["occupied"]))
     zones: dict[tuple[str, str], dict[str, Any]] = {}
     for (district, zone, _node), (_t, occupied) in sorted(state.items()):
-        z = zones.setdefault((district, zone), {"district": district, "zone": zone, "spaces": 0,
-                                                 "occupied": 0, "free": 0})
+        z = zones.setdefault(
+            (district, zone), {"district": district, "zone": zone, "spaces": 0, "occupied": 0, "free": 0}
+        )
         z["spaces"] += 1
         z["occupied" if occupied else "free"] += 1
 
     hourly_share = _occupancy_share_rows(q, share)
-    hourly_arrivals = {(s.tags.get("district", ""), s.tags.get("zone", ""), r["time"]): r["arrivals"]
-                       for s in arrivals for r in s.records()}
+    hourly_arrivals = {
+        (s.tags.get("district", ""), s.tags.get("zone", ""), r["time"]): r["arrivals"]
+        for s in arrivals
+        for r in s.records()
+    }
     hourly_rows = []
     for key in sorted(set(hourly_share) | set(hourly_arrivals), key=lambda k: (k[2], k[0], k[1])):
         district, zone, hour = key
         spaces = zones.get((district, zone), {}).get("spaces") or None
         n_arrivals = int(hourly_arrivals.get(key, 0))
         pct = hourly_share.get(key)
-        hourly_rows.append({
-            "hour": iso(hour), "district": district, "zone": zone,
-            "occupancy_pct": rounded(None if pct is None else pct * 100, 1),
-            "arrivals": n_arrivals,
-            "turnover": rounded(n_arrivals / spaces if spaces else None),
-        })
+        hourly_rows.append(
+            {
+                "hour": iso(hour),
+                "district": district,
+                "zone": zone,
+                "occupancy_pct": rounded(None if pct is None else pct * 100, 1),
+                "arrivals": n_arrivals,
+                "turnover": rounded(n_arrivals / spaces if spaces else None),
+            }
+        )
 
     totals = defaultdict(int)
     for row in hourly_rows:
@@ -132,40 +144,64 @@ def parking(q: Question) -> Answer:
     zone_rows = []
     for key, z in sorted(zones.items()):
         n_arrivals = totals.get(key, 0)
-        zone_rows.append({
-            **z,
-            "occupancy_pct": rounded(100 * z["occupied"] / z["spaces"], 1),
-            "arrivals": n_arrivals,
-            "turnover_per_hour": rounded(n_arrivals / z["spaces"] / q.window.hours, 3),
-        })
+        zone_rows.append(
+            {
+                **z,
+                "occupancy_pct": rounded(100 * z["occupied"] / z["spaces"], 1),
+                "arrivals": n_arrivals,
+                "turnover_per_hour": rounded(n_arrivals / z["spaces"] / q.window.hours, 3),
+            }
+        )
     return [
-        Section("zones", "Parking now per zone (turnover: arrivals per space per hour)",
-                ["district", "zone", "spaces", "occupied", "free", "occupancy_pct", "arrivals",
-                 "turnover_per_hour"], zone_rows),
-        Section("hourly", "Parking per hour (occupancy: share of readings occupied; "
-                "turnover: arrivals per space)",
-                ["hour", "district", "zone", "occupancy_pct", "arrivals", "turnover"], hourly_rows),
+        Section(
+            "zones",
+            "Parking now per zone (turnover: arrivals per space per hour)",
+            [
+                "district",
+                "zone",
+                "spaces",
+                "occupied",
+                "free",
+                "occupancy_pct",
+                "arrivals",
+                "turnover_per_hour",
+            ],
+            zone_rows,
+        ),
+        Section(
+            "hourly",
+            "Parking per hour (occupancy: share of readings occupied; turnover: arrivals per space)",
+            ["hour", "district", "zone", "occupancy_pct", "arrivals", "turnover"],
+            hourly_rows,
+        ),
     ]
 
 
 def _occupancy_share_statements(q: Question, group_by: str) -> list[str]:
     layer = q.layer
     if layer.occupancy_share:
-        return [f'SELECT mean("{layer.occupancy_share}") AS share FROM "{layer.parking}" {q.where()} {group_by}']
+        return [
+            f'SELECT mean("{layer.occupancy_share}") AS share FROM "{layer.parking}" {q.where()} {group_by}'
+        ]
     # Raw readings: InfluxQL has no mean() of a bool, so count occupied readings and all readings.
     occupied = f'"{layer.occupied_state}" = true'
     return [
-        f'SELECT count("{layer.occupied_state}") AS n FROM "{layer.parking}" '
-        f'{q.where(occupied)} {group_by}',
+        f'SELECT count("{layer.occupied_state}") AS n FROM "{layer.parking}" {q.where(occupied)} {group_by}',
         f'SELECT count("{layer.occupied_state}") AS n FROM "{layer.parking}" {q.where()} {group_by}',
     ]
 
 
 def _occupancy_share_rows(q: Question, results: list[list[Series]]) -> dict[tuple[str, str, int], float]:
     """(district, zone, bucket time) -> share of occupied (0..1)."""
+
     def rows(series_list: list[Series], column: str) -> dict[tuple[str, str, int], float]:
-        return {(s.tags.get("district", ""), s.tags.get("zone", ""), r["time"]): r[column]
-                for s in series_list for r in s.records() if r[column] is not None}
+        return {
+            (s.tags.get("district", ""), s.tags.get("zone", ""), r["time"]): r[column]
+            for s in series_list
+            for r in s.records()
+            if r[column] is not None
+        }
+
     if q.layer.occupancy_share:
         return rows(results[0], "share")
     occupied, total = rows(results[0], "n"), rows(results[1], "n")
@@ -184,6 +220,7 @@ def occupancy_series(q: Question, interval: str = "1h") -> dict[tuple[str, str],
 
 # -- air ----------------------------------------------------------------------------------
 
+
 def air(q: Question, worst: int = 5) -> Answer:
     """Hourly PM2.5 / PM10 per zone with the AQI category, and the worst nodes."""
     layer = q.layer
@@ -196,22 +233,52 @@ def air(q: Question, worst: int = 5) -> Answer:
     hourly_rows = []
     for series in hourly:
         for rec in series.records():
-            hourly_rows.append({"hour": iso(rec["time"]), "district": rec.get("district", ""),
-                                "zone": rec.get("zone", ""), **_with_index(rec)})
+            hourly_rows.append(
+                {
+                    "hour": iso(rec["time"]),
+                    "district": rec.get("district", ""),
+                    "zone": rec.get("zone", ""),
+                    **_with_index(rec),
+                }
+            )
     hourly_rows.sort(key=lambda r: (r["hour"], r["district"], r["zone"]))
     node_rows = []
     for (district, zone, node), rec in _by(nodes, "district", "zone", "node").items():
-        node_rows.append({"node": node, "district": district, "zone": zone, **_with_index(rec),
-                          "pm25_max": rounded(rec["pm25_max"], 1)})
+        node_rows.append(
+            {
+                "node": node,
+                "district": district,
+                "zone": zone,
+                **_with_index(rec),
+                "pm25_max": rounded(rec["pm25_max"], 1),
+            }
+        )
     node_rows.sort(key=lambda r: (-(r["pm25"] if r["pm25"] is not None else -1), r["node"]))
     return [
-        Section("hourly", "PM2.5 / PM10 per zone and hour (ug/m3) with the AQI of HJ 633-2012",
-                ["hour", "district", "zone", "pm25", "pm10", "iaqi_pm25", "iaqi_pm10", "aqi",
-                 "category", "primary"], hourly_rows,
-                ["hour", "zone", "pm25", "pm10", "iaqi_pm25", "iaqi_pm10", "aqi", "category", "primary"]),
-        Section("worst_nodes", f"Worst {worst} nodes by mean PM2.5 over the window",
-                ["node", "district", "zone", "pm25", "pm25_max", "pm10", "aqi", "category"],
-                node_rows[:worst]),
+        Section(
+            "hourly",
+            "PM2.5 / PM10 per zone and hour (ug/m3) with the AQI of HJ 633-2012",
+            [
+                "hour",
+                "district",
+                "zone",
+                "pm25",
+                "pm10",
+                "iaqi_pm25",
+                "iaqi_pm10",
+                "aqi",
+                "category",
+                "primary",
+            ],
+            hourly_rows,
+            ["hour", "zone", "pm25", "pm10", "iaqi_pm25", "iaqi_pm10", "aqi", "category", "primary"],
+        ),
+        Section(
+            "worst_nodes",
+            f"Worst {worst} nodes by mean PM2.5 over the window",
+            ["node", "district", "zone", "pm25", "pm25_max", "pm10", "aqi", "category"],
+            node_rows[:worst],
+        ),
     ]
 
 
@@ -219,7 +286,8 @@ def _with_index(rec: dict[str, Any]) -> dict[str, Any]:
     pm25, pm10 = rec.get("pm25"), rec.get("pm10")
     index = air_index({"pm25": pm25, "pm10": pm10})
     return {
-        "pm25": rounded(pm25, 1), "pm10": rounded(pm10, 1),
+        "pm25": rounded(pm25, 1),
+        "pm10": rounded(pm10, 1),
         "iaqi_pm25": index.iaqi.get("pm25") if index else None,
         "iaqi_pm10": index.iaqi.get("pm10") if index else None,
         "aqi": index.aqi if index else None,
@@ -230,13 +298,20 @@ def _with_index(rec: dict[str, Any]) -> dict[str, Any]:
 
 def pm25_series(q: Question, interval: str = "1h") -> dict[tuple[str, str], list[tuple[int, float]]]:
     """Mean PM2.5 per zone over time, for charts."""
-    (series,) = q.ask(f'SELECT mean("{q.layer.pm25}") AS pm25 FROM "{q.layer.air}" {q.where()} '
-                      f'GROUP BY time({interval}), "district", "zone" fill(none)')
-    return {(s.tags.get("district", ""), s.tags.get("zone", "")):
-            [(r["time"], r["pm25"]) for r in s.records() if r["pm25"] is not None] for s in series}
+    (series,) = q.ask(
+        f'SELECT mean("{q.layer.pm25}") AS pm25 FROM "{q.layer.air}" {q.where()} '
+        f'GROUP BY time({interval}), "district", "zone" fill(none)'
+    )
+    return {
+        (s.tags.get("district", ""), s.tags.get("zone", "")): [
+            (r["time"], r["pm25"]) for r in s.records() if r["pm25"] is not None
+        ]
+        for s in series
+    }
 
 
 # -- alarms -------------------------------------------------------------------------------
+
 
 def _alarm_filter() -> str:
     return " AND ".join(f"\"event\" != '{e}'" for e in NON_ALARM_EVENTS)
@@ -246,21 +321,38 @@ def alarms(q: Question) -> Answer:
     """Alarms still open: the newest point of the (node, event) series has state true."""
     (series,) = q.ask(
         'SELECT last("state") AS state, "value", "kind", "severity" FROM "events" '
-        f'{q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"')
+        f'{q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"'
+    )
     rows = []
     for (district, zone, node, event), rec in _by(series, "district", "zone", "node", "event").items():
         if rec["state"] is not True:
             continue
         age_s = (q.window.end_ms - rec["time"]) // 1000
-        rows.append({"node": node, "district": district, "zone": zone, "kind": rec.get("kind"),
-                     "event": event, "severity": rec.get("severity"), "value": rec.get("value"),
-                     "raised_at": iso(rec["time"]), "age_s": age_s, "age": human_age(age_s)})
+        rows.append(
+            {
+                "node": node,
+                "district": district,
+                "zone": zone,
+                "kind": rec.get("kind"),
+                "event": event,
+                "severity": rec.get("severity"),
+                "value": rec.get("value"),
+                "raised_at": iso(rec["time"]),
+                "age_s": age_s,
+                "age": human_age(age_s),
+            }
+        )
     severity_rank = {"critical": 0, "warning": 1, "info": 2}
     rows.sort(key=lambda r: (severity_rank.get(r["severity"], 3), -r["age_s"], r["node"], r["event"]))
-    return [Section("open", "Open alarms (raised and not cleared)",
-                    ["node", "district", "zone", "kind", "event", "severity", "value", "raised_at",
-                     "age"], rows,
-                    ["node", "zone", "event", "severity", "value", "raised_at", "age"])]
+    return [
+        Section(
+            "open",
+            "Open alarms (raised and not cleared)",
+            ["node", "district", "zone", "kind", "event", "severity", "value", "raised_at", "age"],
+            rows,
+            ["node", "zone", "event", "severity", "value", "raised_at", "age"],
+        )
+    ]
 
 
 def alarm_history(q: Question) -> dict[tuple[str, str, str, str], list[tuple[int, bool]]]:
@@ -269,7 +361,8 @@ def alarm_history(q: Question) -> dict[tuple[str, str, str, str], list[tuple[int
     before, during = q.ask(
         f'SELECT last("state") AS state FROM "events" WHERE {_alarm_filter()} AND time < {q.window.start_ms}ms'
         f'{q.place.where()} GROUP BY "district", "zone", "node", "event"',
-        f'SELECT "state" FROM "events" {q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"')
+        f'SELECT "state" FROM "events" {q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"',
+    )
     tags = ("district", "zone", "node", "event")
     history: dict[tuple[str, ...], list[tuple[int, bool]]] = defaultdict(list)
     for key, rec in _by(before, *tags).items():
@@ -293,6 +386,7 @@ def human_age(seconds: int) -> str:
 
 # -- nodes --------------------------------------------------------------------------------
 
+
 def battery_low_v(kind: str | None) -> float:
     return THRESHOLDS.get(kind or "", {}).get("battery_low_v", DEFAULT_BATTERY_LOW_V)
 
@@ -305,9 +399,10 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
         'last("last_seen") AS last_seen, last("seq_gaps") AS seq_gaps, first("seq_gaps") AS first_gaps '
         f'FROM "node_health" {q.where()} GROUP BY {tags}',
         f'SELECT last("seq_gaps") AS seq_gaps FROM "node_health" WHERE time < {q.window.start_ms}ms'
-        f'{q.place.where()} GROUP BY {tags}',
+        f"{q.place.where()} GROUP BY {tags}",
         'SELECT sum("rise") AS rise FROM (SELECT non_negative_difference("seq_gaps") AS "rise" '
-        f'FROM "node_health" {q.where()} GROUP BY {tags}) GROUP BY {tags}')
+        f'FROM "node_health" {q.where()} GROUP BY {tags}) GROUP BY {tags}',
+    )
     node_tags = ("district", "zone", "node", "kind")
     gaps_before = {k: r["seq_gaps"] or 0 for k, r in _by(before, *node_tags).items()}
     gaps_rises = {k: r["rise"] or 0 for k, r in _by(rises, *node_tags).items()}
@@ -328,9 +423,19 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
             problems.append("low battery")
         if gaps_window > 0:
             problems.append("seq gaps")
-        z = zones.setdefault((district, zone), {"district": district, "zone": zone, "nodes": 0, "online": 0,
-                                                "offline": 0, "low_battery": 0, "with_gaps": 0,
-                                                "readings_lost": 0})
+        z = zones.setdefault(
+            (district, zone),
+            {
+                "district": district,
+                "zone": zone,
+                "nodes": 0,
+                "online": 0,
+                "offline": 0,
+                "low_battery": 0,
+                "with_gaps": 0,
+                "readings_lost": 0,
+            },
+        )
         z["nodes"] += 1
         z["offline" if rec["online"] is False else "online"] += 1
         z["low_battery"] += "low battery" in problems
@@ -338,24 +443,56 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
         z["readings_lost"] += gaps_window
         if problems or everyone:
             last_seen = rec["last_seen"]
-            node_rows.append({
-                "node": node, "district": district, "zone": zone, "kind": kind,
-                "online": rec["online"], "battery_v": rounded(rec["battery_v"]), "rssi": rec["rssi"],
-                "last_seen": iso(last_seen),
-                "silent_for": human_age(int((q.window.end_ms - last_seen) // 1000)) if last_seen else None,
-                "seq_gaps": gaps_window, "seq_gaps_total": gaps_total, "problems": ", ".join(problems)})
+            node_rows.append(
+                {
+                    "node": node,
+                    "district": district,
+                    "zone": zone,
+                    "kind": kind,
+                    "online": rec["online"],
+                    "battery_v": rounded(rec["battery_v"]),
+                    "rssi": rec["rssi"],
+                    "last_seen": iso(last_seen),
+                    "silent_for": human_age(int((q.window.end_ms - last_seen) // 1000))
+                    if last_seen
+                    else None,
+                    "seq_gaps": gaps_window,
+                    "seq_gaps_total": gaps_total,
+                    "problems": ", ".join(problems),
+                }
+            )
     return [
-        Section("zones", "Node health per zone", ["district", "zone", "nodes", "online", "offline",
-                                                  "low_battery", "with_gaps", "readings_lost"],
-                list(zones.values())),
-        Section("nodes", "Nodes that need attention" if not everyone else "Nodes",
-                ["node", "district", "zone", "kind", "online", "battery_v", "rssi", "last_seen",
-                 "silent_for", "seq_gaps", "seq_gaps_total", "problems"], node_rows,
-                ["node", "zone", "kind", "online", "battery_v", "silent_for", "seq_gaps", "problems"]),
+        Section(
+            "zones",
+            "Node health per zone",
+            ["district", "zone", "nodes", "online", "offline", "low_battery", "with_gaps", "readings_lost"],
+            list(zones.values()),
+        ),
+        Section(
+            "nodes",
+            "Nodes that need attention" if not everyone else "Nodes",
+            [
+                "node",
+                "district",
+                "zone",
+                "kind",
+                "online",
+                "battery_v",
+                "rssi",
+                "last_seen",
+                "silent_for",
+                "seq_gaps",
+                "seq_gaps_total",
+                "problems",
+            ],
+            node_rows,
+            ["node", "zone", "kind", "online", "battery_v", "silent_for", "seq_gaps", "problems"],
+        ),
     ]
 
 
 # -- any query ----------------------------------------------------------------------------
+
 
 def influxql(client: InfluxQLClient, db: str | None, statement: str) -> Answer:
     """Any InfluxQL; every series of every statement becomes rows with its tags as columns."""
@@ -378,5 +515,6 @@ def influxql(client: InfluxQLClient, db: str | None, statement: str) -> Answer:
 
 def iso_ms(ms: int | float) -> str:
     """ISO time with milliseconds, so that no precision of an arbitrary query is lost."""
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

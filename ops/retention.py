@@ -6,6 +6,7 @@ duration, so the edge's writes (`/write?db=...`, no `rp`) land in it. InfluxDB 2
 bucket per platform with an expiry rule, plus a DBRP mapping (database/retention policy ->
 bucket) so that InfluxQL on `/query` finds it; both through influxdb-client's v2 API.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,22 @@ from ops.client import InfluxQLClient, QueryError, quote_ident
 DAY_S = 86_400
 # The 16 districts of Shanghai's "1+16+X" plan: the default set of district databases.
 SHANGHAI_DISTRICTS = (
-    "huangpu", "xuhui", "changning", "jingan", "putuo", "hongkou", "yangpu", "minhang", "baoshan",
-    "jiading", "pudong", "jinshan", "songjiang", "qingpu", "fengxian", "chongming",
+    "huangpu",
+    "xuhui",
+    "changning",
+    "jingan",
+    "putuo",
+    "hongkou",
+    "yangpu",
+    "minhang",
+    "baoshan",
+    "jiading",
+    "pudong",
+    "jinshan",
+    "songjiang",
+    "qingpu",
+    "fengxian",
+    "chongming",
 )
 CITY_DB = "city"
 RAW_POLICY = "raw"
@@ -37,7 +52,7 @@ class Store:
     policy: str
     duration_s: int
     shard_duration_s: int
-    level: str          # "district" or "city"
+    level: str  # "district" or "city"
 
 
 def shard_duration_s(duration_s: int) -> int:
@@ -49,10 +64,13 @@ def shard_duration_s(duration_s: int) -> int:
 def plan(districts: list[str] | tuple[str, ...], raw_days: int = 30, rollup_days: int = 730) -> list[Store]:
     if raw_days < 1 or rollup_days < 1:
         raise RetentionError("retention must be at least one day")
-    stores = [Store(f"district_{d}", RAW_POLICY, raw_days * DAY_S, shard_duration_s(raw_days * DAY_S), "district")
-              for d in dict.fromkeys(districts)]
-    stores.append(Store(CITY_DB, ROLLUP_POLICY, rollup_days * DAY_S,
-                        shard_duration_s(rollup_days * DAY_S), "city"))
+    stores = [
+        Store(f"district_{d}", RAW_POLICY, raw_days * DAY_S, shard_duration_s(raw_days * DAY_S), "district")
+        for d in dict.fromkeys(districts)
+    ]
+    stores.append(
+        Store(CITY_DB, ROLLUP_POLICY, rollup_days * DAY_S, shard_duration_s(rollup_days * DAY_S), "city")
+    )
     return stores
 
 
@@ -67,7 +85,9 @@ def go_duration_s(text: str) -> int:
 
 
 def _policy_clause(store: Store) -> str:
-    return f"DURATION {store.duration_s // 3600}h REPLICATION 1 SHARD DURATION {store.shard_duration_s // 3600}h"
+    return (
+        f"DURATION {store.duration_s // 3600}h REPLICATION 1 SHARD DURATION {store.shard_duration_s // 3600}h"
+    )
 
 
 def v1_statements(store: Store, existing: dict[str, dict[str, Any]] | None) -> tuple[str, list[str]]:
@@ -79,8 +99,11 @@ def v1_statements(store: Store, existing: dict[str, dict[str, Any]] | None) -> t
     current = existing.get(store.policy)
     if current is None:
         return "policy added", [f"CREATE RETENTION POLICY {rp} ON {db} {_policy_clause(store)} DEFAULT"]
-    if (go_duration_s(current["duration"]) == store.duration_s
-            and go_duration_s(current["shardGroupDuration"]) == store.shard_duration_s and current["default"]):
+    if (
+        go_duration_s(current["duration"]) == store.duration_s
+        and go_duration_s(current["shardGroupDuration"]) == store.shard_duration_s
+        and current["default"]
+    ):
         return "unchanged", []
     return "updated", [f"ALTER RETENTION POLICY {rp} ON {db} {_policy_clause(store)} DEFAULT"]
 
@@ -95,44 +118,71 @@ def init_v1(client: InfluxQLClient, stores: list[Store], dry_run: bool = False) 
         for store in stores:
             existing = None
             if store.database in databases:
-                existing = {r["name"]: r for s in client.one(f"SHOW RETENTION POLICIES ON {quote_ident(store.database)}")
-                            for r in s.records()}
+                existing = {
+                    r["name"]: r
+                    for s in client.one(f"SHOW RETENTION POLICIES ON {quote_ident(store.database)}")
+                    for r in s.records()
+                }
             action, statements = v1_statements(store, existing)
             if statements and not dry_run:
                 client.query(";".join(statements))
-            results.append(_result(store, "would be " + action if dry_run and statements else action,
-                                   "; ".join(statements)))
+            results.append(
+                _result(
+                    store, "would be " + action if dry_run and statements else action, "; ".join(statements)
+                )
+            )
         return results
     except QueryError as err:
         raise RetentionError(str(err)) from None
 
 
 def _result(store: Store, action: str, request: str) -> dict[str, Any]:
-    return {"database": store.database, "policy": store.policy, "level": store.level,
-            "retention_days": store.duration_s // DAY_S, "shard_days": store.shard_duration_s // DAY_S,
-            "action": action, "request": request}
+    return {
+        "database": store.database,
+        "policy": store.policy,
+        "level": store.level,
+        "retention_days": store.duration_s // DAY_S,
+        "shard_days": store.shard_duration_s // DAY_S,
+        "action": action,
+        "request": request,
+    }
 
 
 # -- InfluxDB 2.x / 3.x -----------------------------------------------------------------------
+
 
 def bucket_request(store: Store, org_id: str):
     """The body of `POST /api/v2/buckets` for a store."""
     from influxdb_client import BucketRetentionRules
     from influxdb_client.domain.post_bucket_request import PostBucketRequest
-    rules = BucketRetentionRules(type="expire", every_seconds=store.duration_s,
-                                 shard_group_duration_seconds=store.shard_duration_s)
-    return PostBucketRequest(org_id=org_id, name=store.database, retention_rules=[rules],
-                             description=f"urbansense {store.level} level ({store.policy})")
+
+    rules = BucketRetentionRules(
+        type="expire", every_seconds=store.duration_s, shard_group_duration_seconds=store.shard_duration_s
+    )
+    return PostBucketRequest(
+        org_id=org_id,
+        name=store.database,
+        retention_rules=[rules],
+        description=f"urbansense {store.level} level ({store.policy})",
+    )
 
 
 def dbrp_request(store: Store, org_id: str, bucket_id: str):
     """The body of `POST /api/v2/dbrps`: InfluxQL `db`/`rp` names mapped onto the bucket."""
     from influxdb_client.domain.dbrp_create import DBRPCreate
-    return DBRPCreate(org_id=org_id, bucket_id=bucket_id, database=store.database,
-                      retention_policy=store.policy, default=True)
+
+    return DBRPCreate(
+        org_id=org_id,
+        bucket_id=bucket_id,
+        database=store.database,
+        retention_policy=store.policy,
+        default=True,
+    )
 
 
-def init_v2(url: str, token: str, org: str, stores: list[Store], dry_run: bool = False) -> list[dict[str, Any]]:
+def init_v2(
+    url: str, token: str, org: str, stores: list[Store], dry_run: bool = False
+) -> list[dict[str, Any]]:
     """Create or update one bucket per store and its DBRP mapping, via influxdb-client."""
     import json
 
@@ -143,14 +193,17 @@ def init_v2(url: str, token: str, org: str, stores: list[Store], dry_run: bool =
     results = []
     # No retries: a setup command should say at once that the server is not there.
     with InfluxDBClient(url=url, token=token, org=org, timeout=15_000, retries=False) as client:
+
         def body(obj: Any) -> str:
             return json.dumps(client.api_client.sanitize_for_serialization(obj), sort_keys=True)
 
         try:
             if dry_run:
                 for store in stores:
-                    requests = (f"POST /api/v2/buckets {body(bucket_request(store, '<org id>'))}; POST /api/v2/dbrps "
-                                f"{body(dbrp_request(store, '<org id>', '<bucket id>'))}")
+                    requests = (
+                        f"POST /api/v2/buckets {body(bucket_request(store, '<org id>'))}; POST /api/v2/dbrps "
+                        f"{body(dbrp_request(store, '<org id>', '<bucket id>'))}"
+                    )
                     results.append(_result(store, "would be created", requests))
                 return results
             org_id = get_org_query_param(org=org, client=client, required_id=True)
@@ -161,8 +214,9 @@ def init_v2(url: str, token: str, org: str, stores: list[Store], dry_run: bool =
                 bucket = buckets.find_bucket_by_name(store.database)
                 if bucket is None:
                     bucket, action = buckets.create_bucket(bucket=request), "created"
-                elif [(r.every_seconds, r.shard_group_duration_seconds) for r in bucket.retention_rules] != \
-                        [(store.duration_s, store.shard_duration_s)]:
+                elif [(r.every_seconds, r.shard_group_duration_seconds) for r in bucket.retention_rules] != [
+                    (store.duration_s, store.shard_duration_s)
+                ]:
                     bucket.retention_rules = request.retention_rules
                     bucket, action = buckets.update_bucket(bucket), "updated"
                 else:
@@ -172,7 +226,7 @@ def init_v2(url: str, token: str, org: str, stores: list[Store], dry_run: bool =
                     dbrps.post_dbrp(dbrp_create=dbrp_request(store, org_id, bucket.id))
                     action += ", mapped for InfluxQL"
                 results.append(_result(store, action, body(request)))
-        except Exception as err:   # influxdb-client raises ApiException and urllib3 errors
+        except Exception as err:  # influxdb-client raises ApiException and urllib3 errors
             raise RetentionError(f"{url}: {_v2_error(err)}") from None
     return results
 

@@ -1,11 +1,12 @@
 """What a question is about: a time window and a place (districts, zones), turned into
 InfluxQL WHERE clauses."""
+
 from __future__ import annotations
 
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ops.client import quote_ident, quote_string
 
@@ -40,10 +41,11 @@ def parse_time_ms(text: str, now: int) -> int:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ScopeError(f"bad time {text!r}: use a duration back from now (24h) or an "
-                         "ISO time (2026-11-21T08:00:00Z)") from None
+        raise ScopeError(
+            f"bad time {text!r}: use a duration back from now (24h) or an ISO time (2026-11-21T08:00:00Z)"
+        ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -55,7 +57,7 @@ class Window:
     end_ms: int
 
     @classmethod
-    def parse(cls, since: str, until: str | None = None, now: int | None = None) -> "Window":
+    def parse(cls, since: str, until: str | None = None, now: int | None = None) -> Window:
         now = now_ms() if now is None else now
         end = parse_time_ms(until, now) if until else now
         start = parse_time_ms(since, end if _DURATION.match(since.strip()) else now)
@@ -83,7 +85,9 @@ class Place:
         parts = []
         for tag, values in (("district", self.districts), ("zone", self.zones)):
             if values:
-                parts.append("(" + " OR ".join(f"{quote_ident(tag)} = {quote_string(v)}" for v in values) + ")")
+                parts.append(
+                    "(" + " OR ".join(f"{quote_ident(tag)} = {quote_string(v)}" for v in values) + ")"
+                )
         return "".join(f" AND {p}" for p in parts)
 
 
@@ -91,4 +95,4 @@ def iso(ms: int | float | None) -> str | None:
     """Milliseconds since the epoch as an ISO 8601 UTC time (seconds precision)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

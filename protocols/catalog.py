@@ -12,25 +12,25 @@ BOOL = "bool"
 
 # Fields every kind may carry.
 COMMON_FIELDS = {
-    "battery_v": (FLOAT, "V", 0.0, 6.0),           # Li-SOCl2 primary 3.6 V, or 5 V mains supply
-    "rssi": (FLOAT, "dBm", -130.0, 0.0),            # Wi-Fi / NB-IoT received signal strength
-    "uptime_s": (FLOAT, "s", 0.0, 4294967295.0),    # seconds since boot (32-bit counter)
+    "battery_v": (FLOAT, "V", 0.0, 6.0),  # Li-SOCl2 primary 3.6 V, or 5 V mains supply
+    "rssi": (FLOAT, "dBm", -130.0, 0.0),  # Wi-Fi / NB-IoT received signal strength
+    "uptime_s": (FLOAT, "s", 0.0, 4294967295.0),  # seconds since boot (32-bit counter)
 }
 
 KIND_FIELDS = {
     "parking": {
         "occupied": (BOOL, "", None, None),
-        "mag_x": (FLOAT, "uT", -1000.0, 1000.0),     # QMC5883L/HMC5883L full scale is +-800 uT
+        "mag_x": (FLOAT, "uT", -1000.0, 1000.0),  # QMC5883L/HMC5883L full scale is +-800 uT
         "mag_y": (FLOAT, "uT", -1000.0, 1000.0),
         "mag_z": (FLOAT, "uT", -1000.0, 1000.0),
-        "distance_cm": (FLOAT, "cm", 0.0, 1000.0),   # ultrasonic / time-of-flight alternative
+        "distance_cm": (FLOAT, "cm", 0.0, 1000.0),  # ultrasonic / time-of-flight alternative
         "confidence": (FLOAT, "", 0.0, 1.0),
     },
     "air": {
-        "pm1": (FLOAT, "ug/m3", 0.0, 1000.0),        # PMS5003 / SDS011 report up to 999.9
+        "pm1": (FLOAT, "ug/m3", 0.0, 1000.0),  # PMS5003 / SDS011 report up to 999.9
         "pm25": (FLOAT, "ug/m3", 0.0, 1000.0),
         "pm10": (FLOAT, "ug/m3", 0.0, 1000.0),
-        "co2": (FLOAT, "ppm", 0.0, 40000.0),         # SCD4x full scale 40000 ppm
+        "co2": (FLOAT, "ppm", 0.0, 40000.0),  # SCD4x full scale 40000 ppm
         "no2": (FLOAT, "ppb", 0.0, 10000.0),
         "temperature_c": (FLOAT, "degC", -40.0, 85.0),
         "humidity_pct": (FLOAT, "%RH", 0.0, 100.0),
@@ -40,7 +40,7 @@ KIND_FIELDS = {
         "conductance": (FLOAT, "raw", 0.0, 65535.0),  # 16-bit ADC reading of the probe
     },
     "manhole": {
-        "tilt_deg": (FLOAT, "deg", 0.0, 180.0),       # relative to the installed angle
+        "tilt_deg": (FLOAT, "deg", 0.0, 180.0),  # relative to the installed angle
         "cover_open": (BOOL, "", None, None),
         "water_level_cm": (FLOAT, "cm", 0.0, 1000.0),
         "ch4_lel": (FLOAT, "%LEL", 0.0, 100.0),
@@ -72,6 +72,7 @@ EVENTS = {
     "no2": (("air",), WARNING),
     "battery-low": ("*", WARNING),
 }
+
 
 def fields_of(kind):
     """All fields a kind may carry: its own plus the common ones."""

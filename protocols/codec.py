@@ -9,15 +9,24 @@ import json
 
 from protocols import thresholds
 from protocols.errors import (
-    ProtocolError, BAD_JSON, NOT_OBJECT, TOO_LARGE, BAD_VERSION, BAD_ID,
-    MISSING_FIELD, UNKNOWN_FIELD, BAD_TYPE, OUT_OF_RANGE, EMPTY,
+    BAD_ID,
+    BAD_JSON,
+    BAD_TYPE,
+    BAD_VERSION,
+    EMPTY,
+    MISSING_FIELD,
+    NOT_OBJECT,
+    OUT_OF_RANGE,
+    TOO_LARGE,
+    UNKNOWN_FIELD,
+    ProtocolError,
 )
 from protocols.topics import VERSION, is_slug
 
-MAX_MESSAGE_BYTES = 1024        # one reading, event, status or ack
-MAX_BATCH_BYTES = 8192          # a telemetry batch
+MAX_MESSAGE_BYTES = 1024  # one reading, event, status or ack
+MAX_BATCH_BYTES = 8192  # a telemetry batch
 MAX_BATCH_ITEMS = 64
-MAX_DEPTH = 32                  # JSON nesting; a valid message needs 4
+MAX_DEPTH = 32  # JSON nesting; a valid message needs 4
 
 COMMANDS = ("set", "get", "ping", "sample", "reboot")
 _CMD_KEYS = ("v", "id", "cmd", "args")
@@ -136,8 +145,10 @@ def decode_command(payload):
         if "interval_s" in args:
             interval = _number(args["interval_s"], "interval_s")
             if not thresholds.INTERVAL_MIN_S <= interval <= thresholds.INTERVAL_MAX_S:
-                raise ProtocolError(OUT_OF_RANGE, "interval_s outside %d..%d" % (
-                    thresholds.INTERVAL_MIN_S, thresholds.INTERVAL_MAX_S))
+                raise ProtocolError(
+                    OUT_OF_RANGE,
+                    "interval_s outside %d..%d" % (thresholds.INTERVAL_MIN_S, thresholds.INTERVAL_MAX_S),
+                )
         limits = args.get("thresholds", {})
         if type(limits) is not dict:
             raise ProtocolError(BAD_TYPE, "thresholds must be an object")
@@ -149,6 +160,7 @@ def decode_command(payload):
 
 
 # --- encoders: what nodes (and tests) publish -------------------------------------
+
 
 def _stamp(obj, ts, age_ms):
     if ts is not None:
@@ -164,22 +176,22 @@ def reading_item(boot, seq, fields, ts=None, age_ms=None):
 
 
 def encode_reading(node, kind, boot, seq, fields, ts=None, age_ms=None):
-    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
-           "fields": fields}
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq, "fields": fields}
     return _dumps(_stamp(obj, ts, age_ms))
 
 
 def encode_batch(node, kind, items):
     """items: reading_item() dicts in increasing (boot, seq) order."""
     last = items[-1]
-    return _dumps({"v": VERSION, "node": node, "kind": kind, "boot": last["boot"],
-                   "seq": last["seq"], "batch": items})
+    return _dumps(
+        {"v": VERSION, "node": node, "kind": kind, "boot": last["boot"], "seq": last["seq"], "batch": items}
+    )
 
 
-def encode_event(node, kind, boot, seq, event, state, value=None, severity=None,
-                 ts=None, age_ms=None, fields=None):
-    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
-           "event": event, "state": state}
+def encode_event(
+    node, kind, boot, seq, event, state, value=None, severity=None, ts=None, age_ms=None, fields=None
+):
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq, "event": event, "state": state}
     if value is not None:
         obj["value"] = value
     if severity is not None:
@@ -189,10 +201,8 @@ def encode_event(node, kind, boot, seq, event, state, value=None, severity=None,
     return _dumps(_stamp(obj, ts, age_ms))
 
 
-def encode_status(node, kind, boot, seq, state, fw=None, interval_s=None, reset=None,
-                  ts=None, age_ms=None):
-    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
-           "state": state}
+def encode_status(node, kind, boot, seq, state, fw=None, interval_s=None, reset=None, ts=None, age_ms=None):
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq, "state": state}
     if fw is not None:
         obj["fw"] = fw
     if interval_s is not None:
@@ -203,8 +213,7 @@ def encode_status(node, kind, boot, seq, state, fw=None, interval_s=None, reset=
 
 
 def encode_ack(node, kind, boot, seq, cmd_id, ok, error=None, result=None):
-    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq,
-           "id": cmd_id, "ok": ok}
+    obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq, "id": cmd_id, "ok": ok}
     if error is not None:
         obj["error"] = error
     if result is not None:

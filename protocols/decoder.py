@@ -6,29 +6,58 @@
 # checked under both), though only receivers need it: nodes import codec.py alone.
 from protocols import catalog, thresholds
 from protocols.codec import (
-    MAX_MESSAGE_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ITEMS, _parse, _require, _only, _number,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ITEMS,
+    MAX_MESSAGE_BYTES,
+    _number,
+    _only,
+    _parse,
+    _require,
 )
 from protocols.errors import (
-    ProtocolError, TOO_LARGE, BAD_TOPIC, BAD_VERSION, BAD_ID, UNKNOWN_KIND, BAD_TYPE,
-    OUT_OF_RANGE, BAD_TIME, ID_MISMATCH, UNKNOWN_EVENT, BAD_BATCH, EMPTY, UNKNOWN_FIELD,
+    BAD_BATCH,
+    BAD_ID,
+    BAD_TIME,
+    BAD_TOPIC,
+    BAD_TYPE,
+    BAD_VERSION,
+    EMPTY,
+    ID_MISMATCH,
+    OUT_OF_RANGE,
+    TOO_LARGE,
+    UNKNOWN_EVENT,
+    UNKNOWN_FIELD,
+    UNKNOWN_KIND,
+    ProtocolError,
 )
-from protocols.topics import VERSION, TELEMETRY, EVENT, STATUS, CMD, parse_topic, is_slug
+from protocols.topics import CMD, EVENT, STATUS, TELEMETRY, VERSION, is_slug, parse_topic
 
-TS_MIN_MS = 1577836800000       # 2020-01-01T00:00:00Z: anything earlier is an unset clock
-MAX_CLOCK_AHEAD_MS = 300000     # a node clock may run 5 min ahead of the receiver
-MAX_AGE_MS = 2592000000         # 30 days: the longest a reading may wait in a node's queue
-COUNTER_MAX = 4294967295        # boot and seq are unsigned 32-bit
-MAX_TEXT = 64                   # fw, reset cause
+TS_MIN_MS = 1577836800000  # 2020-01-01T00:00:00Z: anything earlier is an unset clock
+MAX_CLOCK_AHEAD_MS = 300000  # a node clock may run 5 min ahead of the receiver
+MAX_AGE_MS = 2592000000  # 30 days: the longest a reading may wait in a node's queue
+COUNTER_MAX = 4294967295  # boot and seq are unsigned 32-bit
+MAX_TEXT = 64  # fw, reset cause
 MAX_ERROR_TEXT = 200
 STATES = ("online", "offline")
 
 _READING_KEYS = ("v", "node", "kind", "boot", "seq", "ts", "age_ms", "fields")
 _BATCH_KEYS = ("v", "node", "kind", "boot", "seq", "batch")
 _ITEM_KEYS = ("boot", "seq", "ts", "age_ms", "fields")
-_EVENT_KEYS = ("v", "node", "kind", "boot", "seq", "ts", "age_ms", "event", "state",
-               "severity", "value", "fields")
-_STATUS_KEYS = ("v", "node", "kind", "boot", "seq", "ts", "age_ms", "state", "fw",
-                "interval_s", "reset")
+_EVENT_KEYS = (
+    "v",
+    "node",
+    "kind",
+    "boot",
+    "seq",
+    "ts",
+    "age_ms",
+    "event",
+    "state",
+    "severity",
+    "value",
+    "fields",
+)
+_STATUS_KEYS = ("v", "node", "kind", "boot", "seq", "ts", "age_ms", "state", "fw", "interval_s", "reset")
 _ACK_KEYS = ("v", "node", "kind", "boot", "seq", "id", "ok", "error", "result")
 
 
@@ -101,8 +130,7 @@ def check_fields(kind, fields, where="fields"):
         else:
             value = _number(value, name)
             if not field[2] <= value <= field[3]:
-                raise ProtocolError(OUT_OF_RANGE, "%s=%s outside %s..%s" % (
-                    name, value, field[2], field[3]))
+                raise ProtocolError(OUT_OF_RANGE, "%s=%s outside %s..%s" % (name, value, field[2], field[3]))
             out[name] = value
     return out
 
@@ -192,8 +220,10 @@ def _status(obj, now_ms):
     if "interval_s" in obj:
         interval = _number(obj["interval_s"], "interval_s")
         if not thresholds.INTERVAL_MIN_S <= interval <= thresholds.INTERVAL_MAX_S:
-            raise ProtocolError(OUT_OF_RANGE, "interval_s outside %d..%d" % (
-                thresholds.INTERVAL_MIN_S, thresholds.INTERVAL_MAX_S))
+            raise ProtocolError(
+                OUT_OF_RANGE,
+                "interval_s outside %d..%d" % (thresholds.INTERVAL_MIN_S, thresholds.INTERVAL_MAX_S),
+            )
         out["interval_s"] = interval
     else:
         out["interval_s"] = None
@@ -251,8 +281,7 @@ def decode(topic, payload, now_ms=None):
     kind = _require(obj, "kind")
     if type(kind) is not str or kind not in catalog.KIND_FIELDS:
         raise ProtocolError(UNKNOWN_KIND, repr(kind))
-    out = {"v": version, "channel": channel, "district": district, "zone": zone,
-           "node": node, "kind": kind}
+    out = {"v": version, "channel": channel, "district": district, "zone": zone, "node": node, "kind": kind}
     if channel == TELEMETRY:
         out["readings"] = _telemetry(obj, kind, now_ms, size)
     elif channel == EVENT:
@@ -262,5 +291,3 @@ def decode(topic, payload, now_ms=None):
     else:
         out.update(_ack(obj))
     return out
-
-

@@ -16,7 +16,7 @@ CHANNELS = (TELEMETRY, EVENT, STATUS, CMD, ACK)
 # Channels a node publishes on (the edge subscribes to these).
 NODE_CHANNELS = (TELEMETRY, EVENT, STATUS, ACK)
 
-BAD_TOPIC = "bad_topic"   # the reasons of protocols.errors that topics raise
+BAD_TOPIC = "bad_topic"  # the reasons of protocols.errors that topics raise
 BAD_ID = "bad_id"
 ID_MAX = 32
 _SLUG_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
@@ -26,6 +26,7 @@ def _error(reason, detail):
     # Imported when raising only: a node builds its topics with this module, and every
     # module it imports costs heap (the reasons' names alone take ~1 KB there).
     from protocols.errors import ProtocolError
+
     return ProtocolError(reason, detail)
 
 

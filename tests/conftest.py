@@ -8,10 +8,11 @@ Shared (session) servers are for tests that only use them. A test that stops, ki
 restarts a server asks for its own through the `*_factory` fixtures, so no other test
 sees the fault.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -106,6 +107,7 @@ def _remembering(factory, request):
         server = factory(**kwargs)
         _remember(request, server)
         return server
+
     return make
 
 

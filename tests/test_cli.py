@@ -1,4 +1,5 @@
 """The `urbansense` command line as a user runs it: a real subprocess from the venv."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ def test_help_works_and_lists_commands():
 
 def test_every_command_has_help():
     from cli.main import build_parser
+
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert sub.choices, "no commands registered"
@@ -35,8 +37,10 @@ def test_unknown_command_fails():
 
 def test_decode_valid_payload_as_json():
     from protocols.codec import encode_event
-    payload = encode_event("m-0001", "manhole", 2, 40, "cover-open", True, value=37.5,
-                           ts=int(time.time() * 1000) - 1000)
+
+    payload = encode_event(
+        "m-0001", "manhole", 2, 40, "cover-open", True, value=37.5, ts=int(time.time() * 1000) - 1000
+    )
     proc = urbansense("decode", "city/v1/xuhui/caohejing/m-0001/event", "--json", stdin=payload)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -61,7 +65,12 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path):
     # once `head` has closed its end.
     accounts = {f"n-{i:05d}": {"role": "node", "district": "d", "zone": "z"} for i in range(5000)}
     (tmp_path / "access.json").write_text(json.dumps(accounts))
-    proc = subprocess.run(f"'{URBANSENSE}' creds list --json --access-dir '{tmp_path}' | head -c 10",
-                          shell=True, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        f"'{URBANSENSE}' creds list --json --access-dir '{tmp_path}' | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.stdout == '{\n  "n-000'
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -1,6 +1,7 @@
 """Imports run one way: cli -> everything; demo -> hil -> field -> protocols;
 edge -> protocols; ops -> protocols. Nothing imports cli. The firmware is never imported by
 CPython code (it is MicroPython, carried as files)."""
+
 from __future__ import annotations
 
 import ast

@@ -1,6 +1,7 @@
 """The documentation's shape: every relative link in every markdown page leads to a file or
 folder that exists (and, for a link into a page, to one of its headings), the top-level
 README stays a short page, and it gives the test command CI runs."""
+
 from __future__ import annotations
 
 import re
@@ -21,18 +22,22 @@ INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+[\"'(][^)]*)?\)")
 REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)")
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")   # http:, https:, mailto: ...
+EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # http:, https:, mailto: ...
 
 
 def markdown_files() -> list[Path]:
     """The tracked markdown files (every *.md outside hidden folders without git)."""
     if shutil.which("git") and (ROOT / ".git").exists():
-        out = subprocess.run(["git", "ls-files", "-z", "--", "*.md"], cwd=ROOT,
-                             capture_output=True, check=True).stdout.decode()
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--", "*.md"], cwd=ROOT, capture_output=True, check=True
+        ).stdout.decode()
         return sorted(ROOT / name for name in out.split("\0") if name)
     skip = {".venv", "node_modules", "build", "var"}
-    return sorted(p for p in ROOT.rglob("*.md")
-                  if not any(part.startswith(".") or part in skip for part in p.relative_to(ROOT).parts))
+    return sorted(
+        p
+        for p in ROOT.rglob("*.md")
+        if not any(part.startswith(".") or part in skip for part in p.relative_to(ROOT).parts)
+    )
 
 
 def prose_lines(text: str, strip_code: bool = True) -> list[tuple[int, str]]:
@@ -66,10 +71,9 @@ def links(text: str) -> list[tuple[int, str]]:
 def slug(heading: str) -> str:
     """The anchor a heading gets on GitHub: markup dropped, lower case, punctuation other
     than '-' and '_' removed, spaces turned into '-'."""
-    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)   # a link's text stays
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text stays
     text = text.replace("`", "").replace("*", "").lower()
-    text = "".join(c for c in text
-                   if c in " -_" or unicodedata.category(c)[0] in "LN")
+    text = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LN")
     return text.replace(" ", "-")
 
 
@@ -125,14 +129,17 @@ def test_readme_is_a_short_page():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, (
         f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): figures go to "
-        "docs/PERFORMANCE.md, internals to the README of their package")
+        "docs/PERFORMANCE.md, internals to the README of their package"
+    )
 
 
 def test_readme_gives_the_test_command_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    commands = [line.strip() for line in ci.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-                and not line.strip().startswith(("set ", "cd "))]
+    commands = [
+        line.strip()
+        for line in ci.splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and not line.strip().startswith(("set ", "cd "))
+    ]
     assert commands, ".ci/run runs no command"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for command in commands:
@@ -140,6 +147,7 @@ def test_readme_gives_the_test_command_ci_runs():
 
 
 # The checker itself must be able to fail.
+
 
 def test_checker_finds_a_missing_file_and_heading(tmp_path):
     (tmp_path / "docs").mkdir()
@@ -151,7 +159,8 @@ def test_checker_finds_a_missing_file_and_heading(tmp_path):
         "```\n[fenced](nowhere.md)\n```\n"
         "# Top part\n"
         "[gone](docs/B.md) [bad heading](docs/A.md#no-such) [up](../../etc/passwd)\n"
-        "[ref]: missing/ref.md\n")
+        "[ref]: missing/ref.md\n"
+    )
     problems = broken_links(page, tmp_path)
     assert [p.split(": ", 1)[1] for p in problems] == [
         "docs/B.md: no such file or folder",
@@ -162,7 +171,9 @@ def test_checker_finds_a_missing_file_and_heading(tmp_path):
 
 
 def test_slugs_follow_github():
-    assert slug("Contract 1: `config.json` (flash root, written by provisioning)") == \
-        "contract-1-configjson-flash-root-written-by-provisioning"
+    assert (
+        slug("Contract 1: `config.json` (flash root, written by provisioning)")
+        == "contract-1-configjson-flash-root-written-by-provisioning"
+    )
     assert slug("City in a box and HIL scenarios") == "city-in-a-box-and-hil-scenarios"
     assert slug("Field technician: install nodes") == "field-technician-install-nodes"

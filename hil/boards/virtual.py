@@ -1,6 +1,7 @@
 """A virtual board as a handle for tests, rigs and benchmarks: start it, get its port,
 read its console log, stop it. The board itself runs in its own process
 (`python -m hil.boards.bridge`), so a test can kill the board without killing itself."""
+
 from __future__ import annotations
 
 import signal
@@ -29,12 +30,21 @@ class VirtualBoard:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = ""
 
-    def start(self, timeout: float = 15.0) -> "VirtualBoard":
+    def start(self, timeout: float = 15.0) -> VirtualBoard:
         self.port_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hil.boards.bridge", str(self.flash), self.heap,
-             str(self.port_file), str(self.console_log)],
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "hil.boards.bridge",
+                str(self.flash),
+                self.heap,
+                str(self.port_file),
+                str(self.console_log),
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while not self.port_file.exists():
             if self.process.poll() is not None:
@@ -89,7 +99,7 @@ class VirtualBoard:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> "VirtualBoard":
+    def __enter__(self) -> VirtualBoard:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

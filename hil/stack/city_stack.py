@@ -4,17 +4,18 @@ HIL runner both stand on it.
 
 Everything is started under one ExitStack, so whatever was started is stopped again, in
 reverse order, on success, on error and on Ctrl-C."""
+
 from __future__ import annotations
 
 import contextlib
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
+from hil.services import InfluxDBServer, MosquittoServer, ServiceError
 from hil.stack.edges import EdgeProcess, EdgeSite, metric_sum
 from hil.stack.observer import CityObserver
-from hil.services import InfluxDBServer, MosquittoServer, ServiceError
 
 Progress = Callable[[str], None]
 
@@ -39,8 +40,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 class CityStack:
-    def __init__(self, workdir: Path, sites: list[EdgeSite], progress: Progress = _quiet,
-                 board_host: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, sites: list[EdgeSite], progress: Progress = _quiet, board_host: str | None = None
+    ) -> None:
         self.workdir = Path(workdir)
         self.sites = sites
         self.progress = progress
@@ -67,7 +69,7 @@ class CityStack:
     def databases(self) -> list[str]:
         return sorted({f"district_{s.district}" for s in self.sites}) + ["city"]
 
-    def start(self) -> "CityStack":
+    def start(self) -> CityStack:
         try:
             self.progress(f"starting Mosquitto on {self.broker.address}")
             self.broker.start()
@@ -104,7 +106,7 @@ class CityStack:
     def stop(self) -> None:
         self._cleanup.close()
 
-    def __enter__(self) -> "CityStack":
+    def __enter__(self) -> CityStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

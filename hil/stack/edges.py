@@ -1,6 +1,7 @@
 """Edge aggregator processes as the demo and the HIL runner run them: one
 `urbansense edge run --config FILE` per zone, each in its own session, with its
 Prometheus metrics scraped for the live view."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def _toml_str(text: str) -> str:
     return json.dumps(text)
 
 
-def edge_config(site: EdgeSite, broker: tuple[str, int], influx_url: str, state_dir: Path,
-                metrics_port: int) -> str:
+def edge_config(
+    site: EdgeSite, broker: tuple[str, int], influx_url: str, state_dir: Path, metrics_port: int
+) -> str:
     """The edge's TOML config: raw data to the district database, rollups to the city one."""
     return f"""\
 [site]
@@ -44,14 +46,14 @@ port = {broker[1]}
 client_id = {_toml_str(site.name)}
 
 [buffer]
-path = {_toml_str(str(state_dir / 'buffer.db'))}
+path = {_toml_str(str(state_dir / "buffer.db"))}
 max_bytes = 200000000
 
 [[sink]]
 name = "district"
 url = {_toml_str(influx_url)}
 api = "v1"
-database = {_toml_str(f'district_{site.district}')}
+database = {_toml_str(f"district_{site.district}")}
 data = "raw"
 
 [[sink]]
@@ -73,7 +75,7 @@ class EdgeProcess(ManagedServer):
     name = "edge"
 
     def __init__(self, site: EdgeSite, workdir: Path, broker: tuple[str, int], influx_url: str) -> None:
-        super().__init__(workdir)   # the port is the metrics endpoint's
+        super().__init__(workdir)  # the port is the metrics endpoint's
         self.site = site
         self.config_path = self.workdir / "edge.toml"
         self.config_path.write_text(edge_config(site, broker, influx_url, self.workdir, self.port))
@@ -113,6 +115,9 @@ def metric_sum(samples: dict[str, float], *words: str) -> float | None:
 
     The view looks metrics up by words rather than exact names so that it keeps working
     if the edge adds labels (per sink, per reason) to a metric."""
-    found = [v for k, v in samples.items()
-             if all(w in k.split("{")[0] for w in words) and not k.split("{")[0].endswith("_created")]
+    found = [
+        v
+        for k, v in samples.items()
+        if all(w in k.split("{")[0] for w in words) and not k.split("{")[0].endswith("_created")
+    ]
     return sum(found) if found else None

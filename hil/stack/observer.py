@@ -4,14 +4,16 @@ latency figures and the HIL expectations all read what it recorded.
 
 It connects with a fixed client id and a persistent session, so messages published while
 it reconnects (after a broker restart) are still delivered to it."""
+
 from __future__ import annotations
 
 import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -22,8 +24,9 @@ from protocols.errors import ProtocolError
 @dataclass(frozen=True)
 class Alarm:
     """One message on alarms/v1/{district}/{zone}/{node}/{event}."""
-    received: float         # time.monotonic() at arrival
-    received_wall: float    # time.time() at arrival
+
+    received: float  # time.monotonic() at arrival
+    received_wall: float  # time.time() at arrival
     district: str
     zone: str
     node: str
@@ -46,14 +49,15 @@ class Ack:
 @dataclass
 class NodeSeen:
     """What the broker carried for one node."""
+
     district: str
     zone: str
     kind: str
-    online: bool | None = None            # from its retained status / last will
-    last_seen: float = 0.0                # monotonic time of its newest message
+    online: bool | None = None  # from its retained status / last will
+    last_seen: float = 0.0  # monotonic time of its newest message
     interval_s: float | None = None
-    readings: list[tuple[int, int]] = field(default_factory=list)   # telemetry (boot, seq), arrival order
-    events: list[tuple[int, int]] = field(default_factory=list)     # event (boot, seq), arrival order
+    readings: list[tuple[int, int]] = field(default_factory=list)  # telemetry (boot, seq), arrival order
+    events: list[tuple[int, int]] = field(default_factory=list)  # event (boot, seq), arrival order
 
 
 class CityObserver:
@@ -68,14 +72,13 @@ class CityObserver:
         self._arrivals: deque[tuple[float, str, str]] = deque()
         self.messages = 0
         self._connected = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=0.1, max_delay=1)
 
     # -- lifecycle
-    def start(self, timeout: float = 10.0) -> "CityObserver":
+    def start(self, timeout: float = 10.0) -> CityObserver:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         if not self._connected.wait(timeout):
@@ -120,8 +123,19 @@ class CityObserver:
             body = {}
         if not isinstance(body, dict):
             body = {}
-        self.alarms.append(Alarm(now, wall, parts[2], parts[3], parts[4], parts[5],
-                                 body.get("state"), body.get("severity"), body.get("value")))
+        self.alarms.append(
+            Alarm(
+                now,
+                wall,
+                parts[2],
+                parts[3],
+                parts[4],
+                parts[5],
+                body.get("state"),
+                body.get("severity"),
+                body.get("value"),
+            )
+        )
 
     def _node_message(self, msg: mqtt.MQTTMessage, now: float) -> None:
         if msg.retain and not msg.payload:
@@ -162,18 +176,36 @@ class CityObserver:
 
     def snapshot(self) -> dict[str, NodeSeen]:
         with self._lock:
-            return {k: NodeSeen(v.district, v.zone, v.kind, v.online, v.last_seen, v.interval_s,
-                                list(v.readings), list(v.events)) for k, v in self.nodes.items()}
+            return {
+                k: NodeSeen(
+                    v.district,
+                    v.zone,
+                    v.kind,
+                    v.online,
+                    v.last_seen,
+                    v.interval_s,
+                    list(v.readings),
+                    list(v.events),
+                )
+                for k, v in self.nodes.items()
+            }
 
     def latest_alarms(self, n: int = 8) -> list[Alarm]:
         with self._lock:
             return self.alarms[-n:]
 
-    def alarms_matching(self, node: str, event: str, state: bool | None = None,
-                        since: float = 0.0) -> list[Alarm]:
+    def alarms_matching(
+        self, node: str, event: str, state: bool | None = None, since: float = 0.0
+    ) -> list[Alarm]:
         with self._lock:
-            return [a for a in self.alarms if a.node == node and a.event == event
-                    and a.received >= since and (state is None or a.state is state)]
+            return [
+                a
+                for a in self.alarms
+                if a.node == node
+                and a.event == event
+                and a.received >= since
+                and (state is None or a.state is state)
+            ]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float) -> Any:
         """Block until predicate() (called under the lock) returns something truthy."""
@@ -190,20 +222,31 @@ class CityObserver:
 
     def wait_alarm(self, node: str, event: str, state: bool, since: float, timeout: float) -> Alarm | None:
         def first() -> Alarm | None:
-            return next((a for a in self.alarms if a.node == node and a.event == event
-                         and a.state is state and a.received >= since), None)
+            return next(
+                (
+                    a
+                    for a in self.alarms
+                    if a.node == node and a.event == event and a.state is state and a.received >= since
+                ),
+                None,
+            )
+
         return self.wait_for(first, timeout)
 
     def wait_ack(self, node: str, cmd_id: str, since: float, timeout: float) -> Ack | None:
         def first() -> Ack | None:
-            return next((a for a in self.acks if a.node == node and a.cmd_id == cmd_id
-                         and a.received >= since), None)
+            return next(
+                (a for a in self.acks if a.node == node and a.cmd_id == cmd_id and a.received >= since), None
+            )
+
         return self.wait_for(first, timeout)
 
     def wait_online(self, nodes: list[str], timeout: float) -> list[str]:
         """Wait until every node has said it is online; return those that did not."""
+
         def all_online() -> bool:
             return all(n in self.nodes and self.nodes[n].online for n in nodes)
+
         self.wait_for(all_online, timeout)
         with self._lock:
             return [n for n in nodes if not (n in self.nodes and self.nodes[n].online)]

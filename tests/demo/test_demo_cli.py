@@ -1,5 +1,6 @@
 """`urbansense demo` as a user meets it before the city starts: its state folder, its
 arguments, and `--query` on a folder with no data. One clear line, non-zero exit."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,11 +31,14 @@ def test_a_folder_the_demo_did_not_make_is_left_alone(tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--duration", "0"], "--duration 0: must be more than 0 seconds"),
-    (["--nodes-per-zone", "0"], "--nodes-per-zone 0: must be 1..200"),
-    (["--interval", "0.01"], "--interval 0.01: must be 0.1..3600 seconds"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--duration", "0"], "--duration 0: must be more than 0 seconds"),
+        (["--nodes-per-zone", "0"], "--nodes-per-zone 0: must be 1..200"),
+        (["--interval", "0.01"], "--interval 0.01: must be 0.1..3600 seconds"),
+    ],
+)
 def test_bad_arguments_are_one_line(args, message, tmp_path):
     proc = urbansense("demo", "--state-dir", str(tmp_path / "d"), *args)
     assert proc.returncode == 2
@@ -53,13 +57,17 @@ def test_foreign_state_dir_is_refused_without_a_traceback(tmp_path):
 def test_query_without_a_previous_run(tmp_path):
     proc = urbansense("demo", "--state-dir", str(tmp_path / "none"), "--query", "SHOW DATABASES")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"urbansense: no demo data in {tmp_path / 'none'}: run `urbansense demo` first"
+    assert (
+        proc.stderr.strip() == f"urbansense: no demo data in {tmp_path / 'none'}: run `urbansense demo` first"
+    )
 
 
 def test_edge_config_follows_the_schema_databases(tmp_path):
     import tomllib
-    text = edge_config(EdgeSite("minhang", "zizhu"), ("127.0.0.1", 1883), "http://127.0.0.1:8086",
-                       tmp_path, 9108)
+
+    text = edge_config(
+        EdgeSite("minhang", "zizhu"), ("127.0.0.1", 1883), "http://127.0.0.1:8086", tmp_path, 9108
+    )
     cfg = tomllib.loads(text)
     assert cfg["site"] == {"district": "minhang", "zone": "zizhu"}
     assert cfg["mqtt"]["client_id"] == "edge-minhang-zizhu"
@@ -71,9 +79,13 @@ def test_edge_config_follows_the_schema_databases(tmp_path):
 
 def test_edge_config_is_accepted_by_the_edge(tmp_path):
     from edge.config import load_config
+
     path = tmp_path / "edge.toml"
-    path.write_text(edge_config(EdgeSite("xuhui", "caohejing"), ("127.0.0.1", 1883),
-                                "http://127.0.0.1:8086", tmp_path, 9108))
+    path.write_text(
+        edge_config(
+            EdgeSite("xuhui", "caohejing"), ("127.0.0.1", 1883), "http://127.0.0.1:8086", tmp_path, 9108
+        )
+    )
     cfg = load_config(path)
     assert cfg.buffer_path == tmp_path / "buffer.db"
     assert [s.database for s in cfg.sink] == ["district_xuhui", "city"]
@@ -81,11 +93,13 @@ def test_edge_config_is_accepted_by_the_edge(tmp_path):
 
 def test_a_second_demo_on_the_same_folder_is_refused(tmp_path):
     from demo.city import exclusive
+
     state = tmp_path / "demo"
     with exclusive(state):
         proc = urbansense("demo", "--state-dir", str(state), "--duration", "1")
         assert proc.returncode == 1
-        assert proc.stderr.strip() == (f"urbansense: another demo is running on {state}; "
-                                       "wait for it or choose another --state-dir")
-    with exclusive(state):   # free again once the first run ended
+        assert proc.stderr.strip() == (
+            f"urbansense: another demo is running on {state}; wait for it or choose another --state-dir"
+        )
+    with exclusive(state):  # free again once the first run ended
         pass

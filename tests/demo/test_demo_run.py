@@ -3,6 +3,7 @@ plain progress lines), a short duration and few nodes. The city must run on real
 the real edge and the real firmware, stage its three alarms with measured latencies, leave
 data that the printed query returns, stop everything it started, and run again on the same
 folder (here interrupted with Ctrl-C, which must also stop everything)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +32,24 @@ STOPPED_S = 300
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     state = tmp_path_factory.mktemp("city") / "demo"
-    proc = subprocess.run([URBANSENSE, "demo", "--duration", "15", "--nodes-per-zone", "4", "--interval", "2",
-                           "--state-dir", str(state), "--json"],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            URBANSENSE,
+            "demo",
+            "--duration",
+            "15",
+            "--nodes-per-zone",
+            "4",
+            "--interval",
+            "2",
+            "--state-dir",
+            str(state),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     return state, proc
 
 
@@ -45,7 +61,7 @@ def test_demo_runs_the_city_and_reports_what_landed(first_run):
     # plain progress lines, not a live view, when the output is not a terminal
     assert f"state folder: {state}" in proc.stderr
     assert "nodes online 16/16" in proc.stderr
-    landed = {(l["database"], l["measurement"]): l for l in report["landed"]}
+    landed = {(ln["database"], ln["measurement"]): ln for ln in report["landed"]}
     for district in ("xuhui", "minhang"):
         for kind in ("parking", "air", "leak", "manhole"):
             row = landed[(f"district_{district}", kind)]
@@ -71,7 +87,10 @@ def test_every_staged_alarm_is_measured_and_the_demo_succeeds(first_run):
     staged = {s["event"]: s for s in report["staged_alarms"]}
     assert set(staged) == {"leak", "cover-open", "ch4"}
     cover = staged["cover-open"]
-    assert cover["alarms_topic_ms"] is not None and cover["influxdb_ms"] is not None, (cover, report["problems"])
+    assert cover["alarms_topic_ms"] is not None and cover["influxdb_ms"] is not None, (
+        cover,
+        report["problems"],
+    )
     assert report["problems"] == []
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -84,17 +103,34 @@ def test_nothing_is_left_running(first_run):
 def test_the_printed_query_returns_the_data_afterwards(first_run):
     state, proc = first_run
     report = json.loads(proc.stdout)
-    landed = {(l["database"], l["measurement"]): l["points"] for l in report["landed"]}
-    query = subprocess.run([URBANSENSE, "demo", "--state-dir", str(state), "--database", "district_xuhui",
-                            "--query", 'SELECT COUNT(*) FROM "air" GROUP BY "zone"', "--json"],
-                           capture_output=True, text=True, timeout=60)
+    landed = {(ln["database"], ln["measurement"]): ln["points"] for ln in report["landed"]}
+    query = subprocess.run(
+        [
+            URBANSENSE,
+            "demo",
+            "--state-dir",
+            str(state),
+            "--database",
+            "district_xuhui",
+            "--query",
+            'SELECT COUNT(*) FROM "air" GROUP BY "zone"',
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert query.returncode == 0, query.stderr
     series = json.loads(query.stdout)
     assert {s["tags"]["zone"] for s in series} == {"caohejing", "xujiahui"}
     counted = sum(max(v for v in s["values"][0][1:] if v is not None) for s in series)
     assert counted == landed[("district_xuhui", "air")]
-    bad = subprocess.run([URBANSENSE, "demo", "--state-dir", str(state), "--query", "SELEKT nothing"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [URBANSENSE, "demo", "--state-dir", str(state), "--query", "SELEKT nothing"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
     assert processes_using(state) == []
 
@@ -108,7 +144,7 @@ def _read_until(fd: int, marker: bytes | None, timeout: float, seen: bytearray) 
         if ready:
             try:
                 chunk = os.read(fd, 65536)
-            except OSError:      # the terminal's other end closed: the program ended
+            except OSError:  # the terminal's other end closed: the program ended
                 return marker is None or marker in seen
             if not chunk:
                 return marker is None or marker in seen
@@ -139,17 +175,34 @@ def test_second_run_on_a_terminal_reuses_the_folder_and_ctrl_c_stops_everything(
     def controlling_terminal() -> None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen([URBANSENSE, "demo", "--duration", "120", "--nodes-per-zone", "2", "--interval", "2",
-                             "--state-dir", str(state)],
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                            preexec_fn=controlling_terminal, env={**os.environ, "TERM": "xterm-256color"})
+    proc = subprocess.Popen(
+        [
+            URBANSENSE,
+            "demo",
+            "--duration",
+            "120",
+            "--nodes-per-zone",
+            "2",
+            "--interval",
+            "2",
+            "--state-dir",
+            str(state),
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
     os.close(slave)
     seen = bytearray()
     try:
         # The live view's table of staged alarms appears once the city runs.
-        assert _read_until(master, b"staged alarms: end-to-end latency", LIVE_VIEW_S, seen), \
-            last_lines(seen.decode(errors="replace"))
-        os.write(master, b"\x03")   # Ctrl-C on the terminal: SIGINT to its foreground group
+        assert _read_until(master, b"staged alarms: end-to-end latency", LIVE_VIEW_S, seen), last_lines(
+            seen.decode(errors="replace")
+        )
+        os.write(master, b"\x03")  # Ctrl-C on the terminal: SIGINT to its foreground group
         # Until the demo has stopped everything and closed the terminal; if it has not by the
         # deadline it is killed, and the exit code's assertion shows what it printed last.
         deadline = time.monotonic() + STOPPED_S

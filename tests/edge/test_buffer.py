@@ -1,4 +1,5 @@
 """DurableBuffer on a real SQLite file: identities, cursors, collection, the size cap."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -22,7 +23,7 @@ def first_time(conn: sqlite3.Connection, node: str, boot: int, seq: int, at_ms: 
 def test_wal_and_synchronous_full_by_default(tmp_path):
     buf, conn = make(tmp_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2   # FULL
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     _, conn2 = make(tmp_path / "n", synchronous="normal")
     assert conn2.execute("PRAGMA synchronous").fetchone()[0] == 1
 
@@ -42,14 +43,19 @@ def test_identities_are_pruned_by_age_only(tmp_path):
     for seq in range(100):
         first_time(conn, "p-1", 1, seq, 1000 + seq)
     assert identities.prune(conn, before_ms=1050) == 50
-    assert first_time(conn, "p-1", 1, 10, 5000)       # forgotten
-    assert not first_time(conn, "p-1", 1, 60, 5000)   # still known
+    assert first_time(conn, "p-1", 1, 10, 5000)  # forgotten
+    assert not first_time(conn, "p-1", 1, 60, 5000)  # still known
 
 
 def test_each_consumer_has_its_own_cursor_and_rows_go_once_all_passed(tmp_path):
     buf, conn = make(tmp_path)
-    consumers = {Stream.RAW: ["district"], Stream.ROLLUP: [], Stream.HEALTH: ["district", "city"],
-                 Stream.EVENT: ["district", "city"], Stream.ALARM: []}
+    consumers = {
+        Stream.RAW: ["district"],
+        Stream.ROLLUP: [],
+        Stream.HEALTH: ["district", "city"],
+        Stream.EVENT: ["district", "city"],
+        Stream.ALARM: [],
+    }
     outbox.keep_cursors(conn, consumers)
     for i in range(10):
         outbox.append(conn, Stream.EVENT, [f"events v={i}"], 1000 + i)
@@ -57,7 +63,7 @@ def test_each_consumer_has_its_own_cursor_and_rows_go_once_all_passed(tmp_path):
     rows = outbox.read(conn, Stream.EVENT, 0, 4)
     assert [r.body for r in rows] == [f"events v={i}" for i in range(4)]
     outbox.advance(conn, "district", Stream.EVENT, rows[-1].id)
-    assert outbox.collect(conn, consumers) == 0               # city has not passed them
+    assert outbox.collect(conn, consumers) == 0  # city has not passed them
     outbox.advance(conn, "city", Stream.EVENT, rows[1].id)
     assert outbox.collect(conn, consumers) == 2
     assert [r.body for r in outbox.read(conn, Stream.EVENT, 0, 100)][0] == "events v=2"
@@ -91,7 +97,7 @@ def test_cap_drops_oldest_telemetry_first_and_never_events(tmp_path):
     buf, conn = make(tmp_path, max_bytes=400_000)
     payload = "x" * 200
     for i in range(3000):
-        outbox.append(conn, Stream.RAW, [f"air,node=n{i} v=\"{payload}\" {i}"], i)
+        outbox.append(conn, Stream.RAW, [f'air,node=n{i} v="{payload}" {i}'], i)
         if i % 100 == 0:
             outbox.append(conn, Stream.EVENT, [f"events,node=n{i} state=true {i}"], i)
     assert used_bytes(conn) > 400_000
@@ -99,11 +105,11 @@ def test_cap_drops_oldest_telemetry_first_and_never_events(tmp_path):
     assert rows > 0 and lines == rows
     assert used_bytes(conn) <= 400_000
     events = outbox.read(conn, Stream.EVENT, 0, 10_000)
-    assert len(events) == 30                                # every event survived
+    assert len(events) == 30  # every event survived
     raw = outbox.read(conn, Stream.RAW, 0, 100_000)
     assert raw and len(raw) < 3000
     kept = [int(r.body.rsplit(" ", 1)[1]) for r in raw]
-    assert kept == list(range(3000 - len(raw), 3000))       # the newest telemetry is what is left
+    assert kept == list(range(3000 - len(raw), 3000))  # the newest telemetry is what is left
 
 
 def test_dead_letters_are_kept_and_bounded(tmp_path):
@@ -118,19 +124,30 @@ def test_dead_letters_are_kept_and_bounded(tmp_path):
 def test_registry_counts_seq_gaps_per_boot_and_survives_reloading(tmp_path):
     from edge import models
     from edge.registry import KEEP_BOOTS, NodeRegistry
+
     buf, conn = make(tmp_path)
 
     def reading(boot, seq):
         return models.READINGS["leak"].model_validate(
-            {"district": "d", "zone": "z", "node": "l-1", "kind": "leak", "arrival_ms": 1000 + seq,
-             "boot": boot, "seq": seq, "ts": 1795334340000 + seq, "time_source": "node",
-             "fields": {"wet": False}})
+            {
+                "district": "d",
+                "zone": "z",
+                "node": "l-1",
+                "kind": "leak",
+                "arrival_ms": 1000 + seq,
+                "boot": boot,
+                "seq": seq,
+                "ts": 1795334340000 + seq,
+                "time_source": "node",
+                "fields": {"wet": False},
+            }
+        )
 
     reg = NodeRegistry()
     for boot, seq in [(1, 0), (1, 1), (1, 4), (2, 10), (2, 12), (1, 2)]:
         reg.on_reading(reading(boot, seq))
     reg.flush(conn, 5000, full=True)
-    assert reg.nodes["l-1"].seq_gaps == 1 + 1      # boot 1 misses 3, boot 2 misses 11
+    assert reg.nodes["l-1"].seq_gaps == 1 + 1  # boot 1 misses 3, boot 2 misses 11
     again = NodeRegistry()
     again.load(conn)
     assert again.nodes["l-1"].seq_gaps == 2 and again.kind_of("l-1") == "leak"

@@ -1,5 +1,6 @@
 """The commit loop in-process on a real SQLite buffer: one typed record per channel, one
 handler per record type, and a group commit of every channel at once."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,15 @@ from edge.outbox import Stream
 from edge.pipeline import CommitLoop
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
-from edge.validate import (ACCEPTED, AckAccepted, EventAccepted, Rejected, StatusAccepted,
-                           TelemetryAccepted, Validator)
+from edge.validate import (
+    ACCEPTED,
+    AckAccepted,
+    EventAccepted,
+    Rejected,
+    StatusAccepted,
+    TelemetryAccepted,
+    Validator,
+)
 from protocols import codec
 from protocols.decoder import decode
 from protocols.errors import BAD_JSON
@@ -38,10 +46,15 @@ def loop(tmp_path):
         return len(batch)
 
     buf = DurableBuffer(tmp_path / "buffer.db")
-    consumers = {Stream.RAW: ["district"], Stream.HEALTH: ["district"], Stream.EVENT: ["district"],
-                 Stream.ALARM: ["alarms"]}
-    commit_loop = CommitLoop(buf, NodeRegistry(), RollupBook(), EdgeMetrics(), Inbox(), ack,
-                             consumers, want_rollups=False)
+    consumers = {
+        Stream.RAW: ["district"],
+        Stream.HEALTH: ["district"],
+        Stream.EVENT: ["district"],
+        Stream.ALARM: ["alarms"],
+    }
+    commit_loop = CommitLoop(
+        buf, NodeRegistry(), RollupBook(), EdgeMetrics(), Inbox(), ack, consumers, want_rollups=False
+    )
     commit_loop.prepare()
     yield commit_loop, acked
     commit_loop.close()
@@ -63,13 +76,25 @@ def test_validation_returns_the_record_of_the_channel():
     now = int(time.time() * 1000)
     ts = now - 1000
     cases = {
-        TelemetryAccepted: (topic("a-1", "telemetry"), codec.encode_batch("a-1", "air", [
-            codec.reading_item(1, 1, {"pm25": 1.0}, ts=ts),
-            codec.reading_item(1, 2, {"pm25": 2.0}, ts=ts + 1)])),
-        EventAccepted: (topic("m-1", "event"),
-                        codec.encode_event("m-1", "manhole", 1, 3, "cover-open", True, value=37.5, ts=ts)),
-        StatusAccepted: (topic("p-1", "status"),
-                         codec.encode_status("p-1", "parking", 2, 0, "online", fw="1.0")),
+        TelemetryAccepted: (
+            topic("a-1", "telemetry"),
+            codec.encode_batch(
+                "a-1",
+                "air",
+                [
+                    codec.reading_item(1, 1, {"pm25": 1.0}, ts=ts),
+                    codec.reading_item(1, 2, {"pm25": 2.0}, ts=ts + 1),
+                ],
+            ),
+        ),
+        EventAccepted: (
+            topic("m-1", "event"),
+            codec.encode_event("m-1", "manhole", 1, 3, "cover-open", True, value=37.5, ts=ts),
+        ),
+        StatusAccepted: (
+            topic("p-1", "status"),
+            codec.encode_status("p-1", "parking", 2, 0, "online", fw="1.0"),
+        ),
         AckAccepted: (topic("l-1", "cmd/ack"), codec.encode_ack("l-1", "leak", 1, 4, "c-1", True)),
     }
     for cls, (t, payload) in cases.items():
@@ -95,19 +120,23 @@ def test_one_group_of_every_channel_lands_in_its_tables(loop):
     event = codec.encode_event("m-1", "manhole", 1, 3, "cover-open", True, value=37.5, ts=ts)
     batch = [
         incoming(1, topic("a-1", "telemetry"), reading),
-        incoming(2, topic("a-1", "telemetry"), reading),                  # a redelivery
+        incoming(2, topic("a-1", "telemetry"), reading),  # a redelivery
         incoming(3, topic("m-1", "event"), event),
-        incoming(4, topic("p-1", "status"), codec.encode_status("p-1", "parking", 2, 0, "online",
-                                                                fw="1.4.2", interval_s=60)),
+        incoming(
+            4,
+            topic("p-1", "status"),
+            codec.encode_status("p-1", "parking", 2, 0, "online", fw="1.4.2", interval_s=60),
+        ),
         incoming(5, topic("l-1", "cmd/ack"), codec.encode_ack("l-1", "leak", 1, 4, "c-1", True)),
         incoming(6, topic("a-1", "telemetry"), b"{"),
     ]
     loop.commit(batch)
-    assert [m.mid for m in acked] == [1, 2, 3, 4, 5, 6]       # after the commit, all of them
+    assert [m.mid for m in acked] == [1, 2, 3, 4, 5, 6]  # after the commit, all of them
     conn = loop.buffer.connect(readonly=True)
     raw = outbox.read(conn, Stream.RAW, 0, 100)
-    assert [r.body for r in raw] == [schema.reading_line(loop.validator.check(
-        batch[0].topic, reading, batch[0].arrival_ms).readings[0])]
+    assert [r.body for r in raw] == [
+        schema.reading_line(loop.validator.check(batch[0].topic, reading, batch[0].arrival_ms).readings[0])
+    ]
     events = outbox.read(conn, Stream.EVENT, 0, 100)
     assert len(events) == 1 and events[0].body.startswith("events,district=xuhui,event=cover-open")
     alarms = outbox.read(conn, Stream.ALARM, 0, 100)

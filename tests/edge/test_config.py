@@ -1,4 +1,5 @@
 """Config: the issue's TOML shape works as is, and every bad key is named."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ listen = "127.0.0.1:9108"
 
 
 def check(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([URBANSENSE, "edge", "check-config", str(path), *extra],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [URBANSENSE, "edge", "check-config", str(path), *extra], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_issue_example_is_valid_and_paths_are_relative_to_the_file(tmp_path):
@@ -54,8 +56,9 @@ def test_issue_example_is_valid_and_paths_are_relative_to_the_file(tmp_path):
     path.write_text(ISSUE_EXAMPLE)
     cfg = load_config(path)
     assert cfg.buffer_path == path.parent.resolve() / "state" / "buffer.db"
-    assert cfg.subscriptions() == [f"city/v1/xuhui/caohejing/+/{c}"
-                                   for c in ("telemetry", "event", "status", "cmd/ack")]
+    assert cfg.subscriptions() == [
+        f"city/v1/xuhui/caohejing/+/{c}" for c in ("telemetry", "event", "status", "cmd/ack")
+    ]
     assert [s.data for s in cfg.sink] == ["raw", "rollup"]
     proc = check(path, "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -63,8 +66,9 @@ def test_issue_example_is_valid_and_paths_are_relative_to_the_file(tmp_path):
 
 
 def test_shared_group_and_absolute_buffer_path(tmp_path):
-    text = ISSUE_EXAMPLE.replace('client_id = "edge-xuhui-caohejing"',
-                                 'client_id = "w1"\nshared_group = "caohejing"')
+    text = ISSUE_EXAMPLE.replace(
+        'client_id = "edge-xuhui-caohejing"', 'client_id = "w1"\nshared_group = "caohejing"'
+    )
     text = text.replace('path = "state/buffer.db"', f'path = "{tmp_path}/abs.db"')
     path = tmp_path / "edge.toml"
     path.write_text(text)
@@ -73,17 +77,20 @@ def test_shared_group_and_absolute_buffer_path(tmp_path):
     assert all(s.startswith("$share/caohejing/city/v1/xuhui/caohejing/+/") for s in cfg.subscriptions())
 
 
-@pytest.mark.parametrize("change, named", [
-    (('host = "127.0.0.1"', 'hots = "127.0.0.1"'), "mqtt.hots: unknown key"),
-    (('api = "v1"\ndatabase = "city"', 'api = "v3"\ndatabase = "city"'), "sink[1].api"),
-    (('data = "raw"', 'data = "everything"'), "sink[0].data"),
-    (('zone = "caohejing" ', 'zone = "Cao He Jing" '), "site.zone"),
-    (('database = "district_xuhui"\n', ''), "sink[0]: a v1 sink needs `database`"),
-    (('port = 1883', 'port = 99999'), "mqtt.port"),
-    (('listen = "127.0.0.1:9108"', 'listen = "nowhere"'), "metrics.listen"),
-    (('client_id = "edge-xuhui-caohejing"', ''), "mqtt.client_id: missing"),
-    (('name = "city"', 'name = "district"'), "sink names must be unique: district"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (('host = "127.0.0.1"', 'hots = "127.0.0.1"'), "mqtt.hots: unknown key"),
+        (('api = "v1"\ndatabase = "city"', 'api = "v3"\ndatabase = "city"'), "sink[1].api"),
+        (('data = "raw"', 'data = "everything"'), "sink[0].data"),
+        (('zone = "caohejing" ', 'zone = "Cao He Jing" '), "site.zone"),
+        (('database = "district_xuhui"\n', ""), "sink[0]: a v1 sink needs `database`"),
+        (("port = 1883", "port = 99999"), "mqtt.port"),
+        (('listen = "127.0.0.1:9108"', 'listen = "nowhere"'), "metrics.listen"),
+        (('client_id = "edge-xuhui-caohejing"', ""), "mqtt.client_id: missing"),
+        (('name = "city"', 'name = "district"'), "sink names must be unique: district"),
+    ],
+)
 def test_bad_keys_are_named(tmp_path, change, named):
     assert change[0] in ISSUE_EXAMPLE
     path = tmp_path / "edge.toml"
@@ -98,7 +105,7 @@ def test_bad_keys_are_named(tmp_path, change, named):
 
 def test_two_bad_keys_are_both_named_and_toml_errors_are_reported(tmp_path):
     path = tmp_path / "edge.toml"
-    path.write_text(ISSUE_EXAMPLE.replace('host =', 'hots =').replace('max_bytes =', 'max_byte ='))
+    path.write_text(ISSUE_EXAMPLE.replace("host =", "hots =").replace("max_bytes =", "max_byte ="))
     proc = check(path, "--json")
     problems = json.loads(proc.stdout)["problems"]
     assert "mqtt.hots: unknown key" in problems and "buffer.max_byte: unknown key" in problems
@@ -110,8 +117,9 @@ def test_two_bad_keys_are_both_named_and_toml_errors_are_reported(tmp_path):
 def test_run_refuses_a_bad_config_with_exit_code_2(tmp_path):
     path = tmp_path / "edge.toml"
     path.write_text(ISSUE_EXAMPLE.replace("[metrics]", "[metric]"))
-    proc = subprocess.run([URBANSENSE, "edge", "run", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [URBANSENSE, "edge", "run", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "metric: unknown key" in proc.stderr
 

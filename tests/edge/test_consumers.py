@@ -3,6 +3,7 @@ the cursor, deliver, post the advance, wait for a commit. Here on a real SQLite 
 a reader that only says how to deliver, and the two the edge runs, the alarm publisher
 (real Mosquitto) and a forwarder (real InfluxDB 1.6), each resuming from its stored
 cursor after a restart."""
+
 from __future__ import annotations
 
 import threading
@@ -12,7 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import outbox
-from edge.alarms import CONSUMER as ALARMS, AlarmPublisher
+from edge.alarms import CONSUMER as ALARMS
+from edge.alarms import AlarmPublisher
 from edge.buffer import DurableBuffer
 from edge.config import parse_config
 from edge.consumer import StreamConsumer, cursors_of
@@ -62,6 +64,7 @@ class Writer:
         def work():
             for body in bodies:
                 outbox.append(self.conn, stream, [body], T0, topic)
+
         self.transaction(work)
 
     def store_progress(self) -> None:
@@ -91,7 +94,7 @@ def test_a_reader_resumes_from_its_stored_cursor_after_a_restart(tmp_path):
     writer.append(Stream.ALARM, ["a", "b", "c"])
     first = run(Recorder(buf, threading.Event()))
     wait_for(lambda: first.delivered == ["a", "b", "c"], what="the first three rows")
-    assert first.attempts == [["a", "b"], ["c"]]          # at most max_lines at once
+    assert first.attempts == [["a", "b"], ["c"]]  # at most max_lines at once
     stop(first)
     writer.store_progress()
     assert writer.cursor("recorder", Stream.ALARM) == writer.ids(Stream.ALARM)[-1]
@@ -99,7 +102,7 @@ def test_a_reader_resumes_from_its_stored_cursor_after_a_restart(tmp_path):
     second = run(Recorder(buf, threading.Event()))
     wait_for(lambda: second.delivered == ["d"], what="the new row")
     stop(second)
-    assert second.attempts == [["d"]]                     # nothing before the cursor again
+    assert second.attempts == [["d"]]  # nothing before the cursor again
 
 
 def test_an_advance_not_stored_is_delivered_again(tmp_path):
@@ -148,15 +151,31 @@ def alarm_watcher(mosquitto):
     sub.loop_stop()
 
 
-def test_alarm_publisher_and_forwarder_resume_from_their_cursors(tmp_path, mosquitto, influxdb,
-                                                                 alarm_watcher):
+def test_alarm_publisher_and_forwarder_resume_from_their_cursors(
+    tmp_path, mosquitto, influxdb, alarm_watcher
+):
     db = "consumer_resume"
-    cfg = parse_config({
-        "site": {"district": "resume", "zone": "z"},
-        "mqtt": {"port": mosquitto.port, "client_id": "resume-edge", "topics": ["city/v1/resume/z/+/event"]},
-        "sink": [{"name": "district", "url": influxdb.url, "database": db, "batch_wait_ms": 20,
-                  "retry_min_s": 0.05, "retry_max_s": 0.5}],
-    }, tmp_path)
+    cfg = parse_config(
+        {
+            "site": {"district": "resume", "zone": "z"},
+            "mqtt": {
+                "port": mosquitto.port,
+                "client_id": "resume-edge",
+                "topics": ["city/v1/resume/z/+/event"],
+            },
+            "sink": [
+                {
+                    "name": "district",
+                    "url": influxdb.url,
+                    "database": db,
+                    "batch_wait_ms": 20,
+                    "retry_min_s": 0.05,
+                    "retry_max_s": 0.5,
+                }
+            ],
+        },
+        tmp_path,
+    )
     buf = DurableBuffer(tmp_path / "buffer.db")
     metrics = EdgeMetrics()
     ingest = MqttIngest(cfg, Inbox())
@@ -171,8 +190,10 @@ def test_alarm_publisher_and_forwarder_resume_from_their_cursors(tmp_path, mosqu
 
     def start_both() -> list[StreamConsumer]:
         stop_event = threading.Event()
-        return [run(AlarmPublisher(buf, ingest, metrics, stop_event)),
-                run(Forwarder(buf, cfg.sink[0], Stream.RAW, metrics, stop_event))]
+        return [
+            run(AlarmPublisher(buf, ingest, metrics, stop_event)),
+            run(Forwarder(buf, cfg.sink[0], Stream.RAW, metrics, stop_event)),
+        ]
 
     def written() -> list[float]:
         try:

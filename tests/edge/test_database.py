@@ -3,6 +3,7 @@
 A buffer in the field was made by an earlier edge; opening it must bring it to the newest
 schema with every row kept. The old files here are made with the schema SQL those edges
 ran, exactly as they shipped it."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -56,7 +57,8 @@ CREATE INDEX IF NOT EXISTS rollups_dirty ON rollups(minute_ms) WHERE dirty = 1;
 CREATE INDEX IF NOT EXISTS rollups_minute ON rollups(minute_ms);
 """
 SCHEMA_1_BEFORE_CLOSED_GAPS = SCHEMA_1.replace(
-    ", health_ms INTEGER,\n    closed_gaps INTEGER NOT NULL DEFAULT 0);", ", health_ms INTEGER);")
+    ", health_ms INTEGER,\n    closed_gaps INTEGER NOT NULL DEFAULT 0);", ", health_ms INTEGER);"
+)
 
 
 def old_buffer(path, schema: str) -> None:
@@ -66,14 +68,20 @@ def old_buffer(path, schema: str) -> None:
     with conn:
         conn.executescript(schema)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
-        conn.executemany("INSERT INTO outbox (stream, at_ms, n, topic, body) VALUES (?, ?, ?, NULL, ?)",
-                         [(4, 10, 1, "events x=1 1"), (1, 11, 2, "air a=1 1\nair a=2 2")])
+        conn.executemany(
+            "INSERT INTO outbox (stream, at_ms, n, topic, body) VALUES (?, ?, ?, NULL, ?)",
+            [(4, 10, 1, "events x=1 1"), (1, 11, 2, "air a=1 1\nair a=2 2")],
+        )
         conn.execute("INSERT INTO cursors VALUES ('district', 1, 0)")
         conn.execute("INSERT INTO seen VALUES ('l-1', 1, 7, 1000)")
-        conn.execute("INSERT INTO dead_letters (at_ms, reason, topic, payload, detail)"
-                     " VALUES (5, 'bad_json', 't', x'7b', 'd')")
-        conn.execute("INSERT INTO nodes (node, district, zone, kind, first_seen_ms, last_arrival_ms,"
-                     " online, seq_gaps) VALUES ('l-1', 'd', 'z', 'leak', 1, 2, 1, 3)")
+        conn.execute(
+            "INSERT INTO dead_letters (at_ms, reason, topic, payload, detail)"
+            " VALUES (5, 'bad_json', 't', x'7b', 'd')"
+        )
+        conn.execute(
+            "INSERT INTO nodes (node, district, zone, kind, first_seen_ms, last_arrival_ms,"
+            " online, seq_gaps) VALUES ('l-1', 'd', 'z', 'leak', 1, 2, 1, 3)"
+        )
         conn.execute("INSERT INTO node_boots VALUES ('l-1', 1, 0, 9, 7)")
         conn.execute("INSERT INTO rollups VALUES ('l-1', 60000, 'leak', 'd', 'z', '{}', 1)")
     conn.close()
@@ -81,11 +89,16 @@ def old_buffer(path, schema: str) -> None:
 
 def shape(conn: sqlite3.Connection) -> dict:
     """Every table's columns (name, type, not null, default, key) and every index."""
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"
-                                         " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
     out = {t: conn.execute(f"PRAGMA table_info({t})").fetchall() for t in tables}
-    out["indexes"] = conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'"
-                                  " ORDER BY name").fetchall()
+    out["indexes"] = conn.execute(
+        "SELECT name, tbl_name FROM sqlite_master WHERE type='index' ORDER BY name"
+    ).fetchall()
     return out
 
 
@@ -98,8 +111,9 @@ def fresh_shape(tmp_path) -> dict:
         conn.close()
 
 
-@pytest.mark.parametrize("schema", [SCHEMA_1, SCHEMA_1_BEFORE_CLOSED_GAPS],
-                         ids=["schema-1", "schema-1-before-closed-gaps"])
+@pytest.mark.parametrize(
+    "schema", [SCHEMA_1, SCHEMA_1_BEFORE_CLOSED_GAPS], ids=["schema-1", "schema-1-before-closed-gaps"]
+)
 def test_a_buffer_of_schema_1_opens_migrated_with_every_row_kept(tmp_path, schema):
     path = tmp_path / "old" / "buffer.db"
     old_buffer(path, schema)
@@ -111,13 +125,13 @@ def test_a_buffer_of_schema_1_opens_migrated_with_every_row_kept(tmp_path, schem
     assert [(r.body, r.n) for r in outbox.read(conn, Stream.RAW, 0, 100)] == [("air a=1 1\nair a=2 2", 2)]
     assert [r.body for r in outbox.read(conn, Stream.EVENT, 0, 100)] == ["events x=1 1"]
     assert outbox.cursor(conn, "district", Stream.RAW) == 0
-    assert identities.first_times(conn, [("l-1", 1, 7, 2000)]) == set()      # still known
+    assert identities.first_times(conn, [("l-1", 1, 7, 2000)]) == set()  # still known
     assert [(d["reason"], d["payload"]) for d in deadletters.newest(conn, 10)] == [("bad_json", b"{")]
     registry = NodeRegistry()
     registry.load(conn)
     state = registry.nodes["l-1"]
     assert state.kind == "leak" and state.online is True and state.closed_gaps == 0
-    assert state.seq_gaps == 9 - 0 + 1 - 7        # rebuilt from the per-boot accounting
+    assert state.seq_gaps == 9 - 0 + 1 - 7  # rebuilt from the per-boot accounting
     assert conn.execute("SELECT count(*) FROM rollups").fetchone()[0] == 1
     conn.close()
     # opening it again changes nothing
@@ -136,7 +150,7 @@ def test_a_migration_appended_is_applied_once(tmp_path):
     conn = database.open_database(tmp_path / "buffer.db")
     later = MIGRATIONS + (sql("CREATE TABLE receipts (node TEXT PRIMARY KEY, seq INTEGER)"),)
     assert migrate(conn, later) == SCHEMA_VERSION + 1
-    assert migrate(conn, later) == SCHEMA_VERSION + 1        # nothing left to do
+    assert migrate(conn, later) == SCHEMA_VERSION + 1  # nothing left to do
     assert conn.execute("PRAGMA table_info(receipts)").fetchall()
     assert database.schema_version(conn) == SCHEMA_VERSION + 1
 

@@ -1,5 +1,6 @@
 """The metrics an edge exposes, by name and type, and the inbox's counters read at scrape
 time (no copy of them is kept anywhere else)."""
+
 from __future__ import annotations
 
 from prometheus_client import generate_latest

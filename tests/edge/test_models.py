@@ -1,4 +1,5 @@
 """The typed records are derived from the catalog: every kind, field, range and event."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,16 @@ from pydantic import ValidationError
 from edge import models, schema
 from protocols import catalog
 
-BASE = {"district": "xuhui", "zone": "caohejing", "node": "n-1", "arrival_ms": 1,
-        "boot": 1, "seq": 2, "ts": 1795334340000, "time_source": "node"}
+BASE = {
+    "district": "xuhui",
+    "zone": "caohejing",
+    "node": "n-1",
+    "arrival_ms": 1,
+    "boot": 1,
+    "seq": 2,
+    "ts": 1795334340000,
+    "time_source": "node",
+}
 
 
 def test_every_catalog_kind_field_and_range_has_a_model():
@@ -52,24 +61,39 @@ def test_line_protocol_keeps_float_fields_float():
     r = models.READINGS["air"].model_validate({**BASE, "kind": "air", "fields": {"pm25": 35.0, "co2": 612.0}})
     line = schema.reading_line(r)
     assert line.startswith("air,district=xuhui,node=n-1,zone=caohejing ")
-    assert "i" not in line.split(" ")[1]          # never an integer field
+    assert "i" not in line.split(" ")[1]  # never an integer field
     assert line.endswith(" 1795334340000")
-    e = models.EVENTS["manhole"].model_validate({**BASE, "kind": "manhole", "event": "cover-open",
-                                                 "state": True, "severity": "critical", "value": 37})
-    assert schema.event_line(e) == ("events,district=xuhui,event=cover-open,kind=manhole,node=n-1,"
-                                    "severity=critical,zone=caohejing state=true,value=37 1795334340000")
+    e = models.EVENTS["manhole"].model_validate(
+        {**BASE, "kind": "manhole", "event": "cover-open", "state": True, "severity": "critical", "value": 37}
+    )
+    assert schema.event_line(e) == (
+        "events,district=xuhui,event=cover-open,kind=manhole,node=n-1,"
+        "severity=critical,zone=caohejing state=true,value=37 1795334340000"
+    )
 
 
 def test_rollup_of_a_minute():
     agg: dict = {}
     for i, (occ, mag) in enumerate([(True, 10.0), (False, 30.0), (True, 20.0)]):
         r = models.READINGS["parking"].model_validate(
-            {**BASE, "kind": "parking", "seq": i, "ts": 1795334340000 + i * 1000,
-             "fields": {"occupied": occ, "mag_x": mag}})
+            {
+                **BASE,
+                "kind": "parking",
+                "seq": i,
+                "ts": 1795334340000 + i * 1000,
+                "fields": {"occupied": occ, "mag_x": mag},
+            }
+        )
         schema.aggregate_add(agg, r)
     line = schema.rollup_line("parking", "xuhui", "caohejing", "n-1", 1795334340000, agg)
     fields = dict(kv.split("=") for kv in line.split(" ")[1].split(","))
-    assert fields == {"mag_x_count": "3", "mag_x_max": "30", "mag_x_mean": "20", "mag_x_min": "10",
-                      "occupied_count": "3", "occupied_frac": "0.6666666666666666",
-                      "occupied_last": "true"}
+    assert fields == {
+        "mag_x_count": "3",
+        "mag_x_max": "30",
+        "mag_x_mean": "20",
+        "mag_x_min": "10",
+        "occupied_count": "3",
+        "occupied_frac": "0.6666666666666666",
+        "occupied_last": "true",
+    }
     assert line.startswith("parking_1m,")

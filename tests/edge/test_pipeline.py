@@ -1,6 +1,7 @@
 """One edge (a real `urbansense edge run` subprocess) between the real Mosquitto and the real
 InfluxDB 1.6: readings, dead letters, deduplication, events and alarms, rollups, the node
 registry and the metrics endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,15 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
     mq, influx = _mosquitto_session, _influxdb_session
     folder = tmp_path_factory.mktemp("edge-pipeline")
     config = write_config(
-        folder, mqtt_port=mq.port, client_id="edge-pipeline", metrics=True,
+        folder,
+        mqtt_port=mq.port,
+        client_id="edge-pipeline",
+        metrics=True,
         # Every topic under city/ and town/, so that even malformed topics reach the edge.
         mqtt_extra={"topics": ["city/#", "town/#"]},
         sinks=[v1_sink("district", influx, RAW_DB), v1_sink("city", influx, CITY_DB, data="rollup")],
-        extra={"rollup": {"delay_s": 0.5}, "health": {"write_every_s": 0.5, "check_every_s": 0.5}})
+        extra={"rollup": {"delay_s": 0.5}, "health": {"write_every_s": 0.5, "check_every_s": 0.5}},
+    )
     edge = EdgeProcess(config).start()
     pub = Publisher(mq.port, "pipeline-publisher")
     yield edge, pub, influx, mq
@@ -58,15 +63,24 @@ def points(influx, sql: str, db: str = RAW_DB) -> list[dict]:
 def test_readings_are_stored_with_their_own_time(site):
     edge, pub, influx, _ = site
     t0 = now_ms() - 30_000
-    msgs = [(topic("a-0101", "telemetry"),
-             codec.encode_reading("a-0101", "air", 1, i, {"pm25": 10.0 + i, "battery_v": 3.6}, ts=t0 + i))
-            for i in range(20)]
-    msgs.append((topic("l-0101", "telemetry"),
-                  codec.encode_reading("l-0101", "leak", 2, 5, {"wet": True}, age_ms=90_000)))
+    msgs = [
+        (
+            topic("a-0101", "telemetry"),
+            codec.encode_reading("a-0101", "air", 1, i, {"pm25": 10.0 + i, "battery_v": 3.6}, ts=t0 + i),
+        )
+        for i in range(20)
+    ]
+    msgs.append(
+        (
+            topic("l-0101", "telemetry"),
+            codec.encode_reading("l-0101", "leak", 2, 5, {"wet": True}, age_ms=90_000),
+        )
+    )
     before = now_ms()
     pub.publish_all(msgs)
-    wait_for(lambda: len(points(influx, "SELECT pm25 FROM air WHERE node='a-0101'")) == 20,
-             what="20 air points")
+    wait_for(
+        lambda: len(points(influx, "SELECT pm25 FROM air WHERE node='a-0101'")) == 20, what="20 air points"
+    )
     got = points(influx, "SELECT pm25 FROM air WHERE node='a-0101'")
     assert [p["time"] for p in got] == [t0 + i for i in range(20)]
     assert [p["pm25"] for p in got] == [10.0 + i for i in range(20)]
@@ -85,12 +99,18 @@ def test_redelivery_and_age_ms_replay_are_written_once(site):
     time.sleep(0.3)
     # the node replays the same reading later, with a new age_ms, alone and in a batch
     again = codec.encode_reading(node, "parking", 4, 7, {"occupied": True}, age_ms=30_000)
-    batch = codec.encode_batch(node, "parking", [
-        codec.reading_item(4, 7, {"occupied": True}, age_ms=20_000),
-        codec.reading_item(4, 8, {"occupied": False}, age_ms=10_000)])
+    batch = codec.encode_batch(
+        node,
+        "parking",
+        [
+            codec.reading_item(4, 7, {"occupied": True}, age_ms=20_000),
+            codec.reading_item(4, 8, {"occupied": False}, age_ms=10_000),
+        ],
+    )
     pub.publish_all([(topic(node, "telemetry"), again), (topic(node, "telemetry"), batch)])
-    wait_for(lambda: len(points(influx, f"SELECT occupied FROM parking WHERE node='{node}'")) >= 2,
-             what="seq 8")
+    wait_for(
+        lambda: len(points(influx, f"SELECT occupied FROM parking WHERE node='{node}'")) >= 2, what="seq 8"
+    )
     time.sleep(0.5)
     got = points(influx, f"SELECT occupied FROM parking WHERE node='{node}'")
     assert [p["occupied"] for p in got] == [True, False]
@@ -101,8 +121,10 @@ def test_redelivery_and_age_ms_replay_are_written_once(site):
 def _shifted(payload: bytes, delta: int) -> bytes:
     """Move a vector's `ts` values by delta ms (same digit count, so the size is kept):
     the vectors are written against a fixed receiver clock, the edge uses the real one."""
+
     def shift(m):
         return b'"ts":' + str(int(m.group(1)) + delta).encode()
+
     return re.sub(rb'"ts":(1[0-9]{12})\b', shift, payload)
 
 
@@ -115,13 +137,15 @@ def test_every_invalid_vector_ends_in_dead_letters_with_its_reason(site):
     expected = []
     for name, case in sorted(cases["cases"].items()):
         if "reason" not in case or case["topic"].endswith("/cmd"):
-            continue        # cmd vectors are for the node's command decoder
+            continue  # cmd vectors are for the node's command decoder
         payload = _shifted((VECTORS / "payloads" / name).read_bytes(), delta)
         expected.append((case["reason"], case["topic"], payload, name))
     before = edge.query("SELECT count(*) FROM dead_letters")[0][0]
     pub.publish_all([(t, p) for _, t, p, _ in expected])
-    wait_for(lambda: edge.query("SELECT count(*) FROM dead_letters")[0][0] >= before + len(expected),
-             what=f"{len(expected)} dead letters")
+    wait_for(
+        lambda: edge.query("SELECT count(*) FROM dead_letters")[0][0] >= before + len(expected),
+        what=f"{len(expected)} dead letters",
+    )
     rows = edge.query("SELECT reason, topic, payload FROM dead_letters WHERE id > ? ORDER BY id", (before,))
     got = sorted((r[1], bytes(r[2]), r[0]) for r in rows)
     want = sorted((t, p, reason) for reason, t, p, _ in expected)
@@ -139,10 +163,13 @@ def test_kind_mismatch_is_a_dead_letter(site):
     pub.publish_all([(topic(node, "telemetry"), ok)])
     wait_for(lambda: edge.query("SELECT kind FROM nodes WHERE node=?", (node,)), what="registry")
     pub.publish_all([(topic(node, "telemetry"), bad)])
-    wait_for(lambda: edge.query("SELECT reason FROM dead_letters WHERE topic=?", (topic(node, "telemetry"),)),
-             what="kind_mismatch")
-    assert edge.query("SELECT reason FROM dead_letters WHERE topic=?",
-                      (topic(node, "telemetry"),)) == [("kind_mismatch",)]
+    wait_for(
+        lambda: edge.query("SELECT reason FROM dead_letters WHERE topic=?", (topic(node, "telemetry"),)),
+        what="kind_mismatch",
+    )
+    assert edge.query("SELECT reason FROM dead_letters WHERE topic=?", (topic(node, "telemetry"),)) == [
+        ("kind_mismatch",)
+    ]
 
 
 def test_event_is_written_and_republished_on_the_alarm_topic(site):
@@ -158,9 +185,24 @@ def test_event_is_written_and_republished_on_the_alarm_topic(site):
     try:
         assert subscribed.wait(10)
         ts = now_ms() - 100
-        pub.publish_all([(topic("m-0104", "event"),
-                          codec.encode_event("m-0104", "manhole", 7, 100, "cover-open", True,
-                                             value=37.5, ts=ts, fields={"tilt_deg": 37.5}))])
+        pub.publish_all(
+            [
+                (
+                    topic("m-0104", "event"),
+                    codec.encode_event(
+                        "m-0104",
+                        "manhole",
+                        7,
+                        100,
+                        "cover-open",
+                        True,
+                        value=37.5,
+                        ts=ts,
+                        fields={"tilt_deg": 37.5},
+                    ),
+                )
+            ]
+        )
         wait_for(lambda: got, what="alarm")
         msg = got[0]
         assert msg.topic == f"alarms/v1/{DISTRICT}/{ZONE}/m-0104/cover-open"
@@ -168,8 +210,10 @@ def test_event_is_written_and_republished_on_the_alarm_topic(site):
         assert body["event"] == "cover-open" and body["severity"] == "critical" and body["ts"] == ts
         assert body["node"] == "m-0104" and body["fields"] == {"tilt_deg": 37.5}
         for db in (RAW_DB, CITY_DB):
-            rows = wait_for(lambda: points(influx, "SELECT * FROM events WHERE node='m-0104'", db),
-                            what=f"event in {db}")
+            rows = wait_for(
+                lambda db=db: points(influx, "SELECT * FROM events WHERE node='m-0104'", db),
+                what=f"event in {db}",
+            )
             assert rows[0]["time"] == ts and rows[0]["state"] is True and rows[0]["value"] == 37.5
             assert rows[0]["severity"] == "critical" and rows[0]["kind"] == "manhole"
     finally:
@@ -181,19 +225,32 @@ def test_rollups_reach_the_city_and_are_rewritten_by_late_readings(site):
     edge, pub, influx, _ = site
     node = "a-0105"
     minute = (now_ms() // 60000 - 3) * 60000
-    msgs = [(topic(node, "telemetry"),
-             codec.encode_reading(node, "air", 1, i, {"pm25": float(10 * (i + 1))}, ts=minute + i * 1000))
-            for i in range(3)]
+    msgs = [
+        (
+            topic(node, "telemetry"),
+            codec.encode_reading(node, "air", 1, i, {"pm25": float(10 * (i + 1))}, ts=minute + i * 1000),
+        )
+        for i in range(3)
+    ]
     pub.publish_all(msgs)
     sql = f"SELECT pm25_mean, pm25_count, pm25_min, pm25_max FROM air_1m WHERE node='{node}'"
     rows = wait_for(lambda: points(influx, sql, CITY_DB), what="rollup")
-    assert rows == [{"time": minute, "pm25_mean": 20.0, "pm25_count": 3.0, "pm25_min": 10.0, "pm25_max": 30.0}]
+    assert rows == [
+        {"time": minute, "pm25_mean": 20.0, "pm25_count": 3.0, "pm25_min": 10.0, "pm25_max": 30.0}
+    ]
     # a late reading of the same minute rewrites the point from the whole minute
-    pub.publish_all([(topic(node, "telemetry"),
-                      codec.encode_reading(node, "air", 1, 3, {"pm25": 60.0}, ts=minute + 59_000))])
+    pub.publish_all(
+        [
+            (
+                topic(node, "telemetry"),
+                codec.encode_reading(node, "air", 1, 3, {"pm25": 60.0}, ts=minute + 59_000),
+            )
+        ]
+    )
     wait_for(lambda: points(influx, sql, CITY_DB)[0]["pm25_count"] == 4.0, what="rewritten rollup")
-    assert points(influx, sql, CITY_DB) == [{"time": minute, "pm25_mean": 30.0, "pm25_count": 4.0,
-                                             "pm25_min": 10.0, "pm25_max": 60.0}]
+    assert points(influx, sql, CITY_DB) == [
+        {"time": minute, "pm25_mean": 30.0, "pm25_count": 4.0, "pm25_min": 10.0, "pm25_max": 60.0}
+    ]
     # raw readings never reach the city database
     assert points(influx, f"SELECT * FROM air WHERE node='{node}'", CITY_DB) == []
 
@@ -202,46 +259,92 @@ def test_node_registry_health_and_the_nodes_command(site):
     edge, pub, influx, _ = site
     node = "p-0106"
     ts = now_ms() - 10_000
-    msgs = [(topic(node, "status"), codec.encode_status(node, "parking", 3, 0, "online", fw="1.4.2",
-                                                        interval_s=60, reset="power", ts=ts))]
-    for seq in (0, 1, 2, 5, 6):     # 3 and 4 lost on the way
-        msgs.append((topic(node, "telemetry"), codec.encode_reading(
-            node, "parking", 3, seq, {"occupied": True, "battery_v": 3.4, "rssi": -80.0}, ts=ts + seq)))
+    msgs = [
+        (
+            topic(node, "status"),
+            codec.encode_status(
+                node, "parking", 3, 0, "online", fw="1.4.2", interval_s=60, reset="power", ts=ts
+            ),
+        )
+    ]
+    for seq in (0, 1, 2, 5, 6):  # 3 and 4 lost on the way
+        msgs.append(
+            (
+                topic(node, "telemetry"),
+                codec.encode_reading(
+                    node, "parking", 3, seq, {"occupied": True, "battery_v": 3.4, "rssi": -80.0}, ts=ts + seq
+                ),
+            )
+        )
     pub.publish_all(msgs)
-    wait_for(lambda: edge.query("SELECT seq_gaps FROM nodes WHERE node=?", (node,)) == [(2,)],
-             what="seq gaps")
-    proc = subprocess.run([URBANSENSE, "nodes", "--config", str(edge.config), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    wait_for(
+        lambda: edge.query("SELECT seq_gaps FROM nodes WHERE node=?", (node,)) == [(2,)], what="seq gaps"
+    )
+    proc = subprocess.run(
+        [URBANSENSE, "nodes", "--config", str(edge.config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     row = next(n for n in json.loads(proc.stdout) if n["node"] == node)
     assert row["online"] is True and row["fw"] == "1.4.2" and row["battery_v"] == 3.4
     assert row["rssi"] == -80.0 and row["seq_gaps"] == 2 and row["boot"] == 3 and row["kind"] == "parking"
-    table = subprocess.run([URBANSENSE, "nodes", "--config", str(edge.config)],
-                           capture_output=True, text=True, timeout=60)
+    table = subprocess.run(
+        [URBANSENSE, "nodes", "--config", str(edge.config)], capture_output=True, text=True, timeout=60
+    )
     assert table.returncode == 0 and node in table.stdout
     # the last will: offline, and a node_health point says so
     pub.publish_all([(topic(node, "status"), codec.encode_status(node, "parking", 3, 6, "offline"))])
     wait_for(lambda: edge.query("SELECT online FROM nodes WHERE node=?", (node,)) == [(0,)], what="offline")
-    health = wait_for(lambda: [p for p in points(influx, f"SELECT * FROM node_health WHERE node='{node}'")
-                               if p["online"] is False], what="offline health point")
+    health = wait_for(
+        lambda: [
+            p
+            for p in points(influx, f"SELECT * FROM node_health WHERE node='{node}'")
+            if p["online"] is False
+        ],
+        what="offline health point",
+    )
     assert health[-1]["fw"] == "1.4.2" and health[-1]["seq_gaps"] == 2.0
     # the gap filled late: a replay of 3 and 4 brings seq_gaps back to 0
-    pub.publish_all([(topic(node, "telemetry"), codec.encode_batch(node, "parking", [
-        codec.reading_item(3, 3, {"occupied": False}, ts=ts + 3),
-        codec.reading_item(3, 4, {"occupied": False}, ts=ts + 4)]))])
-    wait_for(lambda: edge.query("SELECT seq_gaps FROM nodes WHERE node=?", (node,)) == [(0,)],
-             what="gap filled")
+    pub.publish_all(
+        [
+            (
+                topic(node, "telemetry"),
+                codec.encode_batch(
+                    node,
+                    "parking",
+                    [
+                        codec.reading_item(3, 3, {"occupied": False}, ts=ts + 3),
+                        codec.reading_item(3, 4, {"occupied": False}, ts=ts + 4),
+                    ],
+                ),
+            )
+        ]
+    )
+    wait_for(
+        lambda: edge.query("SELECT seq_gaps FROM nodes WHERE node=?", (node,)) == [(0,)], what="gap filled"
+    )
 
 
 def test_silent_node_goes_offline(site):
     edge, pub, influx, _ = site
     node = "l-0107"
     # interval 5 s (the shortest allowed): offline after 15 s of silence
-    pub.publish_all([(topic(node, "status"), codec.encode_status(node, "leak", 1, 0, "online",
-                                                                 interval_s=5, ts=now_ms()))])
+    pub.publish_all(
+        [
+            (
+                topic(node, "status"),
+                codec.encode_status(node, "leak", 1, 0, "online", interval_s=5, ts=now_ms()),
+            )
+        ]
+    )
     wait_for(lambda: edge.query("SELECT online FROM nodes WHERE node=?", (node,)) == [(1,)], what="online")
-    wait_for(lambda: edge.query("SELECT online FROM nodes WHERE node=?", (node,)) == [(0,)],
-             timeout=30, what="offline after silence")
+    wait_for(
+        lambda: edge.query("SELECT online FROM nodes WHERE node=?", (node,)) == [(0,)],
+        timeout=30,
+        what="offline after silence",
+    )
 
 
 def test_metrics_endpoint(site):
@@ -249,16 +352,23 @@ def test_metrics_endpoint(site):
     # A sink's counters appear with its first write: one reading of this test's own, since
     # the tests that wrote before may have run on another worker.
     node = "a-0199"
-    pub.publish_all([(topic(node, "telemetry"),
-                      codec.encode_reading(node, "air", 1, 1, {"pm25": 1.0}, ts=now_ms()))])
-    wait_for(lambda: metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total", 'sink="district"'),
-             what="a line written by the district sink")
+    pub.publish_all(
+        [(topic(node, "telemetry"), codec.encode_reading(node, "air", 1, 1, {"pm25": 1.0}, ts=now_ms()))]
+    )
+    wait_for(
+        lambda: metric(edge.metrics_text(), "urbansense_edge_sink_written_lines_total", 'sink="district"'),
+        what="a line written by the district sink",
+    )
     text = edge.metrics_text()
-    for name in ("urbansense_edge_messages_in_total", "urbansense_edge_invalid_messages_total",
-                 "urbansense_edge_buffer_rows", "urbansense_edge_buffer_bytes",
-                 'urbansense_edge_sink_written_lines_total{sink="district"}',
-                 'urbansense_edge_sink_lag_seconds{sink="city"}',
-                 "urbansense_edge_sink_failed_writes_total"):
+    for name in (
+        "urbansense_edge_messages_in_total",
+        "urbansense_edge_invalid_messages_total",
+        "urbansense_edge_buffer_rows",
+        "urbansense_edge_buffer_bytes",
+        'urbansense_edge_sink_written_lines_total{sink="district"}',
+        'urbansense_edge_sink_lag_seconds{sink="city"}',
+        "urbansense_edge_sink_failed_writes_total",
+    ):
         assert name in text, name
     written = float(re.search(r'sink_written_lines_total\{sink="district"\} (\S+)', text).group(1))
     assert written > 0

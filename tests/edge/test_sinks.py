@@ -1,6 +1,7 @@
 """Sinks against real servers: the v2 API through influxdb-client (VictoriaMetrics stands in
 for an /api/v2/write endpoint), a 413 from InfluxDB 1.6 splitting batches, and lines the
 server refuses (400) going to the dead-letter table while the rest of the batch is written."""
+
 from __future__ import annotations
 
 import re
@@ -18,19 +19,39 @@ from tests.support.waiting import wait_for
 
 
 def test_v2_sink_writes_through_influxdb_client(mosquitto, victoria, tmp_path, edges):
-    sink = {"name": "city", "url": victoria.url, "api": "v2", "bucket": "city", "org": "ops",
-            "token": "not-checked", "data": "raw", "batch_wait_ms": 20}
+    sink = {
+        "name": "city",
+        "url": victoria.url,
+        "api": "v2",
+        "bucket": "city",
+        "org": "ops",
+        "token": "not-checked",
+        "data": "raw",
+        "batch_wait_ms": 20,
+    }
     config = write_config(tmp_path, mqtt_port=mosquitto.port, client_id="edge-v2", sinks=[sink])
     edges(config).start()
-    base = now_ms() - 20_000          # VictoriaMetrics drops points dated in the future
+    base = now_ms() - 20_000  # VictoriaMetrics drops points dated in the future
     n = 200
     pub = Publisher(mosquitto.port, "v2-publisher")
     try:
-        pub.publish_all([(topic("v-0001", "telemetry"),
-                          codec.encode_reading("v-0001", "air", 1, i, {"pm25": float(i)}, ts=base + i * 10))
-                         for i in range(n)])
-        pub.publish_all([(topic("v-0002", "event"),
-                          codec.encode_event("v-0002", "leak", 1, 1, "leak", True, value=2000.0, ts=base))])
+        pub.publish_all(
+            [
+                (
+                    topic("v-0001", "telemetry"),
+                    codec.encode_reading("v-0001", "air", 1, i, {"pm25": float(i)}, ts=base + i * 10),
+                )
+                for i in range(n)
+            ]
+        )
+        pub.publish_all(
+            [
+                (
+                    topic("v-0002", "event"),
+                    codec.encode_event("v-0002", "leak", 1, 1, "leak", True, value=2000.0, ts=base),
+                )
+            ]
+        )
     finally:
         pub.close()
     series = victoria.export('air_pm25{node="v-0001"}', min_samples=n, timeout=30)
@@ -56,8 +77,13 @@ def test_413_splits_the_batch_until_it_fits(mosquitto, tmp_path, tmp_path_factor
     small = SmallBodyInfluxDB(tmp_path_factory.mktemp("influx-small")).start()
     request.addfinalizer(small.stop)
     db = "split"
-    config = write_config(tmp_path, mqtt_port=mosquitto.port, client_id="edge-413", metrics=True,
-                          sinks=[v1_sink("district", small, db, batch_max_lines=2000, batch_wait_ms=300)])
+    config = write_config(
+        tmp_path,
+        mqtt_port=mosquitto.port,
+        client_id="edge-413",
+        metrics=True,
+        sinks=[v1_sink("district", small, db, batch_max_lines=2000, batch_wait_ms=300)],
+    )
     edge = edges(config).start()
     n = 1000
     pub = Publisher(mosquitto.port, "split-publisher")
@@ -78,21 +104,33 @@ def test_lines_the_server_refuses_go_to_dead_letters(mosquitto, influxdb, tmp_pa
     # there (field type conflict, HTTP 400 "partial write"); lines of other measurements in
     # the same batches are written. (InfluxDB checks field types per shard.)
     import urllib.request
+
     base = now_ms() - 10_000
-    urllib.request.urlopen(urllib.request.Request(
-        f"{influxdb.url}/write?db={db}&precision=ms", data=b"air,district=xuhui,node=r-0001,"
-        b"zone=caohejing pm25=true %d" % (base - 1000), method="POST"), timeout=10).read()
-    config = write_config(tmp_path, mqtt_port=mosquitto.port, client_id="edge-400",
-                          sinks=[v1_sink("district", influxdb, db, batch_wait_ms=200)])
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{influxdb.url}/write?db={db}&precision=ms",
+            data=b"air,district=xuhui,node=r-0001,zone=caohejing pm25=true %d" % (base - 1000),
+            method="POST",
+        ),
+        timeout=10,
+    ).read()
+    config = write_config(
+        tmp_path,
+        mqtt_port=mosquitto.port,
+        client_id="edge-400",
+        sinks=[v1_sink("district", influxdb, db, batch_wait_ms=200)],
+    )
     edge = edges(config).start()
     msgs = []
     for i in range(40):
         node = f"r-{i % 10:04d}"
-        if i % 10 == 3:     # 4 air readings that cannot be stored
+        if i % 10 == 3:  # 4 air readings that cannot be stored
             payload = codec.encode_reading(node, "air", 1, i, {"pm25": float(i)}, ts=base + i)
-        else:               # 36 leak readings that can
+        else:  # 36 leak readings that can
             node = node.replace("r-", "q-")
-            payload = codec.encode_reading(node, "leak", 1, i, {"wet": True, "uptime_s": float(i)}, ts=base + i)
+            payload = codec.encode_reading(
+                node, "leak", 1, i, {"wet": True, "uptime_s": float(i)}, ts=base + i
+            )
         msgs.append((topic(node, "telemetry"), payload))
     pub = Publisher(mosquitto.port, "refused-publisher")
     try:
@@ -128,6 +166,6 @@ def test_v1_sink_creates_its_database_on_a_fresh_server(influxdb_factory):
         assert sink.write("air,node=a pm25=1 1700000000000").kind == "ok"
         assert influx.count("air", "fresh_db", "pm25") == 1
         influx.query('DROP DATABASE "fresh_db"')
-        assert sink.write("air,node=a pm25=2 1700000001000").kind == "ok"   # created again
+        assert sink.write("air,node=a pm25=2 1700000001000").kind == "ok"  # created again
     finally:
         sink.close()

@@ -1,17 +1,18 @@
 """Fixtures for the provisioning tests: virtual boards (real MicroPython behind a pty)
 and bundles (the stand-in program's, and the real firmware built with the CLI)."""
+
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from hil.boards.virtual import VirtualBoard
-from field.toolchain import FIRMWARE_DIR
 from field import bundle as bundles
+from field.toolchain import FIRMWARE_DIR
+from hil.boards.virtual import VirtualBoard
 from tests.support.cli import urbansense
 
 STANDIN = Path(__file__).resolve().parent / "standin"

@@ -1,6 +1,7 @@
 """The bundle (compiled, hashed, refused when changed after the build) and the esptool
 command lines. No ESP32 is attached here: the esptool tests check the command built and that
 esptool's own parser accepts it (it then fails only at opening the missing port)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,6 @@ import pytest
 
 from field import bundle as bundles
 from field.esptool_cmd import EsptoolError, erase_command, flash_image, write_command
-
 from tests.support.cli import urbansense
 
 
@@ -60,15 +60,26 @@ def test_tampered_bundle_is_refused_by_flash_in_one_line(standin_bundle, tmp_pat
     shutil.copytree(standin_bundle.root, copy)
     (copy / "main.py").write_text("print('not what was built')\n")
     config = tmp_path / "node.json"
-    config.write_text(json.dumps({"node": "p-0001", "district": "xuhui", "zone": "caohejing",
-                                  "kind": "parking", "platform": "sim",
-                                  "broker": {"host": "127.0.0.1", "port": 1883}}))
-    proc = urbansense("node", "flash", "--port", "/dev/null", "--node", str(config),
-                      "--bundle", str(copy), "--no-wait")
+    config.write_text(
+        json.dumps(
+            {
+                "node": "p-0001",
+                "district": "xuhui",
+                "zone": "caohejing",
+                "kind": "parking",
+                "platform": "sim",
+                "broker": {"host": "127.0.0.1", "port": 1883},
+            }
+        )
+    )
+    proc = urbansense(
+        "node", "flash", "--port", "/dev/null", "--node", str(config), "--bundle", str(copy), "--no-wait"
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"urbansense: bundle {copy} fails verification: main.py changed after the build "
-        "(rebuild with `urbansense node build`)"]
+        "(rebuild with `urbansense node build`)"
+    ]
 
 
 def test_invalid_micropython_is_refused_at_build(tmp_path):
@@ -93,9 +104,10 @@ def test_build_command_writes_a_bundle(tmp_path, repo_root):
     assert loaded.version == out["version"] and len(loaded.files) == out["files"]
 
 
-@pytest.mark.parametrize("chip,offset", [("esp32", "0x1000"), ("esp32s2", "0x1000"),
-                                         ("esp32s3", "0x0"), ("esp32c3", "0x0"),
-                                         ("ESP32-C3", "0x0")])
+@pytest.mark.parametrize(
+    "chip,offset",
+    [("esp32", "0x1000"), ("esp32s2", "0x1000"), ("esp32s3", "0x0"), ("esp32c3", "0x0"), ("ESP32-C3", "0x0")],
+)
 def test_write_command_uses_the_chip_offset(chip, offset, tmp_path):
     image = tmp_path / "micropython.bin"
     cmd = write_command(chip, "/dev/ttyUSB0", image)
@@ -103,7 +115,7 @@ def test_write_command_uses_the_chip_offset(chip, offset, tmp_path):
     assert cmd[cmd.index("--chip") + 1] == chip.lower().replace("-", "")
     assert cmd[cmd.index("--port") + 1] == "/dev/ttyUSB0"
     assert cmd[-3:] == ["--compress", offset, str(image)]
-    assert cmd[cmd.index("write-flash") - 2:cmd.index("write-flash")] == ["--baud", "460800"]
+    assert cmd[cmd.index("write-flash") - 2 : cmd.index("write-flash")] == ["--baud", "460800"]
     assert erase_command(chip, "/dev/ttyUSB0")[-1] == "erase-flash"
 
 
@@ -130,12 +142,31 @@ def test_flash_with_image_on_missing_port_is_one_line(tmp_path):
     image = tmp_path / "micropython.bin"
     image.write_bytes(b"\xe9" + bytes(255))
     config = tmp_path / "node.json"
-    config.write_text(json.dumps({"node": "a-0001", "district": "xuhui", "zone": "caohejing",
-                                  "kind": "air", "platform": "esp32",
-                                  "wifi": {"ssid": "street", "password": "hunter22"},
-                                  "broker": {"host": "127.0.0.1"}}))
-    proc = urbansense("node", "flash", "--port", "/dev/no-such-tty", "--node", str(config),
-                      "--image", str(image), "--chip", "esp32s3")
+    config.write_text(
+        json.dumps(
+            {
+                "node": "a-0001",
+                "district": "xuhui",
+                "zone": "caohejing",
+                "kind": "air",
+                "platform": "esp32",
+                "wifi": {"ssid": "street", "password": "hunter22"},
+                "broker": {"host": "127.0.0.1"},
+            }
+        )
+    )
+    proc = urbansense(
+        "node",
+        "flash",
+        "--port",
+        "/dev/no-such-tty",
+        "--node",
+        str(config),
+        "--image",
+        str(image),
+        "--chip",
+        "esp32s3",
+    )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("urbansense: esptool") and "Could not open /dev/no-such-tty" in last

@@ -1,6 +1,7 @@
 """`node flash` and `node info` against virtual boards and a real Mosquitto, with the stand-in
 node program: live, verified, secrets kept out of output and console, and one clear line for
 each way it can fail."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,10 @@ from pathlib import Path
 
 import serial
 
-from field.serial_board import SerialBoard
 from field.flash import VerifyError, expected_hashes, verify
 from field.node_config import load, parse
+from field.serial_board import SerialBoard
 from hil.services import free_port
-
 from tests.support.cli import urbansense
 from tests.support.node_config import write_config
 
@@ -22,8 +22,19 @@ SECRETS = ("wifi-secret-77", "broker-secret-99")
 
 
 def flash(board, config: Path, bundle, *extra: str) -> subprocess.CompletedProcess[str]:
-    return urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                      "--bundle", str(bundle.root), "--timeout", "20", *extra)
+    return urbansense(
+        "node",
+        "flash",
+        "--port",
+        board.port,
+        "--node",
+        str(config),
+        "--bundle",
+        str(bundle.root),
+        "--timeout",
+        "20",
+        *extra,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -35,8 +46,9 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_flash_goes_live_and_info_reads_the_node(boards, standin_bundle, mosquitto, tmp_path):
     board = boards()
-    config = write_config(tmp_path / "p-0001.json", mosquitto.port,
-                          wifi={"ssid": "street", "password": SECRETS[0]})
+    config = write_config(
+        tmp_path / "p-0001.json", mosquitto.port, wifi={"ssid": "street", "password": SECRETS[0]}
+    )
     data = json.loads(config.read_text())
     data["broker"].update(username="p-0001", password=SECRETS[1])  # anonymous broker ignores it
     config.write_text(json.dumps(data))
@@ -48,7 +60,7 @@ def test_flash_goes_live_and_info_reads_the_node(boards, standin_bundle, mosquit
     assert node["fw"] == "standin-1" and node["boot"] == 0 and node["bundle"] == standin_bundle.version
 
     # What is on the board is exactly the bundle plus the generated config.
-    for name, digest in standin_bundle.files.items():
+    for name, _digest in standin_bundle.files.items():
         assert (board.flash / name).read_bytes() == (standin_bundle.root / name).read_bytes(), name
     on_board = json.loads((board.flash / "config.json").read_text())
     assert on_board["node"] == "p-0001" and on_board["broker"]["port"] == mosquitto.port
@@ -77,8 +89,15 @@ def test_flash_goes_live_and_info_reads_the_node(boards, standin_bundle, mosquit
     # catch the restart before main.py runs: Ctrl-C at boot lands in the REPL, as on a board.)
     assert board.wait_console("p-0001 boot ", after=mark), board.console()[mark:]
     for secret in SECRETS:
-        for text in (proc.stdout, proc.stderr, info.stdout, info.stderr, table.stdout,
-                     no_password.stdout, board.console()):
+        for text in (
+            proc.stdout,
+            proc.stderr,
+            info.stdout,
+            info.stderr,
+            table.stdout,
+            no_password.stdout,
+            board.console(),
+        ):
             assert secret not in text
 
 
@@ -134,9 +153,20 @@ def test_node_that_cannot_reach_its_broker_says_why(boards, standin_bundle, mosq
     board = boards()
     dead = free_port()
     config = write_config(tmp_path / "p-0005.json", dead, node="p-0005")
-    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                      "--bundle", str(standin_bundle.root), "--timeout", "4",
-                      "--watch", mosquitto.address)
+    proc = urbansense(
+        "node",
+        "flash",
+        "--port",
+        board.port,
+        "--node",
+        str(config),
+        "--bundle",
+        str(standin_bundle.root),
+        "--timeout",
+        "4",
+        "--watch",
+        mosquitto.address,
+    )
     line = one_line_error(proc)
     assert line.startswith("urbansense: p-0005 is NOT live: ")
     assert "broker" in line and "no birth message" not in line, line
@@ -144,8 +174,11 @@ def test_node_that_cannot_reach_its_broker_says_why(boards, standin_bundle, mosq
 
 def test_wrong_credentials_are_named(boards, standin_bundle, mosquitto_factory, tmp_path):
     passwords = tmp_path / "passwords"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "p-0006", "right-one"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "p-0006", "right-one"],
+        check=True,
+        capture_output=True,
+    )
     broker = mosquitto_factory(anonymous=False, password_file=passwords)
     board = boards()
     config = write_config(tmp_path / "p-0006.json", broker.port, node="p-0006")
@@ -158,23 +191,45 @@ def test_wrong_credentials_are_named(boards, standin_bundle, mosquitto_factory, 
 
 def test_node_without_birth_message_times_out_with_the_last_console_line(boards, mosquitto, tmp_path):
     from field import bundle as bundles
+
     tree = tmp_path / "silent-fw"
     tree.mkdir()
-    (tree / "main.py").write_text("import time\nprint('p-0007 waiting for nothing')\n"
-                                  "while True:\n    time.sleep(0.1)\n")
+    (tree / "main.py").write_text(
+        "import time\nprint('p-0007 waiting for nothing')\nwhile True:\n    time.sleep(0.1)\n"
+    )
     silent = bundles.build(tmp_path / "silent-bundle", firmware=tree)
     board = boards()
     config = write_config(tmp_path / "p-0007.json", mosquitto.port, node="p-0007")
-    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                      "--bundle", str(silent.root), "--timeout", "2")
+    proc = urbansense(
+        "node",
+        "flash",
+        "--port",
+        board.port,
+        "--node",
+        str(config),
+        "--bundle",
+        str(silent.root),
+        "--timeout",
+        "2",
+    )
     line = one_line_error(proc)
     assert "no birth message within 2 s (last console line: p-0007 waiting for nothing)" in line
 
 
 def test_missing_port_busy_port_and_silent_board_are_one_line(boards, standin_bundle, mosquitto, tmp_path):
     config = write_config(tmp_path / "p-0008.json", mosquitto.port, node="p-0008")
-    line = one_line_error(urbansense("node", "flash", "--port", "/dev/no-such-port", "--node",
-                                     str(config), "--bundle", str(standin_bundle.root)))
+    line = one_line_error(
+        urbansense(
+            "node",
+            "flash",
+            "--port",
+            "/dev/no-such-port",
+            "--node",
+            str(config),
+            "--bundle",
+            str(standin_bundle.root),
+        )
+    )
     assert "port /dev/no-such-port does not exist" in line
     line = one_line_error(urbansense("node", "info", "--port", "/dev/no-such-port"))
     assert "port /dev/no-such-port does not exist" in line
@@ -213,9 +268,11 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, standin_bundle):
     config.write_text(json.dumps(data))
     line = one_line_error(urbansense("node", "flash", "--port", "/dev/null", "--node", str(config)))
     assert "wifi: required on esp32" in line
-    line = one_line_error(urbansense("node", "flash", "--port", "/dev/null", "--node",
-                                     str(tmp_path / "missing.json")))
+    line = one_line_error(
+        urbansense("node", "flash", "--port", "/dev/null", "--node", str(tmp_path / "missing.json"))
+    )
     assert "missing.json: no such file" in line
-    line = one_line_error(urbansense("node", "flash", "--port", "/dev/null", "--node", str(config),
-                                     "--broker", "nohostport"))
+    line = one_line_error(
+        urbansense("node", "flash", "--port", "/dev/null", "--node", str(config), "--broker", "nohostport")
+    )
     assert "expected HOST:PORT" in line

@@ -1,5 +1,6 @@
 """`node provision` over an inventory of virtual boards: one node fails (wrong port), the
 results say so in CSV and JSON, and resumed runs redo only what is not live yet."""
+
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,6 @@ import pytest
 
 from field.inventory import read
 from field.node_config import ConfigError
-
 from tests.support.cli import urbansense
 
 HEADER = "node,district,zone,kind,port,interval_s,broker.port\n"
@@ -23,22 +23,43 @@ def soft_reboots(board) -> int:
 
 
 def provision(inventory: Path, defaults: Path, bundle, results: Path, *extra: str):
-    return urbansense("node", "provision", "--inventory", str(inventory), "--defaults",
-                      str(defaults), "--bundle", str(bundle.root), "--results", str(results),
-                      "--timeout", "60", *extra)
+    return urbansense(
+        "node",
+        "provision",
+        "--inventory",
+        str(inventory),
+        "--defaults",
+        str(defaults),
+        "--bundle",
+        str(bundle.root),
+        "--results",
+        str(results),
+        "--timeout",
+        "60",
+        *extra,
+    )
 
 
 def test_fleet_with_a_wrong_port_then_resumed_runs(boards, standin_bundle, mosquitto, tmp_path):
     a, b, c = boards("a"), boards("b"), boards("c")
     defaults = tmp_path / "site.json"
-    defaults.write_text(json.dumps({"platform": "sim", "schedule": "always-on",
-                                    "broker": {"host": "127.0.0.1", "port": 1},
-                                    "wifi": {"ssid": "street", "password": "site-secret-5"}}))
+    defaults.write_text(
+        json.dumps(
+            {
+                "platform": "sim",
+                "schedule": "always-on",
+                "broker": {"host": "127.0.0.1", "port": 1},
+                "wifi": {"ssid": "street", "password": "site-secret-5"},
+            }
+        )
+    )
     inventory = tmp_path / "fleet.csv"
-    inventory.write_text(HEADER
-                         + f"p-0101,xuhui,caohejing,parking,{a.port},,{mosquitto.port}\n"
-                         + f"l-0102,xuhui,caohejing,leak,/dev/no-such-port,30,{mosquitto.port}\n"
-                         + f"m-0103,xuhui,caohejing,manhole,{b.port},2,{mosquitto.port}\n")
+    inventory.write_text(
+        HEADER
+        + f"p-0101,xuhui,caohejing,parking,{a.port},,{mosquitto.port}\n"
+        + f"l-0102,xuhui,caohejing,leak,/dev/no-such-port,30,{mosquitto.port}\n"
+        + f"m-0103,xuhui,caohejing,manhole,{b.port},2,{mosquitto.port}\n"
+    )
     results = tmp_path / "results"
 
     first = provision(inventory, defaults, standin_bundle, results)
@@ -52,10 +73,15 @@ def test_fleet_with_a_wrong_port_then_resumed_runs(boards, standin_bundle, mosqu
     with open(results / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["node"], r["status"]) for r in rows] == [
-        ("p-0101", "live"), ("l-0102", "failed"), ("m-0103", "live")]
+        ("p-0101", "live"),
+        ("l-0102", "failed"),
+        ("m-0103", "live"),
+    ]
     assert json.loads((b.flash / "config.json").read_text())["interval_s"] == 2
     assert json.loads((b.flash / "config.json").read_text())["kind"] == "manhole"
-    assert "site-secret-5" not in (results / "results.csv").read_text() + (results / "results.json").read_text()
+    assert (
+        "site-secret-5" not in (results / "results.csv").read_text() + (results / "results.json").read_text()
+    )
     assert "site-secret-5" not in first.stdout + first.stderr
 
     # Resume with the port still wrong: the live nodes are not touched, the failed one fails again.
@@ -74,18 +100,23 @@ def test_fleet_with_a_wrong_port_then_resumed_runs(boards, standin_bundle, mosqu
     assert (soft_reboots(a), soft_reboots(b)) == before
     doc = json.loads((results / "results.json").read_text())
     assert {n["node"]: n["status"] for n in doc["nodes"]} == {
-        "p-0101": "live", "l-0102": "live", "m-0103": "live"}
+        "p-0101": "live",
+        "l-0102": "live",
+        "m-0103": "live",
+    }
     assert json.loads((c.flash / "config.json").read_text())["node"] == "l-0102"
 
 
 def test_inventory_rows_with_errors_fail_alone(tmp_path):
     inventory = tmp_path / "fleet.csv"
-    inventory.write_text("node,district,zone,kind,port,broker.port\n"
-                         "p-0201,xuhui,caohejing,parking,/dev/ttyUSB0,1883\n"
-                         "P_BAD,xuhui,caohejing,parking,/dev/ttyUSB1,1883\n"
-                         "p-0203,xuhui,caohejing,bicycle,/dev/ttyUSB2,1883\n"
-                         "p-0204,xuhui,caohejing,parking,/dev/ttyUSB3,not-a-port\n"
-                         "p-0201,xuhui,caohejing,parking,/dev/ttyUSB4,1883\n")
+    inventory.write_text(
+        "node,district,zone,kind,port,broker.port\n"
+        "p-0201,xuhui,caohejing,parking,/dev/ttyUSB0,1883\n"
+        "P_BAD,xuhui,caohejing,parking,/dev/ttyUSB1,1883\n"
+        "p-0203,xuhui,caohejing,bicycle,/dev/ttyUSB2,1883\n"
+        "p-0204,xuhui,caohejing,parking,/dev/ttyUSB3,not-a-port\n"
+        "p-0201,xuhui,caohejing,parking,/dev/ttyUSB4,1883\n"
+    )
     rows = read(inventory, {"platform": "sim", "broker": {"host": "127.0.0.1"}})
     assert rows[0].config is not None and rows[0].config.broker.port == 1883
     assert "fleet.csv line 3: node:" in rows[1].error
@@ -102,13 +133,15 @@ def test_inventory_without_required_columns_is_refused(tmp_path):
     proc = urbansense("node", "provision", "--inventory", str(inventory))
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"urbansense: {inventory}: missing column(s) zone, port (need node, district, zone, kind, port)"]
+        f"urbansense: {inventory}: missing column(s) zone, port (need node, district, zone, kind, port)"
+    ]
     proc = urbansense("node", "provision", "--inventory", str(tmp_path / "none.csv"))
     assert proc.returncode == 1 and "none.csv: no such file" in proc.stderr
 
 
 def test_field_examples_are_valid(repo_root):
     from field.node_config import load, parse
+
     field = repo_root / "deploy" / "field"
     rows = read(field / "fleet.example.csv", load(field / "site.example.json"))
     assert rows and all(r.config is not None for r in rows), [r.error for r in rows]
@@ -119,21 +152,43 @@ def test_field_examples_are_valid(repo_root):
 def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_path):
     board = boards("bench")  # one cable: every node comes to the same port in turn
     defaults = tmp_path / "site.json"
-    defaults.write_text(json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1",
-                                                                  "port": mosquitto.port}}))
+    defaults.write_text(
+        json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": mosquitto.port}})
+    )
     inventory = tmp_path / "fleet.csv"
-    inventory.write_text("node,district,zone,kind,port\n"
-                         f"p-0401,xuhui,caohejing,parking,{board.port}\n"
-                         f"p-0402,xuhui,caohejing,parking,{board.port}\n"
-                         f"p-0403,xuhui,caohejing,parking,{board.port}\n")
+    inventory.write_text(
+        "node,district,zone,kind,port\n"
+        f"p-0401,xuhui,caohejing,parking,{board.port}\n"
+        f"p-0402,xuhui,caohejing,parking,{board.port}\n"
+        f"p-0403,xuhui,caohejing,parking,{board.port}\n"
+    )
     results = tmp_path / "results"
 
     def run(answers: str, *extra: str):
         cli = Path(sys.executable).parent / "urbansense"
-        return subprocess.run([str(cli), "node", "provision", "--inventory", str(inventory),
-                               "--defaults", str(defaults), "--bundle", str(standin_bundle.root),
-                               "--results", str(results), "--timeout", "60", "--one-cable", *extra],
-                              input=answers, capture_output=True, text=True, timeout=240)
+        return subprocess.run(
+            [
+                str(cli),
+                "node",
+                "provision",
+                "--inventory",
+                str(inventory),
+                "--defaults",
+                str(defaults),
+                "--bundle",
+                str(standin_bundle.root),
+                "--results",
+                str(results),
+                "--timeout",
+                "60",
+                "--one-cable",
+                *extra,
+            ],
+            input=answers,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
 
     # Enter for the first, skip the second, then stop: one live, one skipped, one not done.
     first = run("\ns\nq\n")

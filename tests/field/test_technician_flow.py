@@ -2,6 +2,7 @@
 virtual board (no --image), hashes read back, reset, the birth message at a real Mosquitto,
 readings that decode as protocol v1, then `node info`. And the reasons the real firmware
 gives when it cannot go live."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from field import bundle as bundles
 from hil.services import free_port
 from protocols.decoder import decode
-
 from tests.support.cli import urbansense
 from tests.support.node_config import write_config
 
@@ -37,12 +37,22 @@ class Listener:
 
 def test_build_flash_live_and_info_with_the_real_firmware(boards, firmware_bundle, mosquitto, tmp_path):
     board = boards()
-    config = write_config(tmp_path / "a-0301.json", mosquitto.port, node="a-0301", kind="air",
-                          interval_s=0.5)
+    config = write_config(tmp_path / "a-0301.json", mosquitto.port, node="a-0301", kind="air", interval_s=0.5)
     listener = Listener(mosquitto, "city/v1/xuhui/caohejing/a-0301/telemetry")
     try:
-        proc = urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                          "--bundle", str(firmware_bundle), "--timeout", "30", "--json")
+        proc = urbansense(
+            "node",
+            "flash",
+            "--port",
+            board.port,
+            "--node",
+            str(config),
+            "--bundle",
+            str(firmware_bundle),
+            "--timeout",
+            "30",
+            "--json",
+        )
         assert proc.returncode == 0, proc.stderr
         node = json.loads(proc.stdout)["nodes"][0]
         assert node["status"] == "live", node
@@ -72,19 +82,48 @@ def test_build_flash_live_and_info_with_the_real_firmware(boards, firmware_bundl
 def test_real_firmware_that_cannot_reach_its_broker(boards, firmware_bundle, mosquitto, tmp_path):
     board = boards()
     config = write_config(tmp_path / "l-0302.json", free_port(), node="l-0302", kind="leak")
-    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                      "--bundle", str(firmware_bundle), "--timeout", "4", "--watch", mosquitto.address)
+    proc = urbansense(
+        "node",
+        "flash",
+        "--port",
+        board.port,
+        "--node",
+        str(config),
+        "--bundle",
+        str(firmware_bundle),
+        "--timeout",
+        "4",
+        "--watch",
+        mosquitto.address,
+    )
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("urbansense: l-0302 is NOT live: the broker refused the connection from the node"), line
+    assert line.startswith(
+        "urbansense: l-0302 is NOT live: the broker refused the connection from the node"
+    ), line
 
 
 def test_real_firmware_refusing_its_config(boards, firmware_bundle, mosquitto, tmp_path):
     board = boards()
-    config = write_config(tmp_path / "m-0303.json", mosquitto.port, node="m-0303", kind="manhole",
-                          thresholds={"no-such-threshold": 3})
-    proc = urbansense("node", "flash", "--port", board.port, "--node", str(config),
-                      "--bundle", str(firmware_bundle), "--timeout", "20")
+    config = write_config(
+        tmp_path / "m-0303.json",
+        mosquitto.port,
+        node="m-0303",
+        kind="manhole",
+        thresholds={"no-such-threshold": 3},
+    )
+    proc = urbansense(
+        "node",
+        "flash",
+        "--port",
+        board.port,
+        "--node",
+        str(config),
+        "--bundle",
+        str(firmware_bundle),
+        "--timeout",
+        "20",
+    )
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("urbansense: m-0303 is NOT live: the node refused its config: "), line

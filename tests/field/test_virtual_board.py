@@ -1,6 +1,7 @@
 """The virtual board answers mpremote and pyserial as a real board does: raw REPL (raw-paste
 and the plain fallback), files, Ctrl-C into the REPL, soft reset as a new interpreter that
 runs main.py again, deep sleep and reboot exit codes, and one user of the port at a time."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,7 @@ while True:
 
 def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "mpremote"
-    return subprocess.run([str(exe), "connect", port, *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([str(exe), "connect", port, *args], capture_output=True, text=True, timeout=60)
 
 
 def runs(board) -> int:
@@ -75,6 +75,7 @@ def test_files_and_hashes_through_mpremote(boards, tmp_path):
     proc = mpremote(board.port, "fs", "cp", str(local), ":blob.bin", "+", "fs", "sha256sum", ":blob.bin")
     assert proc.returncode == 0, proc.stderr
     import hashlib
+
     assert hashlib.sha256(data).hexdigest() in proc.stdout
     assert (board.flash / "blob.bin").read_bytes() == data
 
@@ -173,8 +174,12 @@ def test_silent_port_does_not_answer():
 
 def test_hil_board_command_prints_port_and_stops_on_ctrl_c(tmp_path):
     flash = tmp_path / "flash"
-    proc = subprocess.Popen([URBANSENSE, "hil", "board", "--virtual", "--flash", str(flash)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [URBANSENSE, "hil", "board", "--virtual", "--flash", str(flash)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("virtual board on /dev/pts/"), line
@@ -207,8 +212,7 @@ def test_output_nobody_reads_does_not_stall_the_board(boards, tmp_path):
     flash = tmp_path / "board" / "flash"
     flash.mkdir(parents=True)
     # 200 KB of console output with the port closed: a UART drops it, the program goes on.
-    (flash / "main.py").write_text("for i in range(2000):\n    print('x' * 99)\n"
-                                   "open('done', 'w').close()\n")
+    (flash / "main.py").write_text("for i in range(2000):\n    print('x' * 99)\nopen('done', 'w').close()\n")
     board = boards()
     assert eventually(lambda: (board.flash / "done").exists(), timeout=30), board.console()[-500:]
     # The program may end before the bridge has drained the pty into the console log: wait
@@ -221,7 +225,8 @@ def test_output_nobody_reads_does_not_stall_the_board(boards, tmp_path):
 
 
 def test_board_repl_is_valid_micropython(tmp_path):
-    from hil.boards.bridge import BOARD_REPL
     from field.toolchain import compile_file
+    from hil.boards.bridge import BOARD_REPL
+
     proc = compile_file(BOARD_REPL, tmp_path / "board_repl.mpy")
     assert proc.returncode == 0, proc.stderr.decode()

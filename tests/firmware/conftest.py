@@ -1,5 +1,6 @@
 """Firmware tests run the firmware under the MicroPython unix port, compiled with mpy-cross
 exactly as it goes onto a board (hil/sim_build.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Commands on `cmd` (SPEC section 7) to running virtual nodes through a real broker."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import json
 import pytest
 
 from protocols import codec
-
 from tests.support.fleet import decoded, make_node, node_log, readings, started
 
 
@@ -21,7 +21,7 @@ def acks(log, cmd_id: str) -> list[dict]:
 def send(log, node_id: str, cmd_id: str, cmd: str, args: dict | None = None) -> dict:
     before = len(acks(log, cmd_id))
     log.publish(cmd_topic(node_id), codec.encode_command(cmd_id, cmd, args))
-    log.wait_for(lambda l: len(acks(l, cmd_id)) > before, what=f"ack of {cmd_id}")
+    log.wait_for(lambda ln: len(acks(ln, cmd_id)) > before, what=f"ack of {cmd_id}")
     return acks(log, cmd_id)[-1]
 
 
@@ -31,8 +31,7 @@ def test_set_is_acked_persisted_and_survives_power_loss(tmp_path, bundle, mosqui
     node = make_node(tmp_path, bundle, mosquitto, "parking", node_id, "always-on", 0.5)
     with started(node, log):
         node.wait_for_console("connected")
-        ack = send(log, node_id, "c-1", "set",
-                   {"interval_s": 7, "thresholds": {"occupied_delta_ut": 20}})
+        ack = send(log, node_id, "c-1", "set", {"interval_s": 7, "thresholds": {"occupied_delta_ut": 20}})
         assert ack["ok"] is True
         assert ack["result"] == {"interval_s": 7, "thresholds": {"occupied_delta_ut": 20}}
         # A repeated delivery of the same id is acked again but not run twice.
@@ -56,11 +55,13 @@ def test_set_is_acked_persisted_and_survives_power_loss(tmp_path, bundle, mosqui
         before = len(readings(log))
         sample = send(log, node_id, "c-5", "sample")
         assert sample["ok"] is True
-        log.wait_for(lambda l: len(readings(l)) > before, what="the reading asked for")
+        log.wait_for(lambda ln: len(readings(ln)) > before, what="the reading asked for")
         reboot = send(log, node_id, "c-6", "reboot")
         assert reboot["ok"] is True
-        log.wait_for(lambda l: any(b["state"] == "online" and b["reset"] == "soft"
-                                   for b in decoded(l, "status")), what="birth after reboot")
+        log.wait_for(
+            lambda ln: any(b["state"] == "online" and b["reset"] == "soft" for b in decoded(ln, "status")),
+            what="birth after reboot",
+        )
         assert [b for b in decoded(log, "status") if b["reset"] == "soft"][0]["boot"] == 3
 
 
@@ -72,7 +73,7 @@ def test_duty_cycled_node_reads_commands_that_waited_at_the_broker(tmp_path, bun
         node.wait_for_console("deepsleep")
         # Published while the node sleeps: the persistent session keeps it (QoS 1).
         log.publish(cmd_topic(node_id), codec.encode_command("c-9", "ping"))
-        log.wait_for(lambda l: acks(l, "c-9"), what="ack after the next wake")
+        log.wait_for(lambda ln: acks(ln, "c-9"), what="ack after the next wake")
         assert acks(log, "c-9")[0]["ok"] is True
 
 
@@ -85,15 +86,16 @@ def test_pin_wake_reports_a_leak_long_before_the_next_interval(tmp_path, bundle,
         node.wait_for_console("deepsleep")
         node.set_stimulus("wet", True)
         node.wake()
-        log.wait_for(lambda l: l.on("/event"), what="leak event after the pin wake")
+        log.wait_for(lambda ln: ln.on("/event"), what="leak event after the pin wake")
         ev = decoded(log, "event")
         assert [(e["event"], e["state"]) for e in ev] == [("leak", True)]
-        assert node.stats.starts == 2      # woke once: the hour-long sleep was cut short
+        assert node.stats.starts == 2  # woke once: the hour-long sleep was cut short
 
 
 @pytest.mark.parametrize("schedule", ["always-on", "duty-cycled"])
 def test_a_command_acked_to_the_broker_survives_a_power_cut_before_it_runs(
-        schedule, tmp_path, bundle, mosquitto):
+    schedule, tmp_path, bundle, mosquitto
+):
     # The broker forgets a command once the node has PUBACKed it: from then on only the
     # node's flash holds it. Cut the power right there, before it runs.
     node_id = f"cmd-cut-{schedule[0]}"
@@ -105,7 +107,7 @@ def test_a_command_acked_to_the_broker_survives_a_power_cut_before_it_runs(
         ack = send(log, node_id, "c-7", "set", {"interval_s": 11})
         assert node.stats.power_cuts == 1
         assert any("power cut at commands" in line for line in node.console)
-        assert ack["ok"] is True and ack["boot"] == 2     # run after power came back
+        assert ack["ok"] is True and ack["boot"] == 2  # run after power came back
         assert ack["result"] == {"interval_s": 11}
         assert sum("cmd c-7 set" in line for line in node.console) == 1
         got = send(log, node_id, "c-8", "get")
@@ -113,14 +115,13 @@ def test_a_command_acked_to_the_broker_survives_a_power_cut_before_it_runs(
     assert len(acks(log, "c-7")) == 1
 
 
-def test_a_node_that_hangs_is_reset_by_its_watchdog_and_its_command_still_runs(
-        tmp_path, bundle, mosquitto):
+def test_a_node_that_hangs_is_reset_by_its_watchdog_and_its_command_still_runs(tmp_path, bundle, mosquitto):
     node_id = "cmd-hang-a"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, "parking", node_id, "always-on", 1.0)
     with started(node, log):
         node.wait_for_console("connected")
-        node.hang_at("commands")   # after the PUBACK: only the node's flash has it now
+        node.hang_at("commands")  # after the PUBACK: only the node's flash has it now
         ack = send(log, node_id, "c-h", "set", {"interval_s": 13})
         assert node.stats.watchdog_resets == 1
         assert any("hung at commands" in line for line in node.console)

@@ -1,5 +1,6 @@
 """Detection logic (firmware/node/detect.py) under MicroPython, fed with noisy sample
 sequences built here from a seeded generator."""
+
 from __future__ import annotations
 
 import json
@@ -23,12 +24,13 @@ def run(node_path, scenarios: list[dict]) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.decode().splitlines()]
 
 
-def parking_samples(rng: random.Random, car: list[bool], drift_per_sample: float,
-                    noise: float = 1.0, car_ut: float = 35.0) -> list[dict]:
+def parking_samples(
+    rng: random.Random, car: list[bool], drift_per_sample: float, noise: float = 1.0, car_ut: float = 35.0
+) -> list[dict]:
     norm = math.sqrt(sum(c * c for c in EARTH))
     out = []
     for i, present in enumerate(car):
-        drift = drift_per_sample * i     # slow baseline drift (temperature, nearby steel)
+        drift = drift_per_sample * i  # slow baseline drift (temperature, nearby steel)
         scale = (norm + drift + (car_ut if present else 0.0)) / norm
         vec = [c * scale + rng.gauss(0, noise) for c in EARTH]
         out.append({"mag_x": vec[0], "mag_y": vec[1], "mag_z": vec[2], "battery_v": 3.6})
@@ -63,23 +65,36 @@ def leak_samples(pattern: list[bool]) -> list[dict]:
 def test_flickering_leak_is_debounced_and_a_real_one_is_reported_once(node_path):
     flicker = [False] * 5 + [True, False, True, True, False, True, False] * 4 + [False] * 5
     real = [False] * 5 + [True] * 10 + [False] * 10
-    res = run(node_path, [{"kind": "leak", "samples": leak_samples(flicker)},
-                          {"kind": "leak", "samples": leak_samples(real)}])
+    res = run(
+        node_path,
+        [{"kind": "leak", "samples": leak_samples(flicker)}, {"kind": "leak", "samples": leak_samples(real)}],
+    )
     assert res[0]["events"] == []
     assert [(n, s) for _, n, s in res[1]["events"]] == [("leak", True), ("leak", False)]
 
 
 def tilt_samples(angles: list[float], cover=False) -> list[dict]:
-    return [{"_acc": [0.0, math.sin(math.radians(a)), math.cos(math.radians(a))],
-             "ch4_lel": 0.5, "h2s_ppm": 0.2, "water_level_cm": 30.0, "cover_open": cover,
-             "battery_v": 3.6} for a in angles]
+    return [
+        {
+            "_acc": [0.0, math.sin(math.radians(a)), math.cos(math.radians(a))],
+            "ch4_lel": 0.5,
+            "h2s_ppm": 0.2,
+            "water_level_cm": 30.0,
+            "cover_open": cover,
+            "battery_v": 3.6,
+        }
+        for a in angles
+    ]
 
 
 def test_cover_tilt_15_degrees_alarms_and_5_does_not(node_path):
-    res = run(node_path, [
-        {"kind": "manhole", "samples": tilt_samples([0.0] * 3 + [5.0] * 10)},
-        {"kind": "manhole", "samples": tilt_samples([0.0] * 3 + [15.0] * 10 + [0.5] * 3)},
-    ])
+    res = run(
+        node_path,
+        [
+            {"kind": "manhole", "samples": tilt_samples([0.0] * 3 + [5.0] * 10)},
+            {"kind": "manhole", "samples": tilt_samples([0.0] * 3 + [15.0] * 10 + [0.5] * 3)},
+        ],
+    )
     assert res[0]["events"] == []
     assert res[0]["last"]["tilt_deg"] == pytest.approx(5.0, abs=0.1)
     assert [(n, s) for _, n, s in res[1]["events"]] == [("tilt", True), ("tilt", False)]

@@ -1,5 +1,6 @@
 """Byte-level parsing of every driver, under MicroPython, with frames laid out as the
 datasheets give them (hand-written here, checksums worked out by hand in the comments)."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ CASES = [
     ("sht3x", SHT_FRAME, None),
     # QMC5883L: status 0x01 (DRDY), X = +1200 LSB = 10 uT (LE), Y = -2400 = -20 uT, Z = 6000 = 50 uT.
     ("qmc5883l", "01" + "b004" + "a0f6" + "7017", {"ok": [10.0, -20.0, 50.0]}),
-    ("qmc5883l", "03" + "b004" + "a0f6" + "7017", {"error": "FrameError"}),   # OVL set
+    ("qmc5883l", "03" + "b004" + "a0f6" + "7017", {"error": "FrameError"}),  # OVL set
     # MPU-6050: big-endian, 16384 LSB/g: (0, -0.5 g, 1 g).
     ("mpu6050", "0000" + "e000" + "4000", {"ok": [0.0, -0.5, 1.0]}),
     # HC-SR04: 580 us / 58 = 10 cm; a timeout (-1) is no reading.
@@ -63,15 +64,15 @@ def results(node_path):
     lines = []
     for name, data, _ in CASES:
         lines.append(f"{name} {data}")
-    lines.append("sht3x " + SHT_FRAME[:-2] + "00")   # bad CRC
-    proc = micropython.run([str(_script())], micropypath=node_path,
-                           input=("\n".join(lines) + "\n").encode())
+    lines.append("sht3x " + SHT_FRAME[:-2] + "00")  # bad CRC
+    proc = micropython.run([str(_script())], micropypath=node_path, input=("\n".join(lines) + "\n").encode())
     assert proc.returncode == 0, proc.stderr.decode() + proc.stdout.decode()
     return [json.loads(line) for line in proc.stdout.decode().splitlines()]
 
 
 def _script():
     from pathlib import Path
+
     return Path(__file__).parent / "mp" / "drivers_check.py"
 
 

@@ -13,6 +13,7 @@
 
 A node that outgrows its budget fails here: a MemoryError, or batches shrunk after one.
 The figures behind the budgets come from bench/firmware_heap.py."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,12 @@ import pytest
 from hil.sim import KINDS, SLEEP_EXIT, node_config, write_json_atomic
 from hil.sim_build import NODE_MICROPYPATH, install, node_argv, run_once, sleep_as_asked
 from protocols import codec
-
 from tests.support.fleet import decoded, node_log, readings
 
 BUDGET = "64k"
 ALWAYS_ON_BUDGET = "96k"
 PARKING_BUDGET = {"parking": "80k", "leak": "80k", "air": "88k", "manhole": "88k"}
-QUEUED = 12        # several batches (node/app.py BATCH_ITEMS)
+QUEUED = 12  # several batches (node/app.py BATCH_ITEMS)
 INTERVAL_S = 0.2
 
 
@@ -51,16 +51,16 @@ def cycle(bundle, flash) -> str:
 
 
 def flash_for(tmp_path, broker, node_id: str, kind: str, schedule: str, interval_s: float):
-    cfg = node_config(node_id, kind, "xuhui", "caohejing", broker.host, broker.port,
-                      interval_s, schedule=schedule, seed=1)
+    cfg = node_config(
+        node_id, kind, "xuhui", "caohejing", broker.host, broker.port, interval_s, schedule=schedule, seed=1
+    )
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     write_json_atomic(tmp_path / "control.json", {"stimuli": {}, "net": "up"})
     return tmp_path
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bundle,
-                                                              mosquitto):
+def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bundle, mosquitto):
     node_id = f"heap-{kind[0]}"
     flash = flash_for(tmp_path, mosquitto, node_id, kind, "duty-cycled", INTERVAL_S)
     log = node_log(mosquitto, node_id)
@@ -71,7 +71,7 @@ def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bu
         write_json_atomic(flash / "control.json", {"stimuli": {}, "net": "up"})
         out = cycle(bundle, flash)
         assert f"published tm={QUEUED + 1} " in out, out
-        deadline = time.monotonic() + 10      # a hang guard for the broker log
+        deadline = time.monotonic() + 10  # a hang guard for the broker log
         while len(readings(log)) < QUEUED + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
@@ -80,14 +80,13 @@ def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bu
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_duty_cycled_wake_that_runs_commands_fits_the_budget(kind, tmp_path, bundle,
-                                                             mosquitto):
+def test_duty_cycled_wake_that_runs_commands_fits_the_budget(kind, tmp_path, bundle, mosquitto):
     node_id = f"heap-cmd-{kind[0]}"
     flash = flash_for(tmp_path, mosquitto, node_id, kind, "duty-cycled", INTERVAL_S)
     log = node_log(mosquitto, node_id)
     out = ""
     try:
-        cycle(bundle, flash)      # the first wake makes the persistent session
+        cycle(bundle, flash)  # the first wake makes the persistent session
         # Sent while the node sleeps: the broker keeps them for its next wake.
         topic = f"city/v1/xuhui/caohejing/{node_id}/cmd"
         log.publish(topic, codec.encode_command("h-1", "set", {"interval_s": 30}))
@@ -96,14 +95,14 @@ def test_duty_cycled_wake_that_runs_commands_fits_the_budget(kind, tmp_path, bun
         # The wake that receives them, then the one that runs them (a wake of their own).
         for _ in range(3):
             out += cycle(bundle, flash)
-        log.wait_for(lambda l: len(l.on("/cmd/ack")) >= 3, what="three acks")
+        log.wait_for(lambda ln: len(ln.on("/cmd/ack")) >= 3, what="three acks")
     finally:
         log.close()
     assert "cmd h-1 set ok=True" in out and "cmd h-3 get ok=True" in out, out
     answers = {a["id"]: a for a in decoded(log, "cmd/ack")}
     assert answers["h-1"]["result"] == {"interval_s": 30}
     assert answers["h-2"]["ok"] is True
-    assert len(readings(log)) >= 2      # the first wake's, and the one `sample` asked for
+    assert len(readings(log)) >= 2  # the first wake's, and the one `sample` asked for
     assert answers["h-3"]["result"]["interval_s"] == 30
 
 
@@ -112,19 +111,20 @@ def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool)
     Returns (console, statuses seen before the node was killed, readings)."""
     install(bundle, flash)
     log = node_log(broker, node_id)
-    proc = subprocess.Popen(node_argv(heap), cwd=flash,
-                            env=dict(os.environ, MICROPYPATH=NODE_MICROPYPATH),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        node_argv(heap),
+        cwd=flash,
+        env=dict(os.environ, MICROPYPATH=NODE_MICROPYPATH),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         # Enough intervals that sampling, parking and publishing have each come round.
-        log.wait_for(lambda l: len(readings(l)) >= 8 or proc.poll() is not None,
-                     what="eight readings")
+        log.wait_for(lambda ln: len(readings(ln)) >= 8 or proc.poll() is not None, what="eight readings")
         if command:
-            log.publish(f"city/v1/xuhui/caohejing/{node_id}/cmd",
-                        codec.encode_command("h-9", "ping"))
-            log.wait_for(lambda l: l.on("/cmd/ack") or proc.poll() is not None,
-                         what="an ack")
-        statuses = [s["state"] for s in decoded(log, "status")]   # before the kill's will
+            log.publish(f"city/v1/xuhui/caohejing/{node_id}/cmd", codec.encode_command("h-9", "ping"))
+            log.wait_for(lambda ln: ln.on("/cmd/ack") or proc.poll() is not None, what="an ack")
+        statuses = [s["state"] for s in decoded(log, "status")]  # before the kill's will
     finally:
         proc.kill()
         out = proc.communicate()[0].decode()
@@ -139,20 +139,17 @@ def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool)
 def test_always_on_node_runs_within_its_budget(kind, tmp_path, bundle, mosquitto):
     node_id = f"heap-on-{kind[0]}"
     flash = flash_for(tmp_path, mosquitto, node_id, kind, "always-on", 0.3)
-    out, statuses, got = run_always_on(bundle, flash, mosquitto, node_id,
-                                       ALWAYS_ON_BUDGET, command=True)
+    out, statuses, got = run_always_on(bundle, flash, mosquitto, node_id, ALWAYS_ON_BUDGET, command=True)
     assert len(got) >= 8, out
     assert statuses == ["online"], out
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_always_on_node_parks_its_link_to_sample_in_a_small_heap(kind, tmp_path, bundle,
-                                                                 mosquitto):
+def test_always_on_node_parks_its_link_to_sample_in_a_small_heap(kind, tmp_path, bundle, mosquitto):
     node_id = f"heap-park-{kind[0]}"
     flash = flash_for(tmp_path, mosquitto, node_id, kind, "always-on", 0.3)
-    out, statuses, got = run_always_on(bundle, flash, mosquitto, node_id,
-                                       PARKING_BUDGET[kind], command=False)
+    out, statuses, got = run_always_on(bundle, flash, mosquitto, node_id, PARKING_BUDGET[kind], command=False)
     assert "link parked while sampling" in out, out
-    assert got == [(1, seq) for seq in range(len(got))], out   # none lost, none twice
+    assert got == [(1, seq) for seq in range(len(got))], out  # none lost, none twice
     # One birth for the boot: parking ends each connection with a DISCONNECT.
     assert statuses == ["online"], out

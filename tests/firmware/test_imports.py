@@ -1,6 +1,7 @@
 """The firmware's imports run one way (firmware/README.md): the HAL never imports the node,
 and no module of the node imports node.app, which loads them. Read from the sources (the
 firmware is never imported by CPython); imports inside functions count too."""
+
 from __future__ import annotations
 
 import ast

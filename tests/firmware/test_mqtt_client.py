@@ -1,17 +1,17 @@
 """The firmware's MQTT client (firmware/lib/mqtt_client.py) under MicroPython against a
 real Mosquitto."""
+
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
 from hil import micropython
 from hil.sim import SimNode, node_config
-
 from tests.support.broker_log import BrokerLog
 
 PROBE = Path(__file__).parent / "mp" / "mqtt_probe.py"
@@ -20,19 +20,22 @@ PROBE = Path(__file__).parent / "mp" / "mqtt_probe.py"
 def start_probe(node_path: str, port: int, mode: str, prefix: str) -> subprocess.Popen:
     env = dict(os.environ, MICROPYPATH=node_path)
     return subprocess.Popen(
-        [micropython.interpreter(), "-X", "heapsize=48k", str(PROBE), "127.0.0.1", str(port),
-         mode, prefix], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [micropython.interpreter(), "-X", "heapsize=48k", str(PROBE), "127.0.0.1", str(port), mode, prefix],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_qos1_retained_qos0_receive_and_clean_disconnect(mosquitto, node_path):
     log = BrokerLog(mosquitto.host, mosquitto.port, ["rt/#"])
     try:
         probe = start_probe(node_path, mosquitto.port, "roundtrip", "rt")
-        log.wait_for(lambda l: l.on("/q0"), what="the probe's publishes")
+        log.wait_for(lambda ln: ln.on("/q0"), what="the probe's publishes")
         log.publish("rt/in", b"hello")
         out, _ = probe.communicate(timeout=30)
         assert probe.returncode == 0, out.decode()
-        log.wait_for(lambda l: l.on("/echo"), what="the echo")
+        log.wait_for(lambda ln: ln.on("/echo"), what="the echo")
         assert [m.payload for m in log.on("/out")] == [b"m%d" % i for i in range(20)]
         assert [m.payload for m in log.on("/retained")] == [b"birth"]
         assert [m.payload for m in log.on("/echo")] == [b"hello"]
@@ -54,7 +57,7 @@ def test_keepalive_holds_an_idle_link_and_will_fires_on_kill(mosquitto, node_pat
         assert probe.poll() is None
         probe.kill()
         probe.wait()
-        log.wait_for(lambda l: l.on("/will"), timeout=15, what="the last will")
+        log.wait_for(lambda ln: ln.on("/will"), timeout=15, what="the last will")
         assert log.on("/will")[0].payload == b"offline"
     finally:
         if probe.poll() is None:
@@ -68,11 +71,11 @@ def test_reconnects_after_broker_restart_and_restores_subscription(mosquitto_fac
     log = BrokerLog(broker.host, broker.port, ["steady/#"])
     probe = start_probe(node_path, broker.port, "steady", "steady")
     try:
-        log.wait_for(lambda l: len(l.on("/out")) >= 10, what="first publishes")
+        log.wait_for(lambda ln: len(ln.on("/out")) >= 10, what="first publishes")
         broker.stop()
         time.sleep(2)
         broker.start()
-        log.wait_for(lambda l: len(l.on("/out")) >= 30, what="publishes after the restart")
+        log.wait_for(lambda ln: len(ln.on("/out")) >= 30, what="publishes after the restart")
         log.publish("steady/in", b"after-restart")
         out, _ = probe.communicate(timeout=90)
         assert probe.returncode == 0, out.decode()
@@ -97,16 +100,59 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_ca_and_server_cert(folder: Path, name: str = "ca") -> None:
     """A throwaway CA and a server certificate for 127.0.0.1 signed by it, with openssl.
     MicroPython's ssl (mbedTLS) takes the CA in DER form."""
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
-             "-subj", f"/CN={name}", cwd=folder)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        cwd=folder,
+    )
     _openssl("x509", "-in", f"{name}.pem", "-outform", "der", "-out", f"{name}.der", cwd=folder)
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=folder)
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=folder,
+    )
     (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", f"{name}.pem", "-CAkey", f"{name}.key",
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
-             cwd=folder)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        f"{name}.pem",
+        "-CAkey",
+        f"{name}.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        cwd=folder,
+    )
 
 
 def tls_broker(mosquitto_factory, tmp_path: Path):
@@ -120,44 +166,72 @@ def tls_broker(mosquitto_factory, tmp_path: Path):
     make_ca_and_server_cert(good)
     make_ca_and_server_cert(other, name="other-ca")
     tls_port = free_port()
-    broker = mosquitto_factory(extra_config="\n".join([
-        f"listener {tls_port} 127.0.0.1", f"cafile {good / 'ca.pem'}",
-        f"certfile {good / 'server.pem'}", f"keyfile {good / 'server.key'}",
-        "allow_anonymous true"]))
+    broker = mosquitto_factory(
+        extra_config="\n".join(
+            [
+                f"listener {tls_port} 127.0.0.1",
+                f"cafile {good / 'ca.pem'}",
+                f"certfile {good / 'server.pem'}",
+                f"keyfile {good / 'server.key'}",
+                "allow_anonymous true",
+            ]
+        )
+    )
     return broker, tls_port, good, other
 
 
-def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(mosquitto_factory, node_path,
-                                                                  tmp_path, bundle):
+def test_tls_with_a_verified_broker_and_refusal_of_an_unknown_one(
+    mosquitto_factory, node_path, tmp_path, bundle
+):
     broker, tls_port, good, other = tls_broker(mosquitto_factory, tmp_path)
     log = BrokerLog(broker.host, broker.port, ["tls/#"])
     env = dict(os.environ, MICROPYPATH=node_path)
-    base = [micropython.interpreter(), "-X", "heapsize=128k", str(PROBE), "127.0.0.1",
-            str(tls_port), "roundtrip", "tls"]
+    base = [
+        micropython.interpreter(),
+        "-X",
+        "heapsize=128k",
+        str(PROBE),
+        "127.0.0.1",
+        str(tls_port),
+        "roundtrip",
+        "tls",
+    ]
     try:
-        ok = subprocess.Popen(base + [str(good / "ca.der")], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
-        log.wait_for(lambda l: l.on("/q0"), what="publishes over TLS")
+        ok = subprocess.Popen(
+            base + [str(good / "ca.der")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        log.wait_for(lambda ln: ln.on("/q0"), what="publishes over TLS")
         log.publish("tls/in", b"over-tls")
         out, _ = ok.communicate(timeout=30)
         assert ok.returncode == 0, out.decode()
-        log.wait_for(lambda l: l.on("/echo"), what="the echo over TLS")
+        log.wait_for(lambda ln: ln.on("/echo"), what="the echo over TLS")
         assert len(log.on("/out")) == 20 and log.on("/echo")[0].payload == b"over-tls"
         # A broker whose certificate the node's CA did not sign is refused.
-        bad = subprocess.run(base + [str(other / "other-ca.der")], env=env, capture_output=True,
-                             timeout=60)
+        bad = subprocess.run(base + [str(other / "other-ca.der")], env=env, capture_output=True, timeout=60)
         assert bad.returncode != 0
         assert b"connected" not in bad.stdout
         # The whole node, configured for TLS with its CA in flash, publishes over it.
-        node = SimNode(tmp_path / "tls-node", node_config(
-            "tls-p1", "parking", "xuhui", "caohejing", "127.0.0.1", tls_port, 0.3,
-            schedule="always-on", seed=1), bundle=bundle)
+        node = SimNode(
+            tmp_path / "tls-node",
+            node_config(
+                "tls-p1",
+                "parking",
+                "xuhui",
+                "caohejing",
+                "127.0.0.1",
+                tls_port,
+                0.3,
+                schedule="always-on",
+                seed=1,
+            ),
+            bundle=bundle,
+        )
         node.config["broker"].update(tls=True, ca=str(good / "ca.der"))
         (node.flash_dir / "config.json").write_text(json.dumps(node.config))
         tls_log = BrokerLog(broker.host, broker.port, ["city/v1/xuhui/caohejing/tls-p1/#"])
         node.start()
         try:
-            tls_log.wait_for(lambda l: l.on("/telemetry"), what="telemetry over TLS")
+            tls_log.wait_for(lambda ln: ln.on("/telemetry"), what="telemetry over TLS")
         finally:
             node.stop()
             tls_log.close()
@@ -173,7 +247,7 @@ def test_a_lost_puback_makes_the_client_send_again_with_dup(mosquitto, node_path
     log = BrokerLog(mosquitto.host, mosquitto.port, ["lost/#"])
     try:
         probe = start_probe(node_path, relay.port, "roundtrip", "lost")
-        log.wait_for(lambda l: l.on("/q0"), what="the probe's publishes through the relay")
+        log.wait_for(lambda ln: ln.on("/q0"), what="the probe's publishes through the relay")
         log.publish("lost/in", b"x")
         out, _ = probe.communicate(timeout=30)
         assert probe.returncode == 0, out.decode()
@@ -194,11 +268,11 @@ def test_a_silently_dead_link_is_detected_by_keepalive(mosquitto, node_path):
     from tests.support.puback_dropper import PubackDropper
 
     relay = PubackDropper(mosquitto.port)
-    relay.dropped = 1                         # lose no PUBACK here
+    relay.dropped = 1  # lose no PUBACK here
     probe = start_probe(node_path, relay.port, "hang", "dead")
     try:
         assert probe.stdout.readline().strip() == b"connected"
-        relay.blackhole = True                # the link dies without a FIN or RST
+        relay.blackhole = True  # the link dies without a FIN or RST
         lines = []
         while b"mqtt closed" not in b"".join(lines):
             line = probe.stdout.readline()
@@ -215,9 +289,21 @@ def test_a_silently_dead_link_is_detected_by_keepalive(mosquitto, node_path):
 def test_node_with_the_wrong_ca_refuses_the_broker_and_says_why(mosquitto_factory, tmp_path, bundle):
     broker, tls_port, good, other = tls_broker(mosquitto_factory, tmp_path)
     log = BrokerLog(broker.host, broker.port, ["city/v1/xuhui/caohejing/tls-p2/#"])
-    node = SimNode(tmp_path / "wrong-ca-node", node_config(
-        "tls-p2", "parking", "xuhui", "caohejing", "127.0.0.1", tls_port, 0.3,
-        schedule="always-on", seed=1), bundle=bundle)
+    node = SimNode(
+        tmp_path / "wrong-ca-node",
+        node_config(
+            "tls-p2",
+            "parking",
+            "xuhui",
+            "caohejing",
+            "127.0.0.1",
+            tls_port,
+            0.3,
+            schedule="always-on",
+            seed=1,
+        ),
+        bundle=bundle,
+    )
     node.config["broker"].update(tls=True, ca=str(other / "other-ca.der"))
     (node.flash_dir / "config.json").write_text(json.dumps(node.config))
     node.start()

@@ -1,5 +1,6 @@
 """The offline queue in flash (firmware/node/queue.py) under MicroPython, through resets
 (reopening), a torn write and overflow."""
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,6 @@ def test_queue_survives_reopen_torn_write_and_overflow(tmp_path, node_path):
     assert out["torn"] == [total - SEGMENT - 2 + 1, [total - 1, 1000]]
     # 25 pushed into a queue of 10: the 15 oldest dropped and counted, the newest 10 kept.
     assert out["bounded"] == [10, 15, 15, list(range(15, 25))]
-    assert out["peek_bytes"] == 2          # each record is 10 bytes: two fit in 25
+    assert out["peek_bytes"] == 2  # each record is 10 bytes: two fit in 25
     assert out["peek_one"] == 1
     assert out["refill"] == [1, [500]]

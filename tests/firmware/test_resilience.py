@@ -3,6 +3,7 @@ for a minute, a node reset (power loss) with readings still queued, a queue that
 overflows. Afterwards every reading a node took is at the broker once per
 (node, boot, seq) after deduplication, first arrivals in order, and the readings beyond
 the queue bound are exactly the ones the node counted as dropped."""
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,11 @@ def strictly_increasing(ids: list[tuple[int, int]]) -> bool:
 def test_broker_restart_network_cut_power_loss_and_overflow(tmp_path, bundle, mosquitto_factory):
     broker = mosquitto_factory()
     nodes = {
-        "r-park": make_node(tmp_path, bundle, broker, "parking", "r-park", "always-on", 0.25,
-                            queue_max=1000),
-        "r-hole": make_node(tmp_path, bundle, broker, "manhole", "r-hole", "duty-cycled", 0.5,
-                            queue_max=1000),
-        "r-air": make_node(tmp_path, bundle, broker, "air", "r-air", "always-on", 0.25,
-                           queue_max=20),
+        "r-park": make_node(tmp_path, bundle, broker, "parking", "r-park", "always-on", 0.25, queue_max=1000),
+        "r-hole": make_node(
+            tmp_path, bundle, broker, "manhole", "r-hole", "duty-cycled", 0.5, queue_max=1000
+        ),
+        "r-air": make_node(tmp_path, bundle, broker, "air", "r-air", "always-on", 0.25, queue_max=20),
     }
     logs = {nid: node_log(broker, nid) for nid in nodes}
     try:
@@ -46,7 +46,7 @@ def test_broker_restart_network_cut_power_loss_and_overflow(tmp_path, bundle, mo
             node.set_stimulus("ch4_lel", 0.5)
             node.start()
         for nid, log in logs.items():
-            log.wait_for(lambda l: len(readings(l)) >= 3, what=f"{nid} first readings")
+            log.wait_for(lambda ln: len(readings(ln)) >= 3, what=f"{nid} first readings")
 
         # 1. The broker goes away mid-run and comes back.
         broker.stop()
@@ -64,8 +64,9 @@ def test_broker_restart_network_cut_power_loss_and_overflow(tmp_path, bundle, mo
 
         # 3. A node loses power with readings still queued in flash.
         park = nodes["r-park"]
-        logs["r-park"].wait_for(lambda l: len(readings(l)) >= 250, timeout=60,
-                                what="r-park to replay its outage")
+        logs["r-park"].wait_for(
+            lambda ln: len(readings(ln)) >= 250, timeout=60, what="r-park to replay its outage"
+        )
         park.cut_network(True)
         time.sleep(2)
         assert json.loads((park.flash_dir / "queue" / "tm" / "head").read_text()) is not None
@@ -80,9 +81,10 @@ def test_broker_restart_network_cut_power_loss_and_overflow(tmp_path, bundle, mo
         for nid, log in logs.items():
             node = nodes[nid]
 
-            def caught_up(l, nid=nid, node=node):
-                tm, ev = identities(l)
+            def caught_up(ln, nid=nid, node=node):
+                tm, ev = identities(ln)
                 return len(taken[nid] - set(tm) - set(ev)) == dropped(node)
+
             log.wait_for(caught_up, timeout=90, what=f"{nid} to deliver its queue")
     finally:
         for node in nodes.values():

@@ -1,5 +1,6 @@
 """The harness pieces the runner and the demo stand on, against a real Mosquitto and a real
 InfluxDB: the broker observer, the InfluxDB visibility probe, the sequence verdict."""
+
 from __future__ import annotations
 
 import time
@@ -7,9 +8,9 @@ import urllib.request
 
 import pytest
 
+from hil.runner import contains, sequence_verdict
 from hil.stack.observer import CityObserver
 from hil.stack.probes import EventPointProbe, Moment
-from hil.runner import contains, sequence_verdict
 from protocols import codec
 
 
@@ -19,7 +20,9 @@ def _bytes(payload) -> bytes:
 
 @pytest.fixture
 def observer(mosquitto):
-    obs = CityObserver(mosquitto.host, mosquitto.port, client_id=f"test-observer-{time.monotonic_ns()}").start()
+    obs = CityObserver(
+        mosquitto.host, mosquitto.port, client_id=f"test-observer-{time.monotonic_ns()}"
+    ).start()
     yield obs
     obs.stop()
 
@@ -27,14 +30,35 @@ def observer(mosquitto):
 def test_observer_records_readings_alarms_acks_and_status(observer):
     now = int(time.time() * 1000)
     base = "city/v1/xuhui/caohejing/a-0001"
-    observer.publish(base + "/status", _bytes(codec.encode_status("a-0001", "air", 1, 0, "online", interval_s=5)))
-    observer.publish(base + "/telemetry", _bytes(codec.encode_reading("a-0001", "air", 1, 1, {"pm25": 20.0}, ts=now)))
-    observer.publish(base + "/telemetry", _bytes(codec.encode_batch("a-0001", "air", [
-        codec.reading_item(1, 2, {"pm25": 21.0}, ts=now + 1),
-        codec.reading_item(1, 4, {"pm25": 22.0}, ts=now + 2)])))
-    observer.publish(base + "/event", _bytes(codec.encode_event("a-0001", "air", 1, 3, "pm25", True, value=180.0, ts=now)))
-    observer.publish(base + "/cmd/ack", _bytes(codec.encode_ack("a-0001", "air", 1, 4, "c-1", True, result={"interval_s": 10})))
-    observer.publish("alarms/v1/xuhui/caohejing/a-0001/pm25", b'{"state": true, "severity": "warning", "value": 180.0}')
+    observer.publish(
+        base + "/status", _bytes(codec.encode_status("a-0001", "air", 1, 0, "online", interval_s=5))
+    )
+    observer.publish(
+        base + "/telemetry", _bytes(codec.encode_reading("a-0001", "air", 1, 1, {"pm25": 20.0}, ts=now))
+    )
+    observer.publish(
+        base + "/telemetry",
+        _bytes(
+            codec.encode_batch(
+                "a-0001",
+                "air",
+                [
+                    codec.reading_item(1, 2, {"pm25": 21.0}, ts=now + 1),
+                    codec.reading_item(1, 4, {"pm25": 22.0}, ts=now + 2),
+                ],
+            )
+        ),
+    )
+    observer.publish(
+        base + "/event", _bytes(codec.encode_event("a-0001", "air", 1, 3, "pm25", True, value=180.0, ts=now))
+    )
+    observer.publish(
+        base + "/cmd/ack",
+        _bytes(codec.encode_ack("a-0001", "air", 1, 4, "c-1", True, result={"interval_s": 10})),
+    )
+    observer.publish(
+        "alarms/v1/xuhui/caohejing/a-0001/pm25", b'{"state": true, "severity": "warning", "value": 180.0}'
+    )
     observer.publish(base + "/telemetry", b"not json")
     t0 = time.monotonic() - 5
 
@@ -118,8 +142,9 @@ def test_sim_board_handle_drives_a_sim_node(mosquitto, observer, tmp_path):
     from hil.scenario import BoardSpec, Site
 
     spec = BoardSpec(node="a-0042", kind="air", schedule="always-on", interval_s=1)
-    handle = SimNodeHandle(spec, Site(district="hil", zone="rig"), (mosquitto.host, mosquitto.port),
-                           tmp_path / "a-0042")
+    handle = SimNodeHandle(
+        spec, Site(district="hil", zone="rig"), (mosquitto.host, mosquitto.port), tmp_path / "a-0042"
+    )
     handle.start()
     try:
         assert observer.wait_online(["a-0042"], timeout=30) == [], handle.log_tail()
@@ -150,8 +175,11 @@ def test_boards_reach_the_rig_broker_on_the_board_facing_address(tmp_path):
         board.connect(host, port)
         board.loop_start()
         try:
-            board.publish("city/v1/hil/rig/p-0077/status",
-                          _bytes(codec.encode_status("p-0077", "parking", 1, 0, "online")), qos=1).wait_for_publish(10)
+            board.publish(
+                "city/v1/hil/rig/p-0077/status",
+                _bytes(codec.encode_status("p-0077", "parking", 1, 0, "online")),
+                qos=1,
+            ).wait_for_publish(10)
             assert stack.observer.wait_online(["p-0077"], timeout=10) == []
         finally:
             board.loop_stop()

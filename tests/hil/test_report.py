@@ -1,4 +1,5 @@
 """JUnit XML and the readable summary carry every expectation with its measured figure."""
+
 from __future__ import annotations
 
 import io
@@ -11,16 +12,26 @@ from hil.results import ExpectationResult, ScenarioResult
 
 
 def _results() -> list[ScenarioResult]:
-    good = ScenarioResult("leak-sleeping-node", "hil/scenarios/leak-sleeping-node.yaml",
-                          boards=["l-0001: virtual"], duration_s=9.5, expectations=[
-                              ExpectationResult("leak alarm in InfluxDB", True,
-                                                "after 142 ms, limit 1000 ms", 142.0)])
-    bad = ScenarioResult("impossible", "x.yaml", boards=["a-0001: virtual"], duration_s=4.0,
-                         expectations=[
-                             ExpectationResult("pm25 alarm on the alarms topic", False,
-                                               "after 612 ms, limit 1 ms", 612.0),
-                             ExpectationResult("sequence of a-0001", True, "14 readings, no gaps", 14)],
-                         logs={"edge": "edge log line"})
+    good = ScenarioResult(
+        "leak-sleeping-node",
+        "hil/scenarios/leak-sleeping-node.yaml",
+        boards=["l-0001: virtual"],
+        duration_s=9.5,
+        expectations=[
+            ExpectationResult("leak alarm in InfluxDB", True, "after 142 ms, limit 1000 ms", 142.0)
+        ],
+    )
+    bad = ScenarioResult(
+        "impossible",
+        "x.yaml",
+        boards=["a-0001: virtual"],
+        duration_s=4.0,
+        expectations=[
+            ExpectationResult("pm25 alarm on the alarms topic", False, "after 612 ms, limit 1 ms", 612.0),
+            ExpectationResult("sequence of a-0001", True, "14 readings, no gaps", 14),
+        ],
+        logs={"edge": "edge log line"},
+    )
     broken = ScenarioResult("broken", "y.yaml", error="board a-0001 not online after 60 s")
     return [good, bad, broken]
 

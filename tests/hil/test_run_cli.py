@@ -1,4 +1,5 @@
 """`urbansense hil run` refuses bad input before it starts anything: one line, non-zero."""
+
 from __future__ import annotations
 
 import subprocess
@@ -52,8 +53,12 @@ def test_sigterm_stops_every_server_and_board(tmp_path):
     import time
 
     work = tmp_path / "work"
-    proc = subprocess.Popen([URBANSENSE, "hil", "run", SCENARIO, "--workdir", str(work)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [URBANSENSE, "hil", "run", SCENARIO, "--workdir", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 90
     for line in proc.stdout:

@@ -3,6 +3,7 @@ scenario passes, and a scenario whose limit cannot be met fails with its measure
 
 All of them run in one command (two side by side, each with its own broker, InfluxDB and
 edge) to keep the suite's time down; the impossible one makes the exit code 1."""
+
 from __future__ import annotations
 
 import re
@@ -29,9 +30,24 @@ def run(tmp_path_factory):
     assert text != source
     impossible.write_text(text)
     junit = tmp / "junit.xml"
-    proc = subprocess.run([URBANSENSE, "hil", "run", *map(str, SCENARIOS), str(impossible), "--jobs", "2",
-                           "--junit", str(junit), "--workdir", str(tmp / "work")],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            URBANSENSE,
+            "hil",
+            "run",
+            *map(str, SCENARIOS),
+            str(impossible),
+            "--jobs",
+            "2",
+            "--junit",
+            str(junit),
+            "--workdir",
+            str(tmp / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc, ET.parse(junit).getroot() if junit.exists() else None
 
 
@@ -44,8 +60,12 @@ def test_shipped_scenario_passes_on_a_virtual_board(run, path):
     proc, root = run
     assert root is not None, proc.stderr[-3000:]
     suite = _suites(root)[load(path).name]
-    problems = [(c.get("name"), bad.get("message")) for c in suite.findall("testcase")
-                for bad in (c.find("failure"), c.find("error")) if bad is not None]
+    problems = [
+        (c.get("name"), bad.get("message"))
+        for c in suite.findall("testcase")
+        for bad in (c.find("failure"), c.find("error"))
+        if bad is not None
+    ]
     assert not problems, (problems, (suite.findtext("system-err") or "")[-3000:])
     assert len(suite.findall("testcase")) == len(load(path).expect)
     assert any("virtual" in p.get("value") for p in suite.findall("properties/property"))
@@ -62,4 +82,7 @@ def test_impossible_limit_fails_with_the_measured_figure(run):
     assert match and int(match.group(1)) > 1, message
     # the readable summary carries the same figure
     assert f"[FAILED] pm25 alarm on the alarms topic: {message}" in proc.stdout
-    assert "7 of 8 scenarios passed" in proc.stdout or f"{len(SCENARIOS)} of {len(SCENARIOS) + 1} scenarios passed" in proc.stdout
+    assert (
+        "7 of 8 scenarios passed" in proc.stdout
+        or f"{len(SCENARIOS)} of {len(SCENARIOS) + 1} scenarios passed" in proc.stdout
+    )

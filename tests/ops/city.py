@@ -4,6 +4,7 @@ Everything happens in the three hours before the last full hour (T0 .. T0+3h), s
 hourly buckets of the answers are exact. The stimuli below are the single source of the
 expected answers: tests compute what each question must answer from these tables.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,14 +54,23 @@ class Alarm:
     kind: str
     event: str
     severity: str
-    changes: tuple[tuple[int, bool, float | None], ...]   # (minute from T0, state, value)
+    changes: tuple[tuple[int, bool, float | None], ...]  # (minute from T0, state, value)
 
 
 ALARMS = [
     Alarm(DISTRICT, "caohejing", "l-0001", "leak", "leak", "critical", ((30, True, 2500.0),)),
-    Alarm(DISTRICT, "xujiahui", "l-0002", "leak", "leak", "critical", ((40, True, 2200.0), (80, False, 150.0))),
-    Alarm(DISTRICT, "caohejing", "m-0001", "manhole", "cover-open", "critical",
-          ((60, True, 37.5), (90, False, 2.0))),
+    Alarm(
+        DISTRICT, "xujiahui", "l-0002", "leak", "leak", "critical", ((40, True, 2200.0), (80, False, 150.0))
+    ),
+    Alarm(
+        DISTRICT,
+        "caohejing",
+        "m-0001",
+        "manhole",
+        "cover-open",
+        "critical",
+        ((60, True, 37.5), (90, False, 2.0)),
+    ),
     Alarm(DISTRICT, "caohejing", "m-0001", "manhole", "tilt", "warning", ((100, True, 22.0),)),
     Alarm(DISTRICT, "caohejing", "a-0002", "air", "pm25", "warning", ((125, True, 205.0),)),
     Alarm(DISTRICT, "xujiahui", "p-0101", "parking", "battery-low", "warning", ((150, True, 3.25),)),
@@ -74,15 +84,17 @@ ALARMS = [
 HEALTH_NODES = {
     **{node: ("parking", zone) for node, (zone, _) in PARKING.items()},
     **{node: ("air", zone) for node, (zone, *_) in AIR.items()},
-    "l-0001": ("leak", "caohejing"), "l-0002": ("leak", "xujiahui"),
-    "m-0001": ("manhole", "caohejing"), "m-0002": ("manhole", "xujiahui"),
+    "l-0001": ("leak", "caohejing"),
+    "l-0002": ("leak", "xujiahui"),
+    "m-0001": ("manhole", "caohejing"),
+    "m-0002": ("manhole", "xujiahui"),
 }
 HEALTH_CHANGES = {
-    "p-0002": [(160, {"online": False})],                       # went offline at minute 160
-    "l-0001": [(-60, {"battery_v": 3.4}), (90, {"battery_v": 3.1})],   # low battery
-    "p-0101": [(-60, {"battery_v": 3.25})],                     # low battery all along
+    "p-0002": [(160, {"online": False})],  # went offline at minute 160
+    "l-0001": [(-60, {"battery_v": 3.4}), (90, {"battery_v": 3.1})],  # low battery
+    "p-0101": [(-60, {"battery_v": 3.25})],  # low battery all along
     "p-0003": [(-60, {"seq_gaps": 4.0}), (60, {"seq_gaps": 6.0}), (120, {"seq_gaps": 9.0})],
-    "a-0101": [(-60, {"seq_gaps": 7.0})],                       # old gaps only, none in the window
+    "a-0101": [(-60, {"seq_gaps": 7.0})],  # old gaps only, none in the window
     # 8 readings missing before the window arrive late (replayed: the count falls to 0),
     # then 2 new ones go missing.
     "m-0002": [(-60, {"seq_gaps": 8.0}), (30, {"seq_gaps": 0.0}), (90, {"seq_gaps": 2.0})],
@@ -120,6 +132,7 @@ def _iso(ms: int) -> str:
 
 
 # -- what the stimuli mean (used by the tests for the expected answers) -----------------------
+
 
 def occupied_at(node: str, minute: float) -> bool:
     state = False
@@ -162,33 +175,57 @@ def health_minutes() -> list[int]:
 
 # -- writing it ------------------------------------------------------------------------------
 
+
 def district_points(city: City) -> list[Point]:
     """Raw readings, events and node health of the district database."""
     points = []
     for node, (zone, _changes) in PARKING.items():
         for minute in parking_reading_minutes():
-            points.append(_tags(Point("parking"), zone, node).field("occupied", occupied_at(node, minute))
-                          .field("battery_v", 3.6).time(city.at(minute), WritePrecision.MS))
+            points.append(
+                _tags(Point("parking"), zone, node)
+                .field("occupied", occupied_at(node, minute))
+                .field("battery_v", 3.6)
+                .time(city.at(minute), WritePrecision.MS)
+            )
     for node, (zone, *_rest) in AIR.items():
         for minute, pm25, pm10 in air_readings(node):
-            points.append(_tags(Point("air"), zone, node).field("pm25", float(pm25)).field("pm10", float(pm10))
-                          .time(city.at(minute), WritePrecision.MS))
+            points.append(
+                _tags(Point("air"), zone, node)
+                .field("pm25", float(pm25))
+                .field("pm10", float(pm10))
+                .time(city.at(minute), WritePrecision.MS)
+            )
     return points + shared_points(city, DISTRICT)
 
 
 def shared_points(city: City, district: str) -> list[Point]:
     """Events and node health, which both the district and the city databases hold."""
     points = []
-    for node, (zone, _changes) in (PARKING.items() if district == DISTRICT else ()):
+    for node, (zone, _changes) in PARKING.items() if district == DISTRICT else ():
         for minute, occupied in PARKING[node][1][1:]:
-            points.append(_event(city, district, zone, node, "parking", "occupancy", "info", minute + 0.1,
-                                 occupied, None))
+            points.append(
+                _event(
+                    city, district, zone, node, "parking", "occupancy", "info", minute + 0.1, occupied, None
+                )
+            )
     for alarm in ALARMS:
         if alarm.district != district:
             continue
         for minute, state, value in alarm.changes:
-            points.append(_event(city, district, alarm.zone, alarm.node, alarm.kind, alarm.event,
-                                 alarm.severity, minute, state, value))
+            points.append(
+                _event(
+                    city,
+                    district,
+                    alarm.zone,
+                    alarm.node,
+                    alarm.kind,
+                    alarm.event,
+                    alarm.severity,
+                    minute,
+                    state,
+                    value,
+                )
+            )
     if district == DISTRICT:
         for node, (kind, zone) in HEALTH_NODES.items():
             for minute in health_minutes():
@@ -208,9 +245,13 @@ def rollup_points(city: City) -> list[Point]:
     for node, (zone, _changes) in PARKING.items():
         for minute in parking_reading_minutes():
             occupied = occupied_at(node, minute)
-            points.append(_tags(Point("parking_1m"), zone, node).field("occupied_frac", 1.0 if occupied else 0.0)
-                          .field("occupied_last", occupied).field("occupied_count", 1.0)
-                          .time(city.at(minute), WritePrecision.MS))
+            points.append(
+                _tags(Point("parking_1m"), zone, node)
+                .field("occupied_frac", 1.0 if occupied else 0.0)
+                .field("occupied_last", occupied)
+                .field("occupied_count", 1.0)
+                .time(city.at(minute), WritePrecision.MS)
+            )
     for node, (zone, *_rest) in AIR.items():
         for minute, pm25, pm10 in air_readings(node):
             p = _tags(Point("air_1m"), zone, node)
@@ -226,10 +267,25 @@ def _tags(point: Point, zone: str, node: str, district: str = DISTRICT) -> Point
     return point.tag("district", district).tag("zone", zone).tag("node", node)
 
 
-def _event(city: City, district: str, zone: str, node: str, kind: str, event: str, severity: str,
-           minute: float, state: bool, value: float | None) -> Point:
-    p = (_tags(Point("events"), zone, node, district).tag("kind", kind).tag("event", event)
-         .tag("severity", severity).field("state", state))
+def _event(
+    city: City,
+    district: str,
+    zone: str,
+    node: str,
+    kind: str,
+    event: str,
+    severity: str,
+    minute: float,
+    state: bool,
+    value: float | None,
+) -> Point:
+    p = (
+        _tags(Point("events"), zone, node, district)
+        .tag("kind", kind)
+        .tag("event", event)
+        .tag("severity", severity)
+        .field("state", state)
+    )
     if value is not None:
         p = p.field("value", float(value))
     return p.time(city.at(minute), WritePrecision.MS)
@@ -248,9 +304,11 @@ def write(url: str, db: str, points: list[Point]) -> None:
 def populate(url: str, t0_ms: int, create) -> City:
     """Write the whole known city; `create(db)` makes a database."""
     city = City(t0_ms)
-    for db, points in ((f"district_{DISTRICT}", district_points(city)),
-                       (f"district_{OTHER_DISTRICT}", shared_points(city, OTHER_DISTRICT)),
-                       ("city", rollup_points(city))):
+    for db, points in (
+        (f"district_{DISTRICT}", district_points(city)),
+        (f"district_{OTHER_DISTRICT}", shared_points(city, OTHER_DISTRICT)),
+        ("city", rollup_points(city)),
+    ):
         create(db)
         write(url, db, points)
     return city

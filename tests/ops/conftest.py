@@ -1,4 +1,5 @@
 """The known city, written once per session into the session's real InfluxDB 1.6."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Expected answers, worked out from the stimuli tables of tests/ops/city.py."""
+
 from __future__ import annotations
 
 from tests.ops import city as known

@@ -4,6 +4,7 @@ policies), and the InfluxDB 2.x bucket requests it builds.
 No InfluxDB 2.x server can be installed here, and VictoriaMetrics (the stand-in for the v2
 write endpoint) has no bucket API: so the v2 path is tested by the exact JSON bodies it
 sends and by the one-line error it gives against an endpoint without buckets."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ DAY = 86_400
 @pytest.fixture(scope="module")
 def own_influxdb(tmp_path_factory):
     from hil.services import InfluxDBServer
+
     server = InfluxDBServer(tmp_path_factory.mktemp("influxdb-retention"))
     server.start()
     yield server
@@ -37,18 +39,28 @@ def init(capsys, url: str, *args: str) -> list[dict]:
 
 
 def policies(url: str, db: str) -> dict[str, dict]:
-    return {r["name"]: r for s in InfluxQLClient(url).one(f'SHOW RETENTION POLICIES ON "{db}"') for r in s.records()}
+    return {
+        r["name"]: r
+        for s in InfluxQLClient(url).one(f'SHOW RETENTION POLICIES ON "{db}"')
+        for r in s.records()
+    }
 
 
 def test_v1_creates_databases_with_default_policies_and_is_idempotent(capsys, own_influxdb):
     url = own_influxdb.url
     first = init(capsys, url, "--district", "minhang", "--district", "jiading")
     assert [(r["database"], r["action"]) for r in first] == [
-        ("district_minhang", "created"), ("district_jiading", "created"), ("city", "created")]
+        ("district_minhang", "created"),
+        ("district_jiading", "created"),
+        ("city", "created"),
+    ]
     raw = policies(url, "district_minhang")
-    assert set(raw) == {"raw"}   # no autogen: writes without rp land in "raw"
-    assert (raw["raw"]["duration"], raw["raw"]["shardGroupDuration"], raw["raw"]["default"]) == \
-        ("720h0m0s", "24h0m0s", True)                     # 30 days, 1-day shards
+    assert set(raw) == {"raw"}  # no autogen: writes without rp land in "raw"
+    assert (raw["raw"]["duration"], raw["raw"]["shardGroupDuration"], raw["raw"]["default"]) == (
+        "720h0m0s",
+        "24h0m0s",
+        True,
+    )  # 30 days, 1-day shards
     city = policies(url, "city")["rollup"]
     assert (city["duration"], city["shardGroupDuration"], city["default"]) == ("17520h0m0s", "168h0m0s", True)
 
@@ -62,7 +74,7 @@ def test_v1_creates_databases_with_default_policies_and_is_idempotent(capsys, ow
 
 def test_v1_existing_database_gets_the_policy_as_default(capsys, own_influxdb):
     url = own_influxdb.url
-    own_influxdb.create_database("district_putuo")   # made with autogen, as a bare CREATE DATABASE does
+    own_influxdb.create_database("district_putuo")  # made with autogen, as a bare CREATE DATABASE does
     result = init(capsys, url, "--district", "putuo")
     assert result[0]["action"] == "policy added"
     body = f"parking,district=putuo,zone=z,node=p-1 occupied=true {int(time.time() * 1000)}".encode()
@@ -78,8 +90,9 @@ def test_dry_run_changes_nothing(capsys, own_influxdb):
     result = init(capsys, own_influxdb.url, "--district", "qingpu", "--dry-run")
     assert result[0]["action"] == "would be created"
     assert result[0]["request"].startswith('CREATE DATABASE "district_qingpu" WITH DURATION 720h')
-    assert "district_qingpu" not in {row[0] for s in InfluxQLClient(own_influxdb.url).one("SHOW DATABASES")
-                                     for row in s.values}
+    assert "district_qingpu" not in {
+        row[0] for s in InfluxQLClient(own_influxdb.url).one("SHOW DATABASES") for row in s.values
+    }
 
 
 def test_default_is_the_16_districts_of_shanghai():
@@ -90,31 +103,57 @@ def test_default_is_the_16_districts_of_shanghai():
 
 def test_v2_bucket_and_dbrp_bodies():
     from influxdb_client import InfluxDBClient
+
     store = retention.plan(["xuhui"])[0]
     with InfluxDBClient(url="http://127.0.0.1:9", token="t") as client:
         bucket = client.api_client.sanitize_for_serialization(retention.bucket_request(store, "org1"))
         dbrp = client.api_client.sanitize_for_serialization(retention.dbrp_request(store, "org1", "b1"))
     assert bucket["name"] == "district_xuhui" and bucket["orgID"] == "org1"
-    assert bucket["retentionRules"] == [{"type": "expire", "everySeconds": 30 * DAY, "shardGroupDurationSeconds": DAY}]
-    assert dbrp == {"orgID": "org1", "bucketID": "b1", "database": "district_xuhui", "retention_policy": "raw",
-                    "default": True}
+    assert bucket["retentionRules"] == [
+        {"type": "expire", "everySeconds": 30 * DAY, "shardGroupDurationSeconds": DAY}
+    ]
+    assert dbrp == {
+        "orgID": "org1",
+        "bucketID": "b1",
+        "database": "district_xuhui",
+        "retention_policy": "raw",
+        "default": True,
+    }
     city = retention.plan([], rollup_days=730)[0]
     assert (city.database, city.duration_s, city.shard_duration_s) == ("city", 730 * DAY, 7 * DAY)
 
 
 def test_v2_against_an_endpoint_without_buckets_is_one_line(victoria):
-    proc = urbansense("db", "init", "--api", "v2", "--url", victoria.url, "--token", "t", "--org", "city",
-                      "--district", "xuhui")
+    proc = urbansense(
+        "db",
+        "init",
+        "--api",
+        "v2",
+        "--url",
+        victoria.url,
+        "--token",
+        "t",
+        "--org",
+        "city",
+        "--district",
+        "xuhui",
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and victoria.url in proc.stderr and "HTTP" in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["db", "init", "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
-    (["db", "init", "--api", "v2", "--url", "http://127.0.0.1:9"], "--api v2 needs --token"),
-    (["db", "init", "--api", "v2", "--url", "http://127.0.0.1:9", "--token", "t", "--org", "o"], "connection refused"),
-    (["db", "init", "--url", "http://127.0.0.1:9", "--raw-days", "0"], "at least one day"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["db", "init", "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
+        (["db", "init", "--api", "v2", "--url", "http://127.0.0.1:9"], "--api v2 needs --token"),
+        (
+            ["db", "init", "--api", "v2", "--url", "http://127.0.0.1:9", "--token", "t", "--org", "o"],
+            "connection refused",
+        ),
+        (["db", "init", "--url", "http://127.0.0.1:9", "--raw-days", "0"], "at least one day"),
+    ],
+)
 def test_db_errors_are_one_line(args, message):
     proc = urbansense(*args)
     assert proc.returncode != 0

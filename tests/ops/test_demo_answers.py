@@ -5,6 +5,7 @@ What the demo makes known: its districts and zones, `--nodes-per-zone` nodes per
 the four kinds taken in turn, and the alarms it stages (node, place, event), which stay
 raised until the end. The answers are checked against those; a staged alarm the demo itself
 reports as never reaching InfluxDB is left to the demo's own tests."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,27 @@ KINDS = ("parking", "air", "leak", "manhole")
 def demo(tmp_path_factory):
     """Run the demo, then open what it left in InfluxDB with a private server."""
     from demo.city import DISTRICTS
+
     state = tmp_path_factory.mktemp("ops-demo") / "state"
     exe = Path(sys.executable).parent / "urbansense"
-    proc = subprocess.run([str(exe), "demo", "--duration", "8", "--nodes-per-zone", str(NODES_PER_ZONE),
-                           "--interval", "2", "--state-dir", str(state), "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "demo",
+            "--duration",
+            "8",
+            "--nodes-per-zone",
+            str(NODES_PER_ZONE),
+            "--interval",
+            "2",
+            "--state-dir",
+            str(state),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.stdout.strip(), proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     # (Whether nodes are still online when the demo reports is the demo's business: it may
@@ -52,7 +69,10 @@ def test_staged_alarms_are_open(capsys, demo):
     landed = [s for s in demo["report"]["staged_alarms"] if s["influxdb_ms"] is not None]
     assert landed, "no staged alarm reached InfluxDB"
     for db_args in (["--db", "city"], *(["--district", d] for d in demo["districts"])):
-        rows = {(r["node"], r["district"], r["zone"], r["event"]) for r in ask(capsys, demo, "alarms", *db_args)["open"]}
+        rows = {
+            (r["node"], r["district"], r["zone"], r["event"])
+            for r in ask(capsys, demo, "alarms", *db_args)["open"]
+        }
         for s in landed:
             if db_args[0] == "--db" or db_args[1] == s["district"]:
                 assert (s["node"], s["district"], s["zone"], s["event"]) in rows, (db_args, rows)
@@ -76,10 +96,12 @@ def test_parking_counts_the_spaces_of_each_zone(capsys, demo):
         rows = {r["zone"]: r for r in answer["zones"]}
         assert set(rows) == set(zones)
         for row in rows.values():
-            assert row["spaces"] == NODES_PER_ZONE // len(KINDS)      # one parking node per zone
+            assert row["spaces"] == NODES_PER_ZONE // len(KINDS)  # one parking node per zone
             assert row["occupied"] + row["free"] == row["spaces"]
         assert {r["zone"] for r in answer["hourly"]} == set(zones)
-        assert all(r["occupancy_pct"] is not None and 0 <= r["occupancy_pct"] <= 100 for r in answer["hourly"])
+        assert all(
+            r["occupancy_pct"] is not None and 0 <= r["occupancy_pct"] <= 100 for r in answer["hourly"]
+        )
 
 
 def test_air_answers_for_every_zone_and_names_its_air_nodes(capsys, demo):
@@ -95,7 +117,10 @@ def test_air_answers_for_every_zone_and_names_its_air_nodes(capsys, demo):
 def test_report_draws_every_chart(demo, capsys):
     out = demo["state"].parent / "report.html"
     district = next(iter(demo["districts"]))
-    assert main(["report", "--url", demo["url"], "--district", district, "--since", "1h", "--out", str(out)]) == 0
+    assert (
+        main(["report", "--url", demo["url"], "--district", district, "--since", "1h", "--out", str(out)])
+        == 0
+    )
     capsys.readouterr()
     html = out.read_text()
     for chart in ("chart-occupancy", "chart-pm25", "chart-alarms", "chart-health"):

@@ -1,6 +1,7 @@
 """The Grafana dashboard (deploy/grafana): every panel's InfluxQL, with Grafana's macros and
 template variables substituted as Grafana substitutes them, runs against the real InfluxDB
 holding the known city and returns rows."""
+
 from __future__ import annotations
 
 import json
@@ -22,22 +23,40 @@ DB = f"district_{known.DISTRICT}"
 def substitute(query: str, city: known.City, zone: str) -> str:
     """What Grafana sends: $timeFilter is the dashboard's time range, $__interval the bucket
     width for the panel's width, a variable set to All is its allValue (.*)."""
-    out = (query.replace("$timeFilter", f"time >= {city.t0_ms}ms and time <= {city.end_ms}ms")
-           .replace("$__interval", "10m").replace("$district", ".*").replace("$zone", zone))
+    out = (
+        query.replace("$timeFilter", f"time >= {city.t0_ms}ms and time <= {city.end_ms}ms")
+        .replace("$__interval", "10m")
+        .replace("$district", ".*")
+        .replace("$zone", zone)
+    )
     assert not re.search(r"\$[\w{]", out), f"unsubstituted macro in {out}"
     return out
 
 
 def run(influxdb, panel: dict, city: known.City, zone: str) -> list[list[dict]]:
     client = InfluxQLClient(influxdb.url)
-    return [[rec for s in client.one(substitute(t["query"], city, zone), db=DB) for rec in s.records()]
-            for t in panel["targets"]]
+    return [
+        [rec for s in client.one(substitute(t["query"], city, zone), db=DB) for rec in s.records()]
+        for t in panel["targets"]
+    ]
 
 
 def test_dashboard_has_a_panel_for_each_question():
     titles = " ".join(p["title"].lower() for p in PANELS)
-    for words in ("occupied and free", "occupancy rate", "turnover", "pm2.5", "aqi", "pm10", "worst nodes",
-                  "open alarms", "alarm timeline", "offline", "low battery", "seq gaps"):
+    for words in (
+        "occupied and free",
+        "occupancy rate",
+        "turnover",
+        "pm2.5",
+        "aqi",
+        "pm10",
+        "worst nodes",
+        "open alarms",
+        "alarm timeline",
+        "offline",
+        "low battery",
+        "seq gaps",
+    ):
         assert words in titles, words
     for panel in PANELS:
         assert panel["targets"], panel["title"]
@@ -57,16 +76,20 @@ def test_every_panel_query_returns_rows(city, influxdb, panel, zone):
 def test_open_alarms_panel_matches_the_stimuli(city, influxdb):
     panel = next(p for p in PANELS if p["title"] == "Open alarms")
     (rows,) = run(influxdb, panel, city, ".*")
-    expected = {(a.node, a.event) for a in known.ALARMS if a.district == known.DISTRICT
-                and 0 <= a.changes[-1][0] and a.changes[-1][1]}
+    expected = {
+        (a.node, a.event)
+        for a in known.ALARMS
+        if a.district == known.DISTRICT and 0 <= a.changes[-1][0] and a.changes[-1][1]
+    }
     assert {(r["node"], r["event"]) for r in rows} == expected
 
 
 def test_offline_panel_shows_the_offline_node(city, influxdb):
     panel = next(p for p in PANELS if p["title"] == "Offline nodes")
     (rows,) = run(influxdb, panel, city, ".*")
-    assert [r["node"] for r in rows] == [n for n, ch in known.HEALTH_CHANGES.items()
-                                         if any(c.get("online") is False for _m, c in ch)]
+    assert [r["node"] for r in rows] == [
+        n for n, ch in known.HEALTH_CHANGES.items() if any(c.get("online") is False for _m, c in ch)
+    ]
 
 
 def test_template_variables_list_districts_and_zones(city, influxdb):
@@ -83,8 +106,10 @@ def test_provisioning_files_point_at_the_dashboard_and_an_influxql_source():
     sources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "urbansense.yaml").read_text())
     providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "urbansense.yaml").read_text())
     regex = next(v for v in DASHBOARD["templating"]["list"] if v["type"] == "datasource")["regex"].strip("/")
-    assert all(s["type"] == "influxdb" and s["jsonData"]["dbName"].startswith("district_")
-               for s in sources["datasources"])
+    assert all(
+        s["type"] == "influxdb" and s["jsonData"]["dbName"].startswith("district_")
+        for s in sources["datasources"]
+    )
     assert all(re.search(regex, s["name"]) for s in sources["datasources"])
     assert providers["providers"][0]["type"] == "file"
 

@@ -2,6 +2,7 @@
 
 Every expected value is worked out here from the stimuli tables, at both platform levels:
 the district database (raw readings) and the city database (one-minute rollups)."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,14 @@ import pytest
 
 from cli.main import main
 from tests.ops import city as known
-from tests.ops.expected import occupancy_pct, parking_zone_nodes as zone_nodes, zone_air_mean
+from tests.ops.expected import occupancy_pct, zone_air_mean
+from tests.ops.expected import parking_zone_nodes as zone_nodes
 from tests.support.cli import urbansense
 
-LEVELS = [pytest.param(["--district", known.DISTRICT], id="district-raw"),
-          pytest.param(["--db", "city", "--district", known.DISTRICT], id="city-rollup")]
+LEVELS = [
+    pytest.param(["--district", known.DISTRICT], id="district-raw"),
+    pytest.param(["--db", "city", "--district", known.DISTRICT], id="city-rollup"),
+]
 
 
 def ask(capsys, city: known.City, url: str, *args: str) -> dict:
@@ -30,6 +34,7 @@ def hour_iso(city: known.City, hour: int) -> str:
 
 
 # -- parking ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_parking_now_per_zone(capsys, city, influxdb, level):
@@ -58,8 +63,11 @@ def test_parking_occupancy_and_turnover_per_hour(capsys, city, influxdb, level):
         nodes = zone_nodes(zone)
         for hour in range(known.HOURS):
             hour_arrivals = sum(1 for n in nodes for m in known.arrivals(n) if m // 60 == hour)
-            expected[(hour_iso(city, hour), zone)] = (occupancy_pct(zone, hour), hour_arrivals,
-                                                      round(hour_arrivals / len(nodes), 2))
+            expected[(hour_iso(city, hour), zone)] = (
+                occupancy_pct(zone, hour),
+                hour_arrivals,
+                round(hour_arrivals / len(nodes), 2),
+            )
     assert {k: (r["occupancy_pct"], r["arrivals"], r["turnover"]) for k, r in got.items()} == expected
     # By hand, caohejing's first hour: 4 + 5 + 3 + 0 occupied of 24 readings.
     assert got[(hour_iso(city, 0), "caohejing")]["occupancy_pct"] == 50.0
@@ -77,9 +85,11 @@ def test_parking_zone_filter(capsys, city, influxdb):
 # caohejing PM2.5 35, 90, 180 -> 50, 119, 230; PM10 50, 150, 350 -> 50, 100, 200.
 # xujiahui PM2.5 10, 20, 30 -> 15, 29, 43; PM10 20, 40, 60 -> 20, 40, 55.
 HAND_AQI = {
-    ("caohejing", 0): (50, "excellent", None), ("caohejing", 1): (119, "lightly polluted", "pm25"),
+    ("caohejing", 0): (50, "excellent", None),
+    ("caohejing", 1): (119, "lightly polluted", "pm25"),
     ("caohejing", 2): (230, "heavily polluted", "pm25"),
-    ("xujiahui", 0): (20, "excellent", None), ("xujiahui", 1): (40, "excellent", None),
+    ("xujiahui", 0): (20, "excellent", None),
+    ("xujiahui", 1): (40, "excellent", None),
     ("xujiahui", 2): (55, "good", "pm10"),
 }
 
@@ -104,10 +114,11 @@ def test_air_worst_nodes(capsys, city, influxdb, level):
     assert [row["node"] for row in answer["worst_nodes"]] == worst == ["a-0002", "a-0001"]
     top = answer["worst_nodes"][0]
     assert top["pm25"] == round(means["a-0002"], 1)
-    assert top["pm25_max"] == max(p for _m, p, _q in known.air_readings("a-0002"))   # 200 + 5
+    assert top["pm25_max"] == max(p for _m, p, _q in known.air_readings("a-0002"))  # 200 + 5
 
 
 # -- alarms ----------------------------------------------------------------------------------
+
 
 def open_alarms(city: known.City, district: str, from_minute: float) -> dict:
     """(node, event) -> (raise minute, value) of alarms whose newest change in the window raised them."""
@@ -122,13 +133,23 @@ def open_alarms(city: known.City, district: str, from_minute: float) -> dict:
 def test_open_alarms_with_place_and_age(capsys, city, influxdb):
     answer = ask(capsys, city, influxdb.url, "alarms", "--district", known.DISTRICT)
     expected = open_alarms(city, known.DISTRICT, 0)
-    assert set(expected) == {("l-0001", "leak"), ("m-0001", "tilt"), ("a-0002", "pm25"), ("p-0101", "battery-low")}
+    assert set(expected) == {
+        ("l-0001", "leak"),
+        ("m-0001", "tilt"),
+        ("a-0002", "pm25"),
+        ("p-0101", "battery-low"),
+    }
     rows = {(r["node"], r["event"]): r for r in answer["open"]}
     assert set(rows) == set(expected)
     for key, (minute, value) in expected.items():
         row = rows[key]
         alarm = next(a for a in known.ALARMS if (a.node, a.event) == key)
-        assert (row["zone"], row["kind"], row["severity"], row["value"]) == (alarm.zone, alarm.kind, alarm.severity, value)
+        assert (row["zone"], row["kind"], row["severity"], row["value"]) == (
+            alarm.zone,
+            alarm.kind,
+            alarm.severity,
+            value,
+        )
         assert row["raised_at"] == known._iso(city.at(minute))
         assert row["age_s"] == (city.end_ms - city.at(minute)) // 1000
     # Critical first.
@@ -136,8 +157,23 @@ def test_open_alarms_with_place_and_age(capsys, city, influxdb):
 
 
 def test_alarm_raised_before_the_window_needs_a_longer_look_back(capsys, city, influxdb):
-    code = main(["query", "alarms", "--url", influxdb.url, "--district", known.DISTRICT,
-                 "--since", "6h", "--until", city.until(), "--json", "--section", "open"])
+    code = main(
+        [
+            "query",
+            "alarms",
+            "--url",
+            influxdb.url,
+            "--district",
+            known.DISTRICT,
+            "--since",
+            "6h",
+            "--until",
+            city.until(),
+            "--json",
+            "--section",
+            "open",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     rows = {(r["node"], r["event"]) for r in json.loads(out)}
@@ -150,6 +186,7 @@ def test_alarms_of_the_other_district_at_city_level(capsys, city, influxdb):
 
 
 # -- nodes -----------------------------------------------------------------------------------
+
 
 def readings_lost_in_window(node: str) -> int:
     """Rises of the node's missing-readings count over the window, from its last value before
@@ -180,8 +217,17 @@ def test_nodes_that_need_attention(capsys, city, influxdb, level):
     answer = ask(capsys, city, influxdb.url, "nodes", *level)
     got = {r["node"]: set(r["problems"].split(", ")) for r in answer["nodes"]}
     expected = expected_node_problems()
-    assert got == expected == {"p-0002": {"offline"}, "l-0001": {"low battery"}, "p-0101": {"low battery"},
-                               "p-0003": {"seq gaps"}, "m-0002": {"seq gaps"}}
+    assert (
+        got
+        == expected
+        == {
+            "p-0002": {"offline"},
+            "l-0001": {"low battery"},
+            "p-0101": {"low battery"},
+            "p-0003": {"seq gaps"},
+            "m-0002": {"seq gaps"},
+        }
+    )
     gaps = {r["node"]: (r["seq_gaps"], r["seq_gaps_total"]) for r in answer["nodes"]}
     # p-0003: 4 gaps before the window, 9 at its end: 5 readings lost in the window.
     # m-0002: 8 missing before, all filled by late readings, then 2 new ones missing.
@@ -204,9 +250,20 @@ def test_nodes_all_lists_every_node(capsys, city, influxdb):
 
 # -- any query, output formats ---------------------------------------------------------------
 
+
 def test_influxql_returns_rows_with_tags(capsys, city, influxdb):
-    code = main(["query", "influxql", "--url", influxdb.url, "--db", f"district_{known.DISTRICT}", "--json",
-                 'SELECT count("pm25") FROM "air" GROUP BY "node"'])
+    code = main(
+        [
+            "query",
+            "influxql",
+            "--url",
+            influxdb.url,
+            "--db",
+            f"district_{known.DISTRICT}",
+            "--json",
+            'SELECT count("pm25") FROM "air" GROUP BY "node"',
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     counts = {r["node"]: r["count"] for r in json.loads(out)["result"]}
@@ -214,8 +271,23 @@ def test_influxql_returns_rows_with_tags(capsys, city, influxdb):
 
 
 def test_csv_carries_the_same_numbers(capsys, city, influxdb):
-    code = main(["query", "air", "--url", influxdb.url, "--district", known.DISTRICT, "--since", city.since(),
-                 "--until", city.until(), "--csv", "--section", "hourly"])
+    code = main(
+        [
+            "query",
+            "air",
+            "--url",
+            influxdb.url,
+            "--district",
+            known.DISTRICT,
+            "--since",
+            city.since(),
+            "--until",
+            city.until(),
+            "--csv",
+            "--section",
+            "hourly",
+        ]
+    )
     out, _ = capsys.readouterr()
     assert code == 0
     lines = out.strip().splitlines()
@@ -224,19 +296,35 @@ def test_csv_carries_the_same_numbers(capsys, city, influxdb):
 
 
 def test_table_is_the_default(capsys, city, influxdb):
-    code = main(["query", "alarms", "--url", influxdb.url, "--district", known.DISTRICT,
-                 "--since", city.since(), "--until", city.until()])
+    code = main(
+        [
+            "query",
+            "alarms",
+            "--url",
+            influxdb.url,
+            "--district",
+            known.DISTRICT,
+            "--since",
+            city.since(),
+            "--until",
+            city.until(),
+        ]
+    )
     out, _ = capsys.readouterr()
     assert code == 0 and "Open alarms" in out and "l-0001" in out and "battery-low" in out
 
 
 # -- errors: one line, non-zero exit ----------------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["query", "alarms", "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
-    (["query", "nodes", "--url", "http://127.0.0.1:9", "--since", "yesterday"], "bad time 'yesterday'"),
-    (["query", "parking", "--url", "ftp://x"], "--url must start with http"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["query", "alarms", "--url", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9"),
+        (["query", "nodes", "--url", "http://127.0.0.1:9", "--since", "yesterday"], "bad time 'yesterday'"),
+        (["query", "parking", "--url", "ftp://x"], "--url must start with http"),
+    ],
+)
 def test_bad_input_is_one_line(args, message):
     proc = urbansense(*args)
     assert proc.returncode != 0
@@ -251,8 +339,16 @@ def test_missing_database_is_named(influxdb, question):
 
 
 def test_empty_window_is_refused():
-    proc = urbansense("query", "parking", "--url", "http://127.0.0.1:9", "--since", "2026-01-02T00:00:00Z",
-                      "--until", "2026-01-01T00:00:00Z")
+    proc = urbansense(
+        "query",
+        "parking",
+        "--url",
+        "http://127.0.0.1:9",
+        "--since",
+        "2026-01-02T00:00:00Z",
+        "--until",
+        "2026-01-01T00:00:00Z",
+    )
     assert proc.returncode == 2 and "the window is empty" in proc.stderr
 
 

@@ -1,6 +1,7 @@
 """`urbansense report`: the page is opened in headless Chromium (Debian's `chromium`); the
 screenshot must show every chart drawn, and the DOM after rendering must carry the numbers
 of the known city (tests/ops/city.py)."""
+
 from __future__ import annotations
 
 import re
@@ -33,10 +34,25 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("chromium") or "/usr/bin/chromium"
     assert Path(exe).exists(), "chromium is not installed (bash deploy/run.sh test, as root, installs it)"
     return subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={WINDOW[0]},{WINDOW[1]}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class Elements(HTMLParser):
@@ -58,9 +74,23 @@ def rendered(known_city, _influxdb_session, tmp_path_factory):
     """The report of the known city, its DOM after Chromium rendered it, and a screenshot."""
     folder = tmp_path_factory.mktemp("report")
     page = folder / "report.html"
-    code = main(["report", "--url", _influxdb_session.url, "--district", known.DISTRICT,
-                 "--since", known_city.since(), "--until", known_city.until(), "--interval", "1h",
-                 "--out", str(page)])
+    code = main(
+        [
+            "report",
+            "--url",
+            _influxdb_session.url,
+            "--district",
+            known.DISTRICT,
+            "--since",
+            known_city.since(),
+            "--until",
+            known_city.until(),
+            "--interval",
+            "1h",
+            "--out",
+            str(page),
+        ]
+    )
     assert code == 0
     html = page.read_text()
     boxed = folder / "boxed.html"
@@ -84,13 +114,16 @@ def test_page_needs_no_network(rendered):
 
 def test_every_chart_is_drawn_in_the_screenshot(rendered):
     image = Image.open(rendered["shot"]).convert("RGB")
-    boxes = {a["id"]: tuple(int(v) for v in a["data-box"].split(",")) for a in rendered["dom"].with_attr("data-box")}
+    boxes = {
+        a["id"]: tuple(int(v) for v in a["data-box"].split(","))
+        for a in rendered["dom"].with_attr("data-box")
+    }
     assert set(boxes) == set(CHARTS)
     colours_expected = {
-        "chart-occupancy": [(0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28)],      # the two zones' lines
-        "chart-pm25": [(0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28)],
-        "chart-alarms": [(0xd6, 0x27, 0x28), (0xff, 0x7f, 0x0e)],         # critical and warning bars
-        "chart-health": [(0x2c, 0xa0, 0x2c), (0xd6, 0x27, 0x28), (0xff, 0x7f, 0x0e), (0x94, 0x67, 0xbd)],
+        "chart-occupancy": [(0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28)],  # the two zones' lines
+        "chart-pm25": [(0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28)],
+        "chart-alarms": [(0xD6, 0x27, 0x28), (0xFF, 0x7F, 0x0E)],  # critical and warning bars
+        "chart-health": [(0x2C, 0xA0, 0x2C), (0xD6, 0x27, 0x28), (0xFF, 0x7F, 0x0E), (0x94, 0x67, 0xBD)],
     }
     for chart, (left, top, right, bottom) in boxes.items():
         assert right - left >= 900 and bottom - top >= 150 and bottom <= WINDOW[1], (chart, boxes[chart])
@@ -100,7 +133,9 @@ def test_every_chart_is_drawn_in_the_screenshot(rendered):
         assert inked > 0.03, f"{chart}: only {inked:.1%} of its area is drawn"
         colours = {c for _n, c in counts}
         for colour in colours_expected[chart]:
-            assert any(max(abs(a - b) for a, b in zip(colour, c)) <= 6 for c in colours), f"{chart}: no {colour}"
+            assert any(max(abs(a - b) for a, b in zip(colour, c)) <= 6 for c in colours), (
+                f"{chart}: no {colour}"
+            )
     # The PM2.5 chart shows the AQI bands: the green of category I, lightened by the band's opacity.
     left, top, right, bottom = boxes["chart-pm25"]
     band = image.crop((left, top, right, bottom)).getcolors(1 << 20)
@@ -109,29 +144,50 @@ def test_every_chart_is_drawn_in_the_screenshot(rendered):
 
 def test_occupancy_chart_carries_the_hourly_numbers(rendered):
     city = rendered["city"]
-    occupancy = {(a["data-series"], a["data-time"]): float(a["data-value"])
-                 for a in _in_chart(rendered, "chart-occupancy") if a.get("class") == "point"}
-    expected = {(zone, known._iso(city.t0_ms + h * known.HOUR_MS)): occupancy_pct(zone, h)
-                for zone in ("caohejing", "xujiahui") for h in range(known.HOURS)}
+    occupancy = {
+        (a["data-series"], a["data-time"]): float(a["data-value"])
+        for a in _in_chart(rendered, "chart-occupancy")
+        if a.get("class") == "point"
+    }
+    expected = {
+        (zone, known._iso(city.t0_ms + h * known.HOUR_MS)): occupancy_pct(zone, h)
+        for zone in ("caohejing", "xujiahui")
+        for h in range(known.HOURS)
+    }
     assert occupancy == expected
 
 
 def test_pm25_chart_carries_the_hourly_means(rendered):
     city = rendered["city"]
-    got = {(a["data-series"], a["data-time"]): float(a["data-value"]) for a in _in_chart(rendered, "chart-pm25")
-           if a.get("class") == "point"}
-    expected = {(zone, known._iso(city.t0_ms + h * known.HOUR_MS)): zone_air_mean(zone, h, "pm25")
-                for zone in ("caohejing", "xujiahui") for h in range(known.HOURS)}
+    got = {
+        (a["data-series"], a["data-time"]): float(a["data-value"])
+        for a in _in_chart(rendered, "chart-pm25")
+        if a.get("class") == "point"
+    }
+    expected = {
+        (zone, known._iso(city.t0_ms + h * known.HOUR_MS)): zone_air_mean(zone, h, "pm25")
+        for zone in ("caohejing", "xujiahui")
+        for h in range(known.HOURS)
+    }
     assert got == expected
     bands = [a["data-band"] for a in _in_chart(rendered, "chart-pm25") if "data-band" in a]
     # The y axis reaches above 180 ug/m3, so five of the six category bands show.
-    assert bands == ["I excellent", "II good", "III lightly polluted", "IV moderately polluted", "V heavily polluted"]
+    assert bands == [
+        "I excellent",
+        "II good",
+        "III lightly polluted",
+        "IV moderately polluted",
+        "V heavily polluted",
+    ]
 
 
 def test_alarm_timeline_carries_raises_and_clears(rendered):
     city = rendered["city"]
-    got = {(a["data-alarm"], a["data-start"], a["data-end"], a["data-open"])
-           for a in _in_chart(rendered, "chart-alarms") if "data-alarm" in a}
+    got = {
+        (a["data-alarm"], a["data-start"], a["data-end"], a["data-open"])
+        for a in _in_chart(rendered, "chart-alarms")
+        if "data-alarm" in a
+    }
     expected = set()
     for alarm in known.ALARMS:
         if alarm.district != known.DISTRICT:
@@ -139,28 +195,46 @@ def test_alarm_timeline_carries_raises_and_clears(rendered):
         raised = None
         for minute, state, _value in alarm.changes:
             if state:
-                raised = max(minute, 0)         # raised before the window: drawn from its start
+                raised = max(minute, 0)  # raised before the window: drawn from its start
             else:
-                expected.add((f"{alarm.node} {alarm.event}", known._iso(city.at(raised)), known._iso(city.at(minute)),
-                              "false"))
+                expected.add(
+                    (
+                        f"{alarm.node} {alarm.event}",
+                        known._iso(city.at(raised)),
+                        known._iso(city.at(minute)),
+                        "false",
+                    )
+                )
                 raised = None
         if raised is not None:
-            expected.add((f"{alarm.node} {alarm.event}", known._iso(city.at(raised)), known._iso(city.end_ms), "true"))
+            expected.add(
+                (f"{alarm.node} {alarm.event}", known._iso(city.at(raised)), known._iso(city.end_ms), "true")
+            )
     assert got == expected
     assert ("m-0002 h2s", city.since(), city.until(), "true") in got
 
 
 def test_node_health_chart_carries_the_counts(rendered):
-    bars = {(a["data-group"], a["data-key"]): int(a["data-value"]) for a in _in_chart(rendered, "chart-health")
-            if "data-group" in a}
-    nodes = {zone: [n for n, (_k, z) in known.HEALTH_NODES.items() if z == zone] for zone in ("caohejing", "xujiahui")}
+    bars = {
+        (a["data-group"], a["data-key"]): int(a["data-value"])
+        for a in _in_chart(rendered, "chart-health")
+        if "data-group" in a
+    }
+    nodes = {
+        zone: [n for n, (_k, z) in known.HEALTH_NODES.items() if z == zone]
+        for zone in ("caohejing", "xujiahui")
+    }
     # From the stimuli: p-0002 (caohejing) offline; l-0001 (caohejing) and p-0101 (xujiahui) low;
     # p-0003 (caohejing) and m-0002 (xujiahui) lost readings in the window.
     assert bars == {
-        ("caohejing", "online"): len(nodes["caohejing"]) - 1, ("caohejing", "offline"): 1,
-        ("caohejing", "low battery"): 1, ("caohejing", "seq gaps"): 1,
-        ("xujiahui", "online"): len(nodes["xujiahui"]), ("xujiahui", "offline"): 0,
-        ("xujiahui", "low battery"): 1, ("xujiahui", "seq gaps"): 1,
+        ("caohejing", "online"): len(nodes["caohejing"]) - 1,
+        ("caohejing", "offline"): 1,
+        ("caohejing", "low battery"): 1,
+        ("caohejing", "seq gaps"): 1,
+        ("xujiahui", "online"): len(nodes["xujiahui"]),
+        ("xujiahui", "offline"): 0,
+        ("xujiahui", "low battery"): 1,
+        ("xujiahui", "seq gaps"): 1,
     }
 
 
@@ -172,8 +246,13 @@ def test_tiles_summarize_the_city(rendered):
     # Open alarms: the four raised in the window and m-0002's, raised before it and never cleared.
     open_alarms = sum(1 for a in known.ALARMS if a.district == known.DISTRICT and a.changes[-1][1])
     assert open_alarms == 5
-    assert tiles == {"occupied": f"{occupied} / {spaces}", "aqi": "230", "alarms": str(open_alarms),
-                     "offline": "1", "attention": "5"}
+    assert tiles == {
+        "occupied": f"{occupied} / {spaces}",
+        "aqi": "230",
+        "alarms": str(open_alarms),
+        "offline": "1",
+        "attention": "5",
+    }
 
 
 def _in_chart(rendered, chart_id: str) -> list[dict[str, str]]:
@@ -198,6 +277,7 @@ def test_report_errors_are_one_line(tmp_path):
 
 def test_busy_timeline_keeps_the_open_and_severe_alarms():
     from ops.report import TIMELINE_ROWS, _most_pressing
+
     closed = [(f"n-{i:03d} leak", "critical", [(1000, 2000, False)]) for i in range(TIMELINE_ROWS)]
     open_info = [("z-open info", "info", [(1000, 9000, True)])]
     open_critical = [("z-open critical", "critical", [(1500, 9000, True)])]
@@ -210,11 +290,30 @@ def test_busy_timeline_keeps_the_open_and_severe_alarms():
 
 def test_city_wide_report_names_zones_with_their_district(capsys, known_city, _influxdb_session, tmp_path):
     out = tmp_path / "city.html"
-    assert main(["report", "--url", _influxdb_session.url, "--db", "city", "--since", known_city.since(),
-                 "--until", known_city.until(), "--interval", "1h", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--url",
+                _influxdb_session.url,
+                "--db",
+                "city",
+                "--since",
+                known_city.since(),
+                "--until",
+                known_city.until(),
+                "--interval",
+                "1h",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     series = set(re.findall(r'<g class="series" data-series="([^"]+)"', out.read_text()))
     # Occupancy and PM2.5 come from the xuhui rollups only: zone names suffice.
     assert series == {"caohejing", "xujiahui"}
     from ops.report import _by_zone_label
+
     assert set(_by_zone_label({("xuhui", "a"): [], ("pudong", "a"): []})) == {"xuhui/a", "pudong/a"}

@@ -5,7 +5,7 @@
 import sys
 
 from protocols import catalog, codec, decoder, thresholds, topics
-from protocols.errors import ProtocolError, REASONS
+from protocols.errors import REASONS, ProtocolError
 
 NOW = 1795334400000
 T = NOW - 60000
@@ -37,9 +37,17 @@ def test_topic_round_trip_every_channel():
 def test_topic_errors():
     expect_reason("bad_topic", topics.topic, "xuhui", "caohejing", "p-1", "nope")
     expect_reason("bad_id", topics.topic, "Xuhui", "caohejing", "p-1", "telemetry")
-    for bad in ("city/v1/a/b/c", "city/v1/a/b/c/d/e", "city/x1/a/b/c/telemetry",
-                "city/v/a/b/c/telemetry", "city/v1/a/b/C/telemetry", "city/v1/a/b/c/cmd/nack",
-                "/city/v1/a/b/c/telemetry", "", "city/v1/a//c/telemetry"):
+    for bad in (
+        "city/v1/a/b/c",
+        "city/v1/a/b/c/d/e",
+        "city/x1/a/b/c/telemetry",
+        "city/v/a/b/c/telemetry",
+        "city/v1/a/b/C/telemetry",
+        "city/v1/a/b/c/cmd/nack",
+        "/city/v1/a/b/c/telemetry",
+        "",
+        "city/v1/a//c/telemetry",
+    ):
         expect_reason("bad_topic", topics.parse_topic, bad)
     assert topics.parse_topic("city/v7/a/b/c/status")[0] == 7
 
@@ -47,10 +55,15 @@ def test_topic_errors():
 def test_zone_filters_and_alarm_topic():
     filters = topics.zone_filters("xuhui", "caohejing")
     assert filters == [
-        "city/v1/xuhui/caohejing/+/telemetry", "city/v1/xuhui/caohejing/+/event",
-        "city/v1/xuhui/caohejing/+/status", "city/v1/xuhui/caohejing/+/cmd/ack"], filters
-    assert topics.alarm_topic("xuhui", "caohejing", "m-1", "cover-open") == \
-        "alarms/v1/xuhui/caohejing/m-1/cover-open"
+        "city/v1/xuhui/caohejing/+/telemetry",
+        "city/v1/xuhui/caohejing/+/event",
+        "city/v1/xuhui/caohejing/+/status",
+        "city/v1/xuhui/caohejing/+/cmd/ack",
+    ], filters
+    assert (
+        topics.alarm_topic("xuhui", "caohejing", "m-1", "cover-open")
+        == "alarms/v1/xuhui/caohejing/m-1/cover-open"
+    )
     expect_reason("bad_id", topics.alarm_topic, "xuhui", "caohejing", "m-1", "cover_open")
 
 
@@ -88,8 +101,7 @@ def test_reading_round_trip():
     raw = codec.encode_reading("p-1", "parking", 2, 7, fields, ts=T)
     msg = decoder.decode("city/v1/d/z/p-1/telemetry", raw, NOW)
     assert msg["channel"] == "telemetry" and msg["kind"] == "parking"
-    assert msg["readings"] == [{"boot": 2, "seq": 7, "ts": T, "time_source": "node",
-                                "fields": fields}], msg
+    assert msg["readings"] == [{"boot": 2, "seq": 7, "ts": T, "time_source": "node", "fields": fields}], msg
 
 
 def test_reading_without_clock():
@@ -100,8 +112,7 @@ def test_reading_without_clock():
 
 
 def test_batch_round_trip():
-    items = [codec.reading_item(1, s, {"tilt_deg": s * 1.0}, age_ms=(10 - s) * 1000)
-             for s in range(1, 11)]
+    items = [codec.reading_item(1, s, {"tilt_deg": s * 1.0}, age_ms=(10 - s) * 1000) for s in range(1, 11)]
     raw = codec.encode_batch("m-1", "manhole", items)
     msg = decoder.decode("city/v1/d/z/m-1/telemetry", raw, NOW)
     assert [r["seq"] for r in msg["readings"]] == list(range(1, 11))
@@ -110,16 +121,19 @@ def test_batch_round_trip():
 
 
 def test_batch_of_64_fits_8k():
-    items = [codec.reading_item(1, s, {"occupied": True, "mag_x": 10.25, "mag_y": -3.5,
-                                       "mag_z": 45.75}, ts=T) for s in range(64)]
+    items = [
+        codec.reading_item(1, s, {"occupied": True, "mag_x": 10.25, "mag_y": -3.5, "mag_z": 45.75}, ts=T)
+        for s in range(64)
+    ]
     raw = codec.encode_batch("p-0001", "parking", items)
     assert len(raw) <= codec.MAX_BATCH_BYTES, len(raw)
     assert len(decoder.decode("city/v1/d/z/p-0001/telemetry", raw, NOW)["readings"]) == 64
 
 
 def test_event_round_trip():
-    raw = codec.encode_event("m-1", "manhole", 3, 9, "tilt", True, value=15.0, ts=T,
-                             fields={"tilt_deg": 15.0})
+    raw = codec.encode_event(
+        "m-1", "manhole", 3, 9, "tilt", True, value=15.0, ts=T, fields={"tilt_deg": 15.0}
+    )
     msg = decoder.decode("city/v1/d/z/m-1/event", raw, NOW)
     assert msg["event"] == "tilt" and msg["state"] is True
     assert msg["severity"] == "warning" and msg["value"] == 15.0
@@ -128,8 +142,7 @@ def test_event_round_trip():
 
 
 def test_status_and_will():
-    raw = codec.encode_status("a-1", "air", 4, 0, "online", fw="1.2.3", interval_s=60,
-                              reset="power", ts=T)
+    raw = codec.encode_status("a-1", "air", 4, 0, "online", fw="1.2.3", interval_s=60, reset="power", ts=T)
     msg = decoder.decode("city/v1/d/z/a-1/status", raw, NOW)
     assert (msg["state"], msg["fw"], msg["interval_s"], msg["reset"]) == ("online", "1.2.3", 60.0, "power")
     will = decoder.decode("city/v1/d/z/a-1/status", codec.encode_status("a-1", "air", 4, 0, "offline"), NOW)
@@ -140,8 +153,11 @@ def test_ack_and_command():
     raw = codec.encode_command("c-7", "set", {"interval_s": 30, "thresholds": {"pm25": 50}})
     cmd = codec.decode_command(raw)
     assert cmd == {"id": "c-7", "cmd": "set", "args": {"interval_s": 30, "thresholds": {"pm25": 50}}}
-    ack = decoder.decode("city/v1/d/z/a-1/cmd/ack",
-                       codec.encode_ack("a-1", "air", 4, 3, "c-7", True, result={"interval_s": 30}), NOW)
+    ack = decoder.decode(
+        "city/v1/d/z/a-1/cmd/ack",
+        codec.encode_ack("a-1", "air", 4, 3, "c-7", True, result={"interval_s": 30}),
+        NOW,
+    )
     assert ack["channel"] == "cmd/ack" and ack["ok"] is True and ack["id"] == "c-7"
     expect_reason("unknown_field", codec.decode_command, codec.encode_command("c-8", "dance"))
 
@@ -173,8 +189,9 @@ def test_kind_mismatch_is_a_reason():
 
 
 def test_error_message_carries_reason():
-    e = expect_reason("unknown_kind", decoder.decode, "city/v1/d/z/p-1/telemetry",
-                      b'{"v":1,"node":"p-1","kind":"x"}', NOW)
+    e = expect_reason(
+        "unknown_kind", decoder.decode, "city/v1/d/z/p-1/telemetry", b'{"v":1,"node":"p-1","kind":"x"}', NOW
+    )
     assert str(e).startswith("unknown_kind"), str(e)
     assert isinstance(e, ValueError)
 

@@ -1,6 +1,7 @@
 """The protocol contract under both interpreters: its own unit tests, the golden
 vectors (each checked against its written expectation, and CPython's result equal to
 MicroPython's), and compilation with mpy-cross."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,7 @@ import pytest
 
 from hil import micropython
 from protocols import catalog, topics
-from protocols.errors import REASONS, KIND_MISMATCH
+from protocols.errors import KIND_MISMATCH, REASONS
 from tests.protocol import selftest, vector_runner
 
 HERE = Path(__file__).resolve().parent
@@ -38,8 +39,7 @@ def cpython_results() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def micropython_results() -> dict[str, dict]:
-    proc = micropython.run([str(HERE / "vector_runner.py"), str(VECTORS)], heap="1m",
-                           micropypath=str(REPO))
+    proc = micropython.run([str(HERE / "vector_runner.py"), str(VECTORS)], heap="1m", micropypath=str(REPO))
     assert proc.returncode == 0, proc.stderr.decode() + proc.stdout.decode()[-2000:]
     return _lines(proc.stdout.decode())
 
@@ -105,11 +105,13 @@ def test_compiled_protocol_decodes_within_a_small_heap(tmp_path):
     for source in (REPO / "protocols").glob("*.py"):
         proc = micropython.compile_file(source, tmp_path / "protocols" / (source.stem + ".mpy"))
         assert proc.returncode == 0, proc.stderr.decode()
-    script = ("import gc\n"
-              "from protocols.codec import decode_command, encode_command\n"
-              "c = decode_command(encode_command('c-1', 'set', {'interval_s': 30}))\n"
-              "gc.collect()\n"
-              "print(c['args']['interval_s'], gc.mem_alloc())\n")
+    script = (
+        "import gc\n"
+        "from protocols.codec import decode_command, encode_command\n"
+        "c = decode_command(encode_command('c-1', 'set', {'interval_s': 30}))\n"
+        "gc.collect()\n"
+        "print(c['args']['interval_s'], gc.mem_alloc())\n"
+    )
     # cwd is the folder of .mpy files: MicroPython searches the current folder first, and
     # the repository's protocols/*.py must not be picked up instead.
     proc = micropython.run(["-c", script], heap="32k", micropypath=str(tmp_path), cwd=tmp_path)

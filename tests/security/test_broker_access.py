@@ -1,5 +1,6 @@
 """The production broker setup (TLS, no anonymous access, per-node passwords, topic ACLs)
 against a real Mosquitto with certificates made here: who can connect, publish and read."""
+
 from __future__ import annotations
 
 import ssl
@@ -42,8 +43,12 @@ def site(tmp_path, mosquitto_factory) -> Site:
         "p-0002": access.add("p-0002", "node", D, Z),
         "edge-xuhui-caohejing": access.add("edge-xuhui-caohejing", "edge", D, Z),
     }
-    broker = mosquitto_factory(anonymous=False, tls=BrokerTLS(ca.files.cert, server.cert, server.key),
-                               password_file=access.passwd_path, acl_file=access.acl_path)
+    broker = mosquitto_factory(
+        anonymous=False,
+        tls=BrokerTLS(ca.files.cert, server.cert, server.key),
+        password_file=access.passwd_path,
+        acl_file=access.acl_path,
+    )
     return Site(broker, ca.files.cert, access, passwords)
 
 
@@ -95,9 +100,9 @@ def test_node_cannot_publish_as_another_node(site):
     edge.subscribe(f"city/v1/{D}/{Z}/+/telemetry")
     a = site.probe("p-0001")
     assert a.connect() is not None and a.ok()
-    a.publish(topic(D, Z, "p-0002", "telemetry"), _reading("p-0002", 1))   # forged: dropped
-    a.publish(topic(D, Z, "p-0001", "telemetry"), _reading("p-0001", 1))   # its own: delivered
-    got = edge.wait_for(1)
+    a.publish(topic(D, Z, "p-0002", "telemetry"), _reading("p-0002", 1))  # forged: dropped
+    a.publish(topic(D, Z, "p-0001", "telemetry"), _reading("p-0001", 1))  # its own: delivered
+    edge.wait_for(1)
     time.sleep(0.5)  # let a wrongly delivered forgery arrive, if the ACL failed
     topics = [t for t, _ in edge.messages]
     assert topics == [topic(D, Z, "p-0001", "telemetry")], topics
@@ -107,7 +112,7 @@ def test_node_cannot_publish_as_another_node(site):
 def test_node_cannot_read_another_nodes_commands(site):
     a = site.probe("p-0001")
     assert a.connect() is not None and a.ok()
-    a.subscribe(f"city/v1/{D}/{Z}/+/cmd")          # tries to read every node's commands
+    a.subscribe(f"city/v1/{D}/{Z}/+/cmd")  # tries to read every node's commands
     edge = site.probe("edge-xuhui-caohejing")
     assert edge.connect() is not None and edge.ok()
     edge.publish(topic(D, Z, "p-0002", "cmd"), encode_command("c-1", "ping"))

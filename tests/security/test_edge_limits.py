@@ -2,6 +2,7 @@
 (topic node == payload node, kind == the registry's), the per-node rate limit, and the
 size, topic-length and nesting limits. Every refusal is a dead letter with its reason and
 moves the counters; the edge keeps running and the other nodes are untouched."""
+
 from __future__ import annotations
 
 import time
@@ -18,7 +19,7 @@ from tests.support.site import topic
 from tests.support.waiting import wait_for
 
 RAW_DB = "security_limits"
-NODE_RATE = 1.0       # messages/s per node, sustained
+NODE_RATE = 1.0  # messages/s per node, sustained
 NODE_BURST = 10
 EVENT_BURST = 5
 
@@ -28,10 +29,20 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
     mq, influx = _mosquitto_session, _influxdb_session
     folder = tmp_path_factory.mktemp("edge-limits")
     config = write_config(
-        folder, mqtt_port=mq.port, client_id="edge-limits", metrics=True,
+        folder,
+        mqtt_port=mq.port,
+        client_id="edge-limits",
+        metrics=True,
         sinks=[v1_sink("district", influx, RAW_DB)],
-        extra={"limits": {"node_rate": NODE_RATE, "node_burst": NODE_BURST,
-                          "event_rate": 0.5, "event_burst": EVENT_BURST}})
+        extra={
+            "limits": {
+                "node_rate": NODE_RATE,
+                "node_burst": NODE_BURST,
+                "event_rate": 0.5,
+                "event_burst": EVENT_BURST,
+            }
+        },
+    )
     edge = EdgeProcess(config).start()
     pub = Publisher(mq.port, "limits-publisher")
     yield edge, pub
@@ -50,8 +61,10 @@ def stored(edge: EdgeProcess, node: str) -> int:
 
 
 def dead(edge: EdgeProcess, reason: str, like: str = "%") -> list[tuple]:
-    return edge.query("SELECT topic, payload, detail FROM dead_letters WHERE reason=? AND topic LIKE ?"
-                      " ORDER BY id", (reason, like))
+    return edge.query(
+        "SELECT topic, payload, detail FROM dead_letters WHERE reason=? AND topic LIKE ? ORDER BY id",
+        (reason, like),
+    )
 
 
 def invalid_count(edge: EdgeProcess, reason: str) -> float:
@@ -63,9 +76,12 @@ def test_payload_naming_another_node_is_id_mismatch(site):
     before = invalid_count(edge, "id_mismatch")
     # The broker's ACL stops a node publishing under another's topic; this is the other
     # half: a payload that claims to be someone else on the node's own topic.
-    pub.publish_all([(topic("i-0001", "telemetry"), reading("i-0002", 1)),
-                     (topic("i-0001", "event"), codec.encode_event("i-0002", "air", 1, 2, "pm25", True,
-                                                                    ts=now_ms()))])
+    pub.publish_all(
+        [
+            (topic("i-0001", "telemetry"), reading("i-0002", 1)),
+            (topic("i-0001", "event"), codec.encode_event("i-0002", "air", 1, 2, "pm25", True, ts=now_ms())),
+        ]
+    )
     wait_for(lambda: len(dead(edge, "id_mismatch", "%/i-0001/%")) == 2, what="two id_mismatch")
     assert stored(edge, "i-0001") == 0 and stored(edge, "i-0002") == 0
     assert invalid_count(edge, "id_mismatch") == before + 2
@@ -79,8 +95,12 @@ def test_kind_other_than_the_registry_knows_is_kind_mismatch(site):
     pub.publish_all([(topic(node, "telemetry"), reading(node, 1, "parking"))])
     wait_for(lambda: stored(edge, node) == 1, what="the first reading")
     # Same node id now claiming to be an air sensor: telemetry and an event.
-    pub.publish_all([(topic(node, "telemetry"), reading(node, 2, "air")),
-                     (topic(node, "event"), codec.encode_event(node, "air", 1, 3, "pm25", True, ts=now_ms()))])
+    pub.publish_all(
+        [
+            (topic(node, "telemetry"), reading(node, 2, "air")),
+            (topic(node, "event"), codec.encode_event(node, "air", 1, 3, "pm25", True, ts=now_ms())),
+        ]
+    )
     wait_for(lambda: len(dead(edge, "kind_mismatch", f"%/{node}/%")) == 2, what="two kind_mismatch")
     assert stored(edge, node) == 1
     assert invalid_count(edge, "kind_mismatch") == before + 2
@@ -94,8 +114,9 @@ def test_flooding_node_is_throttled_and_counted_others_unaffected(site):
     t0 = time.monotonic()
     flood = [(topic(flooder, "telemetry"), reading(flooder, s)) for s in range(sent)]
     # The flooder also raises an alarm: events have their own bucket, so it gets through.
-    flood.append((topic(flooder, "event"), codec.encode_event(flooder, "air", 1, sent, "pm25", True,
-                                                             ts=now_ms())))
+    flood.append(
+        (topic(flooder, "event"), codec.encode_event(flooder, "air", 1, sent, "pm25", True, ts=now_ms()))
+    )
     normal = []
     for n in others:
         normal += [(topic(n, "telemetry"), reading(n, s)) for s in range(3)]
@@ -103,8 +124,10 @@ def test_flooding_node_is_throttled_and_counted_others_unaffected(site):
     pub.publish_all(flood + normal)
     wait_for(lambda: all(stored(edge, n) == 4 for n in others), what="every other node's readings and alarm")
     elapsed = time.monotonic() - t0
-    wait_for(lambda: stored(edge, flooder) + len(dead(edge, "rate_limited", f"%/{flooder}/%")) == sent + 1,
-             what="every flooder message stored or quarantined")
+    wait_for(
+        lambda: stored(edge, flooder) + len(dead(edge, "rate_limited", f"%/{flooder}/%")) == sent + 1,
+        what="every flooder message stored or quarantined",
+    )
     limited = dead(edge, "rate_limited", f"%/{flooder}/%")
     # The bucket lets through the burst and the rate over the time the flood took, no more.
     assert len(limited) >= sent - NODE_BURST - NODE_RATE * (elapsed + 1)
@@ -125,16 +148,22 @@ def test_flooding_node_is_throttled_and_counted_others_unaffected(site):
 def test_event_flood_has_its_own_bucket(site):
     edge, pub = site
     node = "e-0001"
-    events = [(topic(node, "event"), codec.encode_event(node, "air", 1, s, "pm25", s % 2 == 0, ts=now_ms() + s))
-              for s in range(40)]
+    events = [
+        (topic(node, "event"), codec.encode_event(node, "air", 1, s, "pm25", s % 2 == 0, ts=now_ms() + s))
+        for s in range(40)
+    ]
     pub.publish_all(events)
-    wait_for(lambda: stored(edge, node) + len(dead(edge, "rate_limited", f"%/{node}/%")) == 40,
-             what="every event stored or quarantined")
+    wait_for(
+        lambda: stored(edge, node) + len(dead(edge, "rate_limited", f"%/{node}/%")) == 40,
+        what="every event stored or quarantined",
+    )
     assert len(dead(edge, "rate_limited", f"%/{node}/%")) > 0
     # ... and its telemetry bucket is untouched by the event flood.
     pub.publish_all([(topic(node, "telemetry"), reading(node, 100))])
-    wait_for(lambda: edge.query("SELECT count(*) FROM seen WHERE node=? AND seq=100", (node,)) == [(1,)],
-             what="the reading after an event flood")
+    wait_for(
+        lambda: edge.query("SELECT count(*) FROM seen WHERE node=? AND seq=100", (node,)) == [(1,)],
+        what="the reading after an event flood",
+    )
 
 
 def test_oversize_payload_is_too_large_and_kept_clipped(site):
@@ -151,25 +180,35 @@ def test_oversize_payload_is_too_large_and_kept_clipped(site):
 def test_deep_nesting_is_refused_before_parsing(site):
     edge, pub = site
     node = "s-0002"
-    depth = 3_000                # under the 8 KiB batch limit; json.loads would recurse out
+    depth = 3_000  # under the 8 KiB batch limit; json.loads would recurse out
     deep = b'{"v":1,"node":"s-0002","kind":"air","x":' + b"[" * depth + b"]" * depth + b"}"
     assert len(deep) < 8192
-    shallow_enough = (b'{"v":1,"node":"s-0002","kind":"air","x":' + b"[" * (MAX_DEPTH - 1)
-                      + b"]" * (MAX_DEPTH - 1) + b"}")
-    pub.publish_all([(topic(node, "telemetry"), deep), (topic(node, "telemetry"), shallow_enough),
-                     (topic(node, "telemetry"), reading(node, 1))])
+    shallow_enough = (
+        b'{"v":1,"node":"s-0002","kind":"air","x":' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
+    )
+    pub.publish_all(
+        [
+            (topic(node, "telemetry"), deep),
+            (topic(node, "telemetry"), shallow_enough),
+            (topic(node, "telemetry"), reading(node, 1)),
+        ]
+    )
     wait_for(lambda: stored(edge, node) == 1, what="the valid reading after the deep one")
     [(_, _, detail)] = dead(edge, "too_large", f"%/{node}/%")
-    assert f"{depth + 1} levels" in detail   # the arrays and the object around them
+    assert f"{depth + 1} levels" in detail  # the arrays and the object around them
     # One level inside the limit goes on to the decoder, which names its own problem.
-    assert [r[0] for r in edge.query("SELECT reason FROM dead_letters WHERE topic=? ORDER BY id",
-                                     (topic(node, "telemetry"),))] == ["too_large", "unknown_field"]
+    assert [
+        r[0]
+        for r in edge.query(
+            "SELECT reason FROM dead_letters WHERE topic=? ORDER BY id", (topic(node, "telemetry"),)
+        )
+    ] == ["too_large", "unknown_field"]
     assert edge.running()
 
 
 def test_overlong_topic_is_bad_topic_and_stored_clipped(site):
     edge, pub = site
-    node = "n" * 1000            # one topic level: the + of the subscription matches it
+    node = "n" * 1000  # one topic level: the + of the subscription matches it
     pub.publish_all([(topic(node, "telemetry"), reading("s-0003", 1))])
     wait_for(lambda: dead(edge, "bad_topic", "%nnnnnnnnnn%"), what="bad_topic")
     [(stored_topic, _, detail)] = dead(edge, "bad_topic", "%nnnnnnnnnn%")
@@ -184,23 +223,35 @@ def test_auto_rate_follows_each_nodes_reporting_interval(mosquitto_factory, _inf
     # A broker of its own: retained status messages of the same node ids left by other
     # tests would otherwise reach this edge's registry.
     mq, influx = mosquitto_factory(), _influxdb_session
-    config = write_config(tmp_path, mqtt_port=mq.port, client_id="edge-limits-auto", metrics=True,
-                          sinks=[v1_sink("district", influx, RAW_DB)],
-                          extra={"limits": {"node_rate": "auto", "node_burst": 5}})
+    config = write_config(
+        tmp_path,
+        mqtt_port=mq.port,
+        client_id="edge-limits-auto",
+        metrics=True,
+        sinks=[v1_sink("district", influx, RAW_DB)],
+        extra={"limits": {"node_rate": "auto", "node_burst": 5}},
+    )
     edge = EdgeProcess(config).start()
     pub = Publisher(mq.port, "limits-auto-publisher")
     try:
         slow, fast = "a-0001", "a-0002"
-        pub.publish_all([(topic(n, "status"), codec.encode_status(n, "air", 1, 0, "online", interval_s=i,
-                                                                  ts=now_ms()))
-                         for n, i in ((slow, 600), (fast, 5))])
-        wait_for(lambda: edge.query("SELECT count(*) FROM nodes WHERE interval_s IS NOT NULL") == [(2,)],
-                 what="both intervals in the registry")
+        pub.publish_all(
+            [
+                (topic(n, "status"), codec.encode_status(n, "air", 1, 0, "online", interval_s=i, ts=now_ms()))
+                for n, i in ((slow, 600), (fast, 5))
+            ]
+        )
+        wait_for(
+            lambda: edge.query("SELECT count(*) FROM nodes WHERE interval_s IS NOT NULL") == [(2,)],
+            what="both intervals in the registry",
+        )
         # The statuses took one token each: 4 of the burst of 5 are left per node.
         t0 = time.monotonic()
         pub.publish_all([(topic(slow, "telemetry"), reading(slow, s)) for s in range(30)])
-        wait_for(lambda: stored(edge, slow) + len(dead(edge, "rate_limited", f"%/{slow}/%")) == 30,
-                 what="the slow node's flood accounted for")
+        wait_for(
+            lambda: stored(edge, slow) + len(dead(edge, "rate_limited", f"%/{slow}/%")) == 30,
+            what="the slow node's flood accounted for",
+        )
         elapsed = time.monotonic() - t0
         allowed = 4 + (5 / 600) * (elapsed + 1)
         assert stored(edge, slow) <= allowed
@@ -208,11 +259,17 @@ def test_auto_rate_follows_each_nodes_reporting_interval(mosquitto_factory, _inf
         # tokens over that time, so well over its burst of 4 gets through, and the rest is
         # throttled; the slow node, sending beside it, gets nothing more.
         for s in range(12):
-            pub.publish_all([(topic(fast, "telemetry"), reading(fast, s)),
-                             (topic(slow, "telemetry"), reading(slow, 100 + s))])
+            pub.publish_all(
+                [
+                    (topic(fast, "telemetry"), reading(fast, s)),
+                    (topic(slow, "telemetry"), reading(slow, 100 + s)),
+                ]
+            )
             time.sleep(0.5)
-        wait_for(lambda: stored(edge, fast) + len(dead(edge, "rate_limited", f"%/{fast}/%")) == 12,
-                 what="the fast node's messages accounted for")
+        wait_for(
+            lambda: stored(edge, fast) + len(dead(edge, "rate_limited", f"%/{fast}/%")) == 12,
+            what="the fast node's messages accounted for",
+        )
         assert 7 <= stored(edge, fast) < 12
         assert stored(edge, slow) <= allowed + 1
     finally:

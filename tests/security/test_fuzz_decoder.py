@@ -3,25 +3,26 @@ vectors: every input is either accepted as a well-formed normalized message or r
 with one of the protocol's reasons. Nothing else may happen (no other exception, no hang).
 
 The running edge gets the same payloads in test_fuzz_edge.py (through a real broker)."""
+
 from __future__ import annotations
 
 import collections
 import math
 import random
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocols import catalog
 from protocols.decoder import decode
 from protocols.errors import REASONS, ProtocolError
-from tests.support.fuzz import (FUZZ, NOW, SEEDS, TOPICS, VALID_OBJECTS, json_values, mutate_bytes,
-                                mutate_json)
+from tests.support.fuzz import FUZZ, NOW, SEEDS, TOPICS, VALID_OBJECTS, json_values, mutate_bytes, mutate_json
 
 # Hypothesis drives the generation; each of its examples yields a burst of payloads from
 # a random stream it controls (st.randoms), because per-example overhead would otherwise
 # make 100,000 payloads cost minutes.
-BYTE_EXAMPLES, BYTES_PER_EXAMPLE = 1_500, 40      # 60,000 byte-level mutants
-JSON_EXAMPLES, JSON_PER_EXAMPLE = 2_000, 20       # 40,000 structural mutants
+BYTE_EXAMPLES, BYTES_PER_EXAMPLE = 1_500, 40  # 60,000 byte-level mutants
+JSON_EXAMPLES, JSON_PER_EXAMPLE = 2_000, 20  # 40,000 structural mutants
 
 
 def check(topic: str, payload: bytes) -> str:

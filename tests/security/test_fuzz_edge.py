@@ -4,6 +4,7 @@
 real Mosquitto and taken in by `urbansense edge run`. Nothing may crash or hang it, and every message is
 accounted for by the edge's own counters and tables:
 sent = accepted (stored or duplicate) + quarantined, exactly."""
+
 from __future__ import annotations
 
 import collections
@@ -11,7 +12,8 @@ import random
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.limits import MAX_TOPIC_CHARS
 from edge.metrics import EDGE_REASONS
@@ -38,8 +40,21 @@ def site_topic(t: str) -> str:
 def mutate_topic(rnd: random.Random, t: str) -> str:
     parts = t.split("/")
     i = rnd.randrange(1, len(parts))
-    parts[i] = rnd.choice(["", "X", "p-0001", "a" * 33, "n" * (MAX_TOPIC_CHARS + 10), "v2", "telemetry",
-                           "event", "status", "cmd", parts[i] + "-x"])
+    parts[i] = rnd.choice(
+        [
+            "",
+            "X",
+            "p-0001",
+            "a" * 33,
+            "n" * (MAX_TOPIC_CHARS + 10),
+            "v2",
+            "telemetry",
+            "event",
+            "status",
+            "cmd",
+            parts[i] + "-x",
+        ]
+    )
     return "/".join(parts)
 
 
@@ -52,7 +67,7 @@ def edge_mutant(rnd: random.Random, value) -> tuple[str, bytes]:
         t, obj = rnd.choice(VALID_OBJECTS)
         payload = mutate_json(rnd, obj, value)
     elif roll < 0.90:
-        pass                                    # an exact copy: a duplicate once stored
+        pass  # an exact copy: a duplicate once stored
     elif roll < 0.93:
         payload = payload + b" " * rnd.choice((8192, 20_000, 300_000))
     elif roll < 0.96:
@@ -83,6 +98,7 @@ def shift_ts(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
     def shift(m):
         return b'"ts":' + str(int(m.group(1)) + int(delta)).encode()
+
     return [(t, re.sub(rb'"ts":(1[0-9]{12})\b', shift, p)) for t, p in messages]
 
 
@@ -92,10 +108,14 @@ def fuzz_site(mosquitto_factory, _influxdb_session, tmp_path):
     # other tests left on the session's broker would be delivered to it and counted.
     mq, influx = mosquitto_factory(), _influxdb_session
     config = write_config(
-        tmp_path, mqtt_port=mq.port, client_id="edge-fuzz", metrics=True,
+        tmp_path,
+        mqtt_port=mq.port,
+        client_id="edge-fuzz",
+        metrics=True,
         mqtt_extra={"topics": ["city/#"]},
         buffer={"synchronous": "normal", "commit_max_messages": 2000, "dead_letter_max_rows": 2 * TOTAL},
-        sinks=[v1_sink("district", influx, RAW_DB)])
+        sinks=[v1_sink("district", influx, RAW_DB)],
+    )
     edge = EdgeProcess(config).start()
     pub = Publisher(mq.port, "fuzz-publisher")
     yield edge, pub
@@ -115,15 +135,22 @@ def test_running_edge_accounts_for_every_fuzzed_message(fuzz_site):
     messages = shift_ts(generate())
     assert len(messages) >= TOTAL
     for start in range(0, len(messages), 5000):
-        pub.publish_all(messages[start:start + 5000], timeout=120)
+        pub.publish_all(messages[start : start + 5000], timeout=120)
     # A valid reading last: once it is stored, everything before it has been taken in.
     sentinel = "z-0001"
-    pub.publish_all([(topic(sentinel, "telemetry"),
-                      codec.encode_reading(sentinel, "air", 1, 1, {"pm25": 1.0}, ts=now_ms()))])
+    pub.publish_all(
+        [
+            (
+                topic(sentinel, "telemetry"),
+                codec.encode_reading(sentinel, "air", 1, 1, {"pm25": 1.0}, ts=now_ms()),
+            )
+        ]
+    )
     sent = len(messages) + 1
 
     def taken() -> float:
         return sum(counters(edge.metrics_text())["messages_in"].values())
+
     wait_for(lambda: taken() >= sent, timeout=120, interval=0.5, what=f"{sent} messages taken in")
     assert edge.running()
     assert edge.query("SELECT count(*) FROM seen WHERE node=?", (sentinel,)) == [(1,)]

@@ -1,6 +1,7 @@
 """The inbox between paho's thread and the commit loop stays bounded: QoS 1 is bounded by
 the broker's flow control (acks only after the commit), and QoS 0, which has none and
 which the protocol never uses, is dropped and counted once the inbox is full."""
+
 from __future__ import annotations
 
 from edge.ingest import Inbox, Incoming

@@ -1,4 +1,5 @@
 """`[limits]` in the edge config: checked like every other section, one line per bad key."""
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,18 @@ database = "city"
 def check(tmp_path: Path, limits: str, *flags: str) -> subprocess.CompletedProcess:
     path = tmp_path / "edge.toml"
     path.write_text(BASE + "[limits]\n" + limits)
-    return subprocess.run([URBANSENSE, "edge", "check-config", str(path), *flags],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [URBANSENSE, "edge", "check-config", str(path), *flags], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_auto_and_numbers_are_accepted_and_shown(tmp_path):
     done = check(tmp_path, 'node_rate = "auto"\nevent_rate = 0.5\n', "--json")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout)["limits"] == "messages 5x each node's interval burst 30; events 0.5/s burst 20"
+    assert (
+        json.loads(done.stdout)["limits"]
+        == "messages 5x each node's interval burst 30; events 0.5/s burst 20"
+    )
     done = check(tmp_path, "node_rate = 2\nnode_burst = 5\n", "--json")
     assert json.loads(done.stdout)["limits"] == "messages 2/s burst 5; events none"
 
@@ -39,5 +44,8 @@ def test_bad_limits_are_named_one_line_each(tmp_path):
     assert done.returncode == 1
     lines = done.stdout.splitlines()[1:]
     assert sorted(line.strip().split(":")[0] for line in lines) == [
-        "limits.node_burst", "limits.node_rat", "limits.node_rate"], done.stdout
+        "limits.node_burst",
+        "limits.node_rat",
+        "limits.node_rate",
+    ], done.stdout
     assert "Traceback" not in done.stdout + done.stderr

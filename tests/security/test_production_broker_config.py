@@ -1,5 +1,6 @@
 """deploy/mosquitto/urbansense.conf is the file a gateway runs: start a real Mosquitto
 with it (only paths and ports moved into a temp dir) and check what it promises."""
+
 from __future__ import annotations
 
 import getpass
@@ -65,7 +66,7 @@ def test_production_config_runs_and_refuses_strangers(broker):
     rc = stranger.connect()
     assert rc is not None and rc.is_failure
     stranger.close()
-    local = Probe(server.local_port)              # the local plain listener: still no anonymous
+    local = Probe(server.local_port)  # the local plain listener: still no anonymous
     rc = local.connect()
     assert rc is not None and rc.is_failure
     local.close()

@@ -1,6 +1,7 @@
 """A recording MQTT subscriber (paho-mqtt) for tests of nodes: it keeps every message it
 receives, reconnects on its own, and uses a persistent session so a broker restart loses
 nothing queued for it."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ class BrokerLog:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id="log-" + uuid.uuid4().hex[:8], clean_session=False)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="log-" + uuid.uuid4().hex[:8], clean_session=False
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1.0)

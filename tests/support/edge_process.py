@@ -1,5 +1,6 @@
 """The edge as a real subprocess: write its TOML config, run `urbansense edge run` in a
 session of its own (so SIGKILL is real), read its log, its buffer and its metrics."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,17 @@ def toml_value(v) -> str:
     return json.dumps(str(v))
 
 
-def write_config(folder: Path, *, mqtt_port: int, sinks: list[dict], client_id: str = "edge-test",
-                 mqtt_extra: dict | None = None, buffer: dict | None = None,
-                 metrics: bool = False, extra: dict | None = None) -> Path:
+def write_config(
+    folder: Path,
+    *,
+    mqtt_port: int,
+    sinks: list[dict],
+    client_id: str = "edge-test",
+    mqtt_extra: dict | None = None,
+    buffer: dict | None = None,
+    metrics: bool = False,
+    extra: dict | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     sections = {
         "site": {"district": DISTRICT, "zone": ZONE},
@@ -52,8 +61,17 @@ def write_config(folder: Path, *, mqtt_port: int, sinks: list[dict], client_id: 
 
 
 def v1_sink(name: str, influx, database: str, data: str = "raw", **extra) -> dict:
-    return {"name": name, "url": influx.url, "api": "v1", "database": database, "data": data,
-            "batch_wait_ms": 20, "retry_min_s": 0.05, "retry_max_s": 1.0, **extra}
+    return {
+        "name": name,
+        "url": influx.url,
+        "api": "v1",
+        "database": database,
+        "data": data,
+        "batch_wait_ms": 20,
+        "retry_min_s": 0.05,
+        "retry_max_s": 1.0,
+        **extra,
+    }
 
 
 class EdgeProcess:
@@ -70,6 +88,7 @@ class EdgeProcess:
         """MQTT sessions the edge opens (events get one of their own)."""
         from edge.config import load_config
         from edge.ingest import split_filters
+
         events, others = split_filters(load_config(self.config).subscriptions())
         return int(bool(events)) + int(bool(others))
 
@@ -80,16 +99,19 @@ class EdgeProcess:
     def db_path(self) -> Path:
         return self.config.parent / "state" / "buffer.db"
 
-    def start(self, wait_connected: bool = True) -> "EdgeProcess":
+    def start(self, wait_connected: bool = True) -> EdgeProcess:
         self.starts += 1
         before = self.connections()
         log = open(self.log_path, "ab")
         log.write(f"\n--- start {self.starts} ---\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([URBANSENSE, "edge", "run", "--config", str(self.config),
-                                      "--log-format", "text"],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [URBANSENSE, "edge", "run", "--config", str(self.config), "--log-format", "text"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         if wait_connected:
             wanted = before + self.sessions

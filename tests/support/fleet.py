@@ -1,20 +1,32 @@
 """Helpers for tests that run whole virtual nodes against a real broker."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from hil.sim import SimNode, node_config
 from protocols.decoder import decode
 from tests.support.broker_log import BrokerLog
 
 
-def make_node(tmp_path: Path, bundle: Path, broker, kind: str, node_id: str,
-              schedule: str, interval_s: float, **extra) -> SimNode:
-    cfg = node_config(node_id, kind, "xuhui", "caohejing", broker.host, broker.port,
-                      interval_s, schedule=schedule, seed=1, **extra)
+def make_node(
+    tmp_path: Path, bundle: Path, broker, kind: str, node_id: str, schedule: str, interval_s: float, **extra
+) -> SimNode:
+    cfg = node_config(
+        node_id,
+        kind,
+        "xuhui",
+        "caohejing",
+        broker.host,
+        broker.port,
+        interval_s,
+        schedule=schedule,
+        seed=1,
+        **extra,
+    )
     return SimNode(tmp_path / node_id, cfg, bundle=bundle)
 
 

@@ -1,34 +1,73 @@
 """Fuzz payloads generated and mutated from the golden vectors (protocols/vectors): the
 seeds, hypothesis settings and strategies, and byte-level and structural mutators. The
 decoder's fuzz test and the running edge's fuzz test draw on the same generators."""
+
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocols" / "vectors"
 CASES = json.loads((VECTORS / "cases.json").read_text())
 NOW = CASES["now_ms"]
-SEEDS = [(c["topic"], (VECTORS / "payloads" / name).read_bytes())
-         for name, c in sorted(CASES["cases"].items()) if c.get("decoder") != "command"]
-VALID_OBJECTS = [(t, json.loads(p)) for (t, p), c in
-                 zip(SEEDS, [c for n, c in sorted(CASES["cases"].items()) if c.get("decoder") != "command"])
-                 if "expect" in c]
+SEEDS = [
+    (c["topic"], (VECTORS / "payloads" / name).read_bytes())
+    for name, c in sorted(CASES["cases"].items())
+    if c.get("decoder") != "command"
+]
+VALID_OBJECTS = [
+    (t, json.loads(p))
+    for (t, p), c in zip(
+        SEEDS, [c for n, c in sorted(CASES["cases"].items()) if c.get("decoder") != "command"]
+    )
+    if "expect" in c
+]
 TOPICS = sorted({t for t, _ in SEEDS}) + ["city/v1/a/b/c/telemetry", "city/v1/a/b/c/cmd/ack", "x"]
 
-FUZZ = settings(deadline=None, database=None, derandomize=True, print_blob=True,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    deadline=None, database=None, derandomize=True, print_blob=True, suppress_health_check=list(HealthCheck)
+)
 
-json_scalars = (st.none() | st.booleans() | st.integers(-2**64, 2**64)
-                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=5)
-                           | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=12,
+)
 
-SCALARS = [None, True, False, 0, -1, 1.5, 2**32, 2**63, -2**64, 1e308, -1e-308, "", "x" * 70,
-           "p-0001", "parking", [], {}, [1, "a"], {"a": {"b": [None]}}, "\u0000", "\ud800"]
+SCALARS = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    2**32,
+    2**63,
+    -(2**64),
+    1e308,
+    -1e-308,
+    "",
+    "x" * 70,
+    "p-0001",
+    "parking",
+    [],
+    {},
+    [1, "a"],
+    {"a": {"b": [None]}},
+    "\u0000",
+    "\ud800",
+]
 
 
 def mutate_bytes(rnd: random.Random, payload: bytes) -> bytes:
@@ -41,10 +80,10 @@ def mutate_bytes(rnd: random.Random, payload: bytes) -> bytes:
         elif op == "insert":
             data[pos:pos] = rnd.randbytes(rnd.randint(1, 8))
         elif op == "delete":
-            del data[pos:pos + rnd.randint(1, 16)]
+            del data[pos : pos + rnd.randint(1, 16)]
         elif op == "splice":
             other = rnd.choice(SEEDS)[1]
-            data = data[:pos] + bytearray(other[rnd.randint(0, len(other)):])
+            data = data[:pos] + bytearray(other[rnd.randint(0, len(other)) :])
         else:
             data = data[:pos]
     return bytes(data)

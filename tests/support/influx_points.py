@@ -1,5 +1,6 @@
 """Counting what reached InfluxDB. Both answer "nothing yet" while the database or the
 measurement does not exist, so a test can wait on them from the start."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Reading one sample out of the Prometheus text an edge serves on /metrics."""
+
 from __future__ import annotations
 
 import re

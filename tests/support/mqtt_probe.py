@@ -1,5 +1,6 @@
 """A minimal paho-mqtt client for security tests: connect with given credentials and TLS
 settings, report the CONNACK result, collect messages."""
+
 from __future__ import annotations
 
 import ssl
@@ -13,16 +14,28 @@ from tests.support.waiting import eventually
 
 
 class Probe:
-    def __init__(self, port: int, user: str | None = None, password: str | None = None,
-                 ca: Path | None = None, cert: Path | None = None, key: Path | None = None,
-                 client_id: str | None = None) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"probe-{time.monotonic_ns()}")
+    def __init__(
+        self,
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        ca: Path | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{time.monotonic_ns()}"
+        )
         if user is not None:
             self.client.username_pw_set(user, password)
         if ca is not None:
-            self.client.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
-                                keyfile=str(key) if key else None, cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(
+                ca_certs=str(ca),
+                certfile=str(cert) if cert else None,
+                keyfile=str(key) if key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         self.port = port
         self.connack: mqtt.ReasonCode | None = None
         self.connected = threading.Event()

@@ -1,4 +1,5 @@
 """Which processes are still alive in a folder: what a run must not leave behind."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@ as a flaky radio link would, and records the PUBLISH packets the node sends. Wit
 `blackhole` set it forwards nothing in either direction and closes nothing: a link that
 died silently (the far end gone, no FIN, no RST). It does not speak MQTT beyond splitting
 the byte stream into packets."""
+
 from __future__ import annotations
 
 import socket
@@ -44,7 +45,7 @@ class PubackDropper:
         self.broker_port = broker_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.publishes: list[tuple[int, int]] = []    # (first byte, packet id) node -> broker
+        self.publishes: list[tuple[int, int]] = []  # (first byte, packet id) node -> broker
         self.dropped = 0
         self.blackhole = False
         threading.Thread(target=self._accept, daemon=True).start()

@@ -1,4 +1,5 @@
 """Publishing to a real broker as nodes do: QoS 1, every PUBACK awaited."""
+
 from __future__ import annotations
 
 import threading
@@ -12,8 +13,7 @@ class Publisher:
     """A paho client that publishes QoS1 and waits for every PUBACK."""
 
     def __init__(self, port: int, client_id: str = "test-publisher") -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=True)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.1, 1)
@@ -35,15 +35,16 @@ class Publisher:
         self.client.loop_stop()
 
 
-def publish_paced(pub: Publisher, messages: list[tuple[str, bytes]], per_second: float,
-                  chunk: int = 20) -> threading.Thread:
+def publish_paced(
+    pub: Publisher, messages: list[tuple[str, bytes]], per_second: float, chunk: int = 20
+) -> threading.Thread:
     """Publish in the background at about `per_second`, waiting for every PUBACK."""
 
     def run():
         pause = chunk / per_second
         for start in range(0, len(messages), chunk):
             t0 = time.monotonic()
-            pub.publish_all(messages[start:start + chunk], timeout=120)
+            pub.publish_all(messages[start : start + chunk], timeout=120)
             time.sleep(max(0.0, pause - (time.monotonic() - t0)))
 
     thread = threading.Thread(target=run, daemon=True)

@@ -1,4 +1,5 @@
 """Readings with known identities (node, boot, seq), encoded as nodes send them."""
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def counted_readings(n: int, nodes: int = 10, prefix: str = "f",
-                     min_age_ms: int = 0) -> list[tuple[str, bytes]]:
+def counted_readings(
+    n: int, nodes: int = 10, prefix: str = "f", min_age_ms: int = 0
+) -> list[tuple[str, bytes]]:
     """n air readings whose `uptime_s` field is their index, all with `age_ms`.
 
     `age_ms` makes the test strict: the edge stamps arrival - age_ms, so a reading written
@@ -23,7 +25,10 @@ def counted_readings(n: int, nodes: int = 10, prefix: str = "f",
     for i in range(n):
         node = f"{prefix}-{i % nodes:04d}"
         fields = {"pm25": float(i % 500), "uptime_s": float(i), "battery_v": 3.6}
-        out.append((topic(node, "telemetry"),
-                    codec.encode_reading(node, "air", 1, i // nodes, fields,
-                                         age_ms=min_age_ms + (n - i) * 2000)))
+        out.append(
+            (
+                topic(node, "telemetry"),
+                codec.encode_reading(node, "air", 1, i // nodes, fields, age_ms=min_age_ms + (n - i) * 2000),
+            )
+        )
     return out

@@ -1,4 +1,5 @@
 """The one site the edge tests and benchmarks run: its district, zone and topics."""
+
 from __future__ import annotations
 
 DISTRICT = "xuhui"

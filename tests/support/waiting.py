@@ -1,9 +1,11 @@
 """Waiting on a condition with a deadline. The deadline is a hang guard only: no test
 asserts on how long a wait took."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -18,8 +20,9 @@ def _poll(predicate: Callable[[], T], timeout: float, interval: float) -> T:
         time.sleep(interval)
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> T:
     """predicate()'s first truthy value; AssertionError naming `what` after the timeout."""
     last = _poll(predicate, timeout, interval)
     if not last:
