@@ -97,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     nodes = sub.add_parser(
         "nodes",
         help="list the nodes an edge knows",
-        description="List the node registry of an edge: online, battery, RSSI, firmware, seq gaps.",
+        description="List the node registry of an edge: online, battery, RSSI, firmware, "
+        "seq gaps, readings the node dropped, its clock offset (flagged beyond [clock] max_offset_s).",
     )
     nodes.add_argument("--config", required=True, help="the edge's TOML config file")
     add_format_flags(nodes)
@@ -217,6 +218,11 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                 "boot": s.boot,
                 "seq": s.seq,
                 "seq_gaps": s.seq_gaps,
+                "dropped": s.dropped,
+                "clock_offset_ms": s.clock_offset_ms,
+                "clock_bad": s.clock_bad,
+                "ts_collisions": s.ts_collisions,
+                "estimated_times": s.estimated_times,
                 "reset": s.reset,
             }
         )
@@ -230,8 +236,27 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         secs = max(0, (now - ms) / 1000)
         return f"{secs:.0f}s ago" if secs < 120 else f"{secs / 60:.0f}m ago"
 
+    def clock(n):
+        if n["clock_offset_ms"] is None:
+            return ""
+        text = f"{n['clock_offset_ms'] / 1000:+.1f}"
+        return f"{text} BAD" if n["clock_bad"] else text
+
     print_table(
-        ("node", "kind", "online", "last seen", "battery V", "RSSI", "fw", "boot", "seq gaps"),
+        (
+            "node",
+            "kind",
+            "online",
+            "last seen",
+            "battery V",
+            "RSSI",
+            "fw",
+            "boot",
+            "seq gaps",
+            "dropped",
+            "clock s",
+            "ts moved",
+        ),
         [
             (
                 n["node"],
@@ -243,6 +268,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                 n["fw"],
                 n["boot"],
                 n["seq_gaps"],
+                n["dropped"],
+                clock(n),
+                n["ts_collisions"],
             )
             for n in out
         ],

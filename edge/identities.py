@@ -38,11 +38,18 @@ def first_times(
 
 def prune(conn: sqlite3.Connection, before_ms: int, chunk: int = 20000) -> int:
     """Forget up to `chunk` identities that arrived before `before_ms`."""
-    # rowid order is arrival order, so the oldest identities are at the front.
-    oldest = conn.execute("SELECT at_ms FROM seen ORDER BY rowid LIMIT 1").fetchone()
+    return delete_oldest(conn, "seen", before_ms, chunk)
+
+
+def delete_oldest(conn: sqlite3.Connection, table: str, before_ms: int, chunk: int) -> int:
+    """Delete up to `chunk` of the oldest rows whose `at_ms` is before `before_ms`, from an
+    index kept by arrival: `seen`, or `stamps` (edge.stamps, which keeps its timestamps
+    as long as identities). Rows are appended in arrival order, so rowid order is
+    arrival order and the oldest rows are at the front."""
+    oldest = conn.execute(f"SELECT at_ms FROM {table} ORDER BY rowid LIMIT 1").fetchone()
     if oldest is None or oldest[0] >= before_ms:
         return 0
     return conn.execute(
-        "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?) AND at_ms < ?",
+        f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?) AND at_ms < ?",
         (chunk, before_ms),
     ).rowcount

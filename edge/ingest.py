@@ -219,6 +219,11 @@ class MqttIngest:
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=False)
 
+    def publish_retained(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """QoS 1, retained (receipts: the newest waits at the broker for its node). While
+        disconnected paho keeps it and sends it on the next connection."""
+        return self.client.publish(topic, payload, qos=1, retain=True)
+
     def start(self) -> None:
         m = self.cfg.mqtt
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)

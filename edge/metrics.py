@@ -27,7 +27,7 @@ from edge import database, deadletters, outbox
 from edge.ingest import Inbox
 from edge.outbox import Stream
 from edge.ratelimit import RATE_LIMITED
-from edge.registry import count_by_state
+from edge.registry import clock_summary, count_by_state
 from edge.validate import DECODER_ERROR
 from protocols.errors import REASONS
 
@@ -91,6 +91,16 @@ class EdgeMetrics:
             registry=r,
         )
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
+        self.receipts = Counter(
+            P + "receipts_published",
+            "Receipts published to nodes after a commit (one per node per group)",
+            registry=r,
+        )
+        self.ts_collisions = Counter(
+            P + "ts_collisions",
+            "Readings and events moved off a timestamp another of the node's had taken",
+            registry=r,
+        )
         self._server = None
 
     # -- hooks the stages call ---------------------------------------------------------
@@ -215,3 +225,31 @@ class BufferCollector(Collector):
             for state, count in count_by_state(conn).items():
                 nodes.add_metric([state], count)
             yield nodes
+
+
+class ClockCollector(Collector):
+    """Node clocks, read from the registry's stored rows at scrape time: how many nodes
+    are flagged for a clock beyond [clock] max_offset_s, and the largest offset of any
+    (two series, whatever the number of nodes)."""
+
+    def __init__(self, connect: Callable) -> None:
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect(readonly=True)
+            bad, worst_ms = clock_summary(self._conn)
+        yield GaugeMetricFamily(
+            P + "nodes_clock_bad", "Nodes whose clock is off by more than [clock] max_offset_s", value=bad
+        )
+        yield GaugeMetricFamily(
+            P + "clock_offset_max_seconds",
+            "The largest clock offset estimate of any node, in seconds (absolute value)",
+            value=worst_ms / 1000,
+        )

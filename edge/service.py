@@ -26,7 +26,7 @@ from edge.config import EdgeConfig
 from edge.consumer import StreamConsumer, cursors_of
 from edge.forward import Forwarder
 from edge.ingest import Inbox, MqttIngest, split_filters
-from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector
+from edge.metrics import BufferCollector, ClockCollector, EdgeMetrics, InboxCollector
 from edge.outbox import Stream
 from edge.pipeline import CommitLoop
 from edge.registry import NodeRegistry
@@ -55,7 +55,9 @@ class EdgeService:
             dead_letter_max_rows=b.dead_letter_max_rows,
         )
         self.registry = NodeRegistry(
-            offline_after_intervals=cfg.health.offline_after_intervals, write_every_s=cfg.health.write_every_s
+            offline_after_intervals=cfg.health.offline_after_intervals,
+            write_every_s=cfg.health.write_every_s,
+            max_clock_offset_s=cfg.clock.max_offset_s,
         )
         worker = cfg.mqtt.client_id if cfg.mqtt.shared_group else None
         self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours, worker=worker)
@@ -101,6 +103,9 @@ class EdgeService:
             want_alarms=cfg.alarms.enabled,
             limits=cfg.limits,
         )
+        if cfg.receipts.enabled and self.sessions:
+            # Receipts go out through the first session, after each commit.
+            self.loop.publish_receipt = self.sessions[0].publish_retained
 
     def _ack(self, batch) -> int:
         return sum(s.ack(batch) for s in self.sessions)
@@ -123,6 +128,7 @@ class EdgeService:
             host, port = self.cfg.metrics.address
             sinks = {s.name: sink_streams(s.data) for s in self.cfg.sink}
             self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks))
+            self.metrics.add_collector(ClockCollector(self.buffer.connect))
             self.metrics_port = self.metrics.serve(host, port)
             log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
         for t in self.threads:

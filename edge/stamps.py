@@ -1,0 +1,64 @@
+"""The timestamp index `stamps`: (node, series, ts) of every reading and event stored.
+
+InfluxDB keeps one point per series and timestamp, so two distinct readings of a node
+that end up with the same time would silently become one. That happens to readings with
+`age_ms` that waited at the broker together (the edge stamps them arrival - age_ms, and
+they arrive in one burst), and to a node whose clock stepped back. Before a new reading
+or event is written, its timestamp is claimed here; one already taken by another
+identity is moved forward 1 ms at a time until it is free (protocols/SPEC.md 3.2), and
+the caller marks and counts it.
+
+Timestamps are kept as long as identities (`dedup_hours`): a collision with an older
+point would need a reading that waited longer than that. This module is the one that
+knows the table; every statement on it is here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from edge.identities import delete_oldest
+
+TABLES = (
+    """CREATE TABLE stamps (node TEXT NOT NULL, series TEXT NOT NULL,
+    ts INTEGER NOT NULL, at_ms INTEGER NOT NULL)""",
+    "CREATE UNIQUE INDEX stamps_point ON stamps(node, series, ts)",
+)
+
+Point = tuple[str, str, int]  # (node, series, ts)
+
+
+def claim(conn: sqlite3.Connection, points: list[Point], at_ms: int, chunk: int = 200) -> list[int]:
+    """Claim each point's timestamp; returns the timestamp each got: its own when free
+    (of equal points, the first given), else the next ms no point of the group or before
+    it has taken."""
+    got = [p[2] for p in points]
+    moved: list[int] = []
+    for start in range(0, len(points), chunk):
+        part = points[start : start + chunk]
+        sql = (
+            "INSERT OR IGNORE INTO stamps VALUES "
+            + ",".join(["(?,?,?,?)"] * len(part))
+            + " RETURNING node, series, ts"
+        )
+        # SQLite inserts the rows in order, so of two equal points the first is inserted.
+        free = set(conn.execute(sql, [v for p in part for v in (*p, at_ms)]).fetchall())
+        for i, point in enumerate(part, start):
+            if point in free:
+                free.discard(point)
+            else:
+                moved.append(i)
+    for i in moved:
+        node, series, ts = points[i]
+        ts += 1
+        while not conn.execute(
+            "INSERT OR IGNORE INTO stamps VALUES (?,?,?,?)", (node, series, ts, at_ms)
+        ).rowcount:
+            ts += 1
+        got[i] = ts
+    return got
+
+
+def prune(conn: sqlite3.Connection, before_ms: int, chunk: int = 20000) -> int:
+    """Forget up to `chunk` timestamps claimed before `before_ms`."""
+    return delete_oldest(conn, "stamps", before_ms, chunk)
