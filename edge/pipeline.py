@@ -12,7 +12,8 @@ within `commit_wait_ms` of the first, and in ONE transaction:
 - every reading and event, new or duplicate -> the node's committed ranges.
 After COMMIT returns, the whole group is acknowledged to the broker, the consumers are
 woken, and each node with a reading or event in the group gets a receipt (retained,
-QoS 1) saying what is committed (protocols/SPEC.md 7.1): never before the COMMIT. Between
+QoS 1; more than one if its records lie in more than 8 ranges) saying what is committed
+(protocols/SPEC.md 7.1): never before the COMMIT. Between
 groups the loop does the periodic work: rollups of closed minutes, node silence,
 collecting forwarded rows, the size cap, pruning old identities and timestamps.
 """
@@ -233,9 +234,10 @@ class CommitLoop:
         if group.moved:
             self.metrics.ts_collisions.inc(len(group.moved))
         if owed and self.publish_receipt is not None:
-            for receipt_topic, payload in receipt_messages(owed, now_ms()):
+            messages = receipt_messages(owed, now_ms())
+            for receipt_topic, payload in messages:
                 self.publish_receipt(receipt_topic, payload)
-            self.metrics.receipts.inc(len(owed))
+            self.metrics.receipts.inc(len(messages))
 
     def _claim_times(
         self, conn: sqlite3.Connection, accepted: list[tuple[Incoming, Accepted]], group: Group, now: int

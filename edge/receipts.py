@@ -5,7 +5,10 @@ A node keeps every reading and event in its flash queue until a receipt covers i
 broker's PUBACK only means the broker holds it in memory. So after every group commit
 the edge publishes, per node with a reading or event in the group (accepted or a
 duplicate: a resend must be confirmed too), a retained QoS 1 receipt listing the ranges
-that hold the group's records, then the node's newest other ranges, up to 8.
+that hold the group's records, then the node's newest other ranges, up to 8. A group
+whose records of one node lie in more than 8 ranges (a node with holes replaying its
+queue) gets as many receipts as it takes, the oldest ranges first: every record of the
+group is confirmed.
 
 The ranges live in memory for speed and in the table `committed`, written in the same
 transaction as the records they describe, so after a crash they say exactly what the
@@ -64,16 +67,19 @@ def holding(ranges: list[Range], boot: int, seq: int) -> int:
     return bisect_right(ranges, [boot, seq, COUNTER_MAX + 1]) - 1
 
 
-def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[Range]:
-    """What a receipt lists: the ranges holding the touched records (the oldest first if
-    there are more than 8), then the newest other ranges up to 8, sorted."""
-    hit = sorted({holding(ranges, boot, seq) for boot, seq in touched})[:MAX_RECEIPT_RANGES]
-    chosen = set(hit)
+def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[list[Range]]:
+    """What the receipts of a group list: the ranges holding its records, 8 to a receipt
+    in order, the last receipt filled up to 8 with the node's newest other ranges (it is
+    the one left retained). Each list sorted; copies, not the ranges themselves."""
+    hit = sorted({holding(ranges, boot, seq) for boot, seq in touched})
+    chunks = [hit[i : i + MAX_RECEIPT_RANGES] for i in range(0, len(hit), MAX_RECEIPT_RANGES)]
+    last = set(chunks[-1])
     for i in range(len(ranges) - 1, -1, -1):
-        if len(chosen) >= MAX_RECEIPT_RANGES:
+        if len(last) >= MAX_RECEIPT_RANGES:
             break
-        chosen.add(i)
-    return [list(ranges[i]) for i in sorted(chosen)]
+        last.add(i)
+    chunks[-1] = sorted(last)
+    return [[list(ranges[i]) for i in chunk] for chunk in chunks]
 
 
 def trim(ranges: list[Range]) -> None:
@@ -109,9 +115,9 @@ class CommittedRanges:
             entry = self._touched[node] = (district, zone, set())
         entry[2].add((boot, seq))
 
-    def flush(self, conn: sqlite3.Connection) -> dict[str, tuple[str, str, list[Range]]]:
+    def flush(self, conn: sqlite3.Connection) -> dict[str, tuple[str, str, list[list[Range]]]]:
         """Write the ranges the group changed (inside its transaction); returns the
-        receipts it owes: node -> (district, zone, ranges to list)."""
+        receipts it owes: node -> (district, zone, the ranges of each receipt)."""
         owed = {}
         for node, (district, zone, touched) in self._touched.items():
             ranges = self.ranges[node]
@@ -127,9 +133,10 @@ class CommittedRanges:
         return owed
 
 
-def receipt_messages(owed: dict[str, tuple[str, str, list[Range]]], ts: int) -> list[tuple[str, bytes]]:
-    """(topic, payload) of each receipt owed, made at the edge's clock `ts`."""
+def receipt_messages(owed: dict[str, tuple[str, str, list[list[Range]]]], ts: int) -> list[tuple[str, bytes]]:
+    """(topic, payload) of each receipt owed, made at the edge's clock `ts`, in order."""
     return [
         (receipt_topic(district, zone, node), encode_receipt(node, ts, got))
-        for node, (district, zone, got) in owed.items()
+        for node, (district, zone, receipts) in owed.items()
+        for got in receipts
     ]

@@ -387,7 +387,10 @@ class NodeRegistry:
         moved off another's timestamp."""
         state = self.nodes[node]
         state.estimated_times += int(estimated or moved)
-        state.ts_collisions += int(moved)
+        if moved:
+            # Rare, and counted once: written with the transaction that moved it.
+            state.ts_collisions += 1
+            self._important.add(node)
 
     def on_ack(self, a: Ack) -> None:
         state = self._state(a.district, a.zone, a.node, a.kind, a.arrival_ms)

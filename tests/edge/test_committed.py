@@ -53,11 +53,15 @@ def test_ranges_merge_as_seqs_arrive_in_any_order():
 def test_a_receipt_lists_what_the_group_touched_then_the_newest():
     ranges = [[3, 0, 9]] + [[4, s, s] for s in range(0, 40, 2)]  # 21 ranges
     # seq 4 of boot 3 resent after many newer ones: its range is listed, then the 7 newest
-    got = receipts.receipt_ranges(ranges, {(3, 4)})
+    [got] = receipts.receipt_ranges(ranges, {(3, 4)})
     assert got == [[3, 0, 9]] + [[4, s, s] for s in range(26, 40, 2)]
-    # more than 8 ranges touched: the oldest 8 of them (a node drops from its queue's head)
-    touched = {(4, s) for s in range(0, 40, 2)}
-    assert receipts.receipt_ranges(ranges, touched) == [[4, s, s] for s in range(0, 16, 2)]
+    # More than 8 ranges touched: 8 to a receipt, oldest first, the last one filled up
+    # with the newest.
+    touched = {(4, s) for s in range(0, 20, 2)}  # 10 ranges
+    assert receipts.receipt_ranges(ranges, touched) == [
+        [[4, s, s] for s in range(0, 16, 2)],
+        [[4, 16, 16], [4, 18, 18]] + [[4, s, s] for s in range(28, 40, 2)],
+    ]
     # a copy: the edge may change its ranges while a receipt is being published
     got[0][2] = 99
     assert ranges[0] == [3, 0, 9]
@@ -81,14 +85,14 @@ def test_committed_ranges_survive_a_restart_and_confirm_an_old_boot(tmp_path):
             book.add(D, Z, "p-1", boot, seq)
     owed = book.flush(conn)
     conn.execute("COMMIT")
-    assert owed == {"p-1": (D, Z, [[b, 0, 2] for b in range(1, 6)])}
+    assert owed == {"p-1": (D, Z, [[[b, 0, 2] for b in range(1, 6)]])}
     again = receipts.CommittedRanges()
     again.load(conn)
     assert again.ranges == {"p-1": [[b, 0, 2] for b in range(2, 6)]}
     # A resend from a boot no longer kept is confirmed all the same, then forgotten again.
     conn.execute("BEGIN")
     again.add(D, Z, "p-1", 1, 1)
-    assert again.flush(conn)["p-1"][2] == [[1, 1, 1]] + [[b, 0, 2] for b in range(2, 6)]
+    assert again.flush(conn)["p-1"][2] == [[[1, 1, 1]] + [[b, 0, 2] for b in range(2, 6)]]
     conn.execute("COMMIT")
     assert conn.execute("SELECT DISTINCT boot FROM committed ORDER BY boot").fetchall() == [
         (2,),
