@@ -99,6 +99,8 @@ class CommittedRanges:
         self.ranges: dict[str, list[Range]] = {}
         # node -> (district, zone, the (boot, seq) of the group being committed)
         self._touched: dict[str, tuple[str, str, set[tuple[int, int]]]] = {}
+        # node -> its ranges as stored before the group (what flush rewrites)
+        self._stored: dict[str, set[tuple[int, int, int]]] = {}
 
     def load(self, conn: sqlite3.Connection) -> None:
         self.ranges.clear()
@@ -109,10 +111,12 @@ class CommittedRanges:
 
     def add(self, district: str, zone: str, node: str, boot: int, seq: int) -> None:
         """A record of the group being committed (new or a duplicate)."""
-        add(self.ranges.setdefault(node, []), boot, seq)
+        ranges = self.ranges.setdefault(node, [])
         entry = self._touched.get(node)
         if entry is None:
             entry = self._touched[node] = (district, zone, set())
+            self._stored[node] = {tuple(r) for r in ranges}
+        add(ranges, boot, seq)
         entry[2].add((boot, seq))
 
     def flush(self, conn: sqlite3.Connection) -> dict[str, tuple[str, str, list[list[Range]]]]:
@@ -125,11 +129,18 @@ class CommittedRanges:
             # the same, so the node stops sending it.
             owed[node] = (district, zone, receipt_ranges(ranges, touched))
             trim(ranges)
-            conn.execute("DELETE FROM committed WHERE node=?", (node,))
+            # Only the rows that changed: usually one range grew by a seq.
+            now = {tuple(r) for r in ranges}
+            before = self._stored[node]
+            starts = {r[:2] for r in now}
+            gone = [(node, r[0], r[1]) for r in before - now if r[:2] not in starts]
+            if gone:
+                conn.executemany("DELETE FROM committed WHERE node=? AND boot=? AND first_seq=?", gone)
             conn.executemany(
-                "INSERT INTO committed VALUES (?, ?, ?, ?)", [(node, r[0], r[1], r[2]) for r in ranges]
+                "INSERT OR REPLACE INTO committed VALUES (?, ?, ?, ?)", [(node, *r) for r in now - before]
             )
         self._touched.clear()
+        self._stored.clear()
         return owed
 
 

@@ -105,6 +105,21 @@ def test_committed_ranges_survive_a_restart_and_confirm_an_old_boot(tmp_path):
     assert codec.decode_receipt(payloads[0][1], "p-1") == (1795334340123, [[b, 0, 2] for b in range(1, 6)])
 
 
+def test_the_table_holds_the_ranges_after_every_group(tmp_path):
+    conn = database.open_database(tmp_path / "b.db")
+    book = receipts.CommittedRanges()
+    rng = random.Random(11)
+    for _ in range(60):  # groups of records in any order, holes filled later, new boots
+        conn.execute("BEGIN")
+        for _ in range(rng.randint(1, 12)):
+            book.add(D, Z, f"p-{rng.randint(1, 3)}", rng.randint(1, 6), rng.randint(0, 60))
+        book.flush(conn)
+        conn.execute("COMMIT")
+        stored = receipts.CommittedRanges()
+        stored.load(conn)
+        assert stored.ranges == book.ranges
+
+
 # -- the timestamp index ------------------------------------------------------------------------
 
 
