@@ -236,27 +236,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         secs = max(0, (now - ms) / 1000)
         return f"{secs:.0f}s ago" if secs < 120 else f"{secs / 60:.0f}m ago"
 
-    def clock(n):
-        if n["clock_offset_ms"] is None:
-            return ""
-        text = f"{n['clock_offset_ms'] / 1000:+.1f}"
-        return f"{text} BAD" if n["clock_bad"] else text
-
     print_table(
-        (
-            "node",
-            "kind",
-            "online",
-            "last seen",
-            "battery V",
-            "RSSI",
-            "fw",
-            "boot",
-            "seq gaps",
-            "dropped",
-            "clock s",
-            "ts moved",
-        ),
+        ("node", "kind", "online", "last seen", "battery V", "RSSI", "fw", "boot", "seq gaps"),
         [
             (
                 n["node"],
@@ -268,13 +249,23 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                 n["fw"],
                 n["boot"],
                 n["seq_gaps"],
-                n["dropped"],
-                clock(n),
-                n["ts_collisions"],
             )
             for n in out
         ],
         title=f"nodes of {cfg.site.district}/{cfg.site.zone} ({len(out)})",
+    )
+
+    def offset(n):
+        return "" if n["clock_offset_ms"] is None else f"{n['clock_offset_ms'] / 1000:+.1f}"
+
+    def clock(n):
+        return "" if n["clock_bad"] is None else ("BAD" if n["clock_bad"] else "ok")
+
+    # A second table rather than wider rows: a terminal's width must not cut a node's id.
+    print_table(
+        ("node", "seq gaps", "dropped", "ts moved", "clock offset s", "clock"),
+        [(n["node"], n["seq_gaps"], n["dropped"], n["ts_collisions"], offset(n), clock(n)) for n in out],
+        title=f"losses and clocks (clock limit {cfg.clock.max_offset_s:g} s)",
     )
     return 0
 

@@ -53,12 +53,12 @@ def _timed(p: Point, r: ReadingBase) -> str:
 
 
 def series_of(r: ReadingBase) -> str:
-    """The record's series within its node (the measurement and the tags beyond
-    district, zone and node): what two points of the node must not share with one
-    timestamp."""
+    """The record's series within its node, as short as it can be (the timestamp index
+    keeps one per reading): "" for a raw reading (a node has one kind, so one
+    measurement), "event/severity" for an event (the `events` tags beyond the node's)."""
     if isinstance(r, EventBase):
-        return f"{EVENTS}/{r.event}/{r.severity}"
-    return r.kind
+        return f"{r.event}/{r.severity}"
+    return ""
 
 
 def health_line(

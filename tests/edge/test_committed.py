@@ -127,13 +127,11 @@ def test_a_taken_timestamp_moves_to_the_next_free_millisecond(tmp_path):
     conn = database.open_database(tmp_path / "b.db")
     t = 1795334340000
     conn.execute("BEGIN")
-    got = stamps.claim(
-        conn, [("l-1", "leak", t), ("l-1", "leak", t), ("l-1", "leak", t + 1), ("l-2", "leak", t)], t
-    )
+    got = stamps.claim(conn, [("l-1", "", t), ("l-1", "", t), ("l-1", "", t + 1), ("l-2", "", t)], t)
     # The first of equal points keeps its time, as does a point whose time is free; the
     # moved one takes the next ms left. Another node's series is its own.
     assert got == [t, t + 2, t + 1, t]
-    got = stamps.claim(conn, [("l-1", "leak", t), ("l-1", "events/leak/critical", t)], t)
+    got = stamps.claim(conn, [("l-1", "", t), ("l-1", "leak/critical", t)], t)
     assert got == [t + 3, t]
     conn.execute("COMMIT")
     # Forgotten with the identities, after dedup_hours.

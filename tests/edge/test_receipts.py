@@ -24,6 +24,7 @@ from tests.support.site import topic
 from tests.support.waiting import wait_for
 
 RAW_DB = "district_receipts"
+MINE = ("rcpt-", "clk-", "loss-")  # the module's nodes: other tests' edges share the broker
 
 
 def points(influx, sql: str, db: str) -> list[dict]:
@@ -59,7 +60,10 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
     edge = EdgeProcess(config).start()
 
     def committed(node: str, receipt) -> None:
-        # Runs as each receipt arrives: what it covers is in the buffer already.
+        # Runs as each receipt arrives: what it covers is in the buffer already. (Other
+        # tests' edges on the session's broker confirm their own nodes.)
+        if not node.startswith(MINE):
+            return
         have = set(edge.query("SELECT boot, seq FROM seen WHERE node=?", (node,)))
         missing = [
             (b, s) for b, first, last in receipt[1] for s in range(first, last + 1) if (b, s) not in have
@@ -76,7 +80,7 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
 
 def test_receipts_confirm_what_is_committed_with_the_right_ranges(site):
     edge, pub, watcher, influx = site
-    node = "r-0001"
+    node = "rcpt-0001"
     t = now_ms() - 60_000
 
     def reading(seq: int) -> tuple[str, bytes]:
@@ -121,7 +125,7 @@ def test_a_node_clock_an_hour_behind_is_flagged(site):
     edge, pub, watcher, influx = site
     hour = 3_600_000
     msgs = []
-    for node, offset in (("k-0001", -hour), ("k-0002", 0)):
+    for node, offset in (("clk-0001", -hour), ("clk-0002", 0)):
         t = now_ms() + offset
         msgs.append((topic(node, "status"), codec.encode_status(node, "parking", 1, 1, "online", ts=t)))
         msgs += [
@@ -132,23 +136,26 @@ def test_a_node_clock_an_hour_behind_is_flagged(site):
             for s in range(2)
         ]
     pub.publish_all(msgs)
-    wait_for(lambda: edge.query("SELECT clock_bad FROM nodes WHERE node='k-0001'") == [(1,)], what="the flag")
+    wait_for(
+        lambda: edge.query("SELECT clock_bad FROM nodes WHERE node='clk-0001'") == [(1,)], what="the flag"
+    )
     nodes = nodes_json(edge)
-    behind, good = nodes["k-0001"], nodes["k-0002"]
+    behind, good = nodes["clk-0001"], nodes["clk-0002"]
     # ts - arrival at the largest: the node's offset less the quickest message's delay.
     assert -hour - 60_000 < behind["clock_offset_ms"] <= -hour and behind["clock_bad"] is True
     assert -60_000 < good["clock_offset_ms"] <= 0 and good["clock_bad"] is False
     health = wait_for(
         lambda: points(
-            influx, "SELECT clock_bad, clock_offset_ms FROM node_health WHERE node='k-0001'", RAW_DB
+            influx, "SELECT clock_bad, clock_offset_ms FROM node_health WHERE node='clk-0001'", RAW_DB
         ),
-        what="node_health of k-0001",
+        what="node_health of clk-0001",
     )
     assert health[-1]["clock_bad"] is True and health[-1]["clock_offset_ms"] <= -hour
     text = edge.metrics_text()
-    assert metric(text, "urbansense_edge_nodes_clock_bad") == 1
-    assert metric(text, "urbansense_edge_clock_offset_max_seconds") == -behind["clock_offset_ms"] / 1000
-    assert "node k-0001: clock off by -3600" in edge.log_text()
+    # At least this node (retained births of other tests' nodes reach this edge too).
+    assert metric(text, "urbansense_edge_nodes_clock_bad") >= 1
+    assert metric(text, "urbansense_edge_clock_offset_max_seconds") >= -behind["clock_offset_ms"] / 1000
+    assert "node clk-0001: clock off by -3600" in edge.log_text()
     table = subprocess.run(
         [URBANSENSE, "nodes", "--config", str(edge.config)], capture_output=True, text=True, timeout=60
     )
@@ -159,7 +166,7 @@ def test_loss_at_the_start_of_a_boot_counts_from_the_birth_first_seq(site):
     edge, pub, watcher, influx = site
     t = now_ms() - 10_000
     msgs = []
-    for node, first_seq in (("g-0001", 0), ("g-0002", None)):
+    for node, first_seq in (("loss-0001", 0), ("loss-0002", None)):
         # Seqs 0..4 of boot 2 were taken and lost before the edge heard of the node
         # (a broker that lost them, say); its birth says nothing below 0 was confirmed.
         birth = codec.encode_status(node, "leak", 2, 4, "online", ts=t, first_seq=first_seq, dropped=3)
@@ -169,32 +176,37 @@ def test_loss_at_the_start_of_a_boot_counts_from_the_birth_first_seq(site):
             for s in range(5, 10)
         ]
     pub.publish_all(msgs)
-    watcher.wait_covering("g-0001", [(2, s) for s in range(5, 10)])
-    watcher.wait_covering("g-0002", [(2, s) for s in range(5, 10)])
+    watcher.wait_covering("loss-0001", [(2, s) for s in range(5, 10)])
+    watcher.wait_covering("loss-0002", [(2, s) for s in range(5, 10)])
     nodes = nodes_json(edge)
-    assert (nodes["g-0001"]["seq_gaps"], nodes["g-0001"]["dropped"]) == (5, 3)
-    assert (nodes["g-0002"]["seq_gaps"], nodes["g-0002"]["dropped"]) == (0, 3)  # a birth without first_seq
+    assert (nodes["loss-0001"]["seq_gaps"], nodes["loss-0001"]["dropped"]) == (5, 3)
+    assert (nodes["loss-0002"]["seq_gaps"], nodes["loss-0002"]["dropped"]) == (
+        0,
+        3,
+    )  # a birth without first_seq
     health = wait_for(
         lambda: [
             p
-            for p in points(influx, "SELECT seq_gaps, dropped FROM node_health WHERE node='g-0001'", RAW_DB)
+            for p in points(
+                influx, "SELECT seq_gaps, dropped FROM node_health WHERE node='loss-0001'", RAW_DB
+            )
             if p["seq_gaps"] == 5
         ],
-        what="node_health of g-0001 with its gaps",
+        what="node_health of loss-0001 with its gaps",
     )
     assert health[-1]["dropped"] == 3
     # The lost readings arrive after all (the node still held them): the gap closes.
     pub.publish_all(
         [
             (
-                topic("g-0001", "telemetry"),
-                codec.encode_reading("g-0001", "leak", 2, s, {"wet": False}, ts=t + s),
+                topic("loss-0001", "telemetry"),
+                codec.encode_reading("loss-0001", "leak", 2, s, {"wet": False}, ts=t + s),
             )
             for s in range(5)
         ]
     )
-    watcher.wait_covering("g-0001", [(2, s) for s in range(10)])
-    wait_for(lambda: nodes_json(edge)["g-0001"]["seq_gaps"] == 0, what="the gap closed")
+    watcher.wait_covering("loss-0001", [(2, s) for s in range(10)])
+    wait_for(lambda: nodes_json(edge)["loss-0001"]["seq_gaps"] == 0, what="the gap closed")
 
 
 def test_an_edge_killed_between_commit_and_receipt_confirms_the_resend(
