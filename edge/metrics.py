@@ -162,6 +162,11 @@ class InboxCollector(Collector):
             "Messages the broker delivered again (MQTT DUP flag)",
             value=self._inbox.redelivered,
         )
+        yield CounterMetricFamily(
+            P + "receipts_ignored",
+            "Receipts (edges' own output) a wide subscription delivered to the edge, acknowledged unread",
+            value=self._inbox.receipts_ignored,
+        )
 
 
 class BufferCollector(Collector):

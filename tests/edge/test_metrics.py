@@ -7,7 +7,7 @@ from prometheus_client import generate_latest
 
 from edge.buffer import DurableBuffer
 from edge.ingest import Inbox, Incoming
-from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector
+from edge.metrics import BufferCollector, ClockCollector, EdgeMetrics, InboxCollector
 from edge.outbox import Stream
 
 # Dashboards and alerts are built on these: (name, type).
@@ -34,6 +34,11 @@ EXPOSED = [
     ("urbansense_edge_sink_lag_seconds", "gauge"),
     ("urbansense_edge_sink_pending_lines", "gauge"),
     ("urbansense_edge_nodes", "gauge"),
+    ("urbansense_edge_receipts_published_total", "counter"),
+    ("urbansense_edge_ts_collisions_total", "counter"),
+    ("urbansense_edge_receipts_ignored_total", "counter"),
+    ("urbansense_edge_nodes_clock_bad", "gauge"),
+    ("urbansense_edge_clock_offset_max_seconds", "gauge"),
 ]
 
 
@@ -46,6 +51,7 @@ def test_every_metric_keeps_its_name_and_type(tmp_path):
     metrics.add_collector(InboxCollector(Inbox()))
     buf = DurableBuffer(tmp_path / "buffer.db")
     metrics.add_collector(BufferCollector(buf.connect, {"district": (Stream.RAW, Stream.HEALTH)}))
+    metrics.add_collector(ClockCollector(buf.connect))
     text = generate_latest(metrics.registry).decode()
     types = dict(line.split(" ")[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
     assert {name: types.get(name) for name, _ in EXPOSED} == dict(EXPOSED)
@@ -62,8 +68,10 @@ def test_inbox_counters_are_read_at_scrape_time():
     for i in range(5):
         inbox.put(message(i, 0))
     inbox.note_redelivered()
+    inbox.note_receipt_ignored()
     assert sample("urbansense_edge_qos0_dropped_messages_total") == 3
     assert sample("urbansense_edge_redelivered_messages_total") == 1
+    assert sample("urbansense_edge_receipts_ignored_total") == 1
     inbox.take(10, 0.1)
     inbox.put(message(9, 0))
     assert sample("urbansense_edge_qos0_dropped_messages_total") == 3

@@ -138,6 +138,8 @@ def test_every_invalid_vector_ends_in_dead_letters_with_its_reason(site):
     for name, case in sorted(cases["cases"].items()):
         if "reason" not in case or "decoder" in case:
             continue  # vectors of the node's own decoders (commands, receipts)
+        if case["topic"].endswith("/receipt"):
+            continue  # what edges publish: the edge takes it for no node's message (below)
         payload = _shifted((VECTORS / "payloads" / name).read_bytes(), delta)
         expected.append((case["reason"], case["topic"], payload, name))
     before = edge.query("SELECT count(*) FROM dead_letters")[0][0]
@@ -372,3 +374,23 @@ def test_metrics_endpoint(site):
         assert name in text, name
     written = float(re.search(r'sink_written_lines_total\{sink="district"\} (\S+)', text).group(1))
     assert written > 0
+
+
+def test_the_edge_takes_its_own_receipts_for_no_node_message(site):
+    """Subscribed to city/#, the edge gets the receipts it publishes: acknowledged and
+    counted, never a dead letter."""
+    edge, pub, influx, _ = site
+    node = "p-0107"
+    pub.publish_all(
+        [
+            (
+                topic(node, "telemetry"),
+                codec.encode_reading(node, "parking", 1, 0, {"occupied": True}, ts=now_ms()),
+            )
+        ]
+    )
+    wait_for(
+        lambda: (metric(edge.metrics_text(), "urbansense_edge_receipts_ignored_total") or 0) >= 1,
+        what="the edge's own receipt back",
+    )
+    assert edge.query("SELECT count(*) FROM dead_letters WHERE topic LIKE '%/receipt'") == [(0,)]
