@@ -135,6 +135,7 @@ class CommitLoop:
             AckAccepted: self._ack,
         }
         self.committed = CommittedRanges()
+        self.stamps = stamps.TimestampIndex()
         # Publishes a receipt (topic, payload), retained QoS 1; None: receipts are off.
         self.publish_receipt: Callable[[str, bytes], object] | None = None
         self.conn = buffer.connect()
@@ -253,7 +254,7 @@ class CommitLoop:
                     fresh[key] = r
         order = sorted(fresh)
         points = [(key[0], schema.series_of(fresh[key]), fresh[key].ts) for key in order]
-        for key, point, ts in zip(order, points, stamps.claim(conn, points, now)):
+        for key, point, ts in zip(order, points, self.stamps.claim(conn, points, now)):
             if ts != point[2]:
                 group.moved[key] = ts
 

@@ -27,36 +27,65 @@ TABLES = (
 
 Point = tuple[str, str, int]  # (node, series, ts)
 
+HINTS_MAX = 10_000  # remembered ends of runs of taken timestamps (a hint, not state)
+SCAN = 1000  # taken timestamps read at once while looking for a free one
 
-def claim(conn: sqlite3.Connection, points: list[Point], at_ms: int, chunk: int = 200) -> list[int]:
-    """Claim each point's timestamp; returns the timestamp each got: its own when free
-    (of equal points, the first given), else the next ms no point of the group or before
-    it has taken."""
-    got = [p[2] for p in points]
-    moved: list[int] = []
-    for start in range(0, len(points), chunk):
-        part = points[start : start + chunk]
-        sql = (
-            "INSERT OR IGNORE INTO stamps VALUES "
-            + ",".join(["(?,?,?,?)"] * len(part))
-            + " RETURNING node, series, ts"
-        )
-        # SQLite inserts the rows in order, so of two equal points the first is inserted.
-        free = set(conn.execute(sql, [v for p in part for v in (*p, at_ms)]).fetchall())
-        for i, point in enumerate(part, start):
-            if point in free:
-                free.discard(point)
-            else:
-                moved.append(i)
-    for i in moved:
-        node, series, ts = points[i]
-        ts += 1
-        while not conn.execute(
-            "INSERT OR IGNORE INTO stamps VALUES (?,?,?,?)", (node, series, ts, at_ms)
-        ).rowcount:
+
+class TimestampIndex:
+    """Claims timestamps in the table `stamps`. A node whose readings keep asking for one
+    time (a stuck clock, a burst of clockless readings) builds a run of taken
+    milliseconds; where each run was last extended is remembered, so the next reading
+    that asks for that time does not walk the run again (one node cannot make the edge
+    slow down quadratically)."""
+
+    def __init__(self) -> None:
+        self._run_end: dict[Point, int] = {}  # asked point -> the last ms given for it
+
+    def claim(self, conn: sqlite3.Connection, points: list[Point], at_ms: int, chunk: int = 200) -> list[int]:
+        """Claim each point's timestamp; returns the timestamp each got: its own when free
+        (of equal points, the first given), else the next ms no point of the group or
+        before it has taken."""
+        got = [p[2] for p in points]
+        moved: list[int] = []
+        for start in range(0, len(points), chunk):
+            part = points[start : start + chunk]
+            sql = (
+                "INSERT OR IGNORE INTO stamps VALUES "
+                + ",".join(["(?,?,?,?)"] * len(part))
+                + " RETURNING node, series, ts"
+            )
+            # SQLite inserts the rows in order, so of two equal points the first is inserted.
+            free = set(conn.execute(sql, [v for p in part for v in (*p, at_ms)]).fetchall())
+            for i, point in enumerate(part, start):
+                if point in free:
+                    free.discard(point)
+                else:
+                    moved.append(i)
+        for i in moved:
+            point = points[i]
+            node, series, ts = point
+            ts = _first_free(conn, node, series, max(ts, self._run_end.get(point, ts)) + 1)
+            conn.execute("INSERT INTO stamps VALUES (?,?,?,?)", (node, series, ts, at_ms))
+            if len(self._run_end) >= HINTS_MAX:
+                self._run_end.clear()
+            self._run_end[point] = ts
+            got[i] = ts
+        return got
+
+
+def _first_free(conn: sqlite3.Connection, node: str, series: str, ts: int) -> int:
+    """The first ms at or after `ts` the node's series has not taken."""
+    while True:
+        taken = conn.execute(
+            "SELECT ts FROM stamps WHERE node=? AND series=? AND ts>=? ORDER BY ts LIMIT ?",
+            (node, series, ts, SCAN),
+        ).fetchall()
+        for (t,) in taken:
+            if t != ts:
+                return ts
             ts += 1
-        got[i] = ts
-    return got
+        if len(taken) < SCAN:
+            return ts
 
 
 def prune(conn: sqlite3.Connection, before_ms: int, chunk: int = 20000) -> int:

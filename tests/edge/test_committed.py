@@ -125,20 +125,44 @@ def test_the_table_holds_the_ranges_after_every_group(tmp_path):
 
 def test_a_taken_timestamp_moves_to_the_next_free_millisecond(tmp_path):
     conn = database.open_database(tmp_path / "b.db")
+    index = stamps.TimestampIndex()
     t = 1795334340000
     conn.execute("BEGIN")
-    got = stamps.claim(conn, [("l-1", "", t), ("l-1", "", t), ("l-1", "", t + 1), ("l-2", "", t)], t)
+    got = index.claim(conn, [("l-1", "", t), ("l-1", "", t), ("l-1", "", t + 1), ("l-2", "", t)], t)
     # The first of equal points keeps its time, as does a point whose time is free; the
     # moved one takes the next ms left. Another node's series is its own.
     assert got == [t, t + 2, t + 1, t]
-    got = stamps.claim(conn, [("l-1", "", t), ("l-1", "leak/critical", t)], t)
+    got = index.claim(conn, [("l-1", "", t), ("l-1", "leak/critical", t)], t)
     assert got == [t + 3, t]
+    # Free again after a taken run, whoever claims (an index that remembers nothing).
+    assert stamps.TimestampIndex().claim(conn, [("l-1", "", t + 1)], t) == [t + 4]
     conn.execute("COMMIT")
     # Forgotten with the identities, after dedup_hours.
     conn.execute("BEGIN")
-    assert stamps.prune(conn, t + 1) == 6
+    assert stamps.prune(conn, t + 1) == 7
     conn.execute("COMMIT")
     assert conn.execute("SELECT count(*) FROM stamps").fetchone()[0] == 0
+
+
+def test_a_stuck_clock_costs_the_edge_a_query_per_reading_not_a_walk(tmp_path):
+    """A node whose every reading asks for one time: each claim reads a few rows, however
+    long the run of taken milliseconds has grown (counted with SQLite's own hook)."""
+    conn = database.open_database(tmp_path / "b.db")
+    index = stamps.TimestampIndex()
+    t = 1795334340000
+    steps = []
+    conn.set_progress_handler(lambda: steps.append(1), 100)
+    conn.execute("BEGIN")
+    cost = []
+    for _ in range(30):
+        before = len(steps)
+        got = index.claim(conn, [("s-1", "", t)] * 100, t)
+        cost.append(len(steps) - before)
+        assert len(set(got)) == 100
+    conn.execute("COMMIT")
+    assert sorted(r[0] for r in conn.execute("SELECT ts FROM stamps")) == list(range(t, t + 3000))
+    # The last group, with 2,900 taken before it, costs about what the second did.
+    assert cost[-1] < 2 * cost[1], cost
 
 
 # -- the commit loop ---------------------------------------------------------------------------
