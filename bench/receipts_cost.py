@@ -7,7 +7,8 @@ its queue). The same load runs with `[receipts] enabled = true` and `false`. Cou
 reading: the PUBLISH messages through the broker (node -> broker, broker -> edge, and
 with receipts edge -> broker and broker -> node), each answered by a PUBACK (QoS 1). The
 counts are taken at the ends, where they are exact: Mosquitto's own $SYS publish counters
-leave out retained messages (receipts are retained) and count its $SYS messages.
+leave out retained messages (receipts are retained) and count its $SYS messages. And the
+edge's CPU time (user + system, from /proc) per reading over the run.
 
     .venv/bin/python bench/receipts_cost.py [--nodes 20] [--readings 2000] [--rate 200] [--batch 16]
 """
@@ -15,6 +16,7 @@ leave out retained messages (receipts are retained) and count its $SYS messages.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +36,12 @@ from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noq
 from tests.support.metrics import metric  # noqa: E402
 from tests.support.site import DISTRICT, ZONE, topic  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Node:
@@ -102,6 +110,7 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
         nodes = [Node(mq.port, f"b-{i:04d}") for i in range(args.nodes)]
         msgs = messages([n.name for n in nodes], args.readings, batch, int(time.time() * 1000) - 3_600_000)
         readings = args.readings // args.nodes * args.nodes
+        cpu = cpu_seconds(edge.proc.pid)
         pause = 1.0 / (args.rate / batch)
         t0 = time.monotonic()
         for i, (k, t, p) in enumerate(msgs):
@@ -118,6 +127,7 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
         to_edge = metric(text, "urbansense_edge_messages_in_total", 'channel="telemetry"') or 0
         wait_for(lambda: sum(n.receipts for n in nodes) >= published, 60, 0.1, "every receipt delivered")
         delivered = sum(n.receipts for n in nodes)
+        cpu = cpu_seconds(edge.proc.pid) - cpu
         for n in nodes:
             n.close()
         edge.stop()
@@ -125,7 +135,12 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
         mq.stop()
         influx.stop()
     publish = len(msgs) + to_edge + published + delivered
-    return {"readings": readings, "receipts": published, "publish": publish / readings}
+    return {
+        "readings": readings,
+        "receipts": published,
+        "publish": publish / readings,
+        "cpu_us": cpu / readings * 1e6,
+    }
 
 
 def main() -> None:
@@ -140,13 +155,14 @@ def main() -> None:
         print(f"{args.nodes} nodes, {args.readings} readings per run at {args.rate:g}/s")
         print(
             f"{'messages':<22}{'receipts':>9}   per reading: {'receipts':>9}{'PUBLISH':>9}{'MQTT packets':>14}"
+            f"{'edge CPU us':>13}"
         )
         for batch, what in ((1, "one reading each"), (args.batch, f"batches of {args.batch}")):
             for receipts in (False, True):
                 r = run(folder, receipts, args, batch, f"{batch}-{receipts}")
                 print(
                     f"{what:<22}{'on' if receipts else 'off':>9}{'':>15}{r['receipts'] / r['readings']:>9.3f}"
-                    f"{r['publish']:>9.3f}{2 * r['publish']:>14.3f}"
+                    f"{r['publish']:>9.3f}{2 * r['publish']:>14.3f}{r['cpu_us']:>13.0f}"
                 )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -24,7 +24,7 @@ import sqlite3
 from bisect import bisect_right
 
 from protocols.codec import COUNTER_MAX, MAX_RECEIPT_RANGES, encode_receipt
-from protocols.topics import receipt_topic
+from protocols.topics import RECEIPT, ROOT, VERSION
 
 KEEP_BOOTS = 4  # per node, the newest boots whose ranges are kept
 MAX_RANGES = 32  # per node, the most ranges kept (a node that lost records has holes)
@@ -71,6 +71,8 @@ def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[l
     """What the receipts of a group list: the ranges holding its records, 8 to a receipt
     in order, the last receipt filled up to 8 with the node's newest other ranges (it is
     the one left retained). Each list sorted; copies, not the ranges themselves."""
+    if len(ranges) <= MAX_RECEIPT_RANGES:  # the usual case: one receipt lists them all
+        return [[list(r) for r in ranges]]
     hit = sorted({holding(ranges, boot, seq) for boot, seq in touched})
     chunks = [hit[i : i + MAX_RECEIPT_RANGES] for i in range(0, len(hit), MAX_RECEIPT_RANGES)]
     last = set(chunks[-1])
@@ -123,6 +125,8 @@ class CommittedRanges:
         """Write the ranges the group changed (inside its transaction); returns the
         receipts it owes: node -> (district, zone, the ranges of each receipt)."""
         owed = {}
+        gone: list[tuple[str, int, int]] = []
+        changed: list[tuple[str, int, int, int]] = []
         for node, (district, zone, touched) in self._touched.items():
             ranges = self.ranges[node]
             # Listed before the trim: a record of a boot too old to keep is confirmed all
@@ -133,21 +137,22 @@ class CommittedRanges:
             now = {tuple(r) for r in ranges}
             before = self._stored[node]
             starts = {r[:2] for r in now}
-            gone = [(node, r[0], r[1]) for r in before - now if r[:2] not in starts]
-            if gone:
-                conn.executemany("DELETE FROM committed WHERE node=? AND boot=? AND first_seq=?", gone)
-            conn.executemany(
-                "INSERT OR REPLACE INTO committed VALUES (?, ?, ?, ?)", [(node, *r) for r in now - before]
-            )
+            gone += [(node, r[0], r[1]) for r in before - now if r[:2] not in starts]
+            changed += [(node, *r) for r in now - before]
+        if gone:
+            conn.executemany("DELETE FROM committed WHERE node=? AND boot=? AND first_seq=?", gone)
+        conn.executemany("INSERT OR REPLACE INTO committed VALUES (?, ?, ?, ?)", changed)
         self._touched.clear()
         self._stored.clear()
         return owed
 
 
 def receipt_messages(owed: dict[str, tuple[str, str, list[list[Range]]]], ts: int) -> list[tuple[str, bytes]]:
-    """(topic, payload) of each receipt owed, made at the edge's clock `ts`, in order."""
+    """(topic, payload) of each receipt owed, made at the edge's clock `ts`, in order.
+    The ids come from records the decoder checked: the topic is formatted, not checked
+    again (protocols.topics.receipt_topic would, at a cost per receipt)."""
     return [
-        (receipt_topic(district, zone, node), encode_receipt(node, ts, got))
+        (f"{ROOT}/v{VERSION}/{district}/{zone}/{node}/{RECEIPT}", encode_receipt(node, ts, got))
         for node, (district, zone, receipts) in owed.items()
         for got in receipts
     ]
