@@ -230,31 +230,13 @@ class BufferCollector(Collector):
             for state, count in count_by_state(conn).items():
                 nodes.add_metric([state], count)
             yield nodes
-
-
-class ClockCollector(Collector):
-    """Node clocks, read from the registry's stored rows at scrape time: how many nodes
-    are flagged for a clock beyond [clock] max_offset_s, and the largest offset of any
-    (two series, whatever the number of nodes)."""
-
-    def __init__(self, connect: Callable) -> None:
-        self._connect = connect
-        self._lock = threading.Lock()
-        self._conn = None
-
-    def describe(self):
-        return []
-
-    def collect(self):
-        with self._lock:
-            if self._conn is None:
-                self._conn = self._connect(readonly=True)
-            bad, worst_ms = clock_summary(self._conn)
-        yield GaugeMetricFamily(
-            P + "nodes_clock_bad", "Nodes whose clock is off by more than [clock] max_offset_s", value=bad
-        )
-        yield GaugeMetricFamily(
-            P + "clock_offset_max_seconds",
-            "The largest clock offset estimate of any node, in seconds (absolute value)",
-            value=worst_ms / 1000,
-        )
+            # Node clocks: two series whatever the number of nodes.
+            bad, worst_ms = clock_summary(conn)
+            yield GaugeMetricFamily(
+                P + "nodes_clock_bad", "Nodes whose clock is off by more than [clock] max_offset_s", value=bad
+            )
+            yield GaugeMetricFamily(
+                P + "clock_offset_max_seconds",
+                "The largest clock offset estimate of any node, in seconds (absolute value)",
+                value=worst_ms / 1000,
+            )

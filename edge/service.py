@@ -26,7 +26,7 @@ from edge.config import EdgeConfig
 from edge.consumer import StreamConsumer, cursors_of
 from edge.forward import Forwarder
 from edge.ingest import Inbox, MqttIngest, split_filters
-from edge.metrics import BufferCollector, ClockCollector, EdgeMetrics, InboxCollector
+from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector
 from edge.outbox import Stream
 from edge.pipeline import CommitLoop
 from edge.registry import NodeRegistry
@@ -128,7 +128,6 @@ class EdgeService:
             host, port = self.cfg.metrics.address
             sinks = {s.name: sink_streams(s.data) for s in self.cfg.sink}
             self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks))
-            self.metrics.add_collector(ClockCollector(self.buffer.connect))
             self.metrics_port = self.metrics.serve(host, port)
             log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
         for t in self.threads:

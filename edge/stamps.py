@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.identities import delete_oldest
+from edge.identities import delete_oldest, insert_new
 
 TABLES = (
     """CREATE TABLE stamps (node TEXT NOT NULL, series TEXT NOT NULL,
@@ -46,21 +46,13 @@ class TimestampIndex:
         (of equal points, the first given), else the next ms no point of the group or
         before it has taken."""
         got = [p[2] for p in points]
+        free = insert_new(conn, "stamps", [(*p, at_ms) for p in points], "node, series, ts", chunk)
         moved: list[int] = []
-        for start in range(0, len(points), chunk):
-            part = points[start : start + chunk]
-            sql = (
-                "INSERT OR IGNORE INTO stamps VALUES "
-                + ",".join(["(?,?,?,?)"] * len(part))
-                + " RETURNING node, series, ts"
-            )
-            # SQLite inserts the rows in order, so of two equal points the first is inserted.
-            free = set(conn.execute(sql, [v for p in part for v in (*p, at_ms)]).fetchall())
-            for i, point in enumerate(part, start):
-                if point in free:
-                    free.discard(point)
-                else:
-                    moved.append(i)
+        for i, point in enumerate(points):
+            if point in free:
+                free.discard(point)  # of equal points, the first got it
+            else:
+                moved.append(i)
         for i in moved:
             point = points[i]
             node, series, ts = point

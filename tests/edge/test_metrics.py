@@ -7,7 +7,7 @@ from prometheus_client import generate_latest
 
 from edge.buffer import DurableBuffer
 from edge.ingest import Inbox, Incoming
-from edge.metrics import BufferCollector, ClockCollector, EdgeMetrics, InboxCollector
+from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector
 from edge.outbox import Stream
 
 # Dashboards and alerts are built on these: (name, type).
@@ -51,7 +51,6 @@ def test_every_metric_keeps_its_name_and_type(tmp_path):
     metrics.add_collector(InboxCollector(Inbox()))
     buf = DurableBuffer(tmp_path / "buffer.db")
     metrics.add_collector(BufferCollector(buf.connect, {"district": (Stream.RAW, Stream.HEALTH)}))
-    metrics.add_collector(ClockCollector(buf.connect))
     text = generate_latest(metrics.registry).decode()
     types = dict(line.split(" ")[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
     assert {name: types.get(name) for name, _ in EXPOSED} == dict(EXPOSED)

@@ -282,14 +282,7 @@ def test_node_registry_health_and_the_nodes_command(site):
     wait_for(
         lambda: edge.query("SELECT seq_gaps FROM nodes WHERE node=?", (node,)) == [(2,)], what="seq gaps"
     )
-    proc = subprocess.run(
-        [URBANSENSE, "nodes", "--config", str(edge.config), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    row = next(n for n in json.loads(proc.stdout) if n["node"] == node)
+    row = edge.nodes()[node]
     assert row["online"] is True and row["fw"] == "1.4.2" and row["battery_v"] == 3.4
     assert row["rssi"] == -80.0 and row["seq_gaps"] == 2 and row["boot"] == 3 and row["kind"] == "parking"
     table = subprocess.run(

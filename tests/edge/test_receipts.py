@@ -7,7 +7,6 @@ with the node's own decoder (codec.decode_receipt)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
@@ -33,17 +32,6 @@ def points(influx, sql: str, db: str) -> list[dict]:
         for v in s["values"]:
             out.append(dict(zip(s["columns"], v)))
     return out
-
-
-def nodes_json(edge: EdgeProcess) -> dict[str, dict]:
-    proc = subprocess.run(
-        [URBANSENSE, "nodes", "--config", str(edge.config), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return {n["node"]: n for n in json.loads(proc.stdout)}
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +127,7 @@ def test_a_node_clock_an_hour_behind_is_flagged(site):
     wait_for(
         lambda: edge.query("SELECT clock_bad FROM nodes WHERE node='clk-0001'") == [(1,)], what="the flag"
     )
-    nodes = nodes_json(edge)
+    nodes = edge.nodes()
     behind, good = nodes["clk-0001"], nodes["clk-0002"]
     # ts - arrival at the largest: the node's offset less the quickest message's delay.
     assert -hour - 60_000 < behind["clock_offset_ms"] <= -hour and behind["clock_bad"] is True
@@ -178,7 +166,7 @@ def test_loss_at_the_start_of_a_boot_counts_from_the_birth_first_seq(site):
     pub.publish_all(msgs)
     watcher.wait_covering("loss-0001", [(2, s) for s in range(5, 10)])
     watcher.wait_covering("loss-0002", [(2, s) for s in range(5, 10)])
-    nodes = nodes_json(edge)
+    nodes = edge.nodes()
     assert (nodes["loss-0001"]["seq_gaps"], nodes["loss-0001"]["dropped"]) == (5, 3)
     assert (nodes["loss-0002"]["seq_gaps"], nodes["loss-0002"]["dropped"]) == (
         0,
@@ -206,7 +194,7 @@ def test_loss_at_the_start_of_a_boot_counts_from_the_birth_first_seq(site):
         ]
     )
     watcher.wait_covering("loss-0001", [(2, s) for s in range(10)])
-    wait_for(lambda: nodes_json(edge)["loss-0001"]["seq_gaps"] == 0, what="the gap closed")
+    wait_for(lambda: edge.nodes()["loss-0001"]["seq_gaps"] == 0, what="the gap closed")
 
 
 def test_an_edge_killed_between_commit_and_receipt_confirms_the_resend(
@@ -294,4 +282,4 @@ def test_clockless_readings_that_waited_at_the_broker_are_all_stored(
     moved = {r[0]: r[1] for r in edge.query("SELECT node, ts_collisions FROM nodes WHERE node LIKE 'c-%'")}
     assert moved["c-0002"] == 7
     assert metric(edge.metrics_text(), "urbansense_edge_ts_collisions_total") == moved["c-0001"] + 7
-    assert nodes_json(edge)["c-0002"]["ts_collisions"] == 7
+    assert edge.nodes()["c-0002"]["ts_collisions"] == 7
