@@ -36,6 +36,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
 from edge.buffer import DurableBuffer, now_ms
 from edge.config import AlertmanagerConfig
 from edge.consumer import StreamConsumer
@@ -47,7 +51,8 @@ log = logging.getLogger("urbansense.edge.alertmanager")
 
 CONSUMER = "alertmanager"  # the cursor's name, and the sink label of its lag metrics
 API_PATH = "/api/v2/alerts"
-FIRST_LEVEL = "1"  # the escalation level an alarm starts at (ops raises it, not the edge)
+FIRST_LEVEL = "1"
+P_AM = "urbansense_edge_alertmanager_"  # the metrics read from Alertmanager itself  # the escalation level an alarm starts at (ops raises it, not the edge)
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS alarms (
     key TEXT PRIMARY KEY,            -- node/event: one alert per node and event name
@@ -366,3 +371,45 @@ class AlertmanagerDelivery(StreamConsumer):
         alarms = self.book.all()
         self.metrics.alertmanager_open.set(sum(1 for a in alarms if a.open))
         self.metrics.alertmanager_undelivered.set(sum(1 for a in alarms if not a.posted))
+
+
+class AlertmanagerCollector(Collector):
+    """Alertmanager's own notification counters, read from its /metrics at scrape time and
+    shown among the edge's: an alarm the edge delivered can still fail at the last step
+    (an SMTP server refusing, a webhook down), and the edge's operator sees it here."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        sent: dict[str, float] = {}
+        failed: dict[str, float] = {}
+        up = 1.0
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=self.timeout_s) as resp:
+                text = resp.read().decode()
+            for family in text_string_to_metric_families(text):
+                book = {"alertmanager_notifications": sent, "alertmanager_notifications_failed": failed}.get(
+                    family.name
+                )
+                if book is None:
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        key = sample.labels.get("integration", "")
+                        book[key] = book.get(key, 0.0) + sample.value
+        except (OSError, ValueError):
+            up = 0.0
+        yield GaugeMetricFamily(P_AM + "up", "1 if Alertmanager answered the last scrape", value=up)
+        for name, book, text in (
+            ("notifications", sent, "Notifications Alertmanager attempted, by integration (its own counter)"),
+            ("notifications_failed", failed, "Notifications Alertmanager failed to send, by integration"),
+        ):
+            family = CounterMetricFamily(P_AM + name, text, labels=["integration"])
+            for integration, value in sorted(book.items()):
+                family.add_metric([integration], value)
+            yield family

@@ -252,6 +252,9 @@ class EdgeConfig(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sink names must be unique: {', '.join(dupes)}")
+        if self.alertmanager.enabled and "alertmanager" in names:
+            # Its backlog metrics are labelled sink="alertmanager".
+            raise ValueError("sink name `alertmanager` is taken by [alertmanager] delivery")
         return self
 
     def path(self, value: str) -> Path:

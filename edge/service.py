@@ -23,7 +23,7 @@ import threading
 
 from edge.alarms import AlarmPublisher
 from edge.alertmanager import CONSUMER as ALERTMANAGER
-from edge.alertmanager import AlertmanagerDelivery
+from edge.alertmanager import AlertmanagerCollector, AlertmanagerDelivery
 from edge.buffer import DurableBuffer
 from edge.config import EdgeConfig
 from edge.consumer import StreamConsumer, cursors_of
@@ -138,6 +138,7 @@ class EdgeService:
             sinks = {s.name: sink_streams(s.data) for s in self.cfg.sink}
             if self.cfg.alertmanager.enabled:
                 sinks[ALERTMANAGER] = (Stream.ALARM,)  # its backlog and lag, like a sink's
+                self.metrics.add_collector(AlertmanagerCollector(self.cfg.alertmanager.url))
             self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks))
             self.metrics_port = self.metrics.serve(host, port)
             log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
