@@ -159,7 +159,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json([a.as_dict(now) for a in alarms])
         return 0
     print_table(
-        ("node", "event", "district/zone", "severity", "age", "level", "told", "acknowledged", "place"),
+        ("node", "event", "district/zone", "severity", "age", "level", "told", "acknowledged by"),
         [
             (
                 a.node,
@@ -170,7 +170,6 @@ def cmd_list(args: argparse.Namespace) -> int:
                 a.level,
                 ", ".join(a.told),
                 f"{a.acked_by}: {a.ack_comment}" if a.acked_by else "NO",
-                a.annotations.get("place", ""),
             )
             for a in alarms
         ],

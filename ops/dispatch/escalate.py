@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from ops.dispatch.desk import ACK_TAG, AlertmanagerAPI, OpenAlarm, iso, open_alarms, parse_time
+from ops.dispatch.desk import ACK_TAG, AlertmanagerAPI, OpenAlarm, iso, open_alarms
 from ops.dispatch.responsibility import Responsibility, seconds
 
 log = logging.getLogger("urbansense.ops.escalate")
@@ -115,9 +115,7 @@ def _expire_acks(api: AlertmanagerAPI, now: datetime) -> list[Step]:
             continue
         m = {x["name"]: x["value"] for x in s.get("matchers", [])}
         key = (m.get("node", ""), m.get("event", ""))
-        # A silence a moment old may be ahead of its alarm's first post: leave it a minute.
-        young = now - parse_time(s["startsAt"]) < timedelta(minutes=1)
-        if key not in open_keys and not young:
+        if key not in open_keys:
             api.expire_silence(s["id"])
             steps.append(Step(key[0], key[1], 0, "ack expired", s.get("createdBy", "")))
     return steps
