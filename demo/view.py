@@ -149,14 +149,19 @@ def plain_line(state: CityState) -> str:
     depth = sum(z.buffer_depth or 0 for z in state.zones)
     staged = ", ".join(
         f"{s.label} {_ms(s.topic_ms, s.set_at is not None)}/{_ms(s.influx_ms, s.set_at is not None)}"
-        f"/{_ms(s.notified_ms, s.set_at is not None)}"
+        for s in state.staged
+        if s.set_at is not None
+    )
+    told = ", ".join(
+        f"{s.label} {_ms(s.notified_ms, True)}" + (f" ({s.notified_to})" if s.notified_to else "")
         for s in state.staged
         if s.set_at is not None
     )
     return (
         f"t={state.elapsed_s:3.0f}s {state.phase}: nodes online {online}/{total}, "
         f"{rate:.1f} msg/s, edge buffers {depth:.0f}, alarms {state.alarms_total}"
-        + (f"; staged (topic/InfluxDB/institution): {staged}" if staged else "")
+        + (f"; staged (topic/InfluxDB): {staged}" if staged else "")
+        + (f"; institutions told: {told}" if told else "")
     )
 
 
