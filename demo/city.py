@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo.dispatch import CityDispatch
+from demo.dispatch import places, responsibility_toml
 from demo.landed import Landed, city_landing, district_landing
 from demo.view import CityView, StagedAlarm, gather
 from hil.node_handles import apply_stimulus
 from hil.stack.city_stack import CityStack
+from hil.stack.dispatch import Dispatch
 from hil.stack.edges import EdgeSite
 from hil.stack.probes import EventPointProbe, Moment
 
@@ -158,7 +159,7 @@ class CityDemo:
         self.probes: list[tuple[StagedAlarm, EventPointProbe]] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
-        self.dispatch: CityDispatch | None = None  # Alertmanager and the institutions' webhook
+        self.dispatch: Dispatch | None = None  # Alertmanager and the institutions' webhook
         self.peak_online = 0  # most nodes online at once while the city ran
         self.interrupted = False  # Ctrl-C or SIGTERM while the city ran
 
@@ -170,8 +171,16 @@ class CityDemo:
     def _run(self) -> DemoReport:
         state_dir = prepare_state_dir(self.opts.state_dir)
         self.view.say(f"state folder: {state_dir} (kept after the run; the next run cleans it)")
-        self.dispatch = CityDispatch(state_dir, list(DISTRICTS), self.view.say)
-        self.stack = CityStack(state_dir, self.sites, progress=self.view.say, edge_extra=self._edge_extra)
+        self.dispatch = dispatch = Dispatch(state_dir / "alertmanager", self.view.say)
+        extra = dispatch.edge_extra(
+            lambda: self.stack,
+            lambda: (
+                responsibility_toml(list(DISTRICTS), dispatch.webhook, dispatch.alertmanager.url),
+                ".toml",
+            ),
+            self._places,
+        )
+        self.stack = CityStack(state_dir, self.sites, progress=self.view.say, edge_extra=extra)
         began = time.monotonic()
         with self.stack:
             self._start_fleets(state_dir)
@@ -193,19 +202,12 @@ class CityDemo:
             self.view.say("stopping nodes, edges, InfluxDB and Mosquitto")
         return report
 
-    def _edge_extra(self, site: EdgeSite) -> str:
-        """The edge's [alertmanager] section; Alertmanager starts before the first edge."""
-        assert self.stack is not None and self.dispatch is not None
-        if not self.dispatch.alertmanager.running():
-            self.stack.defer(self.dispatch.stop)
-            self.dispatch.start()
-        places = {
-            node_id(site, KINDS[i % len(KINDS)], i // len(KINDS) + 1): (
-                f"{site.zone.title()}, {KINDS[i % len(KINDS)]} no. {i // len(KINDS) + 1}"
-            )
+    def _places(self, site: EdgeSite) -> dict[str, str]:
+        kinds = {
+            node_id(site, KINDS[i % len(KINDS)], i // len(KINDS) + 1): KINDS[i % len(KINDS)]
             for i in range(self.opts.nodes_per_zone)
         }
-        return self.dispatch.edge_config(site, places)
+        return places(site, kinds)
 
     def _start_fleets(self, state_dir: Path) -> None:
         assert self.stack is not None
