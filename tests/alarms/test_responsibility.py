@@ -10,7 +10,7 @@ import pytest
 from edge.config import ConfigError, parse_config
 from hil.webhook import WebhookReceiver
 from ops.dispatch import amconfig
-from ops.dispatch.responsibility import ResponsibilityError, parse
+from ops.dispatch.responsibility import ResponsibilityError, load, parse
 from tests.support.cli import urbansense
 from tests.support.dispatch import responsibility, write_toml
 
@@ -135,3 +135,9 @@ def test_the_edges_alertmanager_section_names_the_bad_key(tmp_path, section, pro
     with pytest.raises(ConfigError) as err:
         parse_config(data, tmp_path)
     assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
+
+
+def test_the_shipped_example_is_valid_and_its_generated_config_up_to_date(repo_root):
+    folder = repo_root / "deploy" / "alertmanager"
+    resp = load(folder / "responsibility.example.toml")
+    assert (folder / "alertmanager.example.yml").read_text() == amconfig.render(resp)
