@@ -25,8 +25,8 @@ from hil.node_handles import apply_stimulus
 from hil.sim import SimNode, node_config
 from hil.sim_build import build_bundle, default_bundle_dir
 from hil.webhook import WebhookReceiver
-from tests.support.dispatch import alertmanager_for, edge_alertmanager, responsibility
-from tests.support.edge_process import EdgeProcess, v1_sink, write_config
+from tests.support.dispatch import alertmanager_for, dispatch_edge_config, responsibility
+from tests.support.edge_process import EdgeProcess
 
 
 def pct(values: list[float], p: float) -> float:
@@ -55,12 +55,8 @@ def main() -> None:
         notify = {"group_wait": args.group_wait, "group_interval": args.group_interval}
         am, _ = alertmanager_for(ws.dir / "dispatch", responsibility(webhook, notify=notify))
         am.start()
-        config = write_config(
-            ws.dir / "edge",
-            mqtt_port=ws.mosquitto.port,
-            client_id="edge-dispatch",
-            sinks=[v1_sink("district", ws.influx, "bench_dispatch")],
-            extra=edge_alertmanager(am),
+        config = dispatch_edge_config(
+            ws.dir / "edge", ws.mosquitto.port, ws.influx, am, "edge-dispatch", False
         )
         edge = EdgeProcess(config).start()
         bundle = build_bundle(default_bundle_dir())

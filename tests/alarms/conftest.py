@@ -11,7 +11,7 @@ import pytest
 from hil.services import AlertmanagerServer
 from hil.webhook import WebhookReceiver
 from tests.support.dispatch import alertmanager_for
-from tests.support.edge_process import EdgeProcess
+from tests.support.edge_process import started_edges
 from tests.support.smtp import SmtpServer
 
 
@@ -51,17 +51,4 @@ def alertmanager(tmp_path, request) -> Iterator[Callable[[dict], tuple[Alertmana
 @pytest.fixture
 def edges(request):
     """Edge subprocesses, stopped after the test (logs shown if it failed)."""
-    started: list[EdgeProcess] = []
-
-    def make(config) -> EdgeProcess:
-        edge = EdgeProcess(config)
-        started.append(edge)
-        return edge
-
-    yield make
-    failed = getattr(request.node, "rep_call", None)
-    for edge in started:
-        if edge.running():
-            edge.stop()
-        if failed is not None and failed.failed:
-            print(f"\n--- {edge.config} log ---\n{edge.log_tail(80)}")
+    yield from started_edges(request)

@@ -4,8 +4,7 @@ its resolution; an open alarm stays open across restarts of the edge and Alertma
 
 from __future__ import annotations
 
-from tests.support.dispatch import edge_alertmanager, event, responsibility
-from tests.support.edge_process import v1_sink, write_config
+from tests.support.dispatch import dispatch_edge_config, event, responsibility
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher
 from tests.support.site import DISTRICT, ZONE
@@ -14,14 +13,9 @@ from tests.support.waiting import wait_for
 PLACE = "Caohejing Rd 12, by the bus stop"
 
 
-def _edge(tmp_path, mosquitto, influxdb, am, edges, client_id="edge-alarms", **am_extra):
-    config = write_config(
-        tmp_path / "edge",
-        mqtt_port=mosquitto.port,
-        client_id=client_id,
-        sinks=[v1_sink("district", influxdb, "alarms_district")],
-        metrics=True,
-        extra=edge_alertmanager(am, places={"m-0001": PLACE}, **am_extra),
+def _edge(tmp_path, mosquitto, influxdb, am, edges, client_id="edge-alarms"):
+    config = dispatch_edge_config(
+        tmp_path / "edge", mosquitto.port, influxdb, am, client_id, places={"m-0001": PLACE}
     )
     return edges(config).start()
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 
 from tests.support.cli import urbansense
-from tests.support.dispatch import edge_alertmanager, event, responsibility
-from tests.support.edge_process import v1_sink, write_config
+from tests.support.dispatch import dispatch_edge_config, event, responsibility
 from tests.support.publisher import Publisher
 from tests.support.waiting import wait_for
 
@@ -32,13 +31,7 @@ def test_ack_list_and_escalation(tmp_path, mosquitto, influxdb, webhook, alertma
     for name in ("xuhui-water", "xuhui-duty"):
         resp["institutions"][name] = {**resp["institutions"][name], **quick}
     am, resp_path = alertmanager(resp)
-    config = write_config(
-        tmp_path / "edge",
-        mqtt_port=mosquitto.port,
-        client_id="edge-desk",
-        sinks=[v1_sink("district", influxdb, "alarms_desk")],
-        extra=edge_alertmanager(am),
-    )
+    config = dispatch_edge_config(tmp_path / "edge", mosquitto.port, influxdb, am, "edge-desk", metrics=False)
     edges(config).start()
     pub = Publisher(mosquitto.port, "desk-pub")
     try:

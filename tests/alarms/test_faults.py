@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.dispatch import edge_alertmanager, event, responsibility
-from tests.support.edge_process import v1_sink, write_config
+from tests.support.dispatch import dispatch_edge_config, event, responsibility
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher
 from tests.support.waiting import wait_for
 
 
 def _edge(tmp_path, mosquitto, influxdb, am, edges, client_id):
-    config = write_config(
-        tmp_path / "edge",
-        mqtt_port=mosquitto.port,
-        client_id=client_id,
-        sinks=[v1_sink("district", influxdb, "alarms_faults")],
-        metrics=True,
-        extra=edge_alertmanager(am),
-    )
+    config = dispatch_edge_config(tmp_path / "edge", mosquitto.port, influxdb, am, client_id)
     return edges(config).start()
 
 

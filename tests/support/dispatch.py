@@ -10,7 +10,7 @@ from pathlib import Path
 from hil.services import AlertmanagerServer
 from protocols import codec
 from tests.support.cli import urbansense
-from tests.support.edge_process import toml_value
+from tests.support.edge_process import toml_value, v1_sink, write_config
 from tests.support.readings import now_ms
 from tests.support.site import topic
 
@@ -92,6 +92,27 @@ def edge_alertmanager(am: AlertmanagerServer, places: dict[str, str] | None = No
     reposts, and the place names of nodes."""
     section = {"url": am.url, "retry_min_s": 0.1, "retry_max_s": 1.0, "repost_s": 2, **extra}
     return {"alertmanager": section, "alertmanager.places": places or {}}
+
+
+def dispatch_edge_config(
+    folder: Path,
+    mosquitto_port: int,
+    influx,
+    am: AlertmanagerServer,
+    client_id: str,
+    metrics: bool = True,
+    **am_extra,
+) -> Path:
+    """An edge config with an InfluxDB sink (database named after the client id) and
+    [alertmanager] delivery to `am`."""
+    return write_config(
+        folder,
+        mqtt_port=mosquitto_port,
+        client_id=client_id,
+        sinks=[v1_sink("district", influx, client_id.replace("-", "_"))],
+        metrics=metrics,
+        extra=edge_alertmanager(am, **am_extra),
+    )
 
 
 def event(node: str, kind: str, name: str, state: bool, seq: int, value: float | None = None, boot: int = 1):
