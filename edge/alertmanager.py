@@ -14,7 +14,9 @@ endsAt passes without it being posted again. An open alarm is posted with endsAt
 `hold_s`, and posted again every `repost_s` (and at once after the edge starts) from this
 file, which survives restarts of the edge and of Alertmanager; a cleared alarm is posted
 once with endsAt = its clear time (Alertmanager then sends the resolution) and forgotten
-once taken. Applying an event to the state is idempotent (the newest event of a node and
+once taken. One that cleared before Alertmanager ever took it firing (Alertmanager was
+down, or the alarm lasted less than group_wait) is posted firing first and resolved
+`min_firing_s` later, so the institution hears of it all the same. Applying an event to the state is idempotent (the newest event of a node and
 event name wins, by its time), so rows read again after a crash change nothing.
 
 The HTTP call is a plain urllib POST: there is no maintained Python client for
@@ -51,8 +53,8 @@ log = logging.getLogger("urbansense.edge.alertmanager")
 
 CONSUMER = "alertmanager"  # the cursor's name, and the sink label of its lag metrics
 API_PATH = "/api/v2/alerts"
-FIRST_LEVEL = "1"
-P_AM = "urbansense_edge_alertmanager_"  # the metrics read from Alertmanager itself  # the escalation level an alarm starts at (ops raises it, not the edge)
+FIRST_LEVEL = "1"  # the escalation level an alarm starts at (ops raises it, not the edge)
+P_AM = "urbansense_edge_alertmanager_"  # the metrics read from Alertmanager itself
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS alarms (
     key TEXT PRIMARY KEY,            -- node/event: one alert per node and event name
@@ -61,7 +63,8 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS alarms (
     ends_ms INTEGER,                 -- cleared at (NULL while open)
     labels TEXT NOT NULL,            -- JSON
     annotations TEXT NOT NULL,       -- JSON
-    posted INTEGER NOT NULL          -- 1 once Alertmanager took this state
+    posted INTEGER NOT NULL,         -- 1 once Alertmanager took this state
+    firing_ms INTEGER                -- when Alertmanager first took it firing (NULL: not yet)
 )"""
 
 
@@ -81,14 +84,24 @@ class Alarm:
     labels: dict[str, str]
     annotations: dict[str, str]
     posted: bool
+    firing_ms: int | None = None
 
     @property
     def open(self) -> bool:
         return self.ends_ms is None
 
-    def alert(self, now: int, hold_ms: int, link: str) -> dict:
+    def resolving(self, now: int, min_firing_ms: int) -> bool:
+        """Whether to post the resolution now: cleared, and firing in Alertmanager for at
+        least `min_firing_ms`. An alarm that cleared before Alertmanager took it firing
+        (down meanwhile, or a blip shorter than group_wait) is posted firing first: a
+        resolution of an alert it never notified, Alertmanager tells nobody of."""
+        return (
+            self.ends_ms is not None and self.firing_ms is not None and now >= self.firing_ms + min_firing_ms
+        )
+
+    def alert(self, now: int, hold_ms: int, link: str, min_firing_ms: int = 0) -> dict:
         """The alert document of Alertmanager's v2 API."""
-        ends = self.ends_ms if self.ends_ms is not None else now + hold_ms
+        ends = self.ends_ms if self.resolving(now, min_firing_ms) else now + hold_ms
         doc = {
             "labels": self.labels,
             "annotations": self.annotations,
@@ -146,7 +159,9 @@ class AlarmBook:
                         "cleared_at": iso(ts),
                         "cleared_value": annotations.get("value", ""),
                     }
-                    self._put(Alarm(key, ts, known.starts_ms, ts, known.labels, annotations, False))
+                    self._put(
+                        Alarm(key, ts, known.starts_ms, ts, known.labels, annotations, False, known.firing_ms)
+                    )
                 else:
                     continue  # a clear with no open alarm: nothing to end
                 changed += 1
@@ -158,7 +173,7 @@ class AlarmBook:
 
     def _put(self, a: Alarm) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 a.key,
                 a.ts_ms,
@@ -167,19 +182,24 @@ class AlarmBook:
                 json.dumps(a.labels),
                 json.dumps(a.annotations),
                 int(a.posted),
+                a.firing_ms,
             ),
         )
 
-    def delivered(self, alarms: list[Alarm]) -> None:
-        """Alertmanager took these states: open ones are marked, cleared ones forgotten
-        (unless a newer event changed them meanwhile: compared on ts_ms)."""
+    def delivered(self, alarms: list[Alarm], now: int, min_firing_ms: int) -> None:
+        """Alertmanager took these states (as `alert` made them at `now`): open ones are
+        marked, resolved ones forgotten, cleared ones it took firing wait for their turn.
+        A newer event meanwhile (another ts_ms) keeps its own state."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for a in alarms:
-                if a.open:
-                    self.conn.execute("UPDATE alarms SET posted=1 WHERE key=? AND ts_ms=?", (a.key, a.ts_ms))
-                else:
+                if a.resolving(now, min_firing_ms):
                     self.conn.execute("DELETE FROM alarms WHERE key=? AND ts_ms=?", (a.key, a.ts_ms))
+                else:
+                    self.conn.execute(
+                        "UPDATE alarms SET posted=?, firing_ms=coalesce(firing_ms, ?) WHERE key=? AND ts_ms=?",
+                        (int(a.open), now, a.key, a.ts_ms),
+                    )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -190,8 +210,8 @@ class AlarmBook:
 
 
 def _alarm(row: tuple) -> Alarm:
-    key, ts, starts, ends, labels, annotations, posted = row
-    return Alarm(key, ts, starts, ends, json.loads(labels), json.loads(annotations), bool(posted))
+    key, ts, starts, ends, labels, annotations, posted, firing = row
+    return Alarm(key, ts, starts, ends, json.loads(labels), json.loads(annotations), bool(posted), firing)
 
 
 def labels_of(event: dict, places: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -268,6 +288,8 @@ class AlertmanagerDelivery(StreamConsumer):
         self.book: AlarmBook | None = None
         self.failures = 0
         self.next_repost = 0.0  # monotonic; 0: at once (after a start)
+        self.min_firing_ms = int(cfg.min_firing_s * 1000)
+        self.resolutions_due = False  # a cleared alarm waits to have fired long enough
         for outcome in ("ok", "failed", "rejected"):
             metrics.alertmanager_posts.labels(outcome)
         for state in ("firing", "resolved"):
@@ -295,10 +317,14 @@ class AlertmanagerDelivery(StreamConsumer):
         return self._post(lambda a: not a.posted)
 
     def batch(self, conn: sqlite3.Connection, mark: int) -> list[OutboxRow]:
-        """Between rows, post every open alarm again when its time has come."""
+        """Between rows, post every open alarm again when its time has come, and the
+        resolutions that were waiting for their alarm to have fired long enough."""
         if time.monotonic() >= self.next_repost:
             if self._post(lambda a: True, wait=False):
                 self.next_repost = time.monotonic() + self.cfg.repost_s
+        elif self.resolutions_due:
+            now = now_ms()
+            self._post(lambda a: a.resolving(now, self.min_firing_ms), wait=False)
         return super().batch(conn, mark)
 
     # -- posting
@@ -329,17 +355,19 @@ class AlertmanagerDelivery(StreamConsumer):
         assert self.book is not None
         now = now_ms()
         hold_ms = int(self.cfg.hold_s * 1000)
-        docs = [a.alert(now, hold_ms, self.cfg.link) for a in alarms]
+        docs = [a.alert(now, hold_ms, self.cfg.link, self.min_firing_ms) for a in alarms]
         outcome = post_alerts(self.cfg.url, docs, self.cfg.timeout_s)
         if outcome.ok:
             self.metrics.alertmanager_posts.labels("ok").inc()
             for a in alarms:
-                if not a.posted:
-                    self.metrics.alertmanager_alerts.labels("firing" if a.open else "resolved").inc()
+                if a.resolving(now, self.min_firing_ms):
+                    self.metrics.alertmanager_alerts.labels("resolved").inc()
+                elif a.firing_ms is None:
+                    self.metrics.alertmanager_alerts.labels("firing").inc()
             if self.failures:
                 log.info("alertmanager: posting again after %d failed attempts", self.failures)
             self.failures = 0
-            self.book.delivered(alarms)
+            self.book.delivered(alarms, now, self.min_firing_ms)
             return True
         if outcome.retry:
             self.failures += 1
@@ -369,6 +397,7 @@ class AlertmanagerDelivery(StreamConsumer):
     def _count(self) -> None:
         assert self.book is not None
         alarms = self.book.all()
+        self.resolutions_due = any(not a.open for a in alarms)
         self.metrics.alertmanager_open.set(sum(1 for a in alarms if a.open))
         self.metrics.alertmanager_undelivered.set(sum(1 for a in alarms if not a.posted))
 

@@ -175,6 +175,9 @@ class AlertmanagerConfig(Section):
     # endsAt of an open alarm = now + this: if the edge is gone for longer, Alertmanager
     # takes the alarm for resolved. Several repost periods, so a late repost is harmless.
     hold_s: float = Field(600.0, ge=10, le=86400)
+    # A cleared alarm stays firing in Alertmanager at least this long, so that it is told
+    # before its resolution (more than the routes' group_wait).
+    min_firing_s: float = Field(30.0, ge=0, le=3600)
     timeout_s: float = Field(5.0, gt=0, le=120)
     retry_min_s: float = Field(0.2, gt=0)
     retry_max_s: float = Field(30.0, gt=0)

@@ -30,10 +30,13 @@ def _q(text: str) -> str:
 
 
 class Dispatch:
-    def __init__(self, folder: Path, progress: Progress, repost_s: float = 15.0) -> None:
+    def __init__(
+        self, folder: Path, progress: Progress, repost_s: float = 15.0, min_firing_s: float = 3.0
+    ) -> None:
         self.folder = Path(folder)
         self.progress = progress
         self.repost_s = repost_s
+        self.min_firing_s = min_firing_s  # above the group_wait (1 s) of the demo and the rig
         self.webhook = WebhookReceiver()
         self.alertmanager = AlertmanagerServer(self.folder, config="")
 
@@ -66,6 +69,7 @@ class Dispatch:
     def edge_section(self, places: dict[str, str]) -> str:
         """The edge's [alertmanager] section, with the place names of its nodes."""
         lines = ["", "[alertmanager]", f"url = {_q(self.alertmanager.url)}", f"repost_s = {self.repost_s:g}"]
+        lines.append(f"min_firing_s = {self.min_firing_s:g}")
         lines += ["", "[alertmanager.places]", *(f"{_q(k)} = {_q(v)}" for k, v in sorted(places.items()))]
         return "\n".join(lines) + "\n"
 

@@ -61,6 +61,32 @@ def test_alertmanager_down_during_an_alarm_gets_it_once_when_back(
         pub.close()
 
 
+def test_an_alarm_raised_and_cleared_while_alertmanager_is_down_is_told_then_resolved(
+    tmp_path, mosquitto, influxdb, webhook, alertmanager, edges
+):
+    am, _ = alertmanager(responsibility(webhook))
+    edge = _edge(tmp_path, mosquitto, influxdb, am, edges, "edge-am-blip")
+    pub = Publisher(mosquitto.port, "am-blip")
+    try:
+        am.kill()
+        pub.publish_all([event("m-0009", "manhole", "h2s", True, 7, value=25.0)])
+        pub.publish_all([event("m-0009", "manhole", "h2s", False, 8, value=2.0)])
+        wait_for(
+            lambda: _value(edge, "urbansense_edge_alertmanager_posts_total", 'outcome="failed"') >= 1,
+            60,
+            what="a failed post",
+        )
+        am.start()
+        # Alertmanager tells nobody of the resolution of an alert it never notified: the
+        # edge posts the cleared alarm firing first, then its resolution.
+        told = webhook.wait_alert("xuhui-water", "firing", timeout=60, node="m-0009")
+        assert told is not None
+        assert webhook.wait_alert("xuhui-water", "resolved", told.received, timeout=60, node="m-0009")
+        assert webhook.count_alerts("xuhui-water", "firing", node="m-0009") == 1
+    finally:
+        pub.close()
+
+
 def test_smtp_server_refusing_shows_in_alertmanagers_and_the_edges_metrics(
     tmp_path, mosquitto, influxdb, webhook, smtp, alertmanager, edges
 ):

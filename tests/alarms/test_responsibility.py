@@ -123,6 +123,7 @@ def test_check_config_refuses_a_bad_file_naming_the_key(tmp_path):
             {"url": "http://x", "repost_s": 60, "hold_s": 90},
             "alertmanager: hold_s must be at least twice repost_s",
         ),
+        ({"url": "http://x", "min_firing_s": -1}, "alertmanager.min_firing_s"),
     ],
 )
 def test_the_edges_alertmanager_section_names_the_bad_key(tmp_path, section, problem):

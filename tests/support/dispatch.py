@@ -89,8 +89,16 @@ def alertmanager_for(folder: Path, resp: dict) -> tuple[AlertmanagerServer, Path
 
 def edge_alertmanager(am: AlertmanagerServer, places: dict[str, str] | None = None, **extra) -> dict:
     """The edge's [alertmanager] section (for write_config's `extra`): quick retries and
-    reposts, and the place names of nodes."""
-    section = {"url": am.url, "retry_min_s": 0.1, "retry_max_s": 1.0, "repost_s": 2, **extra}
+    reposts, a short alarm fired for 2 s (the rigs' group_wait is 1 s), and the place
+    names of nodes."""
+    section = {
+        "url": am.url,
+        "retry_min_s": 0.1,
+        "retry_max_s": 1.0,
+        "repost_s": 2,
+        "min_firing_s": 2,
+        **extra,
+    }
     return {"alertmanager": section, "alertmanager.places": places or {}}
 
 
