@@ -134,9 +134,6 @@ class AlarmBook:
     def all(self) -> list[Alarm]:
         return [_alarm(r) for r in self.conn.execute("SELECT * FROM alarms ORDER BY starts_ms")]
 
-    def open_count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM alarms WHERE ends_ms IS NULL").fetchone()[0]
-
     def apply(self, events: list[dict], labels_of: Callable[[dict], tuple[dict, dict]]) -> int:
         """Apply events in one transaction; returns how many changed an alarm."""
         changed = 0
