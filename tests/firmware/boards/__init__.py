@@ -1,9 +1,10 @@
 """The board layers (firmware/hal/esp32.py, hal/rp2.py) run under the MicroPython unix
 port on stand-in `machine`, `esp32`, `network`, `ntptime`, `socket` and `time` modules
-(mp/, each behaviour citing the MicroPython source or document it follows), supervised
-like a virtual node (hil.sim.SimNode): the chip's resets end the process with
-bench.RESET_EXIT and the supervisor starts it again at once; a deep sleep is slept inside
-the process; the supervisor's watchdog resets a chip that stops feeding it.
+(mp/, each behaviour citing the MicroPython source or document it follows), compiled and
+linked into the node's flash root. The node is supervised like a virtual node
+(hil.sim.SimNode): the chip's resets end the process with bench.RESET_EXIT and the
+supervisor starts it again at once; a deep sleep is slept inside the process; the
+supervisor's watchdog resets a chip that stops feeding it.
 
 The stand-ins stay with the tests rather than the rig (hil/): they model what the HALs
 rely on, for tests that check the HALs; the rig drives real boards over their serial
@@ -13,19 +14,13 @@ not speak. What a test wires to the chip goes in `bench.json` (mp/bench.py)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from field.toolchain import compile_file
 from hil.sim import DEFAULT_HEAP, SimNode, node_config, write_json_atomic
-from hil.sim_build import NODE_MICROPYPATH, node_argv
 
 STANDIN_SOURCES = Path(__file__).resolve().parent / "mp"
-# Linked into each flash folder (short, as the interpreter interns the paths it imports
-# from) and first on MICROPYPATH: they shadow the unix port's own machine, time, socket.
-STANDIN_DIR = ".standin"
 CHIPS = ("esp32", "rp2")
 WIFI = {"ssid": "street-net", "password": "s3cret"}
 BATTERY_V = 3.6
@@ -131,7 +126,12 @@ class BoardNode(SimNode):
         heap: str = DEFAULT_HEAP,
     ):
         super().__init__(flash_dir, config, bundle=bundle, heap=heap)
-        self.standins = Path(standins)
+        # In the flash root, first on the node's path ('' as on a board): there they
+        # shadow the unix port's own machine, time and socket, as the chip's are.
+        for module in sorted(Path(standins).glob("*.mpy")):
+            link = self.flash_dir / module.name
+            if not link.is_symlink():
+                link.symlink_to(module.resolve())
         self.set_bench(bench)
 
     def set_bench(self, bench: dict) -> None:
@@ -153,22 +153,3 @@ class BoardNode(SimNode):
         self.stop()
         (self.flash_dir / "chip.json").unlink(missing_ok=True)
         self.start()
-
-    def _spawn(self, wake: str | None) -> subprocess.Popen[bytes]:
-        link = self.flash_dir / STANDIN_DIR
-        if not link.is_symlink():
-            link.symlink_to(self.standins.resolve())
-        (self.flash_dir / "wdt").unlink(missing_ok=True)
-        self._wdt_fired = False
-        self._wdt_timeout_ms = 0
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([STANDIN_DIR, NODE_MICROPYPATH]))
-        env.pop("URBANSENSE_WAKE", None)
-        return subprocess.Popen(
-            node_argv(self.heap),
-            cwd=self.flash_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )

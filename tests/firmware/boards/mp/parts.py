@@ -46,7 +46,10 @@ def answer(part, command):
 
 
 def _crc8(data):
-    crc = 0xFF                     # Sensirion CRC-8: polynomial 0x31, init 0xFF
+    # Sensirion CRC-8 (polynomial 0x31, init 0xFF), worked here from the datasheet rather
+    # than taken from drivers/sht3x.py: a part made with the driver's own code would
+    # hide the driver's mistakes.
+    crc = 0xFF
     for byte in data:
         crc ^= byte
         for _ in range(8):
