@@ -43,6 +43,7 @@ class HAL(BoardHAL):
     def start(self):
         raw = machine.reset_cause()
         marker = self.rtc.pop("reset", None)
+        self.rtc.pop("clock_ms", None)   # the clock survived: nothing to carry
         if raw == machine.HARD_RESET:
             cause = "soft" if marker == "soft" else "hard"
         else:
