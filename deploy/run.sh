@@ -11,7 +11,7 @@ VENV="$ROOT/.venv"
 STAMP="$VENV/.urbansense-installed"
 
 # Debian packages the project runs or tests against (see README, "What it installs").
-APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics ca-certificates openssl chromium)
+APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics prometheus-alertmanager ca-certificates openssl chromium)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -39,7 +39,7 @@ install_system_packages() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
     # The packages enable system-wide services; the project starts its own private
     # instances on free ports, so the system ones are not needed.
-    for svc in mosquitto influxdb; do
+    for svc in mosquitto influxdb prometheus-alertmanager; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
             systemctl stop "$svc" || true
         fi
