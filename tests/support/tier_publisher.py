@@ -1,0 +1,64 @@
+"""Publishing to a clustered broker tier as a node does: QoS 1, every PUBACK awaited, and on a
+lost member the next one in the list, where the unacknowledged messages are sent again
+(at least once: the edge's identity index makes a second copy harmless)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class TierPublisher:
+    def __init__(self, ports: list[int], client_id: str, first: int = 0) -> None:
+        self.ports = ports
+        self.member = first % len(ports)
+        self.attempts = 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.1, 1)
+        # paho has no list of servers; on_pre_connect runs just before each (re)connection
+        # opens its socket, the one point at which it reads its host and port.
+        self.client.on_pre_connect = self._next_member
+        self.client.connect("127.0.0.1", ports[self.member])
+        self.client.loop_start()
+
+    def _next_member(self, client, userdata) -> None:
+        self.attempts += 1
+        if self.attempts > 1:
+            self.member = (self.member + 1) % len(self.ports)
+        client._port = self.ports[self.member]
+
+    def publish_all(self, messages: list[tuple[str, bytes]], timeout: float = 120) -> None:
+        """Every message PUBACKed, or AssertionError. paho queues a message published while
+        it is disconnected and sends it (and every unacknowledged one) on reconnecting."""
+        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            while not info.is_published():
+                assert time.monotonic() < deadline, "a publish was never acknowledged"
+                time.sleep(0.01)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_paced_to_tier(
+    pub: TierPublisher, messages: list[tuple[str, bytes]], per_second: float, chunk: int = 20
+) -> threading.Thread:
+    """Publish in the background at about `per_second`, waiting for every PUBACK."""
+
+    def run():
+        pause = chunk / per_second
+        for start in range(0, len(messages), chunk):
+            t0 = time.monotonic()
+            pub.publish_all(messages[start : start + chunk])
+            time.sleep(max(0.0, pause - (time.monotonic() - t0)))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
