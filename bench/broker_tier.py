@@ -9,7 +9,9 @@ replicas 1) and a 3-member NATS cluster (replicas 3), each private on loopback
 - PUBACK latency: one publisher, one message in flight at a time, p50/p99.
 - sessions: persistent sessions as duty-cycled nodes leave them (clean_session false,
   subscribed QoS 1 to their `cmd` topic, then disconnected: asleep), then the broker's idle
-  CPU (% of one core, over --idle-s) and its resident memory beyond what it had before.
+  CPU (% of one core, over --idle-s) and its resident memory beyond what it had before;
+  then each session resumed once (a CONNECT with clean_session false, as every wake of a
+  duty-cycled node does): resumes/s and the broker's CPU per resume.
 
 The load generator runs on the same two cores as the brokers: on Mosquitto the msg/s is
 the clients' limit more than the broker's; its CPU per message is the broker's own.
@@ -256,10 +258,13 @@ def puback_latency(tier: Tier, count: int = 2000) -> dict:
     return {"puback_p50_ms": round(cuts[49], 2), "puback_p99_ms": round(cuts[98], 2)}
 
 
-def open_session(port: int, i: int) -> None:
+def open_session(port: int, i: int, subscribe: bool = True) -> None:
+    """A node's session: created (subscribed to its cmd topic), or resumed as a
+    duty-cycled node resumes it at every wake (a CONNECT with clean_session false)."""
     node = f"s{i:05d}"
     client = RawClient(port, f"bench-{node}", clean=False)
-    client.subscribe(f"city/v1/bench/tier/{node}/cmd")
+    if subscribe:
+        client.subscribe(f"city/v1/bench/tier/{node}/cmd")
     client.close()
 
 
@@ -274,11 +279,19 @@ def sessions(tier: Tier, count: int, idle_s: float) -> dict:
     cpu0, w0 = tier.cpu(), time.monotonic()
     time.sleep(idle_s)
     idle = (tier.cpu() - cpu0) / (time.monotonic() - w0)
+    rss = tier.rss()
+    # Every session resumed once, as each node's next wake does.
+    cpu1, t1 = tier.cpu(), time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: open_session(tier.ports[(i + 1) % len(tier.ports)], i, False), range(count)))
+    resumed = time.monotonic() - t1
     return {
         "sessions": count,
         "sessions_opened_per_s": round(count / opened),
+        "resumes_per_s": round(count / resumed),
+        "broker_cpu_us_per_resume": round((tier.cpu() - cpu1) / count * 1e6),
         "idle_cpu_pct_core": round(idle * 100, 1),
-        "session_rss_mb": round((tier.rss() - rss0) / 1e6, 1),
+        "session_rss_mb": round((rss - rss0) / 1e6, 1),
     }
 
 
@@ -319,6 +332,8 @@ def main() -> int:
         "PUBACK p50 ms",
         "PUBACK p99 ms",
         "sessions/s",
+        "resumes/s",
+        "broker CPU µs/resume",
         "idle CPU % core",
         "sessions MB",
     ]
@@ -329,6 +344,8 @@ def main() -> int:
         "puback_p50_ms",
         "puback_p99_ms",
         "sessions_opened_per_s",
+        "resumes_per_s",
+        "broker_cpu_us_per_resume",
         "idle_cpu_pct_core",
         "session_rss_mb",
     ]
