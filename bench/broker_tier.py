@@ -108,12 +108,14 @@ class RawClient:
             if kind == 0x40:
                 return struct.unpack("!H", rest[:2])[0]
 
-    def subscribe(self, topic: str) -> None:
+    def subscribe(self, topic: str) -> bool:
+        """True if granted; False if the broker answered 0x80 (refused)."""
         body = struct.pack("!H", 1) + _text(topic) + b"\x01"
         self.sock.sendall(b"\x82" + _length(len(body)) + body)
         kind, rest = self.read()
-        if kind != 0x90 or rest[2] == 0x80:
-            raise RuntimeError(f"subscription to {topic} refused")
+        if kind != 0x90:
+            raise RuntimeError(f"no SUBACK for {topic}")
+        return rest[2] != 0x80
 
     def close(self) -> None:
         try:
@@ -258,14 +260,20 @@ def puback_latency(tier: Tier, count: int = 2000) -> dict:
     return {"puback_p50_ms": round(cuts[49], 2), "puback_p99_ms": round(cuts[98], 2)}
 
 
-def open_session(port: int, i: int, subscribe: bool = True) -> None:
+def open_session(port: int, i: int, subscribe: bool = True) -> int:
     """A node's session: created (subscribed to its cmd topic), or resumed as a
-    duty-cycled node resumes it at every wake (a CONNECT with clean_session false)."""
+    duty-cycled node resumes it at every wake (a CONNECT with clean_session false).
+    Returns how often the subscription was refused before it was granted (a loaded
+    NATS answers 0x80 when it cannot create the session's consumer in time)."""
     node = f"s{i:05d}"
     client = RawClient(port, f"bench-{node}", clean=False)
-    if subscribe:
-        client.subscribe(f"city/v1/bench/tier/{node}/cmd")
+    refused = 0
+    while subscribe and not client.subscribe(f"city/v1/bench/tier/{node}/cmd"):
+        refused += 1
+        if refused == 10:
+            raise RuntimeError(f"{node}: subscription refused 10 times")
     client.close()
+    return refused
 
 
 def sessions(tier: Tier, count: int, idle_s: float) -> dict:
@@ -273,7 +281,7 @@ def sessions(tier: Tier, count: int, idle_s: float) -> dict:
     rss0 = tier.rss()
     t0 = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: open_session(tier.ports[i % len(tier.ports)], i), range(count)))
+        refused = sum(pool.map(lambda i: open_session(tier.ports[i % len(tier.ports)], i), range(count)))
     opened = time.monotonic() - t0
     time.sleep(5)
     cpu0, w0 = tier.cpu(), time.monotonic()
@@ -288,6 +296,7 @@ def sessions(tier: Tier, count: int, idle_s: float) -> dict:
     return {
         "sessions": count,
         "sessions_opened_per_s": round(count / opened),
+        "subscribes_refused": refused,
         "resumes_per_s": round(count / resumed),
         "broker_cpu_us_per_resume": round((tier.cpu() - cpu1) / count * 1e6),
         "idle_cpu_pct_core": round(idle * 100, 1),
