@@ -7,7 +7,8 @@ cold second; a day of --nodes nodes per kind at each kind's real reporting inter
 (protocols/thresholds.py), values that drift as sensors' do, rounded to the sensors'
 resolution; written through the v1 /write API in batches of 5,000 lines. Counted: the TSM
 files' bytes once the WAL is empty, divided by the points written (the series index grows
-with nodes, not with points: a few hundred bytes per series).
+with nodes, not with points: a few hundred bytes per series); and the rate the batches
+were written at, one writer, on this machine.
 
     .venv/bin/python bench/influx_storage.py [--nodes 100] [--hours 24]
 """
@@ -122,8 +123,10 @@ def main() -> int:
     rng = random.Random(1)
     start_ms = (int(time.time()) - int(args.hours * 3600) - 3600) * 1000
     print(f"InfluxDB 1.6, {args.nodes} nodes per kind, {args.hours:g} h at each kind's interval")
-    print("| kind | interval s | points | fields per point | TSM bytes | bytes per point |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| kind | interval s | points | fields per point | TSM bytes | bytes per point | points/s written |"
+    )
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="influx-storage-") as tmp:
         influx = CompactingInfluxDB(Path(tmp) / "influxdb").start()
         try:
@@ -131,12 +134,14 @@ def main() -> int:
                 db = f"bench_{kind}"
                 influx.create_database(db)
                 lines = lines_for(kind, args.nodes, args.hours, start_ms, rng)
+                t0 = time.monotonic()
                 write(influx, db, lines)
+                rate = len(lines) / (time.monotonic() - t0)
                 size = at_rest(influx, db)
                 fields = lines[0].split(" ")[1].count(",") + 1
                 print(
                     f"| {kind} | {DEFAULT_INTERVAL_S[kind]} | {len(lines)} | {fields} | {size} | "
-                    f"{size / len(lines):.1f} |",
+                    f"{size / len(lines):.1f} | {rate:,.0f} |",
                     flush=True,
                 )
         finally:
