@@ -2,16 +2,17 @@
 replicas 1) and a 3-member NATS cluster (replicas 3), each private on loopback
 (hil/services.py), under the same load.
 
+- sessions (first, on the fresh broker): persistent sessions as duty-cycled nodes leave
+  them (clean_session false, subscribed QoS 1 to their `cmd` topic, then disconnected:
+  asleep), then the broker's idle CPU (% of one core, over --idle-s) and its resident
+  memory beyond what it had before; then each session resumed once (a CONNECT with
+  clean_session false, as every wake of a duty-cycled node does): resumes/s and the
+  broker's CPU per resume.
 - throughput: publishers send QoS 1 readings (a real reading's payload, ~200 bytes) with
   a window of unacknowledged ones, as fast as the broker acknowledges them, to a
   persistent QoS 1 subscriber like the edge; msg/s = messages / (first publish → last
   delivered), and the broker's CPU time (user + system of every member, /proc) per message.
 - PUBACK latency: one publisher, one message in flight at a time, p50/p99.
-- sessions: persistent sessions as duty-cycled nodes leave them (clean_session false,
-  subscribed QoS 1 to their `cmd` topic, then disconnected: asleep), then the broker's idle
-  CPU (% of one core, over --idle-s) and its resident memory beyond what it had before;
-  then each session resumed once (a CONNECT with clean_session false, as every wake of a
-  duty-cycled node does): resumes/s and the broker's CPU per resume.
 
 The load generator runs on the same two cores as the brokers: on Mosquitto the msg/s is
 the clients' limit more than the broker's; its CPU per message is the broker's own.
@@ -26,6 +27,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
 import struct
@@ -277,7 +279,7 @@ def open_session(port: int, i: int, subscribe: bool = True) -> int:
 
 
 def sessions(tier: Tier, count: int, idle_s: float) -> dict:
-    time.sleep(5)  # what the earlier phases left behind settles
+    time.sleep(5)  # a fresh cluster's streams and leaders settle
     rss0 = tier.rss()
     t0 = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
@@ -313,6 +315,8 @@ def main() -> int:
     p.add_argument("--tiers", default="mosquitto,nats1,nats3")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every broker started is stopped again.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     bad = [t for t in tiers if t not in ("mosquitto", "nats1", "nats3")]
     if bad:
@@ -323,9 +327,10 @@ def main() -> int:
         for name in tiers:
             with started(name, Path(tmp)) as tier:
                 row = {"tier": name}
+                # Sessions first, on the fresh broker: its memory before them is its own.
+                row.update(sessions(tier, args.sessions, args.idle_s))
                 row.update(throughput(tier, args.messages))
                 row.update(puback_latency(tier, args.latency_samples))
-                row.update(sessions(tier, args.sessions, args.idle_s))
                 rows.append(row)
                 if not args.json:
                     print(json.dumps(row), file=sys.stderr)
