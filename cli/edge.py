@@ -97,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     nodes = sub.add_parser(
         "nodes",
         help="list the nodes an edge knows",
-        description="List the node registry of an edge: online, battery, RSSI, firmware, seq gaps.",
+        description="List the node registry of an edge: online, battery, RSSI, firmware, "
+        "seq gaps, readings the node dropped, its clock offset (flagged beyond [clock] max_offset_s).",
     )
     nodes.add_argument("--config", required=True, help="the edge's TOML config file")
     add_format_flags(nodes)
@@ -217,6 +218,11 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                 "boot": s.boot,
                 "seq": s.seq,
                 "seq_gaps": s.seq_gaps,
+                "dropped": s.dropped,
+                "clock_offset_ms": s.clock_offset_ms,
+                "clock_bad": s.clock_bad,
+                "ts_collisions": s.ts_collisions,
+                "estimated_times": s.estimated_times,
                 "reset": s.reset,
             }
         )
@@ -247,6 +253,19 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             for n in out
         ],
         title=f"nodes of {cfg.site.district}/{cfg.site.zone} ({len(out)})",
+    )
+
+    def offset(n):
+        return "" if n["clock_offset_ms"] is None else f"{n['clock_offset_ms'] / 1000:+.1f}"
+
+    def clock(n):
+        return "" if n["clock_bad"] is None else ("BAD" if n["clock_bad"] else "ok")
+
+    # A second table rather than wider rows: a terminal's width must not cut a node's id.
+    print_table(
+        ("node", "seq gaps", "dropped", "ts moved", "clock offset s", "clock"),
+        [(n["node"], n["seq_gaps"], n["dropped"], n["ts_collisions"], offset(n), clock(n)) for n in out],
+        title=f"losses and clocks (clock limit {cfg.clock.max_offset_s:g} s)",
     )
     return 0
 

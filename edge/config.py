@@ -236,6 +236,17 @@ class LimitsConfig(Section):
         return float(value)
 
 
+class ReceiptsConfig(Section):
+    # Publish a receipt to each node after every commit (protocols/SPEC.md 7.1). Nodes
+    # keep their readings until a receipt covers them: turn it off only to measure.
+    enabled: bool = True
+
+
+class ClockConfig(Section):
+    # A node whose clock offset estimate is beyond this is flagged (clock_bad).
+    max_offset_s: float = Field(120.0, gt=0, le=86400 * 365)
+
+
 class EdgeConfig(Section):
     site: SiteConfig
     mqtt: MqttConfig
@@ -246,6 +257,8 @@ class EdgeConfig(Section):
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig = AlarmsConfig()
     limits: LimitsConfig = LimitsConfig()
+    receipts: ReceiptsConfig = ReceiptsConfig()
+    clock: ClockConfig = ClockConfig()
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     # Folder of the config file: relative paths are resolved against it.
     base_dir: Path = Field(default=Path("."), exclude=True)

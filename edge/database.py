@@ -8,6 +8,8 @@ belongs to one module, which defines it and holds every statement on it:
     dead_letters           edge.deadletters  what the edge or a sink refused
     nodes, node_boots      edge.registry     the node registry
     rollups                edge.rollups      one-minute aggregates
+    committed              edge.receipts     per node, the (boot, seq) committed, as ranges
+    stamps                 edge.stamps       the timestamps taken, per node and series
     meta                   here              the schema version
 
 `open_database` is the one way a buffer is opened for writing: it brings the schema up
@@ -23,7 +25,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from edge import deadletters, identities, outbox, registry, rollups
+from edge import deadletters, identities, outbox, receipts, registry, rollups, stamps
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -44,6 +46,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         *outbox.TABLES, *identities.TABLES, *deadletters.TABLES, *registry.TABLES, *rollups.TABLES
     ),  # 1: the first schema
     registry.add_closed_gaps,  # 2: nodes.closed_gaps
+    sql(*receipts.TABLES, *stamps.TABLES),  # 3: committed ranges (receipts), timestamps (collisions)
+    registry.add_clock_and_loss,  # 4: nodes: clock offset, dropped, moved and estimated times
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

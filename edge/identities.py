@@ -23,26 +23,42 @@ def first_times(
     conn: sqlite3.Connection, identities: list[tuple[str, int, int, int]], chunk: int = 200
 ) -> set[Identity]:
     """Record many identities (node, boot, seq, at_ms) at once; return those that were
-    new (INSERT OR IGNORE ... RETURNING gives back only the rows it inserted)."""
-    new: set[Identity] = set()
-    for start in range(0, len(identities), chunk):
-        part = identities[start : start + chunk]
+    new."""
+    return insert_new(conn, "seen", identities, "node, boot, seq", chunk)
+
+
+def insert_new(conn: sqlite3.Connection, table: str, rows: list[tuple], key: str, chunk: int = 200) -> set:
+    """INSERT OR IGNORE rows into an index kept by arrival (`seen`, or `stamps` of
+    edge.stamps) in statements of `chunk` rows; returns the `key` columns of the rows
+    inserted (RETURNING gives back only those). Rows go in in order, so of two equal
+    rows the first is the one inserted."""
+    new: set = set()
+    width = ",".join("?" * len(rows[0])) if rows else ""
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
         sql = (
-            "INSERT OR IGNORE INTO seen VALUES "
-            + ",".join(["(?,?,?,?)"] * len(part))
-            + " RETURNING node, boot, seq"
+            f"INSERT OR IGNORE INTO {table} VALUES "
+            + ",".join([f"({width})"] * len(part))
+            + f" RETURNING {key}"
         )
-        new.update(conn.execute(sql, [v for ident in part for v in ident]).fetchall())
+        new.update(conn.execute(sql, [v for row in part for v in row]).fetchall())
     return new
 
 
 def prune(conn: sqlite3.Connection, before_ms: int, chunk: int = 20000) -> int:
     """Forget up to `chunk` identities that arrived before `before_ms`."""
-    # rowid order is arrival order, so the oldest identities are at the front.
-    oldest = conn.execute("SELECT at_ms FROM seen ORDER BY rowid LIMIT 1").fetchone()
+    return delete_oldest(conn, "seen", before_ms, chunk)
+
+
+def delete_oldest(conn: sqlite3.Connection, table: str, before_ms: int, chunk: int) -> int:
+    """Delete up to `chunk` of the oldest rows whose `at_ms` is before `before_ms`, from an
+    index kept by arrival: `seen`, or `stamps` (edge.stamps, which keeps its timestamps
+    as long as identities). Rows are appended in arrival order, so rowid order is
+    arrival order and the oldest rows are at the front."""
+    oldest = conn.execute(f"SELECT at_ms FROM {table} ORDER BY rowid LIMIT 1").fetchone()
     if oldest is None or oldest[0] >= before_ms:
         return 0
     return conn.execute(
-        "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?) AND at_ms < ?",
+        f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?) AND at_ms < ?",
         (chunk, before_ms),
     ).rowcount

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig
 from edge.limits import clip_payload
+from protocols.topics import RECEIPT, ROOT
 
 log = logging.getLogger("urbansense.edge.ingest")
 
@@ -62,11 +63,16 @@ class Inbox:
         # Counters the metrics read at scrape time.
         self.qos0_dropped = 0
         self.redelivered = 0
+        self.receipts_ignored = 0
         self._dropping = False  # QoS 0 is being dropped (warned once per episode)
 
     def note_redelivered(self) -> None:
         with self._cond:
             self.redelivered += 1
+
+    def note_receipt_ignored(self) -> None:
+        with self._cond:
+            self.receipts_ignored += 1
 
     def put(self, message: Incoming, urgent: bool = False) -> None:
         with self._cond:
@@ -118,6 +124,11 @@ class Inbox:
             while self._normal and len(out) < limit:
                 out.append(self._normal.popleft())
             return out
+
+
+def is_receipt(topic: str) -> bool:
+    """A receipt topic, city/v1/{district}/{zone}/{node}/receipt: what edges publish."""
+    return topic.startswith(ROOT + "/") and topic.count("/") == 5 and topic.endswith("/" + RECEIPT)
 
 
 def split_filters(filters: list[str]) -> tuple[list[str], list[str]]:
@@ -192,6 +203,13 @@ class MqttIngest:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
+        if is_receipt(topic):
+            # The edge's own receipts, under a wide subscription (`topics = ["city/#"]`):
+            # not node data, and not a protocol violation to quarantine. Acknowledged at
+            # once, so the broker does not keep it waiting for this session.
+            client.ack(msg.mid, msg.qos)
+            self.inbox.note_receipt_ignored()
+            return
         # Measured and clipped here, so an oversize payload is never queued whole.
         payload, size = clip_payload(msg.payload)
         if msg.dup:
@@ -218,6 +236,11 @@ class MqttIngest:
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=False)
+
+    def publish_retained(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """QoS 1, retained (receipts: the newest waits at the broker for its node). While
+        disconnected paho keeps it and sends it on the next connection."""
+        return self.client.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
         m = self.cfg.mqtt

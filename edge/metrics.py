@@ -28,7 +28,7 @@ from edge import database, deadletters, outbox
 from edge.ingest import Inbox
 from edge.outbox import Stream
 from edge.ratelimit import RATE_LIMITED
-from edge.registry import count_by_state
+from edge.registry import clock_summary, count_by_state
 from edge.validate import DECODER_ERROR
 from protocols.errors import REASONS
 
@@ -92,6 +92,16 @@ class EdgeMetrics:
             registry=r,
         )
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
+        self.receipts = Counter(
+            P + "receipts_published",
+            "Receipts published to nodes after a commit (one per node per group)",
+            registry=r,
+        )
+        self.ts_collisions = Counter(
+            P + "ts_collisions",
+            "Readings and events moved off a timestamp another of the node's had taken",
+            registry=r,
+        )
         self.alertmanager_posts = Counter(
             P + "alertmanager_posts",
             "Posts of alerts to Alertmanager, by outcome (ok, failed: retried, rejected: 4xx)",
@@ -173,6 +183,11 @@ class InboxCollector(Collector):
             "Messages the broker delivered again (MQTT DUP flag)",
             value=self._inbox.redelivered,
         )
+        yield CounterMetricFamily(
+            P + "receipts_ignored",
+            "Receipts (edges' own output) a wide subscription delivered to the edge, acknowledged unread",
+            value=self._inbox.receipts_ignored,
+        )
 
 
 class BufferCollector(Collector):
@@ -236,3 +251,13 @@ class BufferCollector(Collector):
             for state, count in count_by_state(conn).items():
                 nodes.add_metric([state], count)
             yield nodes
+            # Node clocks: two series whatever the number of nodes.
+            bad, worst_ms = clock_summary(conn)
+            yield GaugeMetricFamily(
+                P + "nodes_clock_bad", "Nodes whose clock is off by more than [clock] max_offset_s", value=bad
+            )
+            yield GaugeMetricFamily(
+                P + "clock_offset_max_seconds",
+                "The largest clock offset estimate of any node, in seconds (absolute value)",
+                value=worst_ms / 1000,
+            )

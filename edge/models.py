@@ -59,6 +59,14 @@ class ReadingBase(Record):
     seq: Counter
     ts: int
     time_source: TimeSource
+    # Set by the commit loop when the timestamp was moved off another reading's (a
+    # collision, protocols/SPEC.md 3.2).
+    moved: bool = False
+
+    @property
+    def time_estimated(self) -> bool:
+        """The node did not measure this time itself: it sent age_ms, or it was moved."""
+        return self.time_source == "edge" or self.moved
 
 
 class EventBase(ReadingBase):
@@ -77,6 +85,8 @@ class Status(Record):
     fw: str | None = Field(None, max_length=64)
     interval_s: float | None = None
     reset: str | None = Field(None, max_length=64)
+    first_seq: Counter | None = None
+    dropped: Counter | None = None
 
 
 class Ack(Record):

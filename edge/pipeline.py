@@ -4,16 +4,23 @@ The loop takes what MqttIngest queued, up to `commit_max_messages` or whatever a
 within `commit_wait_ms` of the first, and in ONE transaction:
 - messages over a limit or their node's rate (Screen) and messages the Validator
   rejects -> dead_letters (reason, topic, payload, arrival time);
-- readings and events -> identity index (duplicates stop here) -> line protocol in the
-  outbox (raw stream; events on the event and alarm streams), registry and rollups;
-- status and acks -> registry.
-After COMMIT returns, the whole group is acknowledged to the broker and the consumers are
-woken. Between groups the loop does the periodic work: rollups of closed minutes, node
-silence, collecting forwarded rows, the size cap, pruning old identities.
+- readings and events -> identity index (duplicates stop here) -> the timestamp index
+  (a time another reading of the node has taken moves 1 ms on, marked and counted) ->
+  line protocol in the outbox (raw stream; events on the event and alarm streams),
+  registry and rollups;
+- status and acks -> registry;
+- every reading and event, new or duplicate -> the node's committed ranges.
+After COMMIT returns, the whole group is acknowledged to the broker, the consumers are
+woken, and each node with a reading or event in the group gets a receipt (retained,
+QoS 1; more than one if its records lie in more than 8 ranges) saying what is committed
+(protocols/SPEC.md 7.1): never before the COMMIT. Between
+groups the loop does the periodic work: rollups of closed minutes, node silence,
+collecting forwarded rows, the size cap, pruning old identities and timestamps.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -22,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge import deadletters, identities, outbox, schema
+from edge import deadletters, identities, outbox, schema, stamps
 from edge.buffer import DurableBuffer, now_ms
 from edge.config import LimitsConfig
 from edge.deadletters import DeadLetter
@@ -32,6 +39,7 @@ from edge.limits import clip_topic
 from edge.metrics import EdgeMetrics
 from edge.models import ReadingBase
 from edge.outbox import Consumers, Stream
+from edge.receipts import CommittedRanges, receipt_messages
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from edge.screen import Screen
@@ -59,6 +67,8 @@ class Group:
     new: set[Identity]  # identities the index had not seen before this group
     raw: list[str] = field(default_factory=list)  # raw lines, one outbox row per group
     duplicates: int = 0
+    # New identities whose timestamp was taken: the free one they were moved to.
+    moved: dict[Identity, int] = field(default_factory=dict)
 
     def first(self, r: ReadingBase) -> bool:
         """True for the first copy of a reading or event; a later one is a duplicate (also
@@ -69,6 +79,11 @@ class Group:
             return True
         self.duplicates += 1
         return False
+
+    def stamped(self, r: ReadingBase) -> ReadingBase:
+        """The record at the time it is stored under (moved off a collision, or its own)."""
+        ts = self.moved.get((r.node, r.boot, r.seq))
+        return r if ts is None else r.model_copy(update={"ts": ts, "moved": True})
 
 
 # What an accepted message does in the group's transaction: (connection, its record, the
@@ -119,6 +134,10 @@ class CommitLoop:
             StatusAccepted: self._status,
             AckAccepted: self._ack,
         }
+        self.committed = CommittedRanges()
+        self.stamps = stamps.TimestampIndex()
+        # Publishes a receipt (topic, payload), retained QoS 1; None: receipts are off.
+        self.publish_receipt: Callable[[str, bytes], object] | None = None
         self.conn = buffer.connect()
         self._next_tick = 0.0
         self._next_prune = 0.0
@@ -131,6 +150,7 @@ class CommitLoop:
         self.conn.execute("BEGIN IMMEDIATE")
         outbox.keep_cursors(self.conn, self.consumers)
         self.conn.execute("COMMIT")
+        self.committed.load(self.conn)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -192,8 +212,12 @@ class CommitLoop:
                     ],
                 )
             )
+            self._claim_times(conn, accepted, group, now)
             for m, outcome in accepted:
                 self.handlers[type(outcome)](conn, outcome, m, now, group)
+                for r in outcome.identified:
+                    self.committed.add(r.district, r.zone, r.node, r.boot, r.seq)
+            owed = self.committed.flush(conn)
             outbox.append(conn, Stream.RAW, group.raw, now)
             self.buffer.apply_posted(conn)
             if self.want_rollups:
@@ -208,18 +232,48 @@ class CommitLoop:
         self.ack(batch)
         self.buffer.notify()
         self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw), throttled)
+        if group.moved:
+            self.metrics.ts_collisions.inc(len(group.moved))
+        if owed and self.publish_receipt is not None:
+            messages = receipt_messages(owed, now_ms())
+            for receipt_topic, payload in messages:
+                self.publish_receipt(receipt_topic, payload)
+            self.metrics.receipts.inc(len(messages))
+
+    def _claim_times(
+        self, conn: sqlite3.Connection, accepted: list[tuple[Incoming, Accepted]], group: Group, now: int
+    ) -> None:
+        """Claim the timestamp of every new reading and event of the group; those taken
+        by another identity go to group.moved. Within the group the later in (boot, seq)
+        order moves, so records are claimed in that order."""
+        fresh: dict[Identity, ReadingBase] = {}
+        for _, outcome in accepted:
+            for r in outcome.identified:
+                key = (r.node, r.boot, r.seq)
+                if key in group.new and key not in fresh:
+                    fresh[key] = r
+        order = sorted(fresh)
+        points = [(key[0], schema.series_of(fresh[key]), fresh[key].ts) for key in order]
+        for key, point, ts in zip(order, points, self.stamps.claim(conn, points, now)):
+            if ts != point[2]:
+                group.moved[key] = ts
 
     # -- the handlers, one per record type ----------------------------------------------------
     def _telemetry(
         self, conn: sqlite3.Connection, accepted: TelemetryAccepted, m: Incoming, now: int, group: Group
     ) -> None:
+        live = len(accepted.readings) == 1  # a batch is a node replaying its queue
         for r in accepted.readings:
             if not group.first(r):
                 continue
-            group.raw.append(schema.reading_line(r))
-            self.registry.on_reading(r)
+            stored = group.stamped(r)
+            group.raw.append(schema.reading_line(stored))
+            self.registry.on_reading(stored)
+            self.registry.on_time(r.node, estimated=stored.time_estimated, moved=stored.moved)
+            if live and r.time_source == "node":
+                self.registry.on_clock(r.node, r.ts, r.arrival_ms)
             if self.want_rollups:
-                self.rollups.add(conn, r, now)
+                self.rollups.add(conn, stored, now)
 
     def _event(
         self, conn: sqlite3.Connection, accepted: EventAccepted, m: Incoming, now: int, group: Group
@@ -227,15 +281,26 @@ class CommitLoop:
         e = accepted.event
         if not group.first(e):
             return
-        outbox.append(conn, Stream.EVENT, [schema.event_line(e)], m.arrival_ms)
+        stored = group.stamped(e)
+        alarm = accepted.alarm
+        if stored.moved:
+            # The alarm carries the time the event is stored under.
+            alarm = json.dumps({**json.loads(alarm), "ts": stored.ts}, separators=(",", ":"))
+        outbox.append(conn, Stream.EVENT, [schema.event_line(stored)], m.arrival_ms)
         if self.want_alarms:
-            outbox.append(conn, Stream.ALARM, [accepted.alarm], m.arrival_ms, topic=accepted.alarm_topic)
-        self.registry.on_event(e)
+            outbox.append(conn, Stream.ALARM, [alarm], m.arrival_ms, topic=accepted.alarm_topic)
+        self.registry.on_event(stored)
+        self.registry.on_time(e.node, estimated=stored.time_estimated, moved=stored.moved)
+        if e.time_source == "node":
+            self.registry.on_clock(e.node, e.ts, e.arrival_ms)
 
     def _status(
         self, conn: sqlite3.Connection, accepted: StatusAccepted, m: Incoming, now: int, group: Group
     ) -> None:
-        self.registry.on_status(accepted.status)
+        s = accepted.status
+        self.registry.on_status(s)
+        if s.state == "online" and s.ts is not None and s.time_source == "node":
+            self.registry.on_clock(s.node, s.ts, s.arrival_ms)
 
     def _ack(
         self, conn: sqlite3.Connection, accepted: AckAccepted, m: Incoming, now: int, group: Group
@@ -265,6 +330,7 @@ class CommitLoop:
             # Identities leave the index once older than dedup_hours: a bounded chunk every
             # second keeps pace with 20,000 readings/s without a long pause.
             identities.prune(conn, now - self.dedup_ms)
+            stamps.prune(conn, now - self.dedup_ms)
             if force or mono >= self._next_prune:
                 self._next_prune = mono + 60.0
                 self.buffer.prune_dead_letters(conn)

@@ -5,7 +5,20 @@ silence longer than `offline_after_intervals` reporting intervals), battery, RSS
 firmware, and seq gaps: per (node, boot), the numbers between the first and the highest
 seq seen that never arrived. Because the buffer deduplicates on (node, boot, seq) before
 the registry counts, a redelivered reading never counts twice, and a late replay fills
-its gap again.
+its gap again. The first seq of a boot is the lower of the first one seen and the
+`first_seq` of the node's birth (protocols/SPEC.md 6.4), so readings lost at the start of
+a boot, before the edge first heard of the node, count too; the birth's `dropped` (what
+the node's queue bound took) is kept beside.
+
+Clock: from live messages carrying a node `ts` (a single reading, an event, a birth) the
+registry keeps `ts - arrival` over the node's last CLOCK_WINDOW messages; the estimate of
+the node's clock offset is their largest value, since a message delayed on the way only
+makes it more negative (SPEC.md 7.1.5). Beyond `max_offset_s` the node is flagged
+`clock_bad`, with a warning in the log when it crosses; behind, only once
+CLOCK_MIN_SAMPLES messages agree (after a long edge outage a node's backlog, all of it
+delayed, may flag it until its next live message). Timestamps moved off a collision
+(`ts_collisions`) and readings whose time the edge estimated (`estimated_times`) are
+counted per node.
 
 State lives in memory for speed. What must agree with the buffer after a crash is
 written in the same transaction as the messages that changed it: the per-boot seq
@@ -20,7 +33,9 @@ boot) belong to this module; every statement on them is here.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections import deque
 from dataclasses import dataclass
 from dataclasses import fields as dc_fields
 
@@ -28,7 +43,13 @@ from edge import schema
 from edge.models import Ack, EventBase, ReadingBase, Status
 from protocols import thresholds
 
+log = logging.getLogger("urbansense.edge.registry")
+
 KEEP_BOOTS = 4  # per node, the newest boots whose seq accounting is kept
+CLOCK_WINDOW = 16  # live messages per node the clock offset estimate looks at
+# A clock behind is flagged only on this many messages: one message delayed on the way
+# looks like a clock behind (a clock ahead cannot be faked by a delay: flagged at once).
+CLOCK_MIN_SAMPLES = 3
 
 TABLES = (
     """CREATE TABLE nodes (
@@ -47,6 +68,30 @@ def add_closed_gaps(conn: sqlite3.Connection) -> None:
     to the first schema have it already."""
     if "closed_gaps" not in {r[1] for r in conn.execute("PRAGMA table_info(nodes)")}:
         conn.execute("ALTER TABLE nodes ADD COLUMN closed_gaps INTEGER NOT NULL DEFAULT 0")
+
+
+# Schema 4: the clock offset estimate and its flag, the node's own dropped counter, and
+# the counts of moved and estimated timestamps.
+_CLOCK_AND_LOSS = (
+    ("clock_offset_ms", "REAL"),
+    ("clock_bad", "INTEGER"),
+    ("dropped", "INTEGER"),
+    ("ts_collisions", "INTEGER NOT NULL DEFAULT 0"),
+    ("estimated_times", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def add_clock_and_loss(conn: sqlite3.Connection) -> None:
+    for column, decl in _CLOCK_AND_LOSS:
+        conn.execute(f"ALTER TABLE nodes ADD COLUMN {column} {decl}")
+
+
+def clock_summary(conn: sqlite3.Connection) -> tuple[int, float]:
+    """(stored nodes flagged for a bad clock, the largest |offset| in ms of any node)."""
+    bad, worst = conn.execute(
+        "SELECT coalesce(sum(clock_bad), 0), coalesce(max(abs(clock_offset_ms)), 0) FROM nodes"
+    ).fetchone()
+    return int(bad), float(worst)
 
 
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
@@ -78,6 +123,11 @@ class NodeState:
     seq_gaps: int = 0
     health_ms: int | None = None  # when node_health was last written
     closed_gaps: int = 0  # gaps of boots no longer in the accounting
+    clock_offset_ms: float | None = None  # estimate: node clock minus edge clock
+    clock_bad: bool | None = None  # |offset| beyond [clock] max_offset_s
+    dropped: int | None = None  # the node's own count of records its queue bound took
+    ts_collisions: int = 0  # timestamps moved off another reading's
+    estimated_times: int = 0  # readings and events whose time the edge estimated
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dc_fields(self)}
@@ -88,9 +138,18 @@ _UPSERT = f"INSERT OR REPLACE INTO nodes ({', '.join(_COLUMNS)}) VALUES ({', '.j
 
 
 class NodeRegistry:
-    def __init__(self, *, offline_after_intervals: float = 3.0, write_every_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        offline_after_intervals: float = 3.0,
+        write_every_s: float = 60.0,
+        max_clock_offset_s: float = 120.0,
+    ) -> None:
         self.offline_after = offline_after_intervals
         self.write_every_ms = int(write_every_s * 1000)
+        self.max_clock_offset_ms = max_clock_offset_s * 1000
+        # node -> ts - arrival of its last CLOCK_WINDOW live messages
+        self.clock_samples: dict[str, deque[float]] = {}
         self.nodes: dict[str, NodeState] = {}
         # node -> {boot: [first seq, highest seq, distinct seqs received]}
         self.boots: dict[str, dict[int, list[int]]] = {}
@@ -107,7 +166,13 @@ class NodeRegistry:
         for row in conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM nodes"):
             state = NodeState(*row)
             state.online = None if state.online is None else bool(state.online)
+            state.clock_bad = None if state.clock_bad is None else bool(state.clock_bad)
             self.nodes[state.node] = state
+            if state.clock_offset_ms is not None:
+                # The stored estimate stands until newer messages replace it.
+                self.clock_samples[state.node] = deque(
+                    [state.clock_offset_ms] * CLOCK_MIN_SAMPLES, maxlen=CLOCK_WINDOW
+                )
         for node, boot, first, high, received in conn.execute(
             "SELECT node, boot, first_seq, max_seq, received FROM node_boots"
         ):
@@ -182,6 +247,11 @@ class NodeRegistry:
             last_seen=state.last_seen_ms,
             seq_gaps=state.seq_gaps,
             fw=state.fw,
+            clock_offset_ms=state.clock_offset_ms,
+            clock_bad=state.clock_bad,
+            dropped=state.dropped,
+            ts_collisions=state.ts_collisions,
+            estimated_times=state.estimated_times,
         )
 
     # -- queries ----------------------------------------------------------------------
@@ -213,24 +283,28 @@ class NodeRegistry:
             self._dirty.add(state.node)
             self._important.add(state.node)
 
-    def _count_seq(self, node: str, boot: int, seq: int) -> None:
-        key = (node, boot)
+    def _boot_entry(self, node: str, boot: int, first: int, last: int, received: int) -> None:
+        """Widen the accounting of (node, boot) to [first, last] and add `received`
+        arrivals; the node's seq gaps follow."""
         mine = self.boots.setdefault(node, {})
         entry = mine.get(boot)
-        state = self.nodes[node]
         new = entry is None
         if new:
-            entry = mine[boot] = [seq, seq, 0]
+            entry = mine[boot] = [first, last, 0]
             old_gap = 0
         else:
             old_gap = entry[1] - entry[0] + 1 - entry[2]
-        entry[0] = min(entry[0], seq)
-        entry[1] = max(entry[1], seq)
-        entry[2] += 1
-        state.seq_gaps += (entry[1] - entry[0] + 1 - entry[2]) - old_gap
-        self._dirty_boots.add(key)
+        entry[0] = min(entry[0], first)
+        entry[1] = max(entry[1], last)
+        entry[2] += received
+        self.nodes[node].seq_gaps += (entry[1] - entry[0] + 1 - entry[2]) - old_gap
+        self._dirty_boots.add((node, boot))
         if new:
             self._trim_boots(node, mine)
+
+    def _count_seq(self, node: str, boot: int, seq: int) -> None:
+        self._boot_entry(node, boot, seq, seq, 1)
+        state = self.nodes[node]
         if state.boot is None or (boot, seq) > (state.boot, state.seq or 0):
             state.boot, state.seq = boot, seq
 
@@ -274,7 +348,49 @@ class NodeRegistry:
             state.reset = s.reset
         if state.boot is None or s.boot > state.boot:
             state.boot, state.seq = s.boot, s.seq
+        if s.state == "online":
+            if s.first_seq is not None:
+                # Nothing below first_seq is waiting at the node: what of it never
+                # arrived here was lost (an empty range, last = first - 1, when the
+                # node holds nothing of the boot yet).
+                self._boot_entry(s.node, s.boot, s.first_seq, s.first_seq - 1, 0)
+            if s.dropped is not None:
+                state.dropped = s.dropped
         self._set_online(state, s.state == "online")
+
+    def on_clock(self, node: str, ts: int, arrival_ms: int) -> None:
+        """A live message of the node stamped `ts` by its clock arrived at `arrival_ms`."""
+        state = self.nodes[node]
+        window = self.clock_samples.get(node)
+        if window is None:
+            window = self.clock_samples[node] = deque(maxlen=CLOCK_WINDOW)
+        window.append(float(ts - arrival_ms))
+        state.clock_offset_ms = offset = max(window)
+        limit = self.max_clock_offset_ms
+        bad = offset > limit or (offset < -limit and len(window) >= CLOCK_MIN_SAMPLES)
+        if state.clock_bad != bad:
+            if bad:
+                log.warning(
+                    "node %s: clock off by %.1f s (limit %.0f s)",
+                    node,
+                    state.clock_offset_ms / 1000,
+                    self.max_clock_offset_ms / 1000,
+                )
+            elif state.clock_bad:
+                log.info("node %s: clock within %.0f s again", node, self.max_clock_offset_ms / 1000)
+            state.clock_bad = bad
+            self._changed.add(node)
+            self._important.add(node)
+
+    def on_time(self, node: str, *, estimated: bool, moved: bool) -> None:
+        """A new reading or event of the node: its time was estimated by the edge, and/or
+        moved off another's timestamp."""
+        state = self.nodes[node]
+        state.estimated_times += int(estimated or moved)
+        if moved:
+            # Rare, and counted once: written with the transaction that moved it.
+            state.ts_collisions += 1
+            self._important.add(node)
 
     def on_ack(self, a: Ack) -> None:
         state = self._state(a.district, a.zone, a.node, a.kind, a.arrival_ms)

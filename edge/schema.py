@@ -13,6 +13,7 @@ from protocols import catalog
 from protocols.names import EVENTS, NODE_HEALTH, rollup_measurement
 
 MS = WritePrecision.MS
+TIME_ESTIMATED = "time_estimated"  # bool field of readings and events: the edge estimated the time
 
 
 def _site(point: Point, district: str, zone: str, node: str) -> Point:
@@ -26,7 +27,7 @@ def reading_line(r: ReadingBase) -> str:
         # Catalog floats are floats in Python already (the decoder converts), so Point
         # never writes them as integers (`1i`): a field keeps one type for ever.
         p.field(name, value)
-    return p.time(r.ts, MS).to_line_protocol()
+    return _timed(p, r)
 
 
 def event_line(e: EventBase) -> str:
@@ -35,7 +36,24 @@ def event_line(e: EventBase) -> str:
     p.field("state", e.state)
     if e.value is not None:
         p.field("value", float(e.value))
-    return p.time(e.ts, MS).to_line_protocol()
+    return _timed(p, e)
+
+
+def _timed(p: Point, r: ReadingBase) -> str:
+    """The point at the record's time, marked `time_estimated` when the node did not
+    measure that time itself (a point whose time it measured is written as it always was)."""
+    if r.time_estimated:
+        p.field(TIME_ESTIMATED, True)
+    return p.time(r.ts, MS).to_line_protocol()
+
+
+def series_of(r: ReadingBase) -> str:
+    """The record's series within its node, as short as it can be (the timestamp index
+    keeps one per reading): "" for a raw reading (a node has one kind, so one
+    measurement), "event/severity" for an event (the `events` tags beyond the node's)."""
+    if isinstance(r, EventBase):
+        return f"{r.event}/{r.severity}"
+    return ""
 
 
 def health_line(
@@ -51,6 +69,11 @@ def health_line(
     last_seen: float | None,
     seq_gaps: float | None,
     fw: str | None,
+    clock_offset_ms: float | None = None,
+    clock_bad: bool | None = None,
+    dropped: float | None = None,
+    ts_collisions: float | None = None,
+    estimated_times: float | None = None,
 ) -> str | None:
     p = _site(Point(NODE_HEALTH), district, zone, node).tag("kind", kind)
     any_field = False
@@ -61,10 +84,15 @@ def health_line(
         ("last_seen", last_seen),
         ("seq_gaps", seq_gaps),
         ("fw", fw),
+        ("clock_offset_ms", clock_offset_ms),
+        ("clock_bad", clock_bad),
+        ("dropped", dropped),
+        ("ts_collisions", ts_collisions),
+        ("estimated_times", estimated_times),
     ):
         if value is None:
             continue
-        if name not in ("online", "fw"):
+        if name not in ("online", "fw", "clock_bad"):
             value = float(value)
         p.field(name, value)
         any_field = True

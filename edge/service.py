@@ -58,7 +58,9 @@ class EdgeService:
             dead_letter_max_rows=b.dead_letter_max_rows,
         )
         self.registry = NodeRegistry(
-            offline_after_intervals=cfg.health.offline_after_intervals, write_every_s=cfg.health.write_every_s
+            offline_after_intervals=cfg.health.offline_after_intervals,
+            write_every_s=cfg.health.write_every_s,
+            max_clock_offset_s=cfg.clock.max_offset_s,
         )
         worker = cfg.mqtt.client_id if cfg.mqtt.shared_group else None
         self.rollups = RollupBook(delay_s=cfg.rollup.delay_s, keep_hours=cfg.rollup.keep_hours, worker=worker)
@@ -115,6 +117,9 @@ class EdgeService:
             want_alarms=cfg.alarms.enabled or cfg.alertmanager.enabled,
             limits=cfg.limits,
         )
+        if cfg.receipts.enabled and self.sessions:
+            # Receipts go out through the first session, after each commit.
+            self.loop.publish_receipt = self.sessions[0].publish_retained
 
     def _ack(self, batch) -> int:
         return sum(s.ack(batch) for s in self.sessions)

@@ -3,8 +3,9 @@
 The source of truth is a small JSON registry (`access.json`) listing each account and its
 scope. From it this module renders Mosquitto's ACL file; passwords go into Mosquitto's
 password file through `mosquitto_passwd` (the broker's own hashing, never reimplemented).
-A node may publish only under its own node id and read only its own `cmd` topic; an edge
-account reads its whole zone and writes only its zone's `alarms/...` and `cmd` topics.
+A node may publish only under its own node id and read only its own `cmd` and `receipt`
+topics; an edge account reads its whole zone and writes only its zone's `alarms/...`,
+`cmd` and `receipt` topics (so only the site's edge tells a node what is committed).
 
 After a change the broker must reload (SIGHUP): `reload_broker()`.
 """
@@ -19,7 +20,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from protocols.topics import ALARM_ROOT, NODE_CHANNELS, ROOT, VERSION, check_slug
+from protocols.topics import ALARM_ROOT, EDGE_CHANNELS, NODE_CHANNELS, ROOT, VERSION, check_slug
 
 
 class AccessError(RuntimeError):
@@ -41,7 +42,7 @@ def new_password() -> str:
 def node_acl(district: str, zone: str, node: str) -> list[str]:
     base = f"{ROOT}/v{VERSION}/{district}/{zone}/{node}"
     lines = [f"topic write {base}/{channel}" for channel in NODE_CHANNELS]
-    lines.append(f"topic read {base}/cmd")
+    lines += [f"topic read {base}/{channel}" for channel in EDGE_CHANNELS]  # cmd, receipt
     return lines
 
 
@@ -49,7 +50,7 @@ def edge_acl(district: str, zone: str) -> list[str]:
     zone_base = f"{ROOT}/v{VERSION}/{district}/{zone}"
     return [
         f"topic read {zone_base}/#",
-        f"topic write {zone_base}/+/cmd",
+        *(f"topic write {zone_base}/+/{channel}" for channel in EDGE_CHANNELS),  # cmd, receipt
         f"topic readwrite {ALARM_ROOT}/v{VERSION}/{district}/{zone}/#",
     ]
 

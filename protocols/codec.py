@@ -1,5 +1,5 @@
-# Encoders for every protocol v1 message, the decoder of commands (what a node reads),
-# and the small parsing helpers the full decoder (decoder.py) shares.
+# Encoders for every protocol v1 message, the decoders of commands and receipts (what a
+# node reads), and the small parsing helpers the full decoder (decoder.py) shares.
 #
 # Nodes import this module and not decoder.py: it holds only what a node needs, because
 # every module a node imports costs heap (SPEC.md section 10 gives the budget).
@@ -9,11 +9,14 @@ import json
 
 from protocols import thresholds
 from protocols.errors import (
+    BAD_BATCH,
     BAD_ID,
     BAD_JSON,
+    BAD_TIME,
     BAD_TYPE,
     BAD_VERSION,
     EMPTY,
+    ID_MISMATCH,
     MISSING_FIELD,
     NOT_OBJECT,
     OUT_OF_RANGE,
@@ -27,9 +30,13 @@ MAX_MESSAGE_BYTES = 1024  # one reading, event, status or ack
 MAX_BATCH_BYTES = 8192  # a telemetry batch
 MAX_BATCH_ITEMS = 64
 MAX_DEPTH = 32  # JSON nesting; a valid message needs 4
+MAX_RECEIPT_RANGES = 8
+TS_MIN_MS = 1577836800000  # 2020-01-01T00:00:00Z: anything earlier is an unset clock
+COUNTER_MAX = 4294967295  # boot and seq are unsigned 32-bit
 
 COMMANDS = ("set", "get", "ping", "sample", "reboot")
 _CMD_KEYS = ("v", "id", "cmd", "args")
+_RECEIPT_KEYS = ("v", "node", "ts", "got")
 
 
 def _dumps(obj):
@@ -159,6 +166,52 @@ def decode_command(payload):
     return {"id": cmd_id, "cmd": cmd, "args": args}
 
 
+def decode_receipt(payload, node=None):
+    """Decode a receipt the edge published on a node's `receipt` topic (SPEC.md 7.1).
+
+    Returns (ts, got): the edge's clock in ms, and the committed ranges, each a list
+    [boot, first_seq, last_seq], sorted and not overlapping. Given `node`, a receipt for
+    another id is refused. Checks run in the order of SPEC.md section 8.1."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(TOO_LARGE, "%d bytes" % len(payload))
+    obj = _parse(payload)
+    if obj.get("v") != VERSION or type(obj.get("v")) is not int:
+        raise ProtocolError(BAD_VERSION, "v must be %d" % VERSION)
+    sender = _require(obj, "node")
+    if not is_slug(sender):
+        raise ProtocolError(BAD_ID, "node must be a slug")
+    if node is not None and sender != node:
+        raise ProtocolError(ID_MISMATCH, "receipt for %r" % (sender,))
+    _only(obj, _RECEIPT_KEYS)
+    ts = _require(obj, "ts")
+    if type(ts) is not int:
+        raise ProtocolError(BAD_TYPE, "ts must be an integer (ms since epoch)")
+    if ts < TS_MIN_MS:
+        raise ProtocolError(BAD_TIME, "ts before 2020")
+    got = _require(obj, "got")
+    if type(got) is not list:
+        raise ProtocolError(BAD_TYPE, "got must be an array")
+    if not got:
+        raise ProtocolError(EMPTY, "got has no ranges")
+    if len(got) > MAX_RECEIPT_RANGES:
+        raise ProtocolError(TOO_LARGE, "more than %d ranges" % MAX_RECEIPT_RANGES)
+    end = None  # (boot, last_seq) of the range before
+    for span in got:
+        if type(span) is not list or len(span) != 3:
+            raise ProtocolError(BAD_TYPE, "a range is [boot, first_seq, last_seq]")
+        for n in span:
+            if type(n) is not int:
+                raise ProtocolError(BAD_TYPE, "a range holds integers")
+            if not 0 <= n <= COUNTER_MAX:
+                raise ProtocolError(OUT_OF_RANGE, "%d outside 0..%d" % (n, COUNTER_MAX))
+        if span[1] > span[2]:
+            raise ProtocolError(OUT_OF_RANGE, "first_seq after last_seq")
+        if end is not None and (span[0], span[1]) <= end:
+            raise ProtocolError(BAD_BATCH, "ranges unsorted or overlapping")
+        end = (span[0], span[2])
+    return ts, got
+
+
 # --- encoders: what nodes (and tests) publish -------------------------------------
 
 
@@ -201,14 +254,30 @@ def encode_event(
     return _dumps(_stamp(obj, ts, age_ms))
 
 
-def encode_status(node, kind, boot, seq, state, fw=None, interval_s=None, reset=None, ts=None, age_ms=None):
+def encode_status(
+    node,
+    kind,
+    boot,
+    seq,
+    state,
+    fw=None,
+    interval_s=None,
+    reset=None,
+    ts=None,
+    age_ms=None,
+    first_seq=None,
+    dropped=None,
+):
     obj = {"v": VERSION, "node": node, "kind": kind, "boot": boot, "seq": seq, "state": state}
-    if fw is not None:
-        obj["fw"] = fw
-    if interval_s is not None:
-        obj["interval_s"] = interval_s
-    if reset is not None:
-        obj["reset"] = reset
+    for key, value in (
+        ("fw", fw),
+        ("interval_s", interval_s),
+        ("reset", reset),
+        ("first_seq", first_seq),
+        ("dropped", dropped),
+    ):
+        if value is not None:
+            obj[key] = value
     return _dumps(_stamp(obj, ts, age_ms))
 
 
@@ -219,6 +288,11 @@ def encode_ack(node, kind, boot, seq, cmd_id, ok, error=None, result=None):
     if result is not None:
         obj["result"] = result
     return _dumps(obj)
+
+
+def encode_receipt(node, ts, got):
+    """A receipt (SPEC.md 7.1): got = up to 8 sorted, disjoint [boot, first_seq, last_seq]."""
+    return _dumps({"v": VERSION, "node": node, "ts": ts, "got": got})
 
 
 def encode_command(cmd_id, cmd, args=None):

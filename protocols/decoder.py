@@ -6,9 +6,11 @@
 # checked under both), though only receivers need it: nodes import codec.py alone.
 from protocols import catalog, thresholds
 from protocols.codec import (
+    COUNTER_MAX,
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,
     MAX_MESSAGE_BYTES,
+    TS_MIN_MS,
     _number,
     _only,
     _parse,
@@ -30,12 +32,10 @@ from protocols.errors import (
     UNKNOWN_KIND,
     ProtocolError,
 )
-from protocols.topics import CMD, EVENT, STATUS, TELEMETRY, VERSION, is_slug, parse_topic
+from protocols.topics import EDGE_CHANNELS, EVENT, STATUS, TELEMETRY, VERSION, is_slug, parse_topic
 
-TS_MIN_MS = 1577836800000  # 2020-01-01T00:00:00Z: anything earlier is an unset clock
 MAX_CLOCK_AHEAD_MS = 300000  # a node clock may run 5 min ahead of the receiver
 MAX_AGE_MS = 2592000000  # 30 days: the longest a reading may wait in a node's queue
-COUNTER_MAX = 4294967295  # boot and seq are unsigned 32-bit
 MAX_TEXT = 64  # fw, reset cause
 MAX_ERROR_TEXT = 200
 STATES = ("online", "offline")
@@ -57,7 +57,21 @@ _EVENT_KEYS = (
     "value",
     "fields",
 )
-_STATUS_KEYS = ("v", "node", "kind", "boot", "seq", "ts", "age_ms", "state", "fw", "interval_s", "reset")
+_STATUS_KEYS = (
+    "v",
+    "node",
+    "kind",
+    "boot",
+    "seq",
+    "ts",
+    "age_ms",
+    "state",
+    "fw",
+    "interval_s",
+    "reset",
+    "first_seq",
+    "dropped",
+)
 _ACK_KEYS = ("v", "node", "kind", "boot", "seq", "id", "ok", "error", "result")
 
 
@@ -227,6 +241,9 @@ def _status(obj, now_ms):
         out["interval_s"] = interval
     else:
         out["interval_s"] = None
+    # Loss accounting (SPEC.md 6.4): optional, null when absent.
+    for key in ("first_seq", "dropped"):
+        out[key] = _counter(obj, key) if key in obj else None
     return out
 
 
@@ -255,7 +272,8 @@ def decode(topic, payload, now_ms=None):
     common keys: v, channel, district, zone, node, kind
     telemetry:   readings: [{boot, seq, ts, time_source, fields}]
     event:       boot, seq, ts, time_source, event, state, severity, value, fields
-    status:      boot, seq, ts (None if absent), time_source, state, fw, interval_s, reset
+    status:      boot, seq, ts (None if absent), time_source, state, fw, interval_s, reset,
+                 first_seq, dropped
     cmd/ack:     boot, seq, id, ok, error, result
 
     `now_ms` is the receiver's clock (ms since the Unix epoch); it turns age_ms into ts
@@ -263,8 +281,8 @@ def decode(topic, payload, now_ms=None):
     version, district, zone, node, channel = parse_topic(topic)
     if version != VERSION:
         raise ProtocolError(BAD_VERSION, "this decoder speaks v%d" % VERSION)
-    if channel == CMD:
-        raise ProtocolError(BAD_TOPIC, "cmd is not a node channel; use decode_command")
+    if channel in EDGE_CHANNELS:
+        raise ProtocolError(BAD_TOPIC, "%s is not a node channel; nodes decode it with codec" % channel)
     size = len(payload)
     if size > MAX_BATCH_BYTES or (channel != TELEMETRY and size > MAX_MESSAGE_BYTES):
         raise ProtocolError(TOO_LARGE, "%d bytes" % size)

@@ -12,9 +12,12 @@ EVENT = "event"
 STATUS = "status"
 CMD = "cmd"
 ACK = "cmd/ack"
-CHANNELS = (TELEMETRY, EVENT, STATUS, CMD, ACK)
+RECEIPT = "receipt"  # edge -> node: what the edge has committed (SPEC.md 7.1)
+CHANNELS = (TELEMETRY, EVENT, STATUS, CMD, ACK, RECEIPT)
 # Channels a node publishes on (the edge subscribes to these).
 NODE_CHANNELS = (TELEMETRY, EVENT, STATUS, ACK)
+# Channels a node reads (the edge publishes on these).
+EDGE_CHANNELS = (CMD, RECEIPT)
 
 BAD_TOPIC = "bad_topic"  # the reasons of protocols.errors that topics raise
 BAD_ID = "bad_id"
@@ -77,12 +80,23 @@ def parse_topic(text):
     return int(ver[1:]), parts[2], parts[3], parts[4], parts[5]
 
 
+def receipt_topic(district, zone, node, version=VERSION):
+    """Where the edge publishes a node's receipts, and where the node reads them."""
+    return topic(district, zone, node, RECEIPT, version)
+
+
 def zone_filters(district, zone, version=VERSION):
     """MQTT subscription filters for everything the nodes of one zone publish."""
+    return [zone_filter(district, zone, ch, version) for ch in NODE_CHANNELS]
+
+
+def zone_filter(district, zone, channel, version=VERSION):
+    """The filter of one channel of every node of a zone (e.g. the receipts an edge writes)."""
+    if channel not in CHANNELS:
+        raise _error(BAD_TOPIC, "unknown channel %r" % (channel,))
     check_slug(district, "district")
     check_slug(zone, "zone")
-    base = "%s/v%d/%s/%s/+/" % (ROOT, version, district, zone)
-    return [base + ch for ch in NODE_CHANNELS]
+    return "%s/v%d/%s/%s/+/%s" % (ROOT, version, district, zone, channel)
 
 
 def alarm_topic(district, zone, node, event, version=VERSION):

@@ -103,6 +103,29 @@ def test_bad_keys_are_named(tmp_path, change, named):
     assert named in proc.stdout
 
 
+@pytest.mark.parametrize(
+    "section, named",
+    [
+        ("[clock]\nmax_offset_s = 0\n", "clock.max_offset_s: Input should be greater than 0"),
+        ('[clock]\nmax_offset_s = "2 min"\n', "clock.max_offset_s"),
+        ("[clock]\nmax_ofset_s = 60\n", "clock.max_ofset_s: unknown key"),
+        ('[receipts]\nenabled = "sometimes"\n', "receipts.enabled"),
+        ("[receipts]\nqos = 0\n", "receipts.qos: unknown key"),
+    ],
+)
+def test_receipts_and_clock_keys_are_checked(tmp_path, section, named):
+    path = tmp_path / "edge.toml"
+    path.write_text(ISSUE_EXAMPLE + "\n" + section)
+    proc = check(path)
+    assert proc.returncode == 1 and named in proc.stdout, proc.stdout
+    path.write_text(ISSUE_EXAMPLE + "\n[receipts]\nenabled = false\n[clock]\nmax_offset_s = 30\n")
+    cfg = load_config(path)
+    assert (cfg.receipts.enabled, cfg.clock.max_offset_s) == (False, 30.0)
+    path.write_text(ISSUE_EXAMPLE)
+    cfg = load_config(path)
+    assert (cfg.receipts.enabled, cfg.clock.max_offset_s) == (True, 120.0)  # the defaults
+
+
 def test_two_bad_keys_are_both_named_and_toml_errors_are_reported(tmp_path):
     path = tmp_path / "edge.toml"
     path.write_text(ISSUE_EXAMPLE.replace("host =", "hots =").replace("max_bytes =", "max_byte ="))

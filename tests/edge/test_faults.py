@@ -16,7 +16,7 @@ import pytest
 from hil.services import free_port
 from protocols import codec
 from tests.support.edge_process import v1_sink, write_config
-from tests.support.influx_points import influx_count, uptimes
+from tests.support.influx_points import assert_exactly, influx_count, uptimes
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher, publish_paced
 from tests.support.readings import counted_readings, now_ms
@@ -24,16 +24,6 @@ from tests.support.site import topic
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def assert_exactly(influx, db: str, n: int, timeout: float = 60.0) -> None:
-    wait_for(lambda: len(uptimes(influx, db)) >= n, timeout, what=f"{n} points in {db}")
-    time.sleep(1.0)  # anything still in flight would show up as an extra point now
-    got = uptimes(influx, db)
-    missing = sorted(set(range(n)) - set(int(v) for v in got))
-    assert not missing and len(got) == n, (
-        f"{len(got)} points, missing {missing[:20]}, doubled {len(got) - len(set(got))}"
-    )
 
 
 def test_sigkill_the_edge_several_times_loses_and_doubles_nothing(mosquitto, influxdb, tmp_path, edges):
@@ -182,7 +172,9 @@ def test_buffer_cap_drops_oldest_telemetry_and_keeps_every_event(
         mqtt_port=mosquitto.port,
         client_id="edge-cap",
         metrics=True,
-        buffer={"max_bytes": 600_000},
+        # Above what the indexes take (identities and timestamps, ~100 bytes a reading),
+        # below that plus the 6,000 lines waiting.
+        buffer={"max_bytes": 1_000_000},
         sinks=[sink],
     )
     edge = edges(config).start()

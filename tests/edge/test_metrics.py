@@ -34,6 +34,11 @@ EXPOSED = [
     ("urbansense_edge_sink_lag_seconds", "gauge"),
     ("urbansense_edge_sink_pending_lines", "gauge"),
     ("urbansense_edge_nodes", "gauge"),
+    ("urbansense_edge_receipts_published_total", "counter"),
+    ("urbansense_edge_ts_collisions_total", "counter"),
+    ("urbansense_edge_receipts_ignored_total", "counter"),
+    ("urbansense_edge_nodes_clock_bad", "gauge"),
+    ("urbansense_edge_clock_offset_max_seconds", "gauge"),
 ]
 
 
@@ -62,8 +67,10 @@ def test_inbox_counters_are_read_at_scrape_time():
     for i in range(5):
         inbox.put(message(i, 0))
     inbox.note_redelivered()
+    inbox.note_receipt_ignored()
     assert sample("urbansense_edge_qos0_dropped_messages_total") == 3
     assert sample("urbansense_edge_redelivered_messages_total") == 1
+    assert sample("urbansense_edge_receipts_ignored_total") == 1
     inbox.take(10, 0.1)
     inbox.put(message(9, 0))
     assert sample("urbansense_edge_qos0_dropped_messages_total") == 3

@@ -67,6 +67,49 @@ def test_zone_filters_and_alarm_topic():
     expect_reason("bad_id", topics.alarm_topic, "xuhui", "caohejing", "m-1", "cover_open")
 
 
+def test_receipt_topic_and_filter():
+    assert topics.receipt_topic("xuhui", "caohejing", "p-0001") == "city/v1/xuhui/caohejing/p-0001/receipt"
+    assert topics.zone_filter("xuhui", "caohejing", topics.RECEIPT) == "city/v1/xuhui/caohejing/+/receipt"
+    assert topics.RECEIPT not in topics.NODE_CHANNELS
+    assert topics.EDGE_CHANNELS == (topics.CMD, topics.RECEIPT)
+    expect_reason("bad_topic", topics.zone_filter, "xuhui", "caohejing", "nope")
+    expect_reason("bad_id", topics.receipt_topic, "xuhui", "caohejing", "P-1")
+
+
+def test_receipt_round_trip():
+    got = [[3, 0, 9], [4, 0, 2], [4, 4, 4]]
+    raw = codec.encode_receipt("p-1", NOW, got)
+    assert codec.decode_receipt(raw) == (NOW, got)
+    assert codec.decode_receipt(raw, "p-1") == (NOW, got)
+    assert codec.decode_receipt(raw.decode()) == (NOW, got)
+    expect_reason("id_mismatch", codec.decode_receipt, raw, "p-2")
+    # A receiver decodes only what nodes send; a receipt is for the node.
+    expect_reason("bad_topic", decoder.decode, "city/v1/d/z/p-1/receipt", raw, NOW)
+
+
+def test_receipt_limits_are_exact():
+    eight = [[4, 2 * i, 2 * i] for i in range(codec.MAX_RECEIPT_RANGES)]
+    assert len(codec.decode_receipt(codec.encode_receipt("p-1", NOW, eight))[1]) == 8
+    expect_reason("too_large", codec.decode_receipt, codec.encode_receipt("p-1", NOW, eight + [[4, 99, 99]]))
+    # Adjacent ranges do not overlap; a shared seq does.
+    assert codec.decode_receipt(codec.encode_receipt("p-1", NOW, [[4, 0, 3], [4, 4, 5]]))[1][1] == [4, 4, 5]
+    expect_reason("bad_batch", codec.decode_receipt, codec.encode_receipt("p-1", NOW, [[4, 0, 3], [4, 3, 5]]))
+    raw = codec.encode_receipt("p-1", NOW, [[4, 0, 3]])
+    padded = raw + b" " * (codec.MAX_MESSAGE_BYTES - len(raw))
+    assert codec.decode_receipt(padded)[0] == NOW
+    expect_reason("too_large", codec.decode_receipt, padded + b" ")
+
+
+def test_birth_carries_loss_accounting():
+    raw = codec.encode_status("p-1", "parking", 5, 20, "online", ts=T, first_seq=7, dropped=3)
+    msg = decoder.decode("city/v1/d/z/p-1/status", raw, NOW)
+    assert (msg["first_seq"], msg["dropped"]) == (7, 3), msg
+    plain = decoder.decode(
+        "city/v1/d/z/p-1/status", codec.encode_status("p-1", "parking", 5, 20, "online"), NOW
+    )
+    assert plain["first_seq"] is None and plain["dropped"] is None
+
+
 def test_catalog_is_consistent():
     assert tuple(sorted(catalog.KINDS)) == tuple(sorted(catalog.KIND_FIELDS))
     for kind in catalog.KINDS:

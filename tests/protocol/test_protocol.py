@@ -73,8 +73,9 @@ def test_vectors_cover_the_protocol():
     assert len(CASES) >= 40
     valid = [c for c in CASES.values() if "expect" in c]
     invalid = [c for c in CASES.values() if "reason" in c]
-    channels = {c["expect"].get("channel", "cmd") for c in valid}
-    assert channels == set(topics.CHANNELS)
+    # Vectors for the node's own decoders (commands, receipts) name the decoder.
+    channels = {c["expect"].get("channel", c.get("decoder")) for c in valid}
+    assert channels == set(topics.CHANNELS) - {topics.CMD, topics.RECEIPT} | {"command", "receipt"}
     kinds = {c["expect"]["kind"] for c in valid if c["expect"].get("channel") == "telemetry"}
     assert kinds == set(catalog.KINDS)
     assert any(len(c["expect"].get("readings", [])) > 1 for c in valid), "a batch"
@@ -107,17 +108,18 @@ def test_compiled_protocol_decodes_within_a_small_heap(tmp_path):
         assert proc.returncode == 0, proc.stderr.decode()
     script = (
         "import gc\n"
-        "from protocols.codec import decode_command, encode_command\n"
+        "from protocols.codec import decode_command, decode_receipt, encode_command, encode_receipt\n"
         "c = decode_command(encode_command('c-1', 'set', {'interval_s': 30}))\n"
+        "r = decode_receipt(encode_receipt('p-1', 1795334340123, [[4, 0, 17], [4, 19, 25]]), 'p-1')\n"
         "gc.collect()\n"
-        "print(c['args']['interval_s'], gc.mem_alloc())\n"
+        "print(c['args']['interval_s'], r[1][1][2], gc.mem_alloc())\n"
     )
     # cwd is the folder of .mpy files: MicroPython searches the current folder first, and
     # the repository's protocols/*.py must not be picked up instead.
     proc = micropython.run(["-c", script], heap="32k", micropypath=str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
-    interval, in_use = proc.stdout.decode().split()
-    assert interval == "30"
+    interval, last_seq, in_use = proc.stdout.decode().split()
+    assert (interval, last_seq) == ("30", "25")
     assert int(in_use) < 24 * 1024, f"protocol modules hold {in_use} bytes of heap"
 
 

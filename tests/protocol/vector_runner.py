@@ -6,7 +6,7 @@
 import json
 import sys
 
-from protocols.codec import decode_command
+from protocols.codec import decode_command, decode_receipt
 from protocols.decoder import decode
 from protocols.errors import ProtocolError
 
@@ -23,6 +23,10 @@ def run(vectors_dir, out):
         try:
             if case.get("decoder") == "command":
                 result = decode_command(payload)
+            elif case.get("decoder") == "receipt":
+                # The node reading its own receipt topic: its id is the topic's.
+                ts, got = decode_receipt(payload, case["topic"].split("/")[4])
+                result = {"ts": ts, "got": got}
             else:
                 result = decode(case["topic"], payload, now_ms)
             line = {"name": name, "result": result}

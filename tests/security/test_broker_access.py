@@ -3,6 +3,7 @@ against a real Mosquitto with certificates made here: who can connect, publish a
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ import pytest
 from field.access import BrokerAccess
 from field.pki import CertificateAuthority
 from hil.services import BrokerTLS, MosquittoServer
-from protocols.codec import encode_command, encode_reading
-from protocols.topics import topic
+from protocols.codec import encode_command, encode_reading, encode_receipt
+from protocols.topics import receipt_topic, topic
 from tests.support.mqtt_probe import Probe
+from tests.support.waiting import wait_for
 
 D, Z = "xuhui", "caohejing"
 
@@ -135,6 +137,80 @@ def test_edge_account_cannot_forge_node_data(site):
     time.sleep(0.5)
     assert [t for t, _ in listener.messages] == [topic(D, Z, "p-0001", "cmd")]
     listener.close(), edge.close()
+
+
+def _receipt(node: str, last_seq: int) -> bytes:
+    return encode_receipt(node, int(time.time() * 1000), [[1, 0, last_seq]])
+
+
+def _receipts(probe: Probe) -> list[tuple[str, list]]:
+    """(node, ranges) of the receipts a probe got, in order."""
+    return [(json.loads(p)["node"], json.loads(p)["got"]) for _, p in probe.messages]
+
+
+def _until_marker(probe: Probe, node: str, last_seq: int) -> list[tuple[str, list]]:
+    """The receipts a probe got, once the marker receipt (node, last_seq) is among them:
+    what one publisher sent before the marker, or what was retained before the probe
+    subscribed, came before it."""
+    wait_for(lambda: (node, [[1, 0, last_seq]]) in _receipts(probe), 10, 0.02, what="marker receipt")
+    return _receipts(probe)
+
+
+def test_node_cannot_publish_a_receipt(site):
+    """A forged receipt would make a node delete readings the edge never stored: only
+    the edge's account may write one, for its own node or any other."""
+    edge = site.probe("edge-xuhui-caohejing")
+    assert edge.connect() is not None and edge.ok()
+    edge.client.publish(
+        receipt_topic(D, Z, "p-0001"), _receipt("p-0001", 7), qos=1, retain=True
+    ).wait_for_publish(10)
+    listener = site.probe("edge-xuhui-caohejing", client_id="listener")
+    assert listener.connect() is not None and listener.ok()
+    listener.subscribe(f"city/v1/{D}/{Z}/+/telemetry")
+    listener.subscribe(f"city/v1/{D}/{Z}/+/receipt")
+    wait_for(lambda: listener.messages, 10, 0.02, what="the retained receipt")
+    a = site.probe("p-0001")
+    assert a.connect() is not None and a.ok()
+    a.client.publish(receipt_topic(D, Z, "p-0001"), _receipt("p-0001", 99), qos=1, retain=True)
+    a.client.publish(receipt_topic(D, Z, "p-0002"), _receipt("p-0002", 99), qos=1, retain=True)
+    # One client's messages reach a subscriber in order: once its reading is here, a
+    # receipt it published before would be here too, had the broker let it through.
+    a.publish(topic(D, Z, "p-0001", "telemetry"), _reading("p-0001", 1))
+    wait_for(lambda: len(listener.messages) >= 2, 10, 0.02, what="the node's reading")
+    assert [t for t, _ in listener.messages] == [
+        receipt_topic(D, Z, "p-0001"),
+        topic(D, Z, "p-0001", "telemetry"),
+    ]
+    # Nor was the forgery kept as the retained receipt a node reads when it wakes.
+    late = site.probe("p-0001")
+    assert late.connect() is not None and late.ok()
+    late.subscribe(receipt_topic(D, Z, "p-0001"))
+    edge.client.publish(receipt_topic(D, Z, "p-0001"), _receipt("p-0001", 8), qos=1)
+    assert _until_marker(late, "p-0001", 8) == [("p-0001", [[1, 0, 7]]), ("p-0001", [[1, 0, 8]])]
+    a.close(), edge.close(), listener.close(), late.close()
+
+
+def test_node_reads_only_its_own_receipt(site):
+    a = site.probe("p-0001")
+    assert a.connect() is not None and a.ok()
+    a.subscribe(f"city/v1/{D}/{Z}/+/receipt")  # tries to read every node's receipts
+    edge = site.probe("edge-xuhui-caohejing")
+    assert edge.connect() is not None and edge.ok()
+    edge.client.publish(receipt_topic(D, Z, "p-0002"), _receipt("p-0002", 3), qos=1, retain=True)
+    edge.client.publish(receipt_topic(D, Z, "p-0001"), _receipt("p-0001", 4), qos=1, retain=True)
+    assert _until_marker(a, "p-0001", 4) == [("p-0001", [[1, 0, 4]])]
+    # Nor is the other's retained receipt handed over on a new subscription.
+    again = site.probe("p-0001", client_id="p-0001-again")
+    assert again.connect() is not None and again.ok()
+    again.subscribe(f"city/v1/{D}/{Z}/+/receipt")
+    edge.client.publish(receipt_topic(D, Z, "p-0001"), _receipt("p-0001", 5), qos=1)
+    assert _until_marker(again, "p-0001", 5) == [("p-0001", [[1, 0, 4]]), ("p-0001", [[1, 0, 5]])]
+    # The other node does read its own.
+    b = site.probe("p-0002")
+    assert b.connect() is not None and b.ok()
+    b.subscribe(receipt_topic(D, Z, "p-0002"))
+    assert _until_marker(b, "p-0002", 3) == [("p-0002", [[1, 0, 3]])]
+    a.close(), b.close(), again.close(), edge.close()
 
 
 def test_rotated_password_replaces_the_old_one(site):

@@ -156,6 +156,17 @@ class EdgeProcess:
     def dead_letters(self) -> list[tuple]:
         return self.query("SELECT reason, topic, payload, source FROM dead_letters ORDER BY id")
 
+    def nodes(self) -> dict[str, dict]:
+        """`urbansense nodes --json` of this edge, by node id."""
+        proc = subprocess.run(
+            [URBANSENSE, "nodes", "--config", str(self.config), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return {n["node"]: n for n in json.loads(proc.stdout)}
+
     def metrics_text(self) -> str:
         listen = tomllib.loads(self.config.read_text())["metrics"]["listen"]
         with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as resp:

@@ -1,0 +1,172 @@
+"""What receipts cost at the broker: messages per reading with and without them, in one run.
+
+A private Mosquitto and InfluxDB and a real edge; nodes played by paho clients, each
+subscribed to its own receipt topic as firmware is (QoS 1), publishing readings at a
+paced rate: one reading per message (a node reporting), then batches (a node replaying
+its queue). The same load runs with `[receipts] enabled = true` and `false`. Counted per
+reading: the PUBLISH messages through the broker (node -> broker, broker -> edge, and
+with receipts edge -> broker and broker -> node), each answered by a PUBACK (QoS 1). The
+counts are taken at the ends, where they are exact: Mosquitto's own $SYS publish counters
+leave out retained messages (receipts are retained) and count its $SYS messages. And the
+edge's CPU time (user + system, from /proc) per reading over the run.
+
+    .venv/bin/python bench/receipts_cost.py [--nodes 20] [--readings 2000] [--rate 200] [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hil.services import InfluxDBServer, MosquittoServer  # noqa: E402
+from protocols import codec  # noqa: E402
+from protocols.topics import receipt_topic  # noqa: E402
+from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402
+from tests.support.metrics import metric  # noqa: E402
+from tests.support.site import DISTRICT, ZONE, topic  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Node:
+    """A node's MQTT side: publishes its readings, reads its own receipts."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self.name = name
+        self.receipts = 0
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, clean_session=True)
+        self.client.max_inflight_messages_set(20)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(receipt_topic(DISTRICT, ZONE, name), qos=1)
+        subscribed.wait(10)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        codec.decode_receipt(msg.payload, self.name)
+        self.receipts += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def messages(nodes: list[str], readings: int, batch: int, start_ms: int) -> list[tuple[int, str, bytes]]:
+    """(node index, topic, payload): `readings` air readings spread over the nodes,
+    `batch` to a message, the nodes interleaved as a site's nodes report side by side."""
+    per_node = readings // len(nodes)
+    mine: list[list[tuple[int, str, bytes]]] = []
+    for k, node in enumerate(nodes):
+        items = [
+            codec.reading_item(1, s, {"pm25": float(s % 500), "battery_v": 3.6}, ts=start_ms + k * 1000 + s)
+            for s in range(per_node)
+        ]
+        out = []
+        for i in range(0, per_node, batch):
+            part = items[i : i + batch]
+            if batch == 1:
+                r = part[0]
+                payload = codec.encode_reading(node, "air", 1, r["seq"], r["fields"], ts=r["ts"])
+            else:
+                payload = codec.encode_batch(node, "air", part)
+            out.append((k, topic(node, "telemetry"), payload))
+        mine.append(out)
+    return [m for turn in zip(*mine) for m in turn]
+
+
+def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
+    mq = MosquittoServer(folder / f"mosquitto-{tag}", extra_config="max_queued_bytes 0")
+    influx = InfluxDBServer(folder / f"influx-{tag}")
+    mq.start()
+    influx.start()
+    try:
+        config = write_config(
+            folder / f"edge-{tag}",
+            mqtt_port=mq.port,
+            client_id="edge-bench",
+            metrics=True,
+            sinks=[v1_sink("district", influx, "bench_receipts")],
+            extra={"receipts": {"enabled": receipts}},
+        )
+        edge = EdgeProcess(config).start()
+        nodes = [Node(mq.port, f"b-{i:04d}") for i in range(args.nodes)]
+        msgs = messages([n.name for n in nodes], args.readings, batch, int(time.time() * 1000) - 3_600_000)
+        readings = args.readings // args.nodes * args.nodes
+        cpu = cpu_seconds(edge.proc.pid)
+        pause = 1.0 / (args.rate / batch)
+        t0 = time.monotonic()
+        for i, (k, t, p) in enumerate(msgs):
+            nodes[k].client.publish(t, p, qos=1)
+            time.sleep(max(0.0, t0 + (i + 1) * pause - time.monotonic()))
+        wait_for(
+            lambda: (metric(edge.metrics_text(), "urbansense_edge_readings_total") or 0) >= readings,
+            300,
+            0.1,
+            "every reading committed",
+        )
+        text = edge.metrics_text()
+        published = metric(text, "urbansense_edge_receipts_published_total") or 0
+        to_edge = metric(text, "urbansense_edge_messages_in_total", 'channel="telemetry"') or 0
+        wait_for(lambda: sum(n.receipts for n in nodes) >= published, 60, 0.1, "every receipt delivered")
+        delivered = sum(n.receipts for n in nodes)
+        cpu = cpu_seconds(edge.proc.pid) - cpu
+        for n in nodes:
+            n.close()
+        edge.stop()
+    finally:
+        mq.stop()
+        influx.stop()
+    publish = len(msgs) + to_edge + published + delivered
+    return {
+        "readings": readings,
+        "receipts": published,
+        "publish": publish / readings,
+        "cpu_us": cpu / readings * 1e6,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=20, help="nodes publishing side by side")
+    ap.add_argument("--readings", type=int, default=2000, help="readings per run")
+    ap.add_argument("--rate", type=float, default=200.0, help="readings per second, all nodes together")
+    ap.add_argument("--batch", type=int, default=16, help="readings per message in the replay runs")
+    args = ap.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-"))
+    try:
+        print(f"{args.nodes} nodes, {args.readings} readings per run at {args.rate:g}/s")
+        print(
+            f"{'messages':<22}{'receipts':>9}   per reading: {'receipts':>9}{'PUBLISH':>9}{'MQTT packets':>14}"
+            f"{'edge CPU us':>13}"
+        )
+        for batch, what in ((1, "one reading each"), (args.batch, f"batches of {args.batch}")):
+            for receipts in (False, True):
+                r = run(folder, receipts, args, batch, f"{batch}-{receipts}")
+                print(
+                    f"{what:<22}{'on' if receipts else 'off':>9}{'':>15}{r['receipts'] / r['readings']:>9.3f}"
+                    f"{r['publish']:>9.3f}{2 * r['publish']:>14.3f}{r['cpu_us']:>13.0f}"
+                )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
