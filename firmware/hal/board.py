@@ -101,6 +101,10 @@ class BoardHAL:
             print("%s error ntp: %r" % (self.cfg["node"], err))
             return False
 
+    def set_epoch(self, epoch_ms):
+        # The time from a fresh receipt of the edge (SPEC 7.1.4), kept as the NTP offset is.
+        self.rtc["ntp_offset_ms"] = epoch_ms - self.local_ms()
+
     # -- network
     def connect_network(self, timeout_ms=10000):
         if self.net_forced_down:

@@ -27,6 +27,7 @@ from hil.sim import KINDS, SLEEP_EXIT, node_config, write_json_atomic
 from hil.sim_build import NODE_MICROPYPATH, install, node_argv, run_once, sleep_as_asked
 from protocols import codec
 from tests.support.fleet import decoded, node_log, readings
+from tests.support.receipts import ReceiptEdge
 
 BUDGET = "64k"
 ALWAYS_ON_BUDGET = "96k"
@@ -107,10 +108,12 @@ def test_duty_cycled_wake_that_runs_commands_fits_the_budget(kind, tmp_path, bun
 
 
 def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool):
-    """Run an always-on node until it has sent eight readings (and answered a ping).
-    Returns (console, statuses seen before the node was killed, readings)."""
+    """Run an always-on node until it has sent eight readings (and answered a ping),
+    with an edge confirming them (receipts). Returns (console, statuses seen before the
+    node was killed, readings)."""
     install(bundle, flash)
     log = node_log(broker, node_id)
+    edge = ReceiptEdge(broker.host, broker.port)
     proc = subprocess.Popen(
         node_argv(heap),
         cwd=flash,
@@ -129,6 +132,7 @@ def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool)
         proc.kill()
         out = proc.communicate()[0].decode()
         log.close()
+        edge.close()
     assert "MemoryError" not in out and "batches of 1 " not in out, out
     if command:
         assert [a["ok"] for a in decoded(log, "cmd/ack")] == [True], out

@@ -41,7 +41,7 @@ def test_duty_cycled_node_of_every_kind(tmp_path, bundle, mosquitto, kind):
 
 
 @pytest.mark.parametrize("kind", ["parking", "air", "leak", "manhole"])
-def test_always_on_node_runs_in_its_heap(tmp_path, bundle, mosquitto, kind):
+def test_always_on_node_runs_in_its_heap(tmp_path, bundle, mosquitto, edge, kind):
     node_id = f"ao-{kind}"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, kind, node_id, "always-on", 0.2)
@@ -210,7 +210,7 @@ def test_broker_credentials_accepted_and_a_wrong_password_reported(tmp_path, bun
     assert len(bad.taken()) > 0
 
 
-def test_parked_car_through_control_file_one_occupied_one_vacant(tmp_path, bundle, mosquitto):
+def test_parked_car_through_control_file_one_occupied_one_vacant(tmp_path, bundle, mosquitto, edge):
     """The whole chain for parking: stimuli in control.json -> QMC5883L register bytes from
     the sim HAL -> driver -> adaptive baseline -> events at the broker, with the sensor's
     noise and a slow drift of the field ramped by the harness all along."""
