@@ -101,6 +101,7 @@ async def _publish(node):
                 if node.batch_items == 1:
                     raise
                 node.shrink_batches()
+        node.hal.checkpoint("published")   # acknowledged by the broker, no receipt yet
         # Commands waiting at the broker (persistent session) and receipts (the retained
         # one, and those queued while the node slept) arrive right after the connect, to
         # flash or to node.inbox; give stragglers a moment. A node without a clock that

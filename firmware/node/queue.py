@@ -67,12 +67,14 @@ class FlashQueue:
     def push(self, record):
         """Append one record: bytes without a newline, or an object, written as JSON
         straight into the file (no string of it is built: the heap is the budget).
-        Returns how many old records were dropped to make room (0 or 1)."""
+        When full, the oldest record makes room: returns 1 if it had never been sent
+        (lost for good), else 0 (the broker may hold it, and receivers count it if it
+        never arrives)."""
         dropped = 0
         if self.count >= self.max_items:
+            dropped = 0 if self.sent else 1
             self.pop(1)
             self.dropped += 1
-            dropped = 1
         if not self._segs or self._segs[-1][1] >= SEGMENT:
             num = self._segs[-1][0] + 1 if self._segs else self._head_seg
             self._segs.append([num, 0])

@@ -90,21 +90,22 @@ def _confirm(node, queue, got, which):
     mark = (node.mem.get("mk") or [None, None])[which]
     top = [got[-1][0], got[-1][2]]   # the ranges are sorted: nothing beyond is covered
     head = i = 0
-    lost = False
+    gap = None                       # the first record got does not cover
     for line in _lines(queue):
         record = ident(line)
-        if record > top or (i >= queue.sent and head < i):
+        if record > top or (i >= queue.sent and gap is not None):
             break
-        if covers(got, record):
-            if head == i:
-                head += 1
-            elif mark is None or record > mark:
-                lost = True
-                break
+        if not covers(got, record):
+            gap = gap or record
+        elif gap is None:
+            head += 1
+        elif mark is None or record > mark:
+            queue.pop(head, False)
+            node.log("resend: %d %d lost, a later record arrived" % (gap[0], gap[1]))
+            _rewind(node, queue, which)
+            return head
         i += 1
     queue.pop(head, False)
-    if lost:
-        _rewind(node, queue, which)
     return head
 
 
