@@ -119,6 +119,8 @@ class FlashQueue:
         """Take the n oldest records off the queue (confirmed, or dropped when full).
         save=False leaves writing the head to a later save()."""
         n = min(n, self.count)
+        if not n:
+            return
         self.count -= n
         self.sent = max(0, self.sent - n)
         self.next = max(0, self.next - n)
