@@ -50,11 +50,12 @@ def run(node):
         asyncio = None
         drop("event loop")
         node.drop_link()
-        # The receipts phase (node/receipts.py), with the link's code gone.
-        load("receipts").apply(node)
-        drop("receipts")
     else:
         node.log("error network: not connected (data stays queued)")
+    # The receipts phase (node/receipts.py), with the link's code gone; offline too, for
+    # the resend delay and the next birth's first_seq.
+    load("receipts").apply(node)
+    drop("receipts")
     hal.wdt_feed()
     if node.reboot:
         hal.reset()       # asked for by a command, whose answer is now sent
