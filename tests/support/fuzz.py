@@ -21,9 +21,7 @@ SEEDS = [
 ]
 VALID_OBJECTS = [
     (t, json.loads(p))
-    for (t, p), c in zip(
-        SEEDS, [c for n, c in sorted(CASES["cases"].items()) if "decoder" not in c]
-    )
+    for (t, p), c in zip(SEEDS, [c for n, c in sorted(CASES["cases"].items()) if "decoder" not in c])
     if "expect" in c
 ]
 TOPICS = sorted({t for t, _ in SEEDS}) + ["city/v1/a/b/c/telemetry", "city/v1/a/b/c/cmd/ack", "x"]
