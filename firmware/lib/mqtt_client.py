@@ -84,10 +84,14 @@ class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive=60, will=None, clean=False, ssl=None, link_up=None,
                  on_message=None, log=None, rx_size=1200, ack_timeout_ms=4000,
-                 connect_timeout_ms=5000, rx_buffer=None):
+                 connect_timeout_ms=5000, rx_buffer=None, members=None):
         self.client_id = client_id
         self.host = host
         self.port = port
+        # [(host, port), ...]: the members of a clustered tier (NATS); a failed connect
+        # moves to the next one. The session lives in the cluster: any member serves it.
+        self.members = members
+        self._member = 0
         self.user = user
         self.password = password
         self.keepalive = keepalive
@@ -179,6 +183,9 @@ class MQTTClient:
                 # ValueError, not an OSError: log it and back off like any refused connect.
                 self.failures += 1
                 tried += 1
+                if self.members:
+                    self._member = (self._member + 1) % len(self.members)
+                    self.host, self.port = self.members[self._member]
                 # One console line: mbedTLS's messages come wrapped in newlines.
                 self.log("error mqtt: %s" % (" ".join(str(err).split()),))
                 if attempts and tried >= attempts:

@@ -49,7 +49,7 @@ class Link:
             will=(self.t_status, self._status("offline"), True, 1),
             ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
             link_up=hal.link_up, on_message=self._on_message, log=node.log,
-            rx_buffer=node.rx)
+            rx_buffer=node.rx, members=broker.get("members"))
         # Subscribed at every connect (the client restores its subscriptions).
         self.client.subscriptions += [(self.t_cmd, 1), (self.t_receipt, 1)]
 
