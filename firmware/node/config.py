@@ -47,30 +47,6 @@ def _optional_text(section, key, where):
     section[key] = value
 
 
-def _server(text):
-    """("host", port) of "host:port" or "[v6]:port"."""
-    if type(text) is str:
-        i = text.rfind(":")
-        port = text[i + 1:]
-        if i > 0 and port.isdigit() and 0 < int(port) < 65536:
-            return (text[:i].strip("[]"), int(port))
-    raise ConfigError("broker.servers", 'each must be "host:port", got %r' % (text,))
-
-
-def _members(broker):
-    """broker.servers: every member of a clustered tier (NATS), which the client fails
-    over between; host and port default to the first. Kept as broker["members"]."""
-    servers = broker.get("servers")
-    if servers is None:
-        return
-    if type(servers) is not list or not 1 <= len(servers) <= 8:
-        raise ConfigError("broker.servers", 'must be a list of 1..8 "host:port"')
-    members = [_server(s) for s in servers]
-    broker["members"] = members
-    if not broker.get("host"):
-        broker["host"], broker["port"] = members[0]
-
-
 def validate(cfg):
     """Check every key and fill the defaults. Returns cfg; raises ConfigError."""
     if type(cfg) is not dict:
@@ -94,7 +70,22 @@ def validate(cfg):
     broker = cfg.get("broker")
     if type(broker) is not dict:
         raise ConfigError("broker", "must be an object with host and port")
-    _members(broker)
+    servers = broker.get("servers")
+    if servers is not None:
+        # A clustered tier's members (NATS), which the client fails over between: kept
+        # as broker["members"], [(host, port), ...]; host and port are the first's.
+        members = []
+        try:
+            for s in servers:
+                i = s.rindex(":")
+                port = int(s[i + 1:])
+                if i < 1 or not 0 < port < 65536:
+                    raise ValueError
+                members.append((s[:i], port))
+            broker["host"], broker["port"] = members[0]
+        except (TypeError, ValueError, AttributeError, IndexError):
+            raise ConfigError("broker.servers", 'must be a list of "host:port"')
+        broker["members"] = members
     if type(broker.get("host")) is not str or not broker["host"]:
         raise ConfigError("broker.host", "is required")
     broker["tls"] = broker.get("tls", False)

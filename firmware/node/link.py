@@ -43,13 +43,15 @@ class Link:
         self._envelope = ('{"v":%d,"node":"%s","kind":"%s",' % (
             self.version, self.id, self.kind)).encode()
         broker = cfg["broker"]
+        # A clustered tier's members (broker.servers) stand in the client's host.
         self.client = MQTTClient(
-            self.id, broker["host"], broker["port"], broker["username"], broker["password"],
+            self.id, broker.get("members") or broker["host"], broker["port"],
+            broker["username"], broker["password"],
             keepalive=cfg["keepalive_s"], clean=False,
             will=(self.t_status, self._status("offline"), True, 1),
             ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,
             link_up=hal.link_up, on_message=self._on_message, log=node.log,
-            rx_buffer=node.rx, members=broker.get("members"))
+            rx_buffer=node.rx)
         # Subscribed at every connect (the client restores its subscriptions).
         self.client.subscriptions += [(self.t_cmd, 1), (self.t_receipt, 1)]
 
