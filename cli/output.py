@@ -56,7 +56,13 @@ def _cell(value: Any) -> Text:
     return Text("" if value is None else str(value))
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+def print_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    title: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print a table on `console` (default: stdout) at the width it needs (above)."""
     cells = [[_cell(v) for v in row] for row in rows]
     table = Table(title=Text(title) if title else None, show_lines=False)
     for i, col in enumerate(columns):
@@ -67,10 +73,10 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: st
             table.add_column(Text(col), overflow="fold")
     for row in cells:
         table.add_row(*row)
-    console = Console()
+    console = console or Console()
     needed = Console(width=MEASURE_WIDTH).measure(table)
     if not console.is_terminal:
-        console = Console(width=max(console.width, needed.maximum))
+        console = Console(file=console.file, width=max(console.width, needed.maximum))
     elif needed.minimum > console.width:
-        console = Console(width=needed.minimum)
+        console = Console(file=console.file, width=needed.minimum)
     console.print(table)
