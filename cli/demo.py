@@ -179,9 +179,9 @@ def _print_report(report: Any, console: Console) -> None:
         [(ln.database, ln.measurement, ln.points, ln.nodes) for ln in report.city],
     )
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     for problem in report.problems:
-        console.print(f"problem: {problem}", style="red", highlight=False, soft_wrap=True)
+        console.print(f"problem: {problem}", style="red", highlight=False, markup=False, soft_wrap=True)
     state = Path(report.state_dir).resolve()
     me = f"{shlex.quote(urbansense_command())} demo --state-dir {shlex.quote(str(state))}"
     console.print(

@@ -6,40 +6,24 @@ from __future__ import annotations
 
 import json
 
-from tests.support.cli import urbansense
+from tests.support.field_cli import flash, inventory, provision, site
 from tests.support.node_config import write_config
-
-
-def flash(board, config, bundle, *extra: str):
-    return urbansense(
-        "node",
-        "flash",
-        "--port",
-        board.port,
-        "--node",
-        str(config),
-        "--bundle",
-        str(bundle.root),
-        "--timeout",
-        "30",
-        "--json",
-        *extra,
-    )
 
 
 def test_flash_over_another_node_needs_replace(boards, standin_bundle, mosquitto, tmp_path):
     board = boards()
     first = write_config(tmp_path / "p-0601.json", mosquitto.port, node="p-0601")
     second = write_config(tmp_path / "p-0602.json", mosquitto.port, node="p-0602")
-    assert flash(board, first, standin_bundle).returncode == 0
-    again = flash(board, first, standin_bundle)  # the same node again: no question
+    bundle = standin_bundle.root
+    assert flash(board.port, first, bundle).returncode == 0
+    again = flash(board.port, first, bundle, "--json")  # the same node again: no question
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["nodes"][0]["boot"] == 1  # its state stayed: boot 0, then 1
     # What p-0601 left in its offline queue: readings of p-0601, never to go out as p-0602's.
     (board.flash / "queue" / "tm").mkdir(parents=True)
     (board.flash / "queue" / "tm" / "0").write_text('{"seq": 1}\n')
 
-    refused = flash(board, second, standin_bundle)
+    refused = flash(board.port, second, bundle)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (
         f"urbansense: p-0602 is NOT live: the board on {board.port} is node p-0601, not p-0602: "
@@ -48,44 +32,31 @@ def test_flash_over_another_node_needs_replace(boards, standin_bundle, mosquitto
     assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0601"
     assert (board.flash / "queue" / "tm" / "0").exists()
 
-    replaced = flash(board, second, standin_bundle, "--replace")
+    replaced = flash(board.port, second, bundle, "--replace", "--json")
     assert replaced.returncode == 0, replaced.stderr
     node = json.loads(replaced.stdout)["nodes"][0]
     assert node["status"] == "live" and node["held"] == "p-0601"
     assert node["boot"] == 0  # a node of its own: p-0601's boot counter went with it
     assert not (board.flash / "queue").exists()
     assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0602"
-    table = flash(board, second, standin_bundle)
-    assert table.returncode == 0 and json.loads(table.stdout)["nodes"][0]["held"] == "p-0602"
+    again = flash(board.port, second, bundle, "--json")  # now the board is p-0602 itself
+    assert again.returncode == 0 and json.loads(again.stdout)["nodes"][0]["held"] == "p-0602"
 
 
 def test_two_rows_on_one_port_are_not_two_live_nodes(boards, standin_bundle, mosquitto, tmp_path):
     board = boards()
-    defaults = tmp_path / "site.json"
-    defaults.write_text(
-        json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": mosquitto.port}})
-    )
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port\n"
-        f"p-0611,xuhui,caohejing,parking,{board.port}\n"
-        f"p-0612,xuhui,caohejing,parking,{board.port}\n"
+    fleet = inventory(
+        tmp_path / "fleet.csv",
+        [f"p-0611,xuhui,caohejing,parking,{board.port}", f"p-0612,xuhui,caohejing,parking,{board.port}"],
     )
     # --replace does not make one board two nodes of the same run either.
-    proc = urbansense(
-        "node",
-        "provision",
-        "--inventory",
-        str(inventory),
-        "--defaults",
-        str(defaults),
-        "--bundle",
-        str(standin_bundle.root),
-        "--results",
-        str(tmp_path / "results"),
+    proc = provision(
+        fleet,
+        standin_bundle.root,
+        tmp_path / "results",
         "--replace",
         "--json",
-        timeout=240,
+        defaults=site(tmp_path / "site.json", mosquitto.port),
     )
     assert proc.returncode == 1, proc.stderr
     status = {n["node"]: (n["status"], n["reason"]) for n in json.loads(proc.stdout)["nodes"]}

@@ -13,6 +13,8 @@ from field.inventory import read
 from field.node_config import ConfigError
 from tests.support.cli import urbansense
 from tests.support.dialogue import Dialogue
+from tests.support.field_cli import inventory, provision_args, site, statuses
+from tests.support.field_cli import provision as provision_fleet
 
 HEADER = "node,district,zone,kind,port,interval_s,broker.port\n"
 
@@ -159,36 +161,12 @@ def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_p
     is still the last one (Enter pressed, boards not swapped) is asked about, not flashed."""
     a, b, c = boards("a"), boards("b"), boards("c")
     cable = tmp_path / "ttyUSB0"
-    defaults = tmp_path / "site.json"
-    defaults.write_text(
-        json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": mosquitto.port}})
-    )
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port\n"
-        f"p-0401,xuhui,caohejing,parking,{cable}\n"
-        f"p-0402,xuhui,caohejing,parking,{cable}\n"
-        f"p-0403,xuhui,caohejing,parking,{cable}\n"
+    fleet = inventory(
+        tmp_path / "fleet.csv", [f"p-040{i},xuhui,caohejing,parking,{cable}" for i in (1, 2, 3)]
     )
     results = tmp_path / "results"
-    args = [
-        "node",
-        "provision",
-        "--inventory",
-        str(inventory),
-        "--defaults",
-        str(defaults),
-        "--bundle",
-        str(standin_bundle.root),
-        "--results",
-        str(results),
-        "--timeout",
-        "60",
-        "--one-cable",
-    ]
-
-    def statuses() -> dict[str, str]:
-        return {n["node"]: n["status"] for n in json.loads((results / "results.json").read_text())["nodes"]}
+    defaults = site(tmp_path / "site.json", mosquitto.port)
+    args = [*provision_args(fleet, standin_bundle.root, results, defaults=defaults), "--one-cable"]
 
     # Enter for the first, skip the second, then stop: one live, one skipped, one not done.
     first = Dialogue(args)
@@ -200,7 +178,7 @@ def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_p
     first.wait_for("connect p-0403 to")
     first.answer("q")
     assert first.finish() == 1, first.stderr
-    assert statuses() == {"p-0401": "live", "p-0402": "skipped"}
+    assert statuses(results) == {"p-0401": "live", "p-0402": "skipped"}
     assert json.loads((a.flash / "config.json").read_text())["node"] == "p-0401"
 
     # Resume: p-0401 is not asked for. Enter with p-0401's board still on the cable is asked
@@ -222,7 +200,7 @@ def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_p
     second.answer("")
     assert second.finish() == 0, second.stderr
     assert "connect p-0401" not in second.stderr
-    assert statuses() == {"p-0401": "live", "p-0402": "live", "p-0403": "live"}
+    assert statuses(results) == {"p-0401": "live", "p-0402": "live", "p-0403": "live"}
     assert [json.loads((x.flash / "config.json").read_text())["node"] for x in (a, b, c)] == [
         "p-0401",
         "p-0402",
@@ -235,33 +213,16 @@ def test_one_cable_never_swapped_flashes_one_node(boards, standin_bundle, mosqui
     """Enter pressed for every row, the same board on the cable all along: one node live, the
     others asked about until the input ends, and the summary says so."""
     board = boards("bench")
-    defaults = tmp_path / "site.json"
-    defaults.write_text(
-        json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": mosquitto.port}})
+    fleet = inventory(
+        tmp_path / "fleet.csv", [f"p-050{i},xuhui,caohejing,parking,{board.port}" for i in (1, 2, 3)]
     )
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port\n"
-        + "".join(f"p-05{i:02d},xuhui,caohejing,parking,{board.port}\n" for i in (1, 2, 3))
-    )
-    proc = urbansense(
-        "node",
-        "provision",
-        "--inventory",
-        str(inventory),
-        "--defaults",
-        str(defaults),
-        "--bundle",
-        str(standin_bundle.root),
-        "--results",
-        str(tmp_path / "results"),
-        "--one-cable",
-        stdin="\n\n\n",
-        timeout=240,
+    results = tmp_path / "results"
+    defaults = site(tmp_path / "site.json", mosquitto.port)
+    proc = provision_fleet(
+        fleet, standin_bundle.root, results, "--one-cable", defaults=defaults, stdin="\n\n\n"
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("is p-0501, flashed earlier in this run") == 2
     assert "1 of 3 node(s) live" in proc.stdout
-    doc = json.loads((tmp_path / "results" / "results.json").read_text())
-    assert {n["node"]: n["status"] for n in doc["nodes"]} == {"p-0501": "live"}
+    assert statuses(results) == {"p-0501": "live"}
     assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0501"

@@ -8,67 +8,38 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from pathlib import Path
 
-from tests.support.cli import URBANSENSE, urbansense
+from tests.support.cli import URBANSENSE
+from tests.support.field_cli import inventory, provision, provision_args, site, statuses
 from tests.support.waiting import wait_for
-
-
-def provision(inventory: Path, results: Path, bundle, *extra: str, defaults: Path | None = None):
-    return urbansense(
-        "node",
-        "provision",
-        "--inventory",
-        str(inventory),
-        *(["--defaults", str(defaults)] if defaults else []),
-        "--bundle",
-        str(bundle.root),
-        "--results",
-        str(results),
-        "--timeout",
-        "60",
-        *extra,
-        timeout=240,
-    )
-
-
-def site(tmp_path: Path, broker_port: int) -> Path:
-    defaults = tmp_path / "site.json"
-    defaults.write_text(json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": broker_port}}))
-    return defaults
-
-
-def statuses(results: Path) -> dict[str, str]:
-    return {n["node"]: n["status"] for n in json.loads((results / "results.json").read_text())["nodes"]}
 
 
 def test_mistaken_runs_keep_the_record_of_a_good_one(boards, standin_bundle, mosquitto, tmp_path):
     a, b = boards("a"), boards("b")
-    defaults = site(tmp_path, mosquitto.port)
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port,interval_s\n"
-        f"p-0701,xuhui,caohejing,parking,{a.port},30\n"
-        f"p-0702,xuhui,caohejing,parking,{b.port},30\n"
+    defaults = site(tmp_path / "site.json", mosquitto.port)
+    fleet = inventory(
+        tmp_path / "fleet.csv",
+        [f"p-0701,xuhui,caohejing,parking,{a.port},30", f"p-0702,xuhui,caohejing,parking,{b.port},30"],
+        header="node,district,zone,kind,port,interval_s",
     )
-    results = tmp_path / "results"
-    good = provision(inventory, results, standin_bundle, defaults=defaults)
+    bundle, results = standin_bundle.root, tmp_path / "results"
+    good = provision(fleet, bundle, results, defaults=defaults)
     assert good.returncode == 0, good.stderr
     record = (results / "results.csv").read_bytes(), (results / "results.json").read_bytes()
 
     # --defaults forgotten: one line, with the fix; nothing flashed, nothing written.
-    forgot = provision(inventory, results, standin_bundle)
+    forgot = provision(fleet, bundle, results)
     assert forgot.returncode == 1
     assert forgot.stderr.strip().splitlines() == [
-        f"urbansense: {inventory}: every row fails: platform: Field required (no --defaults given: "
+        f"urbansense: {fleet}: every row fails: platform: Field required (no --defaults given: "
         "the site file gives platform, wifi and broker; deploy/field/site.example.json shows one)"
     ]
     assert ((results / "results.csv").read_bytes(), (results / "results.json").read_bytes()) == record
 
     # A misspelt column: refused as a whole file, before any board.
     misspelt = tmp_path / "misspelt.csv"
-    misspelt.write_text(inventory.read_text().replace("interval_s", "intervall_s"))
-    typo = provision(misspelt, results, standin_bundle, defaults=defaults)
+    misspelt.write_text(fleet.read_text().replace("interval_s", "intervall_s"))
+    typo = provision(misspelt, bundle, results, defaults=defaults)
     assert typo.returncode == 1
     assert typo.stderr.strip().splitlines() == [
         f"urbansense: {misspelt}: unknown column 'intervall_s' (did you mean interval_s?); columns "
@@ -79,8 +50,8 @@ def test_mistaken_runs_keep_the_record_of_a_good_one(boards, standin_bundle, mos
 
     # A run without --resume in which p-0702's port is wrong: p-0701 is flashed again, and
     # p-0702, whose board was never touched, keeps its earlier record (still live).
-    inventory.write_text(inventory.read_text().replace(b.port, "/dev/no-such-port"))
-    rerun = provision(inventory, results, standin_bundle, "--json", defaults=defaults)
+    fleet.write_text(fleet.read_text().replace(b.port, "/dev/no-such-port"))
+    rerun = provision(fleet, bundle, results, "--json", defaults=defaults)
     assert rerun.returncode == 1
     this_run = {n["node"]: n["status"] for n in json.loads(rerun.stdout)["nodes"]}
     assert this_run == {"p-0701": "live", "p-0702": "failed"}
@@ -90,10 +61,10 @@ def test_mistaken_runs_keep_the_record_of_a_good_one(boards, standin_bundle, mos
 
 def test_no_wait_does_not_say_live(boards, standin_bundle, mosquitto, tmp_path):
     a = boards("a")
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(f"node,district,zone,kind,port\np-0711,xuhui,caohejing,parking,{a.port}\n")
+    fleet = inventory(tmp_path / "fleet.csv", [f"p-0711,xuhui,caohejing,parking,{a.port}"])
     results = tmp_path / "results"
-    proc = provision(inventory, results, standin_bundle, "--no-wait", defaults=site(tmp_path, mosquitto.port))
+    defaults = site(tmp_path / "site.json", mosquitto.port)
+    proc = provision(fleet, standin_bundle.root, results, "--no-wait", defaults=defaults)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == (
         "0 of 1 node(s) live, 1 flashed and verified but not watched for their birth message "
@@ -104,28 +75,14 @@ def test_no_wait_does_not_say_live(boards, standin_bundle, mosquitto, tmp_path):
 
 def test_ctrl_c_during_provision_says_how_to_go_on(boards, standin_bundle, mosquitto, tmp_path):
     a, b = boards("a"), boards("b")
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port\n"
-        f"p-0721,xuhui,caohejing,parking,{a.port}\n"
-        f"p-0722,xuhui,caohejing,parking,{b.port}\n"
+    fleet = inventory(
+        tmp_path / "fleet.csv",
+        [f"p-0721,xuhui,caohejing,parking,{a.port}", f"p-0722,xuhui,caohejing,parking,{b.port}"],
     )
-    results = tmp_path / "results"
-    defaults = site(tmp_path, mosquitto.port)
+    bundle, results = standin_bundle.root, tmp_path / "results"
+    defaults = site(tmp_path / "site.json", mosquitto.port)
     proc = subprocess.Popen(
-        [
-            URBANSENSE,
-            "node",
-            "provision",
-            "--inventory",
-            str(inventory),
-            "--defaults",
-            str(defaults),
-            "--bundle",
-            str(standin_bundle.root),
-            "--results",
-            str(results),
-        ],
+        [URBANSENSE, *provision_args(fleet, bundle, results, defaults=defaults)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -147,6 +104,6 @@ def test_ctrl_c_during_provision_says_how_to_go_on(boards, standin_bundle, mosqu
     )
     assert "Traceback" not in err
     assert statuses(results) == {"p-0721": "live"}
-    resumed = provision(inventory, results, standin_bundle, "--resume", defaults=defaults)
+    resumed = provision(fleet, bundle, results, "--resume", defaults=defaults)
     assert resumed.returncode == 0, resumed.stderr
     assert statuses(results) == {"p-0721": "live", "p-0722": "live"}

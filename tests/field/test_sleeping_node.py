@@ -10,6 +10,7 @@ import json
 import pytest
 
 from tests.support.cli import urbansense
+from tests.support.field_cli import flash, inventory, provision, site
 from tests.support.node_config import write_config
 
 TRIES = 10
@@ -27,24 +28,7 @@ def test_info_and_flash_reach_a_sleeping_node_every_time(boards, firmware_bundle
         schedule="duty-cycled",
         interval_s=INTERVAL_S,
     )
-
-    def flash():
-        return urbansense(
-            "node",
-            "flash",
-            "--port",
-            board.port,
-            "--node",
-            str(config),
-            "--bundle",
-            str(firmware_bundle),
-            "--timeout",
-            "60",
-            "--json",
-            timeout=180,
-        )
-
-    first = flash()
+    first = flash(board.port, config, firmware_bundle)
     assert first.returncode == 0, first.stderr
     assert board.wait_console("l-0801 deepsleep"), board.console()[-2000:]
 
@@ -62,7 +46,7 @@ def test_info_and_flash_reach_a_sleeping_node_every_time(boards, firmware_bundle
         assert board.wait_console("l-0801 deepsleep", after=mark), board.console()[mark:]
 
     for attempt in range(TRIES):
-        again = flash()
+        again = flash(board.port, config, firmware_bundle, "--json")
         assert again.returncode == 0, (attempt, again.stderr)
         node = json.loads(again.stdout)["nodes"][0]
         assert node["status"] == "live" and node["held"] == "l-0801", node
@@ -71,31 +55,16 @@ def test_info_and_flash_reach_a_sleeping_node_every_time(boards, firmware_bundle
 @pytest.mark.slow
 def test_a_sleeping_fleet_can_be_provisioned_again(boards, firmware_bundle, mosquitto, tmp_path):
     a, b = boards("a"), boards("b")
-    defaults = tmp_path / "site.json"
-    defaults.write_text(
-        json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": mosquitto.port}})
+    fleet = inventory(
+        tmp_path / "fleet.csv",
+        [
+            f"p-0811,xuhui,caohejing,parking,{a.port},{INTERVAL_S},duty-cycled",
+            f"m-0812,xuhui,caohejing,manhole,{b.port},{INTERVAL_S},duty-cycled",
+        ],
+        header="node,district,zone,kind,port,interval_s,schedule",
     )
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port,interval_s,schedule\n"
-        f"p-0811,xuhui,caohejing,parking,{a.port},{INTERVAL_S},duty-cycled\n"
-        f"m-0812,xuhui,caohejing,manhole,{b.port},{INTERVAL_S},duty-cycled\n"
-    )
+    defaults = site(tmp_path / "site.json", mosquitto.port)
     for run in range(2):  # the second run finds both asleep most of the time
-        proc = urbansense(
-            "node",
-            "provision",
-            "--inventory",
-            str(inventory),
-            "--defaults",
-            str(defaults),
-            "--bundle",
-            str(firmware_bundle),
-            "--results",
-            str(tmp_path / "results"),
-            "--timeout",
-            "60",
-            timeout=300,
-        )
+        proc = provision(fleet, firmware_bundle, tmp_path / "results", defaults=defaults)
         assert proc.returncode == 0, (run, proc.stdout, proc.stderr)
         assert "2 of 2 node(s) live" in proc.stdout

@@ -1,6 +1,7 @@
 """The answers as people and their tools read them: tables that never cut a node id, a time
 or a topic (on a narrow terminal or in a pipe), brackets that stay brackets, CSV that any
-reader takes, `--section` that lists the sections, times as people write them."""
+reader takes, `--section` that lists the sections, times as people write them. (Brackets
+in a node's failure reason: tests/field/test_field_mishaps.py.)"""
 
 from __future__ import annotations
 
@@ -70,30 +71,6 @@ def test_tables_never_cut_identifying_columns(city, influxdb):
     narrow = on_a_terminal(args, 80)
     assert LONG_NODE in narrow and TOPIC in narrow, narrow
     assert "…" not in narrow
-
-
-def test_messages_in_tables_keep_their_brackets(tmp_path):
-    defaults = tmp_path / "site.json"
-    defaults.write_text(json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1"}}))
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port\n"
-        "P_BAD,xuhui,caohejing,parking,/dev/no-such-port\n"
-        "p-0001,xuhui,caohejing,parking,/dev/no-such-port\n"
-    )
-    proc = urbansense(
-        "node",
-        "provision",
-        "--inventory",
-        str(inventory),
-        "--defaults",
-        str(defaults),
-        "--results",
-        str(tmp_path / "r"),
-        "--no-wait",
-    )
-    assert proc.returncode == 1
-    assert "'^[a-z0-9-]{1,32}$'" in proc.stdout, proc.stdout
 
 
 def test_sections_are_listed_and_csv_is_one_table(city, influxdb):
