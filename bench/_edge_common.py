@@ -14,8 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hil.services import InfluxDBServer, MosquittoServer  # noqa: E402
+from hil.services import (  # noqa: E402
+    InfluxDBServer,
+    MosquittoServer,
+    free_port,  # noqa: E402, F401  (re-exported for the edge benches)
+)
+from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402, F401
+from tests.support.metrics import metric  # noqa: E402, F401
 from tests.support.site import DISTRICT, ZONE  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402, F401
 
 URBANSENSE = str(Path(sys.executable).parent / "urbansense")
 

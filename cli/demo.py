@@ -159,9 +159,15 @@ def _print_report(report: Any, console: Console) -> None:
     _table(
         console,
         "staged alarms: end-to-end latency",
-        ["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB"],
+        ["alarm", "node", "stimulus -> alarms topic", "stimulus -> InfluxDB", "stimulus -> institution"],
         [
-            (s.label, f"{s.district}/{s.zone}/{s.node}", ms(s.topic_ms), ms(s.influx_ms))
+            (
+                s.label,
+                f"{s.district}/{s.zone}/{s.node}",
+                ms(s.topic_ms),
+                ms(s.influx_ms),
+                ms(s.notified_ms) + (f" ({s.notified_to})" if s.notified_to else ""),
+            )
             for s in report.staged
             if s.set_at is not None
         ],

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "cli.decode",
     "cli.edge",
     "cli.query",
+    "cli.alarms",
     "cli.db",
     "cli.report",
     "cli.hil",

@@ -18,18 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from demo.dispatch import places, responsibility_toml
 from demo.landed import Landed, city_landing, district_landing
 from demo.view import CityView, StagedAlarm, gather
 from hil.node_handles import apply_stimulus
 from hil.stack.city_stack import CityStack
+from hil.stack.dispatch import Dispatch
 from hil.stack.edges import EdgeSite
 from hil.stack.probes import EventPointProbe, Moment
+from protocols.catalog import KINDS
 
 DISTRICTS: dict[str, tuple[str, ...]] = {
     "xuhui": ("caohejing", "xujiahui"),
     "minhang": ("xinzhuang", "zizhu"),
 }
-KINDS = ("parking", "air", "leak", "manhole")
 MARKER = ".urbansense-demo"  # marks a folder as the demo's own, safe to clean
 ONLINE_WAIT_S = 45.0
 DRAIN_WAIT_S = 15.0
@@ -80,6 +82,8 @@ class DemoReport:
                     "event": s.event,
                     "alarms_topic_ms": None if s.topic_ms is None else round(s.topic_ms, 1),
                     "influxdb_ms": None if s.influx_ms is None else round(s.influx_ms, 1),
+                    "notified_ms": None if s.notified_ms is None else round(s.notified_ms, 1),
+                    "notified_to": s.notified_to,
                 }
                 for s in self.staged
             ],
@@ -155,6 +159,7 @@ class CityDemo:
         self.probes: list[tuple[StagedAlarm, EventPointProbe]] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
+        self.dispatch: Dispatch | None = None  # Alertmanager and the institutions' webhook
         self.peak_online = 0  # most nodes online at once while the city ran
         self.interrupted = False  # Ctrl-C or SIGTERM while the city ran
 
@@ -166,7 +171,16 @@ class CityDemo:
     def _run(self) -> DemoReport:
         state_dir = prepare_state_dir(self.opts.state_dir)
         self.view.say(f"state folder: {state_dir} (kept after the run; the next run cleans it)")
-        self.stack = CityStack(state_dir, self.sites, progress=self.view.say)
+        self.dispatch = dispatch = Dispatch(state_dir / "alertmanager", self.view.say)
+        extra = dispatch.edge_extra(
+            lambda: self.stack,
+            lambda: (
+                responsibility_toml(list(DISTRICTS), dispatch.webhook, dispatch.alertmanager.url),
+                ".toml",
+            ),
+            self._places,
+        )
+        self.stack = CityStack(state_dir, self.sites, progress=self.view.say, edge_extra=extra)
         began = time.monotonic()
         with self.stack:
             self._start_fleets(state_dir)
@@ -187,6 +201,13 @@ class CityDemo:
             report = self._report(state_dir, ran_s, self.interrupted)
             self.view.say("stopping nodes, edges, InfluxDB and Mosquitto")
         return report
+
+    def _places(self, site: EdgeSite) -> dict[str, str]:
+        kinds = {
+            node_id(site, KINDS[i % len(KINDS)], i // len(KINDS) + 1): KINDS[i % len(KINDS)]
+            for i in range(self.opts.nodes_per_zone)
+        }
+        return places(site, kinds)
 
     def _start_fleets(self, state_dir: Path) -> None:
         assert self.stack is not None
@@ -316,6 +337,16 @@ class CityDemo:
         for staged, probe in self.probes:
             if probe.done():
                 staged.influx_ms = probe.seen_after_ms
+            self._notified(staged)
+
+    def _notified(self, staged: StagedAlarm, timeout: float = 0.0) -> None:
+        """The institution told of a staged alarm, and when (from the demo's webhook)."""
+        if staged.set_at is None or staged.notified_ms is not None or self.dispatch is None:
+            return
+        told = self.dispatch.notified(staged.node, staged.event, staged.set_at, timeout)
+        if told is not None:
+            staged.notified_ms = (told.received - staged.set_at) * 1000
+            staged.notified_to = told.receiver
 
     def _settle(self) -> None:
         """Let staged probes finish and the edges forward what they hold before counting."""
@@ -328,16 +359,19 @@ class CityDemo:
                 if alarm is not None:
                     staged.topic_ms = (alarm.received - staged.set_at) * 1000
             staged.influx_ms = probe.result()
+            if staged.set_at is not None:
+                self._notified(staged, max(0.0, min(deadline, staged.set_at + GIVE_UP_S) - time.monotonic()))
         if not self.stack.wait_edges_quiet(max(1.0, deadline - time.monotonic())):
             self.problems.append(f"the edges had not forwarded everything after {DRAIN_WAIT_S:.0f} s")
         for staged in self.staged:
             if staged.set_at is None:
                 self.notes.append(f"{staged.label} not staged: the run ended first")
-            elif staged.topic_ms is None or staged.influx_ms is None:
+            elif staged.topic_ms is None or staged.influx_ms is None or staged.notified_ms is None:
                 self.problems.append(
                     f"{staged.label} on {staged.node}: "
                     + ("no alarm on the alarms topic; " if staged.topic_ms is None else "")
-                    + ("not visible in InfluxDB" if staged.influx_ms is None else "")
+                    + ("not visible in InfluxDB; " if staged.influx_ms is None else "")
+                    + ("no institution told" if staged.notified_ms is None else "")
                 )
 
     def _report(self, state_dir: Path, ran_s: float, interrupted: bool) -> DemoReport:

@@ -32,6 +32,8 @@ class StagedAlarm:
     set_at: float | None = None  # monotonic time the stimulus was set
     topic_ms: float | None = None  # stimulus -> alarms/v1/... seen
     influx_ms: float | None = None  # stimulus -> point visible in InfluxDB
+    notified_ms: float | None = None  # stimulus -> notification at the institution's webhook
+    notified_to: str | None = None  # the institution (Alertmanager receiver) told
 
 
 @dataclass
@@ -122,12 +124,16 @@ def render(state: CityState, header: str) -> Group:
             a.severity or "",
         )
     staged = Table(title="staged alarms: end-to-end latency from the stimulus", title_justify="left")
-    for col in ("alarm", "node", "alarms topic", "InfluxDB"):
+    for col in ("alarm", "node", "alarms topic", "InfluxDB", "institution"):
         staged.add_column(col)
     for s in state.staged:
         pending = s.set_at is not None
         staged.add_row(
-            s.label, f"{s.district}/{s.zone}/{s.node}", _ms(s.topic_ms, pending), _ms(s.influx_ms, pending)
+            s.label,
+            f"{s.district}/{s.zone}/{s.node}",
+            _ms(s.topic_ms, pending),
+            _ms(s.influx_ms, pending),
+            _ms(s.notified_ms, pending) + (f" {s.notified_to}" if s.notified_to else ""),
         )
     title = Text(
         f"{header}   {state.phase}   {state.elapsed_s:.0f}/{state.duration_s:.0f} s   (Ctrl-C stops)",
@@ -146,10 +152,16 @@ def plain_line(state: CityState) -> str:
         for s in state.staged
         if s.set_at is not None
     )
+    told = ", ".join(
+        f"{s.label} {_ms(s.notified_ms, True)}" + (f" ({s.notified_to})" if s.notified_to else "")
+        for s in state.staged
+        if s.set_at is not None
+    )
     return (
         f"t={state.elapsed_s:3.0f}s {state.phase}: nodes online {online}/{total}, "
         f"{rate:.1f} msg/s, edge buffers {depth:.0f}, alarms {state.alarms_total}"
         + (f"; staged (topic/InfluxDB): {staged}" if staged else "")
+        + (f"; institutions told: {told}" if told else "")
     )
 
 

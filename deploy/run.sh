@@ -11,7 +11,7 @@ VENV="$ROOT/.venv"
 STAMP="$VENV/.urbansense-installed"
 
 # Debian packages the project runs or tests against (see README, "What it installs").
-APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics ca-certificates openssl chromium)
+APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics prometheus-alertmanager ca-certificates openssl chromium)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -39,7 +39,7 @@ install_system_packages() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
     # The packages enable system-wide services; the project starts its own private
     # instances on free ports, so the system ones are not needed.
-    for svc in mosquitto influxdb; do
+    for svc in mosquitto influxdb prometheus-alertmanager; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
             systemctl stop "$svc" || true
         fi
@@ -75,6 +75,31 @@ install_venv() {
     echo "$want" > "$STAMP"
 }
 
+# Stubs of the two boards' MicroPython ports, against which tests/firmware/test_board_types.py
+# type-checks the firmware as each board sees it. Each package is a typeshed of its own
+# (builtins, time, socket, json ... as MicroPython has them) that would shadow CPython's,
+# so each goes into a folder of its own under the venv, never into its site-packages.
+BOARD_STUBS=(
+    "esp32=micropython-esp32-esp32-generic-stubs==1.29.0.post1"
+    "rp2=micropython-rp2-rpi-pico-w-stubs==1.29.0.post1"
+)
+
+install_board_stubs() {
+    local entry name spec dest
+    for entry in "${BOARD_STUBS[@]}"; do
+        name="${entry%%=*}"
+        spec="${entry#*=}"
+        dest="$VENV/board-stubs/$name"
+        if [ -f "$dest/.installed" ] && [ "$(cat "$dest/.installed")" = "$spec" ]; then
+            continue
+        fi
+        say "installing $spec into $dest"
+        rm -rf "$dest"
+        "$VENV/bin/python" -m pip install -q --target "$dest" "$spec"
+        echo "$spec" > "$dest/.installed"
+    done
+}
+
 main() {
     local job="${1:-}"
     [ $# -gt 0 ] && shift
@@ -84,6 +109,7 @@ main() {
     esac
     install_system_packages
     install_venv
+    if [ "$job" = test ]; then install_board_stubs; fi
     export PATH="$VENV/bin:$PATH"
     cd "$ROOT"
     case "$job" in

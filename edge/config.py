@@ -23,8 +23,9 @@ from pydantic import (
 )
 
 from protocols import topics
+from protocols.names import SLUG_PATTERN
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
@@ -162,6 +163,55 @@ class AlarmsConfig(Section):
     enabled: bool = True
 
 
+class AlertmanagerConfig(Section):
+    """Where the edge posts its alarms as alerts (edge/alertmanager.py); off without `url`."""
+
+    # Alertmanager's base URL (its v2 API is under /api/v2); "" turns delivery off.
+    url: str = ""
+    # Events of these severities become alerts; `info` (parking occupancy) is no alarm.
+    severities: list[Literal["info", "warning", "critical"]] = ["warning", "critical"]
+    # Open alarms are posted again this often: Alertmanager keeps alerts in memory only,
+    # and forgets one that is not posted again before its endsAt.
+    repost_s: float = Field(30.0, ge=1, le=3600)
+    # endsAt of an open alarm = now + this: if the edge is gone for longer, Alertmanager
+    # takes the alarm for resolved. Several repost periods, so a late repost is harmless.
+    hold_s: float = Field(600.0, ge=10, le=86400)
+    # A cleared alarm stays firing in Alertmanager at least this long, so that it is told
+    # before its resolution (more than the routes' group_wait).
+    min_firing_s: float = Field(30.0, ge=0, le=3600)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+    retry_min_s: float = Field(0.2, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    # The edge's own record of open alarms (survives restarts); next to the buffer.
+    state: str = "state/alertmanager.db"
+    # generatorURL of each alert, with {district} {zone} {node} {kind} {event} filled in
+    # (a dashboard of the node, say); "" leaves it out.
+    link: str = ""
+    # Human place names by node id ("Caohejing Rd 12, by the bus stop"), as annotation `place`.
+    places: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not (value.startswith("http://") or value.startswith("https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _retry(self):
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s must be at least retry_min_s")
+        if self.hold_s < 2 * self.repost_s:
+            raise ValueError("hold_s must be at least twice repost_s")
+        if not self.severities:
+            raise ValueError("severities must not be empty (leave `url` out to turn delivery off)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
 class LimitsConfig(Section):
     # Sustained messages/s one node may send on telemetry, status and ack (one bucket per
     # node id): a number, "auto" (rate_factor over the node's reporting interval, as it
@@ -196,6 +246,7 @@ class EdgeConfig(Section):
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig = AlarmsConfig()
     limits: LimitsConfig = LimitsConfig()
+    alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     # Folder of the config file: relative paths are resolved against it.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -205,6 +256,9 @@ class EdgeConfig(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sink names must be unique: {', '.join(dupes)}")
+        if self.alertmanager.enabled and "alertmanager" in names:
+            # Its backlog metrics are labelled sink="alertmanager".
+            raise ValueError("sink name `alertmanager` is taken by [alertmanager] delivery")
         return self
 
     def path(self, value: str) -> Path:

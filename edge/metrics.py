@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     start_http_server,
@@ -91,6 +92,26 @@ class EdgeMetrics:
             registry=r,
         )
         self.alarms = Counter(P + "alarms_published", "Events republished on alarms/v1/...", registry=r)
+        self.alertmanager_posts = Counter(
+            P + "alertmanager_posts",
+            "Posts of alerts to Alertmanager, by outcome (ok, failed: retried, rejected: 4xx)",
+            ["outcome"],
+            registry=r,
+        )
+        self.alertmanager_alerts = Counter(
+            P + "alertmanager_alerts",
+            "Alarm states Alertmanager took, firing (raised) or resolved (cleared); reposts not counted",
+            ["state"],
+            registry=r,
+        )
+        self.alertmanager_open = Gauge(
+            P + "alertmanager_open_alarms", "Alarms open (raised, not cleared) at this edge", registry=r
+        )
+        self.alertmanager_undelivered = Gauge(
+            P + "alertmanager_undelivered_alarms",
+            "Alarm states (raised or cleared) Alertmanager has not taken yet",
+            registry=r,
+        )
         self._server = None
 
     # -- hooks the stages call ---------------------------------------------------------

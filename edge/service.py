@@ -2,6 +2,7 @@
 
     MqttIngest --queue--> CommitLoop --(SQLite: DurableBuffer)--> Forwarder x (sink, stream)
                                                              \\--> AlarmPublisher
+                                                             \\--> AlertmanagerDelivery
 
 The outbox's readers (forwarders, the alarm publisher) are StreamConsumers; the cursors
 the commit loop keeps are those of the readers built here, so a new reader is one more
@@ -21,6 +22,8 @@ import sys
 import threading
 
 from edge.alarms import AlarmPublisher
+from edge.alertmanager import CONSUMER as ALERTMANAGER
+from edge.alertmanager import AlertmanagerCollector, AlertmanagerDelivery
 from edge.buffer import DurableBuffer
 from edge.config import EdgeConfig
 from edge.consumer import StreamConsumer, cursors_of
@@ -84,6 +87,17 @@ class EdgeService:
                     self.buffer, self.sessions[-1], self.metrics, self.stop_event, on_crash=self._crashed
                 )
             )
+        if cfg.alertmanager.enabled:
+            self.threads.append(
+                AlertmanagerDelivery(
+                    self.buffer,
+                    cfg.alertmanager,
+                    cfg.path(cfg.alertmanager.state),
+                    self.metrics,
+                    self.stop_event,
+                    on_crash=self._crashed,
+                )
+            )
         consumers = cursors_of(self.threads)
         self.loop = CommitLoop(
             self.buffer,
@@ -98,7 +112,7 @@ class EdgeService:
             dedup_ms=int(b.dedup_hours * 3600_000),
             check_every_s=cfg.health.check_every_s,
             want_rollups=bool(consumers[Stream.ROLLUP]),
-            want_alarms=cfg.alarms.enabled,
+            want_alarms=cfg.alarms.enabled or cfg.alertmanager.enabled,
             limits=cfg.limits,
         )
 
@@ -122,6 +136,9 @@ class EdgeService:
         if self.cfg.metrics.address:
             host, port = self.cfg.metrics.address
             sinks = {s.name: sink_streams(s.data) for s in self.cfg.sink}
+            if self.cfg.alertmanager.enabled:
+                sinks[ALERTMANAGER] = (Stream.ALARM,)  # its backlog and lag, like a sink's
+                self.metrics.add_collector(AlertmanagerCollector(self.cfg.alertmanager.url))
             self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks))
             self.metrics_port = self.metrics.serve(host, port)
             log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)

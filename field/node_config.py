@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from protocols.catalog import KINDS
+from protocols.names import SLUG_PATTERN
 from protocols.thresholds import DEFAULT_INTERVAL_S, THRESHOLDS
 
-Slug = Field(pattern=r"^[a-z0-9-]{1,32}$")
+Slug = Field(pattern=SLUG_PATTERN)
 SECRET_KEYS = ("password",)
 MASK = "********"
 
@@ -53,7 +55,7 @@ class NodeConfig(_Strict):
     node: str = Slug
     district: str = Slug
     zone: str = Slug
-    kind: Literal["parking", "air", "leak", "manhole"]
+    kind: Literal[KINDS]  # type: ignore[valid-type]
     platform: Literal["esp32", "rp2", "sim"]
     schedule: Literal["always-on", "duty-cycled"] = "always-on"
     interval_s: float | None = Field(default=None, le=86400)

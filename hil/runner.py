@@ -8,6 +8,7 @@ what InfluxDB holds. Every expectation reports its measured figure, met or not."
 
 from __future__ import annotations
 
+import copy
 import itertools
 import tempfile
 import threading
@@ -18,11 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hil import scenario as sc
 from hil.node_handles import NodeHandle, NodeHandleError
 from hil.results import ExpectationResult, ScenarioResult
 from hil.services import ServiceError
 from hil.stack.city_stack import CityStack
+from hil.stack.dispatch import Dispatch
 from hil.stack.edges import EdgeSite
 from hil.stack.probes import EventPointProbe, Moment
 from protocols import topics
@@ -52,7 +56,13 @@ class ScenarioRun:
         self.workdir = workdir
         self.progress: Callable[[str], None] = lambda line: progress(f"[{scenario.name}] {line}")
         self.site = EdgeSite(scenario.site.district, scenario.site.zone)
-        self.stack = CityStack(workdir, [self.site], self.progress, board_host=board_host)
+        # With `notified` expectations: Alertmanager and the institutions' webhook beside it.
+        self.dispatch: Dispatch | None = None
+        extra = None
+        if any(isinstance(e, sc.NotifiedExpect) for e in scenario.expect):
+            self.dispatch = Dispatch(workdir / "alertmanager", self.progress, repost_s=5)
+            extra = self.dispatch.edge_extra(lambda: self.stack, self._responsibility)
+        self.stack = CityStack(workdir, [self.site], self.progress, board_host=board_host, edge_extra=extra)
         self.handles: dict[str, NodeHandle] = {}
         self.steps: dict[str, Moment] = {}
         self.influx_probes: list[tuple[sc.InfluxExpect, EventPointProbe]] = []
@@ -75,8 +85,26 @@ class ScenarioRun:
                 self.result.logs = self._log_tails()
         return self.result
 
+    def _responsibility(self) -> tuple[str, str]:
+        """The scenario's responsibility file (YAML), each institution told through the
+        rig's webhook, and Alertmanager's timers short unless the scenario sets them."""
+        assert self.dispatch is not None
+        receivers = [e.receiver for e in self.scenario.expect if isinstance(e, sc.NotifiedExpect)]
+        data = copy.deepcopy(self.scenario.responsibility) or {
+            "institutions": {r: {"name": r} for r in dict.fromkeys(receivers)},
+            "default": {"institution": receivers[0]},
+        }
+        for name, inst in (data.get("institutions") or {}).items():
+            if isinstance(inst, dict) and not inst.get("webhook") and not inst.get("email"):
+                inst["webhook"] = [self.dispatch.webhook.url(name)]
+        data["notify"] = {"group_wait": "1s", "group_interval": "2s", **(data.get("notify") or {})}
+        data["alertmanager"] = {"url": self.dispatch.alertmanager.url}
+        return yaml.safe_dump(data, sort_keys=False), ".yaml"
+
     def _log_tails(self) -> dict[str, str]:
         tails = self.stack.log_tails()
+        if self.dispatch is not None:
+            tails["alertmanager"] = self.dispatch.alertmanager.log_tail(30)
         for node, handle in self.handles.items():
             tails[node] = handle.log_tail()
         return tails
@@ -191,13 +219,14 @@ class ScenarioRun:
             sc.PointsExpect: self._points,
             sc.SequenceExpect: self._sequence,
             sc.AckExpect: self._ack,
+            sc.NotifiedExpect: self._notified,
         }
         # Timed expectations first, while the boards still run, so a late alarm or ack is
         # still measured; then the counts, on a city that has stopped moving.
         timed = [
             e
             for e in self.scenario.expect
-            if isinstance(e, (sc.InfluxExpect, sc.AckExpect))
+            if isinstance(e, (sc.InfluxExpect, sc.AckExpect, sc.NotifiedExpect))
             or (isinstance(e, sc.AlarmExpect) and e.after is not None)
         ]
         results = {id(e): checks[type(e)](e) for e in timed}
@@ -332,6 +361,23 @@ class ScenarioRun:
                 label, False, f"{result.measured}; but {'; '.join(problems)}", result.value
             )
         return result
+
+    def _notified(self, exp: sc.NotifiedExpect) -> ExpectationResult:
+        assert self.dispatch is not None
+        what = "raised" if exp.state else "cleared"
+        label = exp.name or f"{exp.event} {what} on {exp.node} told to {exp.receiver}"
+        started = self.steps.get(exp.after)
+        if started is None:
+            return ExpectationResult(label, False, f"step {exp.after} never ran")
+        told = self.dispatch.notified(
+            exp.node,
+            exp.event,
+            started.mono,
+            max(0.0, started.mono + exp.within_ms / 1000 + GRACE_S - time.monotonic()),
+            raised=exp.state,
+            receiver=exp.receiver,
+        )
+        return _latency(label, None if told is None else (told.received - started.mono) * 1000, exp.within_ms)
 
 
 def _latency(label: str, after_ms: float | None, limit_ms: float) -> ExpectationResult:

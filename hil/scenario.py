@@ -30,10 +30,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from protocols import catalog, codec
+from protocols.names import NODE_HEALTH, SLUG_PATTERN
 from protocols.topics import is_slug
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")]
-Kind = Literal["parking", "air", "leak", "manhole"]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+Kind = Literal[catalog.KINDS]  # type: ignore[valid-type]
 Value = bool | float
 
 
@@ -165,7 +166,7 @@ class PointsExpect(_Expect):
     published (nothing lost, nothing doubled)."""
 
     type: Literal["points"]
-    measurement: Slug | Literal["node_health"]
+    measurement: Slug | Literal[NODE_HEALTH]  # type: ignore[valid-type]
     node: Slug | None = None
     database: Literal["district", "city"] = "district"
     at_least: int | None = Field(default=None, ge=0)
@@ -201,8 +202,23 @@ class AckExpect(_Expect):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
+class NotifiedExpect(_Expect):
+    """Alertmanager told institution `receiver` of the node's event (with `state: false`,
+    of its resolution) within `within_ms` of step `after`: the notification as the
+    institution's webhook received it."""
+
+    type: Literal["notified"]
+    receiver: Slug
+    node: Slug
+    event: Slug
+    state: bool = True
+    after: Slug
+    within_ms: float = Field(gt=0)
+
+
 Expectation = Annotated[
-    AlarmExpect | InfluxExpect | PointsExpect | SequenceExpect | AckExpect, Field(discriminator="type")
+    AlarmExpect | InfluxExpect | PointsExpect | SequenceExpect | AckExpect | NotifiedExpect,
+    Field(discriminator="type"),
 ]
 
 
@@ -214,6 +230,10 @@ class Scenario(_Strict):
     timeline: list[Step] = Field(default_factory=list)
     expect: list[Expectation] = Field(min_length=1)
     settle_s: float = Field(default=5, ge=0, description="run on this long after the last step")
+    # Who answers for which alarm, as a responsibility file (ops/README.md) without the
+    # institutions' contacts: the rig tells each through a webhook of its own. Without
+    # it, every `notified` receiver is an institution and the first one takes all alarms.
+    responsibility: dict[str, Any] | None = None
     online_timeout_s: float = Field(default=60, gt=0)
 
     @model_validator(mode="after")
@@ -252,6 +272,13 @@ class Scenario(_Strict):
                 ref = getattr(exp, key, None)
                 if ref is not None and ref not in steps:
                     raise ValueError(f"{where}.{key}: no timeline step with id {ref!r}")
+            if isinstance(exp, NotifiedExpect) and self.responsibility is not None:
+                known = self.responsibility.get("institutions") or {}
+                if exp.receiver not in known:
+                    raise ValueError(
+                        f"{where}.receiver: no institution {exp.receiver!r} in responsibility "
+                        f"(known: {', '.join(sorted(known)) or 'none'})"
+                    )
             after = getattr(exp, "after", None)
             if after is not None:
                 if after not in steps:
@@ -320,6 +347,7 @@ def _location(loc: tuple[Any, ...]) -> str:
         "points",
         "sequence",
         "ack",
+        "notified",
     }
     parts = [str(p) for i, p in enumerate(loc) if not (i == 2 and p in tags)]
     return ".".join(parts)
@@ -390,6 +418,7 @@ __all__ = [
     "PointsExpect",
     "SequenceExpect",
     "AckExpect",
+    "NotifiedExpect",
     "load",
     "parse",
     "is_slug",

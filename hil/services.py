@@ -370,3 +370,59 @@ class VictoriaMetricsServer(ManagedServer):
             if sum(len(s["values"]) for s in series) >= min_samples or time.monotonic() > deadline:
                 return series
             time.sleep(0.2)
+
+
+class AlertmanagerServer(ManagedServer):
+    """Prometheus Alertmanager 0.25 (Debian's `prometheus-alertmanager`): the router that
+    carries alarms to the institutions responsible for them. Alone, not in a cluster
+    (`--cluster.listen-address=` empty), its silences and notification log under
+    `workdir/data`, so a restart keeps them as a production Alertmanager does. Alerts
+    themselves live in its memory only: their senders post them again.
+
+    `config` is the text of alertmanager.yml (written before the first start, and again
+    by `reload`)."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, config: str, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.config = config
+        self.config_path = self.workdir / "alertmanager.yml"
+
+    def prepare(self) -> None:
+        (self.workdir / "data").mkdir(exist_ok=True)
+        self.config_path.write_text(self.config)
+
+    def command(self) -> list[str]:
+        return [
+            find_program("prometheus-alertmanager", "/usr/sbin"),
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # No gossip: a cluster port of its own would be one more port to collide on,
+            # and an instance alone waits for no peers before it notifies.
+            "--cluster.listen-address=",
+            "--log.level=info",
+        ]
+
+    def is_ready(self) -> bool:
+        return self._http_status("/-/ready") == 200
+
+    def reload(self, config: str) -> None:
+        """Write a new config and have the running server read it (POST /-/reload)."""
+        self.config = config
+        self.config_path.write_text(config)
+        if self.running():
+            request = urllib.request.Request(self.url + "/-/reload", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+
+    def alerts(self, **filters: str) -> list[dict]:
+        """GET /api/v2/alerts (active, silenced and inhibited ones)."""
+        query = urllib.parse.urlencode(filters)
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts?{query}", timeout=10) as resp:
+            return json.load(resp)
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+            return resp.read().decode()

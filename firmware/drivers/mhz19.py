@@ -2,7 +2,13 @@
 # Read command (datasheet, "Read CO2 concentration"): FF 01 86 00 00 00 00 00 79.
 # Answer: FF 86 HIGH LOW - - - - CHECK, with CO2 = HIGH*256 + LOW ppm and
 # CHECK = (0xFF - (byte1 + ... + byte7)) + 1, modulo 256.
+from drivers.frames import read_frame
+
 READ_CMD = b"\xff\x01\x86\x00\x00\x00\x00\x00\x79"
+ANSWER = b"\xff\x86"
+# It answers a read command at once; stale bytes before the answer are skipped by its
+# start bytes, so no drain (a read() with no size would wait a whole UART timeout).
+WITHIN_MS = 500
 
 
 class FrameError(ValueError):
@@ -27,9 +33,5 @@ class MHZ19:
         self.uart = uart
 
     def read(self):
-        self.uart.read()          # drop stale bytes so the answer is aligned
         self.uart.write(READ_CMD)
-        answer = self.uart.read(9)
-        if not answer or len(answer) != 9:
-            return None           # no answer within the UART timeout
-        return parse(answer)
+        return read_frame(self.uart, ANSWER, 9, parse, WITHIN_MS)   # None: no answer

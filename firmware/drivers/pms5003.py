@@ -3,10 +3,13 @@
 # words big-endian, then a 16-bit checksum = sum of all preceding bytes. Data words 1-3 are
 # PM1.0/PM2.5/PM10 "CF=1" (factory standard particle), 4-6 the same under atmospheric
 # environment (the ones to report outdoors), 7-12 particle counts, 13 reserved.
-from drivers.frames import last_frame
+from drivers.frames import read_frame
 
 FRAME_LEN = 32
 START = b"\x42\x4d"
+# Active mode streams a frame every 200-800 ms, or every 2.3 s while the readings hold
+# steady (datasheet, "Output result"): one whole frame comes within this.
+WITHIN_MS = 3000
 
 
 class FrameError(ValueError):
@@ -34,7 +37,5 @@ class PMS5003:
         self.uart = uart
 
     def read(self):
-        data = self.uart.read()
-        if not data:
-            return None  # nothing streamed yet (warming up for ~30 s after power on)
-        return last_frame(data, START, FRAME_LEN, parse)
+        # None: no frame yet (it warms up for ~30 s after power on)
+        return read_frame(self.uart, START, FRAME_LEN, parse, WITHIN_MS)

@@ -2,9 +2,12 @@
 # Data frame (datasheet "Laser Dust Sensor Control Protocol V1.3"): 0xAA, 0xC0,
 # PM2.5 low, PM2.5 high, PM10 low, PM10 high, ID byte 1, ID byte 2,
 # checksum = (sum of the six data bytes) & 0xFF, 0xAB. Values are tenths of ug/m3.
-from drivers.frames import last_frame
+from drivers.frames import read_frame
 
 FRAME_LEN = 10
+START = b"\xaa\xc0"
+# It reports once a second (datasheet, "Working period"): a whole frame within this.
+WITHIN_MS = 2000
 
 
 class FrameError(ValueError):
@@ -27,7 +30,4 @@ class SDS011:
         self.uart = uart
 
     def read(self):
-        data = self.uart.read()
-        if not data:
-            return None
-        return last_frame(data, b"\xaa\xc0", FRAME_LEN, parse)
+        return read_frame(self.uart, START, FRAME_LEN, parse, WITHIN_MS)

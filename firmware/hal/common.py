@@ -7,11 +7,13 @@ import sys
 def ssl_context(ca):
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # verify_mode is an attribute of the port's SSLContext (extmod/modtls_mbedtls.c,
+    # ssl_context_attr) that the ports' stubs leave out.
     if ca:
         ctx.load_verify_locations(cafile=ca)   # DER: what mbedTLS loads
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
     else:
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
     return ctx
 
 

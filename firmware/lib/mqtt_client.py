@@ -4,6 +4,7 @@
 # exponential backoff and jitter, subscriptions restored after a reconnect, optional TLS.
 # Memory is a budget: incoming packets land in one preallocated buffer.
 import asyncio
+import socket
 import struct
 import time
 
@@ -134,7 +135,11 @@ class MQTTClient:
             self._reader, self._writer = await asyncio.wait_for_ms(
                 opened, self.connect_timeout_ms)
             try:
-                self._writer.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                # The option's number is the port's: lwIP's is TF_NODELAY (extmod/modlwip.c,
+                # rp2), not 1, which it answers with a warning and ignores. The unix port's
+                # socket module names none: Linux's number there.
+                self._writer.s.setsockopt(
+                    _IPPROTO_TCP, getattr(socket, "TCP_NODELAY", _TCP_NODELAY), 1)
             except (AttributeError, OSError):
                 pass   # a TLS socket or a port without the option: Nagle stays on
             await self._send(self._connect_packet())

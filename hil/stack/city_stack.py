@@ -41,9 +41,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 class CityStack:
     def __init__(
-        self, workdir: Path, sites: list[EdgeSite], progress: Progress = _quiet, board_host: str | None = None
+        self,
+        workdir: Path,
+        sites: list[EdgeSite],
+        progress: Progress = _quiet,
+        board_host: str | None = None,
+        edge_extra: Callable[[EdgeSite], str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.edge_extra = edge_extra  # more TOML for each site's edge config
         self.sites = sites
         self.progress = progress
         self.broker = MosquittoServer(self.workdir / "mosquitto")
@@ -84,7 +90,10 @@ class CityStack:
             self.observer = CityObserver(*self.broker_address).start()
             self._cleanup.callback(self.observer.stop)
             for site in self.sites:
-                edge = EdgeProcess(site, self.workdir / site.name, self.broker_address, self.influx.url)
+                extra = self.edge_extra(site) if self.edge_extra else ""
+                edge = EdgeProcess(
+                    site, self.workdir / site.name, self.broker_address, self.influx.url, extra
+                )
                 self.progress(f"starting {site.name} (metrics on {edge.metrics_url})")
                 self._cleanup.callback(edge.stop)
                 try:

@@ -74,11 +74,14 @@ class EdgeProcess(ManagedServer):
 
     name = "edge"
 
-    def __init__(self, site: EdgeSite, workdir: Path, broker: tuple[str, int], influx_url: str) -> None:
+    def __init__(
+        self, site: EdgeSite, workdir: Path, broker: tuple[str, int], influx_url: str, extra: str = ""
+    ) -> None:
         super().__init__(workdir)  # the port is the metrics endpoint's
         self.site = site
         self.config_path = self.workdir / "edge.toml"
-        self.config_path.write_text(edge_config(site, broker, influx_url, self.workdir, self.port))
+        # `extra`: more TOML sections (the demo's [alertmanager], say).
+        self.config_path.write_text(edge_config(site, broker, influx_url, self.workdir, self.port) + extra)
 
     @property
     def metrics_url(self) -> str:

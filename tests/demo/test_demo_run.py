@@ -95,6 +95,17 @@ def test_every_staged_alarm_is_measured_and_the_demo_succeeds(first_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def test_every_staged_alarm_is_told_to_its_districts_institution(first_run):
+    """Through the demo's own Alertmanager (state under <state>/alertmanager) to the
+    district's operations centre, whose webhook the demo runs."""
+    state, proc = first_run
+    for s in json.loads(proc.stdout)["staged_alarms"]:
+        assert s["notified_to"] == f"{s['district']}-ops", s
+        assert s["notified_ms"] is not None and s["notified_ms"] > s["alarms_topic_ms"], s
+    assert (state / "alertmanager" / "alertmanager.yml").is_file()
+    assert (state / "alertmanager" / "data").is_dir()
+
+
 def test_nothing_is_left_running(first_run):
     state, _ = first_run
     assert processes_using(state) == []

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import tomllib
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hil.services import free_port
@@ -159,3 +160,22 @@ class EdgeProcess:
         listen = tomllib.loads(self.config.read_text())["metrics"]["listen"]
         with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as resp:
             return resp.read().decode()
+
+
+def started_edges(request) -> Iterator[Callable[[Path], EdgeProcess]]:
+    """The body of an `edges` fixture: make edge subprocesses; every one still running is
+    stopped after the test, and a failing test gets each edge's log printed."""
+    started: list[EdgeProcess] = []
+
+    def make(config: Path) -> EdgeProcess:
+        edge = EdgeProcess(config)
+        started.append(edge)
+        return edge
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    for edge in started:
+        if edge.running():
+            edge.stop()
+        if failed is not None and failed.failed:
+            print(f"\n--- {edge.config} log ---\n{edge.log_tail(80)}")

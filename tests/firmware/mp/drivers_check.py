@@ -10,10 +10,10 @@ def run(name, data):
     if name == "pms5003":
         return list(pms5003.parse(data))
     if name == "pms5003-stream":
-        found = frames.last_frame(data, pms5003.START, pms5003.FRAME_LEN, pms5003.parse)
+        found = frames.scan(data, pms5003.START, pms5003.FRAME_LEN, pms5003.parse)[0]
         return list(found) if found else None
     if name == "sds011-stream":
-        found = frames.last_frame(data, b"\xaa\xc0", sds011.FRAME_LEN, sds011.parse)
+        found = frames.scan(data, sds011.START, sds011.FRAME_LEN, sds011.parse)[0]
         return list(found) if found else None
     if name == "sds011":
         return list(sds011.parse(data))
