@@ -22,25 +22,15 @@ def load_config():
 def main():
     cfg = load_config()
     # The console break-in window, at every boot and every wake, before the node touches
-    # its boot counter or RTC memory: a technician's laptop (`urbansense node flash`, `node
-    # info`: field/serial_board.py) keeps sending Ctrl-A while it waits for the REPL, and a
-    # duty-cycled node is awake for only tens of milliseconds a wake. What was sent while
-    # the board booted waits here: Ctrl-A or Ctrl-C stops the program (the REPL takes the
-    # rest). A byte, not only Ctrl-C: Ctrl-C is a signal on a virtual board
-    # (hil/boards/bridge.py), and one that lands while its interpreter starts kills that
-    # start. 50 ms of every wake (docs/PERFORMANCE.md); kept this small, heap is the budget.
-    import select
-    poller = select.poll()
-    poller.register(sys.stdin, select.POLLIN)
-    if poller.poll(50):
-        char = sys.stdin.read(1)
-        if char and char in "\x01\x03":
-            raise KeyboardInterrupt
-        if char and cfg["hil"]:
-            # The start of a stimulus line (contract 3): the HAL's console reader takes it.
-            from hal import common
-            common.carried = char
-    poller = None
+    # its boot counter or RTC memory (hal/common.py, break_in). Its code is dropped again
+    # when the node does not use the console otherwise: main.py is compiled at boot and
+    # stays resident, heap is the budget.
+    from hal import common
+    common.break_in()
+    if not cfg["hil"]:
+        del sys.modules["hal.common"]
+        sys.modules["hal"].__dict__.pop("common", None)
+    common = None
     gc.collect()
     import hal
     board = hal.load(cfg["platform"]).HAL(cfg)
