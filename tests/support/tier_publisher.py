@@ -33,14 +33,24 @@ class TierPublisher:
         client._port = self.ports[self.member]
 
     def publish_all(self, messages: list[tuple[str, bytes]], timeout: float = 120) -> None:
-        """Every message PUBACKed, or AssertionError. paho queues a message published while
-        it is disconnected and sends it (and every unacknowledged one) on reconnecting."""
-        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
+        """Every message PUBACKed, or AssertionError. A message handed to paho on a live
+        connection is sent again by paho on the next one until acknowledged; one handed
+        over while disconnected (rc != 0) is published again once connected."""
         deadline = time.monotonic() + timeout
-        for info in infos:
-            while not info.is_published():
-                assert time.monotonic() < deadline, "a publish was never acknowledged"
-                time.sleep(0.01)
+        pending = list(messages)
+        while pending:
+            while not self.client.is_connected():
+                assert time.monotonic() < deadline, "no member took the connection"
+                time.sleep(0.05)
+            infos = [(m, self.client.publish(m[0], m[1], qos=1)) for m in pending]
+            pending = []
+            for m, info in infos:
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    pending.append(m)
+                    continue
+                while not info.is_published():
+                    assert time.monotonic() < deadline, "a publish was never acknowledged"
+                    time.sleep(0.01)
 
     def close(self) -> None:
         self.client.disconnect()
