@@ -12,8 +12,9 @@ import pytest
 from hil.services import MQTT_MESSAGES
 from tests.support.edge_process import v1_sink, write_config
 from tests.support.influx_points import assert_exactly, uptimes
+from tests.support.publisher import publish_paced
 from tests.support.readings import counted_readings
-from tests.support.tier_publisher import TierPublisher, publish_paced_to_tier
+from tests.support.tier_publisher import TierPublisher
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ def test_edge_fails_over_when_its_member_and_the_stream_leader_die(nats_cluster,
         return len(uptimes(influxdb, db))
 
     try:
-        sender = publish_paced_to_tier(pub, counted_readings(n, prefix="nf"), per_second=150)
+        sender = publish_paced(pub, counted_readings(n, prefix="nf"), per_second=150)
         wait_for(lambda: stored() >= 200, 60, what="the first readings in InfluxDB")
 
         # 1. The member holding the edge's session dies; the edge goes on on another one.

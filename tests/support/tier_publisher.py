@@ -1,10 +1,10 @@
 """Publishing to a clustered broker tier as a node does: QoS 1, every PUBACK awaited, and on a
 lost member the next one in the list, where the unacknowledged messages are sent again
-(at least once: the edge's identity index makes a second copy harmless)."""
+(at least once: the edge's identity index makes a second copy harmless). It paces with
+tests/support/publisher.py's publish_paced like a Publisher."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -55,20 +55,3 @@ class TierPublisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def publish_paced_to_tier(
-    pub: TierPublisher, messages: list[tuple[str, bytes]], per_second: float, chunk: int = 20
-) -> threading.Thread:
-    """Publish in the background at about `per_second`, waiting for every PUBACK."""
-
-    def run():
-        pause = chunk / per_second
-        for start in range(0, len(messages), chunk):
-            t0 = time.monotonic()
-            pub.publish_all(messages[start : start + chunk])
-            time.sleep(max(0.0, pause - (time.monotonic() - t0)))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
