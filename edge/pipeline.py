@@ -180,7 +180,7 @@ class CommitLoop:
                     batch = batch[:i]
                     break
                 size = m.size if m.size >= 0 else len(m.payload)
-                screened = self.screen.check(m.topic, m.payload, size, time.monotonic())
+                screened = self.screen.check(m.topic, m.payload, size, time.monotonic(), m.retained)
                 if screened is not None:
                     reason, detail, node = screened
                     deadletters.add(
