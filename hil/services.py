@@ -257,7 +257,13 @@ class MosquittoServer(ManagedServer):
         return [find_program("mosquitto", "/usr/sbin"), "-c", str(self.config_path)]
 
     def is_ready(self) -> bool:
-        return self._tcp_open()
+        # Mosquitto opens its listeners one after the other: ready when both accept.
+        if not self._tcp_open():
+            return False
+        if self.edge_port != self.port:
+            with socket.create_connection((self.host, self.edge_port), timeout=0.5):
+                pass
+        return True
 
     @property
     def address(self) -> str:
