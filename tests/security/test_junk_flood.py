@@ -1,0 +1,74 @@
+"""Node A floods the edge with junk while InfluxDB is down and node B's readings wait in
+the buffer: the buffer's cap must never drop B's readings to make room for A's refused
+messages. A real Mosquitto set up as the site's, a real edge, a real InfluxDB that is
+stopped and started again."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from edge.deadletters import SAMPLE_PER_NODE
+from tests.support.edge_process import started_edges
+from tests.support.influx_points import influx_count
+from tests.support.secured_site import A, B, manhole_readings, secured_site
+from tests.support.site import topic
+from tests.support.waiting import wait_for
+
+B_READINGS = 1600
+A_MESSAGES = 2000
+JUNK = 8100  # bytes: under the 8 KiB limit, so each is refused only for what it says
+CAP = 4 * 1024 * 1024  # buffer cap: B's readings fit; A's junk, stored whole, is 4x it
+
+
+@pytest.fixture
+def edges(request):
+    yield from started_edges(request)
+
+
+@pytest.fixture
+def site(tmp_path, mosquitto_factory, influxdb_factory):
+    return secured_site(tmp_path, mosquitto_factory, influxdb_factory())
+
+
+def a_rows(edge) -> list[tuple[str, int | None, str]]:
+    return edge.query(
+        "SELECT reason, length(payload), detail FROM dead_letters WHERE topic LIKE ? ORDER BY id",
+        (f"%/{A}/%",),
+    )
+
+
+def test_a_s_junk_during_an_outage_leaves_all_of_b_s_buffered_readings(site, edges, tmp_path):
+    site.influx.stop()
+    config = site.edge_config(
+        tmp_path / "edge",
+        buffer={"max_bytes": CAP},
+        extra={"limits": {"node_rate": 0.0001, "node_burst": 3}},
+    )
+    edge = edges(config).start()
+    b = site.node(B).connect()
+    b.publish_all(manhole_readings(B, B_READINGS))
+    a = site.node(A).connect()
+    for _ in range(0, A_MESSAGES, 200):
+        a.publish_all([(topic(A, "telemetry"), b"x" * JUNK)] * 200)
+    a.close(), b.close()
+    # Every one of A's messages is accounted for: stored whole, or counted in a row that
+    # says how many were not (written at the end of each minute, and at the edge's stop).
+    assert edge.stop() == 0
+    rows = a_rows(edge)
+    stored = [r for r in rows if r[1] is not None]
+    counted = [int(re.match(r"(\d+) more ", r[2]).group(1)) for r in rows if r[1] is None]
+    assert len(stored) + sum(counted) == A_MESSAGES, (len(stored), counted)
+    # At most a sample per node and window (a window with more has a counting row).
+    assert len(stored) <= SAMPLE_PER_NODE * (len(counted) + 1)
+    # InfluxDB back: every one of B's readings arrives, none was dropped by the cap.
+    assert "oldest telemetry" not in edge.log_text(), edge.log_tail()
+    site.influx.start()
+    edge.start()
+    wait_for(
+        lambda: influx_count(site.influx, site.db, "manhole", "tilt_deg") >= B_READINGS,
+        180,
+        what="B's readings",
+    )
+    assert influx_count(site.influx, site.db, "manhole", "tilt_deg") == B_READINGS
