@@ -46,6 +46,14 @@ class BrokerConfig(_Strict):
     def effective_port(self) -> int:
         return self.port or (8883 if self.tls else 1883)
 
+    @model_validator(mode="after")
+    def _tls_needs_ca(self) -> BrokerConfig:
+        # Without the site CA the node would take any certificate: a rogue listener on the
+        # street's Wi-Fi would receive its password (the firmware refuses it too).
+        if self.tls and not self.ca:
+            raise ValueError("ca: required with tls: the site CA's PEM file (urbansense creds ca)")
+        return self
+
 
 class NodeConfig(_Strict):
     node: str = Slug
