@@ -194,7 +194,7 @@ def test_no_secret_in_logs_outputs_metrics_or_state(tmp_path, broker, influxdb, 
     }
     assert "hots: unknown key" in outputs["check-config broken"]
     assert "mqtt.password" in outputs["check-config broken"]
-    assert "writer:***@127.0.0.1:9" in outputs["check-config"]
+    assert "***@127.0.0.1:9" in outputs["check-config"]
     assert json.loads(outputs["dead-letters"])["by_reason"] == {"unknown_field": 1}
 
     # The search finds the secrets where they are meant to be: the config files.
