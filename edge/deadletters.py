@@ -7,9 +7,9 @@ is here.
 
 One node cannot fill it (a node box can be opened and made to send anything): the
 `Sampler` stores a node's first `SAMPLE_PER_NODE` refused messages of each minute whole
-and only counts the rest, writing one row per node and reason at the minute's end that
-says how many were not stored. Every message is still accounted for, and the metrics
-count all of them.
+and only counts the rest, in one row per node and reason that says how many were not
+stored (kept current as they come). Every message is still accounted for, and the
+metrics count all of them.
 """
 
 from __future__ import annotations
@@ -87,16 +87,17 @@ def node_of(topic: str | None) -> str:
 
 class Sampler:
     """Stores a node's first `per_node` refused messages of each window whole and counts
-    the rest; `flush` (at the window's end) writes one row per node and reason saying how
-    many were not stored. Used by the commit loop's thread only."""
+    the rest in one row per node and reason (payload NULL, the count in its detail: "N
+    more ..."), kept current as they come. `new_window` starts the next window. Used by
+    the commit loop's thread only, inside its transactions."""
 
     def __init__(self, per_node: int = SAMPLE_PER_NODE) -> None:
         self.per_node = per_node
         self.stored: dict[str, int] = {}
-        self.skipped: dict[tuple[str, str], tuple[int, DeadLetter]] = {}
+        self.counted: dict[tuple[str, str], tuple[int, int]] = {}  # -> (row id, count)
 
     def add(self, conn: sqlite3.Connection, letter: DeadLetter) -> bool:
-        """Store the letter or count it; True if stored."""
+        """Store the letter or count it; True if stored whole."""
         node = node_of(letter.topic)
         done = self.stored.get(node, 0)
         if done < self.per_node:
@@ -104,48 +105,35 @@ class Sampler:
             add(conn, letter)
             return True
         key = (node, letter.reason)
-        skipped, _ = self.skipped.get(key, (0, letter))
-        self.skipped[key] = (skipped + 1, letter)
+        row_id, count = self.counted.get(key, (0, 0))
+        count += 1
+        detail = (
+            f"{count} more {letter.reason} messages from {f'node {node}' if node else 'topics outside the node scheme'}"
+            f" not stored (its first {self.per_node} of the window are); last: {letter.detail}"
+        )
+        updated = (
+            row_id
+            and conn.execute(
+                "UPDATE dead_letters SET detail = ?, at_ms = ? WHERE id = ?", (detail, letter.at_ms, row_id)
+            ).rowcount
+        )
+        if not updated:  # the first of the window, or its row was pruned meanwhile
+            row_id = conn.execute(
+                "INSERT INTO dead_letters (at_ms, reason, topic, payload, detail, source) VALUES (?, ?, ?, NULL, ?, ?)",
+                (letter.at_ms, letter.reason, letter.topic, detail, letter.source),
+            ).lastrowid
+        self.counted[key] = (row_id, count)
         return False
 
-    def flush(self, conn: sqlite3.Connection) -> int:
-        """Write the window's counts (inside the caller's transaction) and start a new
-        window; returns the messages counted but not stored."""
-        total = 0
-        for (node, reason), (skipped, last) in sorted(self.skipped.items()):
-            total += skipped
-            who = f"node {node}" if node else "topics outside the node scheme"
-            add(
-                conn,
-                DeadLetter(
-                    reason,
-                    last.topic,
-                    None,
-                    f"{skipped} more {reason} messages from {who} not stored "
-                    f"(its first {self.per_node} of the window are); last: {last.detail}",
-                    last.at_ms,
-                ),
-            )
+    def new_window(self) -> int:
+        """Start a new window; returns the messages the last one counted without storing."""
+        total = sum(count for _, count in self.counted.values())
         self.stored.clear()
-        self.skipped.clear()
+        self.counted.clear()
         return total
 
 
-def count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-
-
-def by_reason(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-    """(reason, rows), the most frequent first."""
-    return conn.execute(
-        "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
-    ).fetchall()
-
-
-def newest(conn: sqlite3.Connection, limit: int) -> list[dict]:
-    """The newest rows, newest first, as dicts of every column."""
-    keys = ("id", "at_ms", "reason", "topic", "payload", "detail", "source")
-    rows = conn.execute(
-        f"SELECT {', '.join(keys)} FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
-    ).fetchall()
-    return [dict(zip(keys, r)) for r in rows]
+def counted(detail: str | None) -> int:
+    """How many messages a counting row stands for (0 for a stored letter's detail)."""
+    head = (detail or "").split(" more ", 1)[0]
+    return int(head) if head.isdigit() and " more " in (detail or "") else 0

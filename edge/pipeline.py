@@ -335,7 +335,7 @@ class CommitLoop:
             stamps.prune(conn, now - self.dedup_ms)
             if force or mono >= self._next_prune:
                 self._next_prune = mono + 60.0
-                self.dead_letters.flush(conn)
+                self.dead_letters.new_window()
                 self.buffer.prune_dead_letters(conn)
                 self.screen.forget_idle(mono)
                 if self.want_rollups:
