@@ -6,8 +6,8 @@ before any reading. This module is the one that knows the table; every statement
 is here.
 
 One node cannot fill it (a node box can be opened and made to send anything): the
-`Sampler` stores a node's first `SAMPLE_PER_NODE` refused messages of each minute whole
-and only counts the rest, in one row per node and reason that says how many were not
+`Sampler` stores a node's first `SAMPLE_PER_NODE` refused messages of each reason and
+minute whole (one of each kind of fault is what an operator needs) and only counts the rest, in one row per node and reason that says how many were not
 stored (kept current as they come). Every message is still accounted for, and the
 metrics count all of them.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from protocols.topics import ROOT
 
-# A node's refused messages stored whole per minute (the rest are counted).
+# A node's refused messages of one reason stored whole per minute (the rest are counted).
 SAMPLE_PER_NODE = 20
 # Bytes a row costs beyond its payload, topic and detail (ids, times, reason, b-tree).
 ROW_OVERHEAD = 64
@@ -86,30 +86,30 @@ def node_of(topic: str | None) -> str:
 
 
 class Sampler:
-    """Stores a node's first `per_node` refused messages of each window whole and counts
-    the rest in one row per node and reason (payload NULL, the count in its detail: "N
+    """Stores a node's first `per_node` refused messages of each reason and window whole
+    and counts the rest in one row per node and reason (payload NULL, the count in its detail: "N
     more ..."), kept current as they come. `new_window` starts the next window. Used by
     the commit loop's thread only, inside its transactions."""
 
     def __init__(self, per_node: int = SAMPLE_PER_NODE) -> None:
         self.per_node = per_node
-        self.stored: dict[str, int] = {}
+        self.stored: dict[tuple[str, str], int] = {}
         self.counted: dict[tuple[str, str], tuple[int, int]] = {}  # -> (row id, count)
 
     def add(self, conn: sqlite3.Connection, letter: DeadLetter) -> bool:
         """Store the letter or count it; True if stored whole."""
         node = node_of(letter.topic)
-        done = self.stored.get(node, 0)
+        key = (node, letter.reason)
+        done = self.stored.get(key, 0)
         if done < self.per_node:
-            self.stored[node] = done + 1
+            self.stored[key] = done + 1
             add(conn, letter)
             return True
-        key = (node, letter.reason)
         row_id, count = self.counted.get(key, (0, 0))
         count += 1
         detail = (
             f"{count} more {letter.reason} messages from {f'node {node}' if node else 'topics outside the node scheme'}"
-            f" not stored (its first {self.per_node} of the window are); last: {letter.detail}"
+            f" not stored (its first {self.per_node} of the minute are); last: {letter.detail}"
         )
         updated = (
             row_id

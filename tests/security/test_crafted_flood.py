@@ -12,6 +12,7 @@ import pytest
 
 from edge.limits import MAX_BATCH_BYTES, MAX_DEPTH, nesting_depth
 from protocols import codec
+from tests.support.dead_letters import messages_by_reason
 from tests.support.edge_process import started_edges
 from tests.support.influx_points import influx_count
 from tests.support.secured_site import A, B, manhole_alarms, manhole_readings, secured_site
@@ -52,11 +53,6 @@ def limits(**over) -> dict:
     }
 
 
-def reasons(edge, like: str) -> dict[str, int]:
-    rows = edge.query("SELECT reason, count(*) FROM dead_letters WHERE topic LIKE ? GROUP BY reason", (like,))
-    return dict(rows)
-
-
 def test_depth_scan_agrees_with_json_on_strings_and_escapes():
     # What the scan must not count: brackets inside strings, also after escaped quotes
     # and escaped backslashes; what it must: brackets after a string ends.
@@ -75,9 +71,16 @@ def test_crafted_flood_costs_a_burst_of_scans_and_b_s_alarm_arrives(site, edges,
     a.publish_all([(topic(A, "event"), crafted(i)) for i in range(300)])
     b.publish_all(manhole_alarms(B, 1, first_seq=0))
     wait_for(lambda: influx_count(site.influx, site.db, "events", "state") >= 1, 120, what="B's alarm")
-    wait_for(lambda: sum(reasons(edge, f"%/{A}/event").values()) >= 300, 120, what="A's flood quarantined")
+    wait_for(
+        lambda: sum(messages_by_reason(edge, f"%/{A}/event").values()) >= 300,
+        120,
+        what="A's flood quarantined",
+    )
     # Only A's burst reached the depth scan; the rest was throttled before any scan.
-    assert reasons(edge, f"%/{A}/event") == {"too_large": EVENT_BURST, "rate_limited": 300 - EVENT_BURST}
+    assert messages_by_reason(edge, f"%/{A}/event") == {
+        "too_large": EVENT_BURST,
+        "rate_limited": 300 - EVENT_BURST,
+    }
     assert influx_count(site.influx, site.db, "events", "state") == 1
     a.close(), b.close()
 
@@ -99,11 +102,11 @@ def test_retained_replays_after_reconnects_spend_no_tokens(site, edges, tmp_path
     wait_for(
         lambda: (
             influx_count(site.influx, site.db, "manhole", "tilt_deg") >= NODE_BURST - 1
-            or reasons(edge, f"%/{B}/%")
+            or messages_by_reason(edge, f"%/{B}/%")
         ),
         60,
         what="B's readings",
     )
-    assert reasons(edge, f"%/{B}/%") == {}
+    assert messages_by_reason(edge, f"%/{B}/%") == {}
     assert influx_count(site.influx, site.db, "manhole", "tilt_deg") == NODE_BURST - 1
     b.close()

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from edge.deadletters import SAMPLE_PER_NODE, counted
+from edge.deadletters import SAMPLE_PER_NODE
 from edge.limits import KEEP_BYTES, MAX_DEPTH, MAX_TOPIC_CHARS
 from protocols import codec
+from tests.support.dead_letters import messages_by_reason
 from tests.support.edge_process import EdgeProcess, v1_sink, write_config
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher
@@ -71,7 +72,7 @@ def dead(edge: EdgeProcess, reason: str, like: str = "%") -> list[tuple]:
 def accounted(edge: EdgeProcess, reason: str, like: str) -> int:
     """Messages quarantined with a reason: stored whole (a node's sample each minute) or
     counted in the node's counting row."""
-    return sum(1 if p is not None else counted(d) for _, p, d in dead(edge, reason, like))
+    return messages_by_reason(edge, like).get(reason, 0)
 
 
 def invalid_count(edge: EdgeProcess, reason: str) -> float:

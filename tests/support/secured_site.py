@@ -150,3 +150,12 @@ def manhole_alarms(node: str, n: int, first_seq: int) -> list[tuple[str, bytes]]
         )
         for s in range(first_seq, first_seq + n)
     ]
+
+
+def manhole_batches(node: str, n: int, per_message: int) -> list[tuple[str, bytes]]:
+    """n readings of a node in batches, as a node replays its offline queue."""
+    items = [codec.reading_item(1, s, {"tilt_deg": 1.0}, ts=now_ms() - 600_000 + s) for s in range(n)]
+    return [
+        (topic(node, "telemetry"), codec.encode_batch(node, "manhole", items[i : i + per_message]))
+        for i in range(0, n, per_message)
+    ]
