@@ -137,3 +137,23 @@ def counted(detail: str | None) -> int:
     """How many messages a counting row stands for (0 for a stored letter's detail)."""
     head = (detail or "").split(" more ", 1)[0]
     return int(head) if head.isdigit() and " more " in (detail or "") else 0
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+
+def by_reason(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(reason, rows), the most frequent first."""
+    return conn.execute(
+        "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY 2 DESC"
+    ).fetchall()
+
+
+def newest(conn: sqlite3.Connection, limit: int) -> list[dict]:
+    """The newest rows, newest first, as dicts of every column."""
+    keys = ("id", "at_ms", "reason", "topic", "payload", "detail", "source")
+    rows = conn.execute(
+        f"SELECT {', '.join(keys)} FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
+    ).fetchall()
+    return [dict(zip(keys, r)) for r in rows]

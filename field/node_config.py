@@ -46,14 +46,6 @@ class BrokerConfig(_Strict):
     def effective_port(self) -> int:
         return self.port or (8883 if self.tls else 1883)
 
-    @model_validator(mode="after")
-    def _tls_needs_ca(self) -> BrokerConfig:
-        # Without the site CA the node would take any certificate: a rogue listener on the
-        # street's Wi-Fi would receive its password (the firmware refuses it too).
-        if self.tls and not self.ca:
-            raise ValueError("ca: required with tls: the site CA's PEM file (urbansense creds ca)")
-        return self
-
 
 class NodeConfig(_Strict):
     node: str = Slug
@@ -81,6 +73,10 @@ class NodeConfig(_Strict):
             low = 0.1 if self.platform == "sim" else 5
             if self.interval_s < low:
                 raise ValueError(f"interval_s: at least {low:g} on {self.platform}")
+        if self.broker.tls and not self.broker.ca:
+            # Without the site CA the node would take any certificate: a rogue listener on
+            # the street's Wi-Fi would receive its password (the firmware refuses it too).
+            raise ValueError("broker.ca: required with tls: the site CA's PEM file (urbansense creds ca)")
         return self
 
     def ca_der(self) -> bytes | None:
