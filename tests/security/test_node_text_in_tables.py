@@ -5,6 +5,8 @@ Mosquitto set up as the site's, a real edge, the real CLI."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from protocols import codec
@@ -31,8 +33,9 @@ def test_markup_and_escapes_from_a_node_print_literally(tmp_path, mosquitto_fact
     a = site.node(A).connect()
     fw = f"1.0{MARKUP}{ESCAPES}"
     status = codec.encode_status(A, "parking", 1, 0, "online", fw=fw, interval_s=60, age_ms=0)
+    # A field named with markup and escapes, JSON-escaped as a node's JSON library sends it.
     junk_field = codec.encode_reading(A, "parking", 1, 1, {"occupied": True}, age_ms=0).replace(
-        b'"occupied"', f'"{MARKUP}{ESCAPES}":1,"occupied"'.encode()
+        b'"occupied"', json.dumps(MARKUP + ESCAPES).encode() + b':1,"occupied"'
     )
     a.publish_all([(topic(A, "status"), status), (topic(A, "telemetry"), junk_field)])
     wait_for(lambda: edge.dead_letters(), 60, what="the dead letter")
