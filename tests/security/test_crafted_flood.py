@@ -13,7 +13,6 @@ import pytest
 from edge.limits import MAX_BATCH_BYTES, MAX_DEPTH, nesting_depth
 from protocols import codec
 from tests.support.dead_letters import messages_by_reason
-from tests.support.edge_process import started_edges
 from tests.support.influx_points import influx_count
 from tests.support.secured_site import A, B, manhole_alarms, manhole_readings, secured_site
 from tests.support.site import topic
@@ -28,11 +27,6 @@ def crafted(seq: int) -> bytes:
     backtracking string pattern, just under the size limit."""
     head = b"[" * (MAX_DEPTH + 8) + b'"' + str(seq).encode()
     return head + b'\\"' * ((MAX_BATCH_BYTES - 100 - len(head)) // 2)
-
-
-@pytest.fixture
-def edges(request):
-    yield from started_edges(request)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 
 from edge.deadletters import SAMPLE_PER_NODE, counted
 from tests.support.dead_letters import messages_by_reason
-from tests.support.edge_process import started_edges
 from tests.support.influx_points import influx_count
 from tests.support.secured_site import A, B, manhole_batches, secured_site
 from tests.support.site import topic
@@ -21,11 +20,6 @@ JUNK = 8100  # bytes: under the 8 KiB limit, so each is refused only for what it
 BATCH = 64  # readings per message, as a node replays its queue
 BURST = 30  # node_burst: B's backlog (25 batches) fits, A's flood does not
 CAP = 4 * 1024 * 1024  # buffer cap: B's readings fit; A's junk, stored whole, is 4x it
-
-
-@pytest.fixture
-def edges(request):
-    yield from started_edges(request)
 
 
 @pytest.fixture

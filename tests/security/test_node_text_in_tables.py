@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from protocols import codec
 from tests.support.cli import urbansense
-from tests.support.edge_process import started_edges
 from tests.support.secured_site import A, secured_site
 from tests.support.site import topic
 from tests.support.waiting import wait_for
@@ -19,11 +16,6 @@ from tests.support.waiting import wait_for
 MARKUP = "[/x][bold red]"
 ESCAPES = "\x1b[2J\x1b]0;owned\x07\r"
 SHOWN_ESCAPES = "\\x1b[2J\\x1b]0;owned\\x07\\r"
-
-
-@pytest.fixture
-def edges(request):
-    yield from started_edges(request)
 
 
 def test_markup_and_escapes_from_a_node_print_literally(tmp_path, mosquitto_factory, influxdb, edges):

@@ -12,16 +12,10 @@ import pytest
 
 from protocols import codec
 from protocols.topics import topic as full_topic
-from tests.support.edge_process import started_edges
 from tests.support.influx_points import influx_count
 from tests.support.secured_site import EDGE_USER, A, B, manhole_alarms, manhole_readings, secured_site
 from tests.support.site import DISTRICT, ZONE
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture
-def edges(request):
-    yield from started_edges(request)
 
 
 @pytest.fixture
