@@ -62,14 +62,10 @@ def clip_topic(topic: str) -> str:
     return topic if len(topic) <= MAX_TOPIC_CHARS else topic[:MAX_TOPIC_CHARS] + "..."
 
 
-def precheck(topic: str, payload: bytes, size: int) -> tuple[str, str] | None:
-    """(reason, detail) when a message breaks a limit, else None. `size` is the size the
-    payload had on arrival (it may have been clipped since)."""
-    return size_check(topic, size) or depth_check(payload)
-
-
 def size_check(topic: str, size: int) -> tuple[str, str] | None:
-    """The limits that cost the same for every message: payload size and topic length."""
+    """(reason, detail) when a message breaks a limit that costs the same for every
+    message (payload size, topic length), else None. `size` is the size the payload had
+    on arrival (it may have been clipped since)."""
     if size > MAX_BATCH_BYTES:
         kept = "" if size <= KEEP_BYTES else f"; first {KEEP_BYTES} kept"
         return TOO_LARGE, f"{size} bytes (limit {MAX_BATCH_BYTES}){kept}"

@@ -9,7 +9,9 @@ What gets through goes to the Validator (decoder, identity and kind checks).
 
 Retained messages do not spend a node's tokens: the broker replays one per retained
 topic each time the edge subscribes (after every reconnect), which the node did not send
-then; they are bounded by the node's few topics, not by what the node sends.
+then; they are bounded by the node's few topics, not by what the node sends. A node
+cannot set the flag on what the edge receives live: under MQTT 3.1.1 the broker clears
+it on delivery to an established subscription.
 """
 
 from __future__ import annotations
