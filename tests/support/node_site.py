@@ -28,8 +28,9 @@ KIND_STIMULI = {
 }
 
 
-def queued(flash: Path, name: str = "tm") -> list[tuple[int, int]]:
-    """(boot, seq) of the records in a node's flash queue, from its head (node/queue.py)."""
+def queue_records(flash: Path, name: str = "tm") -> list[dict]:
+    """The records of a node's flash queue, from its head (node/queue.py): each holds its
+    `boot` and `seq`, and `ts` (the epoch) or `l` (the local clock) of its sample."""
     folder = flash / "queue" / name
     if not folder.exists():
         return []
@@ -38,11 +39,14 @@ def queued(flash: Path, name: str = "tm") -> list[tuple[int, int]]:
     skip = head[1] if segs and segs[0] == head[0] else 0
     out = []
     for num in segs:
-        for raw in (folder / str(num)).read_bytes().split(b"\n")[:-1][skip:]:
-            record = json.loads(raw)
-            out.append((record["boot"], record["seq"]))
+        out += [json.loads(raw) for raw in (folder / str(num)).read_bytes().split(b"\n")[:-1][skip:]]
         skip = 0
     return out
+
+
+def queued(flash: Path, name: str = "tm") -> list[tuple[int, int]]:
+    """(boot, seq) of the records in a node's flash queue, from its head."""
+    return [(r["boot"], r["seq"]) for r in queue_records(flash, name)]
 
 
 def node_dropped(node: SimNode) -> int:
