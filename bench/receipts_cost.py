@@ -10,14 +10,25 @@ counts are taken at the ends, where they are exact: Mosquitto's own $SYS publish
 leave out retained messages (receipts are retained) and count its $SYS messages. And the
 edge's CPU time (user + system, from /proc) per reading over the run.
 
+--firmware: the real firmware instead (a duty-cycled parking node under MicroPython, one
+reading a wake, bench/firmware_flash.py's write counter loaded before it) against the
+same broker, InfluxDB and edge, receipts on and off: node -> broker telemetry messages
+and receipts per reading (counted by a subscriber at the broker), the node's awake time
+per duty cycle (its own `awake N ms`) and flash writes per reading. With receipts off the
+node confirms nothing and sends its queue again after 2, 4, 8... intervals (SPEC 7.1.3).
+
     .venv/bin/python bench/receipts_cost.py [--nodes 20] [--readings 2000] [--rate 200] [--batch 16]
+    .venv/bin/python bench/receipts_cost.py --firmware [--wakes 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,10 +39,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # firmware_flash's write counter
+
+from firmware_flash import argv as counting_argv  # noqa: E402
+from firmware_flash import count as flash_writes  # noqa: E402
+from firmware_flash import flash_dir  # noqa: E402
 
 from hil.services import InfluxDBServer, MosquittoServer  # noqa: E402
+from hil.sim import SLEEP_EXIT  # noqa: E402
+from hil.sim_build import NODE_MICROPYPATH, build_bundle, install, sleep_as_asked  # noqa: E402
 from protocols import codec  # noqa: E402
-from protocols.topics import receipt_topic  # noqa: E402
+from protocols.topics import RECEIPT, TELEMETRY, receipt_topic, zone_filter  # noqa: E402
 from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402
 from tests.support.metrics import metric  # noqa: E402
 from tests.support.site import DISTRICT, ZONE, topic  # noqa: E402
@@ -143,13 +161,121 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
     }
 
 
+class BrokerCount:
+    """A subscriber at the broker counting the zone's telemetry messages (and the readings
+    in them) and receipts: each message a node or the edge publishes arrives here once."""
+
+    def __init__(self, port: int) -> None:
+        self.telemetry = self.readings = self.receipts = 0
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-count", clean_session=True)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe([(zone_filter(DISTRICT, ZONE, c), 1) for c in (TELEMETRY, RECEIPT)])
+        subscribed.wait(10)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.retain:
+            return  # a retained receipt of before this subscriber, counted when published
+        if msg.topic.endswith("/" + TELEMETRY):
+            self.telemetry += 1
+            self.readings += msg.payload.count(b'"seq"')
+        else:
+            self.receipts += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int) -> dict:
+    tag = "on" if receipts else "off"
+    mq = MosquittoServer(folder / f"mosquitto-fw-{tag}")
+    influx = InfluxDBServer(folder / f"influx-fw-{tag}")
+    mq.start()
+    influx.start()
+    try:
+        config = write_config(
+            folder / f"edge-fw-{tag}",
+            mqtt_port=mq.port,
+            client_id="edge-bench-fw",
+            metrics=True,
+            sinks=[v1_sink("district", influx, "bench_receipts_fw")],
+            extra={"receipts": {"enabled": receipts}},
+        )
+        edge = EdgeProcess(config).start()
+        counter = BrokerCount(mq.port)
+        flash = flash_dir(folder, mq, f"fw-{tag}", "duty-cycled", 0.2)
+        install(bundle, flash)
+        env = dict(os.environ, MICROPYPATH=NODE_MICROPYPATH)
+        awake = []
+        for _ in range(wakes):
+            proc = subprocess.run(
+                counting_argv(), cwd=flash, env=env, capture_output=True, text=True, timeout=60
+            )
+            if proc.returncode != SLEEP_EXIT:
+                raise SystemExit(f"node exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+            awake.append(int(re.search(r" awake (\d+) ms", proc.stdout).group(1)))
+            sleep_as_asked(flash, 0.2)
+        taken = len((flash / "taken.log").read_text().splitlines())
+        wait_for(
+            lambda: (metric(edge.metrics_text(), "urbansense_edge_readings_total") or 0) >= taken,
+            120,
+            0.1,
+            "every reading committed",
+        )
+        published = metric(edge.metrics_text(), "urbansense_edge_receipts_published_total") or 0
+        wait_for(lambda: counter.receipts >= published, 30, 0.1, "every receipt counted")
+        counter.close()
+        edge.stop()
+    finally:
+        mq.stop()
+        influx.stop()
+    writes = flash_writes(flash)
+    return {
+        "readings": taken,
+        "telemetry": counter.telemetry / taken,
+        "sent": counter.readings / taken,
+        "receipts": counter.receipts / taken,
+        "awake": (statistics.median(awake), max(awake)),
+        "flash": sum(writes[k] for k in ("queue record", "queue head", "other state")) / taken,
+    }
+
+
+def firmware_main(wakes: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-fw-"))
+    try:
+        bundle = build_bundle(folder / "bundle")
+        print(f"a duty-cycled parking node under MicroPython, {wakes} wakes, one reading each")
+        print(
+            f"{'receipts':<9}{'readings':>9}   per reading: {'telemetry msgs':>15}{'readings sent':>14}"
+            f"{'receipts':>9}{'flash writes':>13}   awake ms (median/max)"
+        )
+        for receipts in (False, True):
+            r = firmware_run(folder, bundle, receipts, wakes)
+            print(
+                f"{'on' if receipts else 'off':<9}{r['readings']:>9}{'':>16}{r['telemetry']:>15.2f}"
+                f"{r['sent']:>14.2f}{r['receipts']:>9.2f}{r['flash']:>13.2f}   "
+                f"{r['awake'][0]:.0f} / {r['awake'][1]}"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=20, help="nodes publishing side by side")
     ap.add_argument("--readings", type=int, default=2000, help="readings per run")
     ap.add_argument("--rate", type=float, default=200.0, help="readings per second, all nodes together")
     ap.add_argument("--batch", type=int, default=16, help="readings per message in the replay runs")
+    ap.add_argument("--firmware", action="store_true", help="a real firmware node instead of paho clients")
+    ap.add_argument("--wakes", type=int, default=30, help="--firmware: duty cycles, one reading each")
     args = ap.parse_args()
+    if args.firmware:
+        firmware_main(args.wakes)
+        return
     folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-"))
     try:
         print(f"{args.nodes} nodes, {args.readings} readings per run at {args.rate:g}/s")
