@@ -16,9 +16,12 @@ same broker, InfluxDB and edge, receipts on and off: node -> broker telemetry me
 and receipts per reading (counted by a subscriber at the broker), the node's awake time
 per duty cycle (its own `awake N ms`) and flash writes per reading. With receipts off the
 node confirms nothing and sends its queue again after 2, 4, 8... intervals (SPEC 7.1.3).
+The node is woken by its pin (a pin wake samples whatever the interval), a wake right
+after the one before: with `--interval 0.2` the resend delays (0.4 s, 0.8 s...) run out
+between wakes as they would over hours; with `--interval 60` no delay runs out in the run.
 
     .venv/bin/python bench/receipts_cost.py [--nodes 20] [--readings 2000] [--rate 200] [--batch 16]
-    .venv/bin/python bench/receipts_cost.py --firmware [--wakes 30]
+    .venv/bin/python bench/receipts_cost.py --firmware [--wakes 30] [--interval 0.2]
 """
 
 from __future__ import annotations
@@ -190,8 +193,8 @@ class BrokerCount:
         self.client.loop_stop()
 
 
-def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int) -> dict:
-    tag = "on" if receipts else "off"
+def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int, interval: float) -> dict:
+    tag = f"{'on' if receipts else 'off'}-{int(interval * 1000)}"
     mq = MosquittoServer(folder / f"mosquitto-fw-{tag}")
     influx = InfluxDBServer(folder / f"influx-fw-{tag}")
     mq.start()
@@ -207,10 +210,11 @@ def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int) -> dict
         )
         edge = EdgeProcess(config).start()
         counter = BrokerCount(mq.port)
-        flash = flash_dir(folder, mq, f"fw-{tag}", "duty-cycled", 0.2)
+        flash = flash_dir(folder, mq, f"fw-{tag}", "duty-cycled", interval)
         install(bundle, flash)
         env = dict(os.environ, MICROPYPATH=NODE_MICROPYPATH)
         awake = []
+        first = True
         for _ in range(wakes):
             proc = subprocess.run(
                 counting_argv(), cwd=flash, env=env, capture_output=True, text=True, timeout=60
@@ -219,6 +223,9 @@ def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int) -> dict
                 raise SystemExit(f"node exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
             awake.append(int(re.search(r" awake (\d+) ms", proc.stdout).group(1)))
             sleep_as_asked(flash, 0.2)
+            if first:  # the first wake is a power-on; every later one a pin wake
+                env["URBANSENSE_WAKE"] = "pin"
+                first = False
         taken = len((flash / "taken.log").read_text().splitlines())
         wait_for(
             lambda: (metric(edge.metrics_text(), "urbansense_edge_readings_total") or 0) >= taken,
@@ -244,17 +251,19 @@ def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int) -> dict
     }
 
 
-def firmware_main(wakes: int) -> None:
+def firmware_main(wakes: int, interval: float) -> None:
     folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-fw-"))
     try:
         bundle = build_bundle(folder / "bundle")
-        print(f"a duty-cycled parking node under MicroPython, {wakes} wakes, one reading each")
+        print(
+            f"a duty-cycled parking node under MicroPython, {wakes} pin wakes, one reading each, interval {interval:g} s"
+        )
         print(
             f"{'receipts':<9}{'readings':>9}   per reading: {'telemetry msgs':>15}{'readings sent':>14}"
             f"{'receipts':>9}{'flash writes':>13}   awake ms (median/max)"
         )
         for receipts in (False, True):
-            r = firmware_run(folder, bundle, receipts, wakes)
+            r = firmware_run(folder, bundle, receipts, wakes, interval)
             print(
                 f"{'on' if receipts else 'off':<9}{r['readings']:>9}{'':>16}{r['telemetry']:>15.2f}"
                 f"{r['sent']:>14.2f}{r['receipts']:>9.2f}{r['flash']:>13.2f}   "
@@ -272,9 +281,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="readings per message in the replay runs")
     ap.add_argument("--firmware", action="store_true", help="a real firmware node instead of paho clients")
     ap.add_argument("--wakes", type=int, default=30, help="--firmware: duty cycles, one reading each")
+    ap.add_argument("--interval", type=float, default=0.2, help="--firmware: the node's interval_s")
     args = ap.parse_args()
     if args.firmware:
-        firmware_main(args.wakes)
+        firmware_main(args.wakes, args.interval)
         return
     folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-"))
     try:

@@ -1,34 +1,49 @@
-"""An edge gone for minutes, and a node without a clock whose readings wait at the broker:
-real firmware under MicroPython (hil/sim.py), a private real Mosquitto, the real edge
-process and the real InfluxDB 1.6, counted exactly (NodeSite.settle).
+"""An edge gone for minutes, and a node without a clock whose readings wait at the broker
+meanwhile: real firmware under MicroPython (hil/sim.py), a private real Mosquitto, the
+real edge process and the real InfluxDB 1.6, counted exactly (NodeSite.settle).
 
-The outage itself is the one fixed time here (it is the scenario); everything else waits
-for conditions."""
+One outage serves both tests (a module-scoped run: the suite pays for the minutes once);
+each test checks its own part of what the run observed. The outage itself is the one
+fixed time here (it is the scenario); everything else waits for conditions."""
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 
 import pytest
 
+from hil.services import MosquittoServer
+from tests.support.edge_process import EdgeProcess
 from tests.support.fleet import node_log, readings
 from tests.support.node_site import NodeSite, queue_records
 from tests.support.waiting import wait_for
 
 EDGE_AWAY_S = 120
-CLOCKLESS_WAIT_S = 60
+INTERVAL_S = 1.0  # the two nodes that count resends
+CLOCKLESS = "rx-clockless"
+CLOCKLESS_INTERVAL_S = 2.0
 
 
-@pytest.fixture
-def site(tmp_path, bundle, mosquitto_factory, influxdb, edges, request):
-    broker = mosquitto_factory()
-    db = "rx_" + request.node.name.removeprefix("test_")[:24]
-    made = NodeSite(tmp_path, bundle, broker, influxdb, db, edges)
-    yield made
-    made.stop_nodes()
-    for node in made.nodes.values():
-        print(f"--- {node.node_id} ---\n{node.console_tail(30)}")
+@dataclass
+class Outage:
+    site: NodeSite
+    away_s: float
+    during: dict[str, list[str]]  # console lines of each node from the stop to the restart
+    at_broker: dict[str, list[tuple[int, int]]]  # readings through the broker meanwhile
+    counts: dict[str, dict]
+    held: dict[tuple[int, int], dict]  # the clockless node's records when the edge returned
+    first_seen: dict[tuple[int, int], float]  # when each reached the broker first
+    edge_back: float  # when the edge was started again
+    committed_by: float  # when the test saw them all committed
+    clock_line: str  # the node's line on taking the edge's clock
+    points: list[list]  # its points: time, conductance, uptime_s, time_estimated
+
+
+def console_size(node) -> int:
+    path = node.flash_dir / "console.log"
+    return path.stat().st_size if path.exists() else 0
 
 
 def console_since(node, offset: int) -> list[str]:
@@ -38,9 +53,88 @@ def console_since(node, offset: int) -> list[str]:
         return f.read().decode(errors="replace").splitlines()
 
 
-def console_size(node) -> int:
-    path = node.flash_dir / "console.log"
-    return path.stat().st_size if path.exists() else 0
+def clockless_points(site: NodeSite) -> list[list]:
+    query = f"SELECT conductance, uptime_s, time_estimated FROM leak WHERE node='{CLOCKLESS}'"
+    series = site.influx.query(query, db=site.db)
+    return series[0]["values"] if series else []
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory, bundle, _influxdb_session):
+    tmp = tmp_path_factory.mktemp("outage")
+    broker = MosquittoServer(tmp / "mosquitto")
+    broker.start()
+    made: list[EdgeProcess] = []
+
+    def make_edge(config):
+        made.append(EdgeProcess(config))
+        return made[-1]
+
+    site = NodeSite(tmp, bundle, broker, _influxdb_session, "rx_outage", make_edge)
+    site.add_node("leak", "rx-away-leak", "duty-cycled", INTERVAL_S)
+    site.add_node("air", "rx-away-air", "always-on", INTERVAL_S)
+    # Started once the edge is away: it never had a receipt, so no clock, and sends age_ms.
+    clockless = site.add_node("leak", CLOCKLESS, "duty-cycled", CLOCKLESS_INTERVAL_S, ntp=False)
+    logs = {n: node_log(broker, n) for n in site.nodes}
+    counting = [n for n in site.nodes if n != CLOCKLESS]
+    first_seen: dict[tuple[int, int], float] = {}
+    try:
+        site.start_edge()
+        for n in counting:
+            site.nodes[n].start()
+        site.wait_committed({n: {(1, 0), (1, 1)} for n in counting})
+        marks = {n: console_size(site.nodes[n]) for n in counting}
+        sent_before = {n: len(readings(logs[n])) for n in counting}
+        away_from = time.monotonic()
+        site.edge.stop()  # its session stays at the broker, which keeps what comes for it
+        clockless.start()
+        while time.monotonic() - away_from < EDGE_AWAY_S:  # the outage: the scenario itself
+            for identity in readings(logs[CLOCKLESS]):
+                first_seen.setdefault(identity, time.time())
+            time.sleep(0.05)
+        # The clockless node holds every reading, each with its local sample time (the
+        # sim's local clock is the host's: the true time) and its fields, which tell its
+        # point apart.
+        held = {(r["boot"], r["seq"]): r for r in queue_records(clockless.flash_dir)}
+        edge_back = time.time()
+        site.start_edge()
+        away_s = time.monotonic() - away_from
+        during = {n: console_since(site.nodes[n], marks[n]) for n in counting}
+        at_broker = {n: readings(logs[n])[sent_before[n] :] for n in counting}
+        site.wait_committed({CLOCKLESS: set(held)})
+        committed_by = time.time()
+        clock_line = clockless.wait_for_console("clock from the edge, within", 120)
+        wait_for(
+            lambda: sum(not row[3] for row in clockless_points(site)) >= 3,
+            120,
+            0.2,
+            "3 readings timed by the node",
+        )
+        site.wait_committed({n: set(node.taken()) for n, node in site.nodes.items()})
+        counts = site.settle()
+        yield Outage(
+            site,
+            away_s,
+            during,
+            at_broker,
+            counts,
+            held,
+            first_seen,
+            edge_back,
+            committed_by,
+            clock_line,
+            clockless_points(site),
+        )
+    finally:
+        site.stop_nodes()
+        for node in site.nodes.values():
+            print(f"--- {node.node_id} ---\n{node.console_tail(30)}")
+        for log in logs.values():
+            log.close()
+        for edge in made:
+            if edge.running():
+                edge.stop()
+        broker.stop()
 
 
 def resends_allowed(away_s: float, interval_s: float) -> int:
@@ -55,88 +149,38 @@ def resends_allowed(away_s: float, interval_s: float) -> int:
     return k
 
 
-def test_an_edge_gone_for_minutes_the_nodes_do_not_flood_and_nothing_is_lost(site):
-    interval = 1.0
-    site.add_node("leak", "rx-away-leak", "duty-cycled", interval)
-    site.add_node("air", "rx-away-air", "always-on", interval)
-    logs = {n: node_log(site.broker, n) for n in site.nodes}
-    try:
-        site.start_edge()
-        site.start_nodes()
-        site.wait_committed({n: {(1, 0), (1, 1)} for n in site.nodes})
-        marks = {n: console_size(node) for n, node in site.nodes.items()}
-        sent_before = {n: len(readings(log)) for n, log in logs.items()}
-        away_from = time.monotonic()
-        site.edge.stop()
-        time.sleep(EDGE_AWAY_S)  # the outage: the scenario itself
-        site.start_edge()
-        away_s = time.monotonic() - away_from
-        during = {n: console_since(node, marks[n]) for n, node in site.nodes.items()}
-        at_broker = {n: readings(log)[sent_before[n] :] for n, log in logs.items()}
-        site.wait_committed({n: set(node.taken()) for n, node in site.nodes.items()})
-        counts = site.settle()
-    finally:
-        for log in logs.values():
-            log.close()
-    # The outage measured from before the stop to after the start: longer than the nodes
-    # saw it, so the bound is generous. A loaded machine only makes resends later.
-    allowed = resends_allowed(away_s + 2 * interval, interval)
-    for node_id, lines in during.items():
+def test_an_edge_gone_for_minutes_the_nodes_do_not_flood_and_nothing_is_lost(outage):
+    # Counted exactly by the run (NodeSite.settle): every reading once, no gap, no drop.
+    # The outage is measured from before the stop to after the start: longer than the nodes
+    # saw it, and two intervals more, so the bound is generous. A loaded machine only makes
+    # resends later.
+    allowed = resends_allowed(outage.away_s + 2 * INTERVAL_S, INTERVAL_S)
+    for node_id, lines in outage.during.items():
         no_receipt = [ln for ln in lines if "resend: no receipt" in ln]
         assert 1 <= len(no_receipt) <= allowed, (node_id, allowed, no_receipt)
         # Each reading went to the broker once, and once more at most per resend.
-        sent = at_broker[node_id]
+        sent = outage.at_broker[node_id]
         worst = max(sent.count(i) for i in set(sent))
         assert worst <= 1 + len(no_receipt), (node_id, worst, len(no_receipt))
+        assert outage.counts[node_id]["stored"] >= EDGE_AWAY_S / INTERVAL_S / 4, outage.counts
         print(
-            f"{node_id}: {len(no_receipt)} resends (at most {allowed}) in {away_s:.0f} s, "
-            f"{len(sent)} readings through the broker for {len(set(sent))} taken, counts {counts[node_id]}"
+            f"{node_id}: {len(no_receipt)} resends (at most {allowed}) in {outage.away_s:.0f} s, "
+            f"{len(sent)} readings through the broker for {len(set(sent))} taken, {outage.counts[node_id]}"
         )
 
 
-def test_a_clockless_node_whose_readings_waited_at_the_broker(site):
-    """A node without NTP sends age_ms; its readings wait at the broker for a minute while
-    the edge is away, and all arrive together. Each is stored once, at a time of its own,
-    no earlier than its true sample time and no later than that plus the time it waited
-    at the broker (its age was measured when it was published; SPEC 3.2). Soon after the
-    edge is back, the node takes the edge's clock from a fresh receipt (SPEC 7.1.4) and
-    times its readings itself."""
-    interval = 2.0
-    node = site.add_node("leak", "rx-clockless", "duty-cycled", interval, ntp=False)
-    node_id = node.node_id
-    log = node_log(site.broker, node_id)
-    first_seen: dict[tuple[int, int], float] = {}
-    try:
-        site.start_edge().stop()  # its session stays at the broker, which keeps what comes
-        node.start()
-        waited_from = time.time()
-        while time.time() - waited_from < CLOCKLESS_WAIT_S:  # the wait: the scenario itself
-            for identity in readings(log):
-                first_seen.setdefault(identity, time.time())
-            time.sleep(0.05)
-        # The node holds every reading, each with its local sample time (the sim's local
-        # clock is the host's: the true time) and its fields, which tell its point apart.
-        held = {(r["boot"], r["seq"]): r for r in queue_records(node.flash_dir)}
-        assert set(held) == set(node.taken()) and all("l" in r for r in held.values()), held
-        site.start_edge()
-        edge_back = time.time()
-        site.wait_committed({node_id: set(held)})
-        committed_by = time.time()
-        node.wait_for_console("clock from the edge, within", 120)
-        within = int(re.search(r"within (\d+) ms", node.wait_for_console("clock from the edge")).group(1))
-
-        def stored() -> list[list]:
-            query = f"SELECT conductance, uptime_s, time_estimated FROM leak WHERE node='{node_id}'"
-            return site.influx.query(query, db=site.db)[0]["values"]
-
-        wait_for(lambda: sum(not row[3] for row in stored()) >= 3, 120, 0.2, "3 readings timed by the node")
-        counts = site.settle()
-        points = stored()
-    finally:
-        log.close()
-    assert len(held) >= CLOCKLESS_WAIT_S / interval / 3, sorted(held)  # many readings waited
+def test_a_clockless_node_whose_readings_waited_at_the_broker(outage):
+    """A node without NTP sends age_ms; its readings wait at the broker while the edge is
+    away, and all arrive together. Each is stored once, at a time of its own, no earlier
+    than its true sample time and no later than that plus the time it waited at the broker
+    (its age was measured when it was published; SPEC 3.2). Soon after the edge is back,
+    the node takes the edge's clock from a fresh receipt (SPEC 7.1.4) and times its
+    readings itself."""
+    held, points = outage.held, outage.points
+    assert held and all("l" in r for r in held.values()), held  # unconfirmed, no clock
+    assert len(held) >= EDGE_AWAY_S / CLOCKLESS_INTERVAL_S / 4, sorted(held)
     times = [row[0] for row in points]
-    assert len(set(times)) == len(times) == counts[node_id]["stored"]
+    assert len(set(times)) == len(times) == outage.counts[CLOCKLESS]["stored"]
     by_fields = {(row[1], row[2]): row for row in points}
     assert len(by_fields) == len(points), "two points with the same fields: cannot tell them apart"
     errors = []
@@ -145,9 +189,11 @@ def test_a_clockless_node_whose_readings_waited_at_the_broker(site):
         at, _, _, estimated = by_fields[(fields["conductance"], fields["uptime_s"])]
         assert estimated is True, identity  # its time came from age_ms
         # It waited at the broker from its first publish (seen by the test's subscriber, a
-        # little after it) until the edge took it (before the commit the test saw), and a
-        # second for the two observations' own delay.
-        bound_ms = (committed_by - first_seen.get(identity, edge_back)) * 1000 + 1000
+        # little after it; the newest, not yet published, from the edge's return) until
+        # the edge took it (before the commit the test saw), and a second for the two
+        # observations' own delay.
+        published = outage.first_seen.get(identity, outage.edge_back)
+        bound_ms = (outage.committed_by - published) * 1000 + 1000
         error = at - record["l"]
         errors.append(error)
         assert -5 <= error <= bound_ms, (identity, error, bound_ms, errors)
@@ -155,4 +201,5 @@ def test_a_clockless_node_whose_readings_waited_at_the_broker(site):
     # still estimated (they did not wait), then timed by the node with the edge's clock.
     clocked = [row for row in points if not row[3]]
     assert len(clocked) >= 3 and len(points) - len(clocked) - len(held) <= 3, points
+    within = int(re.search(r"within (\d+) ms", outage.clock_line).group(1))
     print(f"{len(held)} readings waited; errors {min(errors)}..{max(errors)} ms; clock within {within} ms")
