@@ -36,6 +36,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -113,8 +115,11 @@ def messages(nodes: list[str], readings: int, batch: int, start_ms: int) -> list
     return [m for turn in zip(*mine) for m in turn]
 
 
-def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
-    mq = MosquittoServer(folder / f"mosquitto-{tag}", extra_config="max_queued_bytes 0")
+@contextmanager
+def servers(folder: Path, tag: str, receipts: bool, broker_config: str = "") -> Iterator[tuple]:
+    """A private Mosquitto and InfluxDB and an edge on them, receipts on or off: (broker,
+    edge). The servers are stopped afterwards; the edge is the caller's to stop."""
+    mq = MosquittoServer(folder / f"mosquitto-{tag}", extra_config=broker_config)
     influx = InfluxDBServer(folder / f"influx-{tag}")
     mq.start()
     influx.start()
@@ -127,7 +132,14 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
             sinks=[v1_sink("district", influx, "bench_receipts")],
             extra={"receipts": {"enabled": receipts}},
         )
-        edge = EdgeProcess(config).start()
+        yield mq, EdgeProcess(config).start()
+    finally:
+        mq.stop()
+        influx.stop()
+
+
+def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
+    with servers(folder, tag, receipts, "max_queued_bytes 0") as (mq, edge):
         nodes = [Node(mq.port, f"b-{i:04d}") for i in range(args.nodes)]
         msgs = messages([n.name for n in nodes], args.readings, batch, int(time.time() * 1000) - 3_600_000)
         readings = args.readings // args.nodes * args.nodes
@@ -152,9 +164,6 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
         for n in nodes:
             n.close()
         edge.stop()
-    finally:
-        mq.stop()
-        influx.stop()
     publish = len(msgs) + to_edge + published + delivered
     return {
         "readings": readings,
@@ -195,20 +204,7 @@ class BrokerCount:
 
 def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int, interval: float) -> dict:
     tag = f"{'on' if receipts else 'off'}-{int(interval * 1000)}"
-    mq = MosquittoServer(folder / f"mosquitto-fw-{tag}")
-    influx = InfluxDBServer(folder / f"influx-fw-{tag}")
-    mq.start()
-    influx.start()
-    try:
-        config = write_config(
-            folder / f"edge-fw-{tag}",
-            mqtt_port=mq.port,
-            client_id="edge-bench-fw",
-            metrics=True,
-            sinks=[v1_sink("district", influx, "bench_receipts_fw")],
-            extra={"receipts": {"enabled": receipts}},
-        )
-        edge = EdgeProcess(config).start()
+    with servers(folder, f"fw-{tag}", receipts) as (mq, edge):
         counter = BrokerCount(mq.port)
         flash = flash_dir(folder, mq, f"fw-{tag}", "duty-cycled", interval)
         install(bundle, flash)
@@ -237,9 +233,6 @@ def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int, interva
         wait_for(lambda: counter.receipts >= published, 30, 0.1, "every receipt counted")
         counter.close()
         edge.stop()
-    finally:
-        mq.stop()
-        influx.stop()
     writes = flash_writes(flash)
     return {
         "readings": taken,
