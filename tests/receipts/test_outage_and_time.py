@@ -197,9 +197,16 @@ def test_a_clockless_node_whose_readings_waited_at_the_broker(outage):
         error = at - record["l"]
         errors.append(error)
         assert -5 <= error <= bound_ms, (identity, error, bound_ms, errors)
-    # Readings taken after the wait: the few sampled before the node's first fresh receipt
-    # still estimated (they did not wait), then timed by the node with the edge's clock.
+    # Readings taken after the wait: those sampled before the node's first fresh receipt
+    # still estimated (they did not wait), every later one timed by the node with the
+    # edge's clock (uptime_s tells which came first).
     clocked = [row for row in points if not row[3]]
-    assert len(clocked) >= 3 and len(points) - len(clocked) - len(held) <= 3, points
+    waited = {(r["fields"]["conductance"], r["fields"]["uptime_s"]) for r in held.values()}
+    before_clock = [row for row in points if row[3] and (row[1], row[2]) not in waited]
+    assert len(clocked) >= 3, points
+    assert max(row[2] for row in before_clock + [[0, 0, -1]]) < min(row[2] for row in clocked), points
     within = int(re.search(r"within (\d+) ms", outage.clock_line).group(1))
-    print(f"{len(held)} readings waited; errors {min(errors)}..{max(errors)} ms; clock within {within} ms")
+    print(
+        f"{len(held)} readings waited; errors {min(errors)}..{max(errors)} ms; {len(before_clock)} estimated "
+        f"after the wait, {len(clocked)} timed by the node, its clock within {within} ms"
+    )
