@@ -19,6 +19,7 @@ import logging
 import ssl
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -173,12 +174,33 @@ class MqttIngest:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
         self.client.on_connect = self._on_connect
+        # A clustered tier: every (re)connection attempt after the first goes to the next
+        # member. Any member serves this client's session (it lives in the cluster).
+        self.members = m.members
+        self.member = zlib.crc32(self.client_id.encode()) % len(self.members)
+        self._attempts = 0
+        if len(self.members) > 1:
+            self.client.on_pre_connect = self._next_member
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.generation = 0  # successful connections so far
         self.connected = threading.Event()
 
+    @property
+    def server(self) -> str:
+        host, port = self.members[self.member]
+        return f"{host}:{port}"
+
     # -- paho callbacks (network thread) ---------------------------------------------
+    def _next_member(self, client, userdata) -> None:
+        """Called by paho's reconnect just before it opens its socket. paho has no list of
+        servers, and its `host` setter refuses while its own reconnect loop runs, so the
+        member is switched on its attributes here, at the one point it reads them."""
+        self._attempts += 1
+        if self._attempts > 1:
+            self.member = (self.member + 1) % len(self.members)
+        client._host, client._port = self.members[self.member]
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("mqtt connect refused: %s", reason_code)
@@ -187,8 +209,9 @@ class MqttIngest:
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
         log.info(
-            "mqtt connected as %s (session present: %s), subscribed to %s",
+            "mqtt connected as %s to %s (session present: %s), subscribed to %s",
             self.client_id,
+            self.server,
             flags.session_present,
             ", ".join(self.filters),
         )
@@ -247,8 +270,8 @@ class MqttIngest:
         return self.client.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
-        m = self.cfg.mqtt
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
+        host, port = self.members[self.member]
+        self.client.connect_async(host, port, keepalive=self.cfg.mqtt.keepalive_s)
         self.client.loop_start()
 
     def stop(self) -> None:
