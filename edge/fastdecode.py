@@ -57,12 +57,17 @@ class _Refer(Exception):
 def decode(topic: str, payload: bytes, now_ms: int | None = None) -> dict:
     """`protocols.decoder.decode(topic, payload, now_ms)`: the same normalized dict, or the
     same ProtocolError (raised by the reference itself)."""
+    return decode_marked(topic, payload, now_ms)[0]
+
+
+def decode_marked(topic: str, payload: bytes, now_ms: int | None = None) -> tuple[dict, bool]:
+    """(message, True when the fast pass accepted it; False when the reference did)."""
     if now_ms is not None:
         try:
-            return _fast(topic, payload, now_ms)
+            return _fast(topic, payload, now_ms), True
         except Exception:  # _Refer, or a shape this pass did not foresee
             pass
-    return decoder.decode(topic, payload, now_ms)
+    return decoder.decode(topic, payload, now_ms), False
 
 
 def _where(topic: str) -> tuple[str, str, str, str]:
