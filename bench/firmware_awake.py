@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hil.services import MosquittoServer  # noqa: E402
 from hil.sim import DEFAULT_HEAP, SLEEP_EXIT, node_config  # noqa: E402
 from hil.sim_build import build_bundle, run_once, sleep_as_asked  # noqa: E402
+from protocols.catalog import KINDS  # noqa: E402
 
-KINDS = ("parking", "air", "leak", "manhole")
 INTERVAL_S = 0.3  # short: every wake of the run is a full cycle with a sample due
 
 

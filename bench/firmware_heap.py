@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hil.services import MosquittoServer  # noqa: E402
 from hil.sim import SLEEP_EXIT, node_config, write_json_atomic  # noqa: E402
 from hil.sim_build import build_bundle, run_once, sleep_as_asked  # noqa: E402
+from protocols.catalog import KINDS  # noqa: E402
 
-KINDS = ("parking", "air", "leak", "manhole")
 QUEUED = 30
 INTERVAL_S = 0.2  # short, so that every run is a wake with a sample due
 

@@ -18,6 +18,7 @@ from ops import questions
 from ops.answer import Answer
 from ops.client import InfluxQLClient, QueryError
 from ops.scope import Place, ScopeError, Window
+from protocols.names import NODE_HEALTH
 
 DEFAULT_URL = "http://127.0.0.1:8086"
 
@@ -193,7 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run any InfluxQL statement; times are printed as ISO 8601 UTC.",
     )
     raw.add_argument(
-        "statement", help='InfluxQL, e.g. \'SELECT last("online") FROM "node_health" GROUP BY "node"\''
+        "statement", help=f'InfluxQL, e.g. \'SELECT last("online") FROM "{NODE_HEALTH}" GROUP BY "node"\''
     )
     raw.add_argument("--db", help="database the statement runs in")
     add_connection_flags(raw)

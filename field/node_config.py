@@ -10,7 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Slug = Field(pattern=r"^[a-z0-9-]{1,32}$")
+from protocols.catalog import KINDS
+from protocols.names import SLUG_PATTERN
+
+Slug = Field(pattern=SLUG_PATTERN)
 SECRET_KEYS = ("password",)
 MASK = "********"
 
@@ -51,7 +54,7 @@ class NodeConfig(_Strict):
     node: str = Slug
     district: str = Slug
     zone: str = Slug
-    kind: Literal["parking", "air", "leak", "manhole"]
+    kind: Literal[KINDS]  # type: ignore[valid-type]
     platform: Literal["esp32", "rp2", "sim"]
     schedule: Literal["always-on", "duty-cycled"] = "always-on"
     interval_s: float | None = Field(default=None, le=86400)

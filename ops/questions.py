@@ -17,6 +17,7 @@ from ops.answer import Answer, Section, rounded
 from ops.aqi import air_index
 from ops.client import InfluxQLClient, Series
 from ops.scope import Place, Window, iso
+from protocols.names import EVENTS, NODE_HEALTH, rollup_measurement
 from protocols.thresholds import THRESHOLDS
 
 # Events that report a state, not an alarm: `occupancy` is a parking space filling up.
@@ -40,7 +41,14 @@ class Layer:
 
 RAW = Layer("raw", "parking", "air", "occupied", None, "pm25", "pm10", "pm25")
 ROLLUP = Layer(
-    "rollup", "parking_1m", "air_1m", "occupied_last", "occupied_frac", "pm25_mean", "pm10_mean", "pm25_max"
+    "rollup",
+    rollup_measurement("parking"),
+    rollup_measurement("air"),
+    "occupied_last",
+    "occupied_frac",
+    "pm25_mean",
+    "pm10_mean",
+    "pm25_max",
 )
 LAYERS = {"raw": RAW, "rollup": ROLLUP}
 
@@ -93,8 +101,8 @@ def parking(q: Question) -> Answer:
     arrival = occ_event + ' AND "state" = true'
     statements = [
         f'SELECT last("{layer.occupied_state}") AS occupied FROM "{layer.parking}" {q.where()} GROUP BY {node_tags}',
-        f'SELECT last("state") AS occupied FROM "events" {q.where(occ_event)} GROUP BY {node_tags}',
-        f'SELECT count("state") AS arrivals FROM "events" {q.where(arrival)} '
+        f'SELECT last("state") AS occupied FROM "{EVENTS}" {q.where(occ_event)} GROUP BY {node_tags}',
+        f'SELECT count("state") AS arrivals FROM "{EVENTS}" {q.where(arrival)} '
         f"GROUP BY time(1h), {place_tags} fill(none)",
     ]
     statements += _occupancy_share_statements(q, f"GROUP BY time(1h), {place_tags} fill(none)")
@@ -320,7 +328,7 @@ def _alarm_filter() -> str:
 def alarms(q: Question) -> Answer:
     """Alarms still open: the newest point of the (node, event) series has state true."""
     (series,) = q.ask(
-        'SELECT last("state") AS state, "value", "kind", "severity" FROM "events" '
+        f'SELECT last("state") AS state, "value", "kind", "severity" FROM "{EVENTS}" '
         f'{q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"'
     )
     rows = []
@@ -359,9 +367,9 @@ def alarm_history(q: Question) -> dict[tuple[str, str, str, str], list[tuple[int
     """State changes of every alarm series in the window, led by its state at the window's
     start (when known), for the alarm timeline. Key: (district, zone, node, event)."""
     before, during = q.ask(
-        f'SELECT last("state") AS state FROM "events" WHERE {_alarm_filter()} AND time < {q.window.start_ms}ms'
+        f'SELECT last("state") AS state FROM "{EVENTS}" WHERE {_alarm_filter()} AND time < {q.window.start_ms}ms'
         f'{q.place.where()} GROUP BY "district", "zone", "node", "event"',
-        f'SELECT "state" FROM "events" {q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"',
+        f'SELECT "state" FROM "{EVENTS}" {q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"',
     )
     tags = ("district", "zone", "node", "event")
     history: dict[tuple[str, ...], list[tuple[int, bool]]] = defaultdict(list)
@@ -397,11 +405,11 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
     latest, before, rises = q.ask(
         'SELECT last("online") AS online, last("battery_v") AS battery_v, last("rssi") AS rssi, '
         'last("last_seen") AS last_seen, last("seq_gaps") AS seq_gaps, first("seq_gaps") AS first_gaps '
-        f'FROM "node_health" {q.where()} GROUP BY {tags}',
-        f'SELECT last("seq_gaps") AS seq_gaps FROM "node_health" WHERE time < {q.window.start_ms}ms'
+        f'FROM "{NODE_HEALTH}" {q.where()} GROUP BY {tags}',
+        f'SELECT last("seq_gaps") AS seq_gaps FROM "{NODE_HEALTH}" WHERE time < {q.window.start_ms}ms'
         f"{q.place.where()} GROUP BY {tags}",
         'SELECT sum("rise") AS rise FROM (SELECT non_negative_difference("seq_gaps") AS "rise" '
-        f'FROM "node_health" {q.where()} GROUP BY {tags}) GROUP BY {tags}',
+        f'FROM "{NODE_HEALTH}" {q.where()} GROUP BY {tags}) GROUP BY {tags}',
     )
     node_tags = ("district", "zone", "node", "kind")
     gaps_before = {k: r["seq_gaps"] or 0 for k, r in _by(before, *node_tags).items()}
