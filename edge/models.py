@@ -135,18 +135,17 @@ FIELDS, READINGS, EVENTS = _build()
 _ABSENT = {kind: dict.fromkeys(model.model_fields) for kind, model in FIELDS.items()}
 
 
-def _checked(model: type[BaseModel], data: dict, fields_set: set[str] | None = None) -> BaseModel:
+def _checked(model: type[BaseModel], data: dict, fields_set: set[str]) -> BaseModel:
     """An instance of `model` from data the edge's decoder has checked already, field for
     field (`edge.fastdecode`, proven against the reference decoder), without validating it
     a second time: what `model_construct` does, less its per-field default handling, which
     was the largest cost per reading left in the edge; `data` holds every field of the
-    model. tests/edge/test_fast_records.py holds it equal to `model_validate`."""
+    model, `fields_set` those a validation would mark as given (a copy per record: pydantic
+    updates it in `model_copy`). tests/edge/test_fast_records.py holds the records equal to
+    `model_validate`'s."""
     record = object.__new__(model)
     object.__setattr__(record, "__dict__", data)
-    # `moved` is left at its default, as validation leaves it.
-    object.__setattr__(
-        record, "__pydantic_fields_set__", set(data) - {"moved"} if fields_set is None else fields_set
-    )
+    object.__setattr__(record, "__pydantic_fields_set__", fields_set)
     object.__setattr__(record, "__pydantic_extra__", None)
     object.__setattr__(record, "__pydantic_private__", None)
     return record
@@ -156,10 +155,17 @@ def _checked_fields(kind: str, values: dict) -> FieldsBase:
     return _checked(FIELDS[kind], {**_ABSENT[kind], **values}, set(values))  # type: ignore[return-value]
 
 
+# What a validation marks as given in a record: every field but `moved` (left at its default).
+_GIVEN = {
+    model: frozenset(model.model_fields) - {"moved"} for model in (*READINGS.values(), *EVENTS.values())
+}
+
+
 def checked_readings_of(message: dict, arrival_ms: int) -> list[ReadingBase]:
     """`readings_of` for a message the fast decoder accepted (already checked)."""
     kind = message["kind"]
     model = READINGS[kind]
+    given = _GIVEN[model]
     district, zone, node = message["district"], message["zone"], message["node"]
     return [
         _checked(  # type: ignore[misc]
@@ -177,6 +183,7 @@ def checked_readings_of(message: dict, arrival_ms: int) -> list[ReadingBase]:
                 "kind": kind,
                 "fields": _checked_fields(kind, r["fields"]),
             },
+            set(given),
         )
         for r in message["readings"]
     ]
@@ -189,7 +196,7 @@ def checked_event_of(message: dict, arrival_ms: int) -> EventBase:
     data.update(
         arrival_ms=arrival_ms, moved=False, fields=_checked_fields(message["kind"], message["fields"])
     )
-    return _checked(model, {name: data[name] for name in model.model_fields})  # type: ignore[return-value]
+    return _checked(model, {name: data[name] for name in model.model_fields}, set(_GIVEN[model]))  # type: ignore[return-value]
 
 
 def readings_of(message: dict, arrival_ms: int) -> list[ReadingBase]:
