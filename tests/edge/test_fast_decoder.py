@@ -74,14 +74,18 @@ tally: dict[str, collections.Counter] = collections.defaultdict(collections.Coun
 
 
 def compare(family: str, topic: str, payload: bytes, now: int | None = NOW) -> None:
+    """The fast pass against the reference on one payload; `decode` as a whole on every
+    tenth (it is the fast pass, else the reference: the fast pass is what needs proving)."""
     want = reference(topic, payload, now)
-    got = whole(topic, payload, now)
-    assert got == want, (topic, payload, want, got)
     fast = fast_only(topic, payload, now) if now is not None else None
     if fast is not None:
         assert fast == want, (topic, payload, want, fast)
         tally[family]["fast"] += 1
     tally[family][want.split(" ", 1)[0]] += 1
+    if tally[family]["seen"] % 10 == 0:
+        got = whole(topic, payload, now)
+        assert got == want, (topic, payload, want, got)
+    tally[family]["seen"] += 1
 
 
 # -- generated messages: valid ones of every kind, near every bound ------------------------
@@ -136,7 +140,13 @@ def generated(rnd: random.Random) -> tuple[str, dict]:
         boot = _counter(rnd) % 1000
         seq = rnd.randint(0, 100)
         items = []
-        for _ in range(rnd.randint(1, MAX_BATCH_ITEMS + (rnd.random() < 0.05))):
+        # Mostly a few items (as a node replays its queue), now and then at the limit.
+        count = (
+            rnd.randint(1, 6)
+            if rnd.random() < 0.9
+            else rnd.choice((MAX_BATCH_ITEMS - 1, MAX_BATCH_ITEMS, MAX_BATCH_ITEMS + 1))
+        )
+        for _ in range(count):
             seq += rnd.choice((1, 1, 1, 2)) if rnd.random() < 0.98 else 0
             items.append({"boot": boot, "seq": seq, **_time(rnd), "fields": _fields(rnd, kind)})
         obj.update(boot=boot, seq=seq if rnd.random() < 0.97 else seq + 1, batch=items)
@@ -190,6 +200,9 @@ def test_every_golden_vector_gives_the_reference_result():
         payload = (VECTORS / "payloads" / name).read_bytes()
         compare("vectors", case["topic"], payload, CASES["now_ms"])
         compare("vectors", case["topic"], payload, None)  # no receiver clock: the reference decides
+    for name, case in NODE_CASES:  # decode as a whole, on every vector
+        payload = (VECTORS / "payloads" / name).read_bytes()
+        assert whole(case["topic"], payload, NOW) == reference(case["topic"], payload, NOW)
     # The vectors that the reference accepts, the fast pass accepts by itself (except the
     # channels it hands over: status and acks).
     accepted = [
@@ -249,10 +262,16 @@ def test_generated_messages_give_the_reference_result():
 
 def test_mutated_messages_give_the_reference_result():
     _fuzz_mutated()
+    t = tally["mutated"]
+    assert t["ok"] + t["reason"] + t["error"] >= MUT_EXAMPLES * MUT_PER_EXAMPLE
+    assert t["fast"] > 1_000 and t["reason"] > 10_000, t
+
+
+def test_mutated_golden_vectors_give_the_reference_result():
     _fuzz_seeds()
-    total = sum(tally[f][k] for f in ("mutated", "seeds") for k in ("ok", "reason", "error"))
-    assert total >= MUT_EXAMPLES * MUT_PER_EXAMPLE + SEED_EXAMPLES * SEED_PER_EXAMPLE
-    assert tally["mutated"]["fast"] > 1_000 and tally["mutated"]["reason"] > 10_000, tally["mutated"]
+    t = tally["seeds"]
+    assert t["ok"] + t["reason"] + t["error"] >= SEED_EXAMPLES * SEED_PER_EXAMPLE
+    assert t["fast"] > 100 and t["reason"] > 10_000, t
 
 
 # -- the limits -----------------------------------------------------------------------------
