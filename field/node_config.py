@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from protocols.catalog import KINDS
 from protocols.names import SLUG_PATTERN
+from protocols.thresholds import DEFAULT_INTERVAL_S, THRESHOLDS
 
 Slug = Field(pattern=SLUG_PATTERN)
 SECRET_KEYS = ("password",)
@@ -76,7 +77,21 @@ class NodeConfig(_Strict):
             low = 0.1 if self.platform == "sim" else 5
             if self.interval_s < low:
                 raise ValueError(f"interval_s: at least {low:g} on {self.platform}")
+        # The node refuses a threshold its kind does not have (firmware node/config.py): say
+        # so here, before the copy, not after it.
+        known = THRESHOLDS[self.kind]
+        for name in self.thresholds:
+            if name not in known:
+                raise ValueError(
+                    f"thresholds.{name}: no such threshold for {self.kind} (its thresholds: "
+                    f"{', '.join(sorted(known))})"
+                )
         return self
+
+    @property
+    def wake_interval_s(self) -> float:
+        """How often the node runs: its interval, or its kind's default (as the firmware does)."""
+        return self.interval_s if self.interval_s is not None else DEFAULT_INTERVAL_S[self.kind]
 
     def ca_der(self) -> bytes | None:
         """The CA to copy onto the board, in DER form (None without one)."""

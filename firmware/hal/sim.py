@@ -88,6 +88,11 @@ class HAL:
         sys.print_exception(err)
         sys.exit(1)
 
+    def console_stop(self):
+        """Ctrl-C on the console stopped the program (main.py): the restart that follows is
+        the REPL's soft reset (Ctrl-D; MicroPython docs, machine.soft_reset), not a crash."""
+        files.write_json(RTC_FILE, {"mem": self.rtc, "soft": True})
+
     # The watchdog is the supervisor's (hil/sim.py): the node feeds it by rewriting
     # WDT_FILE, whose age the supervisor watches; one older than the timeout gets the
     # process killed and started again with reset cause "watchdog", as a board's would.
