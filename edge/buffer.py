@@ -14,9 +14,11 @@ a commit survives a process crash but the last commits before a power cut may ro
 and the broker would already have forgotten those messages: the choice is the operator's
 (`[buffer] synchronous`), with FULL as the safe default.
 
-Size cap: when the used pages exceed `max_bytes`, the oldest telemetry rows (raw,
-rollup, health) are deleted first, down to 90 % of the cap; events and alarms are never
-deleted by the cap.
+Size cap: when the used pages exceed `max_bytes`, dead letters go first (oldest first:
+they are samples of what was refused, and one node's junk must never cost another node
+its readings), then the oldest telemetry rows (raw, rollup, health), down to 90 % of the
+cap; events and alarms are never deleted by the cap. Dead letters alone are kept under a
+tenth of the cap (`dead_letter_max_bytes`).
 
 Each thread opens its own connection (`connect()`); SQLite serialises writers, WAL lets
 readers run beside the writer.
@@ -24,6 +26,7 @@ readers run beside the writer.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -32,6 +35,8 @@ from pathlib import Path
 from edge import database, deadletters, outbox
 from edge.deadletters import DeadLetter
 from edge.outbox import Stream
+
+log = logging.getLogger("urbansense.edge.buffer")
 
 
 def now_ms() -> int:
@@ -51,6 +56,7 @@ class DurableBuffer:
         self.max_bytes = max_bytes
         self.synchronous = synchronous.upper()
         self.dead_letter_max_rows = dead_letter_max_rows
+        self.dead_letter_max_bytes = max_bytes // 10
         self._changed = threading.Condition()
         self._version = 0
         # Consumers do not write: they post progress and refused lines here, and the commit
@@ -115,11 +121,18 @@ class DurableBuffer:
         while used > target:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                dropped_rows, dropped_lines = outbox.drop_oldest_telemetry(conn, used - target)
+                letters = deadletters.drop_oldest(conn, used - target)
+                dropped_rows = dropped_lines = 0
+                if not letters:
+                    dropped_rows, dropped_lines = outbox.drop_oldest_telemetry(conn, used - target)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if letters:
+                log.warning("buffer over max_bytes: dropped the %d oldest dead letters", letters)
+                used = database.used_bytes(conn)
+                continue
             if not dropped_rows:
                 break
             rows += dropped_rows
@@ -128,4 +141,4 @@ class DurableBuffer:
         return rows, lines
 
     def prune_dead_letters(self, conn: sqlite3.Connection) -> int:
-        return deadletters.prune(conn, self.dead_letter_max_rows)
+        return deadletters.prune(conn, self.dead_letter_max_rows, self.dead_letter_max_bytes)
