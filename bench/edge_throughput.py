@@ -8,17 +8,26 @@ holds N points (the edge).
 This measures what the consumer sustains, not how fast this machine's publishers are. A
 second figure has the edge consuming while the publishers run (live).
 
-    .venv/bin/python bench/edge_throughput.py [--messages 50000]
+Besides the rates, each consumer's CPU time per message (user + system, read from /proc)
+is printed: it moves less with the machine's other work than the rates do. With
+`--profile FILE` the edge's backlog drain is sampled with py-spy (`pip install py-spy`)
+and the functions that hold the most samples are printed.
+
+    .venv/bin/python bench/edge_throughput.py [--messages 50000] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from _edge_common import (
     DISTRICT,
@@ -71,11 +80,12 @@ def on_message(c, u, m):
 c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-counter", clean_session=False)
 c.on_message = on_message
 t0 = time.monotonic()
+cpu0 = time.process_time()
 c.connect("127.0.0.1", port)
 c.loop_start()
 done.wait(600)
 c.disconnect(); c.loop_stop()
-print(count, last - t0)
+print(count, last - t0, time.process_time() - cpu0)
 """
 
 
@@ -88,9 +98,47 @@ def bare_rate(ws: Workspace, n: int, msgs) -> float:
         text=True,
         timeout=900,
     )
-    count, secs = out.stdout.split()
+    count, secs, cpu = out.stdout.split()
     assert int(count) >= n, out
-    return n / float(secs)
+    return {"rate": n / float(secs), "cpu_us": float(cpu) / n * 1e6}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (all its threads)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profile(pid: int, path: str) -> subprocess.Popen:
+    """py-spy sampling the edge (every thread holding the GIL) in its raw (collapsed) format."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--gil", "--format", "raw", "-o", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_summary(path: str, top: int = 25) -> list[tuple[str, float, float]]:
+    """(function, share of samples inside it, share with it on top) from py-spy's raw output."""
+    inside: dict[str, int] = {}
+    on_top: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = [
+            f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")").split(":")[0] for f in stack.split(";")
+        ]
+        for f in set(frames):
+            inside[f] = inside.get(f, 0) + n
+        if frames:
+            on_top[frames[-1]] = on_top.get(frames[-1], 0) + n
+    rows = sorted(inside, key=lambda f: -inside[f])[:top]
+    return [(f, inside[f] / total, on_top.get(f, 0) / total) for f in rows]
 
 
 def edge_config(ws: Workspace, folder_name: str, client_id: str, db: str, buffer: dict | None = None):
@@ -112,7 +160,7 @@ def points(ws: Workspace, db: str) -> int:
         return 0
 
 
-def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
+def edge_backlog_rate(ws: Workspace, n: int, msgs, profile: str | None = None) -> dict:
     db = "bench_backlog"
     config = edge_config(ws, "edge-backlog", "edge-bench-backlog", db)
     edge = EdgeProcess(config).start()
@@ -122,6 +170,8 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
     # ~1 s of Python imports at process start is not throughput.
     edge.start()
     t0 = time.monotonic()
+    cpu0 = cpu_seconds(edge.proc.pid)
+    spy = start_profile(edge.proc.pid, profile) if profile else None
     peak_db = 0
     while True:
         peak_db = max(peak_db, used_bytes(edge.db_path) if edge.db_path.exists() else 0)
@@ -131,6 +181,10 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
             raise SystemExit("edge did not finish in 15 minutes")
         time.sleep(0.1)
     secs = time.monotonic() - t0
+    cpu = cpu_seconds(edge.proc.pid) - cpu0
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        spy.wait(60)
     count = ws.influx.count("air", db, "pm25")
     rss = peak_rss_mb(edge.proc.pid)
     time.sleep(2.5)  # let the outbox be collected
@@ -139,6 +193,7 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs) -> dict:
     return {
         "rate": n / secs,
         "seconds": secs,
+        "cpu_us": cpu / n * 1e6,
         "points": count,
         "rss_mb": rss,
         "peak_db_bytes_per_reading": peak_db / n,
@@ -192,18 +247,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=50000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--backlog-only", action="store_true", help="measure the bare subscriber and the backlog drain only"
+    )
+    ap.add_argument("--profile", metavar="FILE", help="sample the edge's backlog drain with py-spy into FILE")
     args = ap.parse_args()
     n = args.messages
     with Workspace() as ws:
         bare = bare_rate(ws, n, payloads(n, prefix="x"))
-        backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"))
-        live = edge_live_rate(ws, n, payloads(n, prefix="l"))
-        shared = edge_shared_backlog_rate(ws, n, payloads(n, prefix="s"))
+        backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"), args.profile)
+        if args.backlog_only:
+            live = shared = {"rate": 0, "publish_rate": 0, "points": 0, "rss_mb": None}
+        else:
+            live = edge_live_rate(ws, n, payloads(n, prefix="l"))
+            shared = edge_shared_backlog_rate(ws, n, payloads(n, prefix="s"))
     result = {
         "messages": n,
-        "bare_subscriber_msgs_per_s": round(bare),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "bare_subscriber_msgs_per_s": round(bare["rate"]),
         "edge_backlog_msgs_per_s": round(backlog["rate"]),
-        "ratio": round(backlog["rate"] / bare, 3),
+        "ratio": round(backlog["rate"] / bare["rate"], 3),
+        "bare_subscriber_cpu_us_per_msg": round(bare["cpu_us"], 1),
+        "edge_backlog_cpu_us_per_msg": round(backlog["cpu_us"], 1),
         "edge_backlog_points": backlog["points"],
         "edge_live_msgs_per_s": round(live["rate"]),
         "live_publish_msgs_per_s": round(live["publish_rate"]),
@@ -214,6 +279,11 @@ def main() -> None:
         "buffer_peak_bytes_per_reading": round(backlog["peak_db_bytes_per_reading"], 1),
         "buffer_steady_bytes_per_reading": round(backlog["steady_db_bytes_per_reading"], 1),
     }
+    if args.profile:
+        result["profile"] = [
+            {"function": f, "inside": round(a, 3), "on_top": round(b, 3)}
+            for f, a, b in profile_summary(args.profile)
+        ]
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -229,13 +299,20 @@ def main() -> None:
     )
     print(
         f"edge, 2 workers (shared_group)     {result['edge_2_workers_msgs_per_s']:>8} msg/s   "
-        f"ratio {shared['rate'] / bare:.2f}   points {shared['points']}/{n}"
+        f"ratio {shared['rate'] / bare['rate']:.2f}   points {shared['points']}/{n}"
     )
+    print(
+        f"CPU per message                    bare {result['bare_subscriber_cpu_us_per_msg']} us, "
+        f"edge (backlog) {result['edge_backlog_cpu_us_per_msg']} us"
+    )
+    print(f"load average (1, 5, 15 min)        {result['load_average']}")
     print(f"edge peak RSS                      {result['edge_peak_rss_mb']:>8} MB")
     print(
         f"buffer bytes per reading           {result['buffer_peak_bytes_per_reading']:>8} at peak, "
         f"{result['buffer_steady_bytes_per_reading']} once forwarded (identity index)"
     )
+    for row in result.get("profile", []):
+        print(f"  {row['inside']:6.1%} inside, {row['on_top']:6.1%} on top  {row['function']}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,13 @@ TABLES = (
 Identity = tuple[str, int, int]  # (node, boot, seq)
 
 
+# Rows per INSERT: a whole group commit of single readings (commit_max_messages, 500 by
+# default) in one statement; 4,000 parameters, far below SQLite's limit of 32,766.
+GROUP_ROWS = 1000
+
+
 def first_times(
-    conn: sqlite3.Connection, identities: list[tuple[str, int, int, int]], chunk: int = 200
+    conn: sqlite3.Connection, identities: list[tuple[str, int, int, int]], chunk: int = GROUP_ROWS
 ) -> set[Identity]:
     """Record many identities (node, boot, seq, at_ms) at once; return those that were
     new."""

@@ -1,14 +1,17 @@
 """Validation: a raw MQTT message in, one typed record per channel or a reason for the
 dead-letter table out.
 
-First `protocols.decoder.decode` (the checks and their order are the protocol's, so the
-edge reports the same reason as every other implementation, and the golden vectors hold
-it to that), with the arrival time as the receiver clock: an `age_ms` reading gets its
+First the protocol decoder: `edge.fastdecode`, which gives exactly the result of
+`protocols.decoder.decode` (the checks and their order are the protocol's, so the edge
+reports the same reason as every other implementation, and the golden vectors hold it to
+that) and leaves every refusal to it, with the arrival time as the receiver clock: an `age_ms` reading gets its
 timestamp here, once. Then the receiver-side check the decoder cannot make, a kind other
 than the one the registry knows for the node (`kind_mismatch`). Last, the typed record of
 the message's channel (`ACCEPTED`), built from the models of `edge.models`, whose refusal
-(which would mean decoder and catalog disagree) is a rejection too, never a crash. What
-flows on is that record only: the decoder's dict stays here.
+(which would mean decoder and catalog disagree) is a rejection too, never a crash; a
+telemetry or event message the fast decoder accepted, field for field as the reference
+would, is not validated a second time. What flows on is that record only: the decoder's
+dict stays here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import ClassVar
 from pydantic import ValidationError
 
 from edge import models
-from protocols.decoder import decode
+from edge.fastdecode import decode_marked
 from protocols.errors import (
     BAD_TOPIC,
     BAD_TYPE,
@@ -49,7 +52,9 @@ class TelemetryAccepted:
     readings: list[models.ReadingBase]
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> TelemetryAccepted:
+    def of(cls, message: dict, arrival_ms: int, checked: bool = False) -> TelemetryAccepted:
+        if checked:
+            return cls(models.checked_readings_of(message, arrival_ms))
         return cls(models.readings_of(message, arrival_ms))
 
     @property
@@ -73,9 +78,9 @@ class EventAccepted:
     alarm: str  # the decoder's normalized message as compact JSON
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> EventAccepted:
+    def of(cls, message: dict, arrival_ms: int, checked: bool = False) -> EventAccepted:
         return cls(
-            models.event_of(message, arrival_ms),
+            (models.checked_event_of if checked else models.event_of)(message, arrival_ms),
             alarm_topic(message["district"], message["zone"], message["node"], message["event"]),
             json.dumps(message, separators=(",", ":")),
         )
@@ -95,7 +100,7 @@ class StatusAccepted:
     status: models.Status
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> StatusAccepted:
+    def of(cls, message: dict, arrival_ms: int, checked: bool = False) -> StatusAccepted:
         return cls(models.status_of(message, arrival_ms))
 
     identified: ClassVar[Sequence] = ()
@@ -111,7 +116,7 @@ class AckAccepted:
     ack: models.Ack
 
     @classmethod
-    def of(cls, message: dict, arrival_ms: int) -> AckAccepted:
+    def of(cls, message: dict, arrival_ms: int, checked: bool = False) -> AckAccepted:
         return cls(models.ack_of(message, arrival_ms))
 
     identified: ClassVar[Sequence] = ()
@@ -156,10 +161,12 @@ class Validator:
 
     def check(self, topic: str, payload: bytes, arrival_ms: int) -> Outcome:
         try:
-            message = decode(topic, payload, arrival_ms)
+            message, checked = decode_marked(topic, payload, arrival_ms)
         except ProtocolError as err:
             return Rejected(err.reason, err.detail)
-        except (RecursionError, MemoryError, ValueError, TypeError) as err:
+        # ArithmeticError: the reference decoder's float() of an integer of hundreds of
+        # digits in a field raises OverflowError.
+        except (RecursionError, MemoryError, ValueError, TypeError, ArithmeticError) as err:
             return Rejected(DECODER_ERROR, type(err).__name__)
         known = self.known_kind(message["node"])
         if known is not None and known != message["kind"]:
@@ -168,6 +175,6 @@ class Validator:
         if record is None:  # the decoder refuses every other channel already
             return Rejected(BAD_TOPIC, f"channel {message['channel']}")
         try:
-            return record.of(message, arrival_ms)
+            return record.of(message, arrival_ms, checked)
         except ValidationError as err:
             return _reason_of(err)
