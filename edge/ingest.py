@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -43,6 +44,9 @@ class Incoming:
     source: MqttIngest
     size: int = -1  # payload size on arrival (an oversize payload is kept clipped)
 
+
+# A session not connected this long is said at warning, with the broker's address.
+SAY_DOWN_AFTER_S = 3.0
 
 # QoS 1 messages are bounded by the broker's flow control (it sends at most
 # max_inflight_messages unacknowledged ones per session, and the edge acks only after the
@@ -95,9 +99,11 @@ class Inbox:
         return bool(self._urgent)
 
     def put_back(self, messages: list[Incoming]) -> None:
-        """Return untouched normal messages to the front of their lane, in order."""
+        """Return untaken messages to the front of their lane, in order (events to the
+        urgent lane)."""
         with self._cond:
-            self._normal.extendleft(reversed(messages))
+            for m in reversed(messages):
+                (self._urgent if getattr(m.source, "urgent", False) else self._normal).appendleft(m)
 
     def take(self, limit: int, timeout: float, wait_s: float = 0.0) -> list[Incoming]:
         """Up to `limit` messages, urgent ones first; waits up to `timeout` for the first,
@@ -172,16 +178,33 @@ class MqttIngest:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.generation = 0  # successful connections so far
         self.connected = threading.Event()
+        # Connection state, for the log and the metrics (MqttCollector).
+        self.address = f"{m.host}:{m.port}"
+        self.down_since = time.monotonic()  # not connected since (start, or the last drop)
+        self.said_down = False
+        self.last_error = ""
+        self.last_error_at = 0.0  # wall clock, s
+        self.connect_errors = 0
+        self.last_message = time.monotonic()  # the last message, or the start
 
     # -- paho callbacks (network thread) ---------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("mqtt connect refused: %s", reason_code)
+            self._connect_error(f"refused: {reason_code}")
+            log.warning("mqtt broker %s refused %s: %s", self.address, self.client_id, reason_code)
             return
+        if self.said_down:
+            log.warning(
+                "mqtt broker %s answers again, after %.0f s without it",
+                self.address,
+                time.monotonic() - self.down_since,
+            )
+        self.said_down = False
         self.generation += 1
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
@@ -193,12 +216,44 @@ class MqttIngest:
         )
         self.connected.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError` around the connection attempt and
+        # passes no error: the one being handled is the cause.
+        err = sys.exc_info()[1]
+        self._connect_error(f"{type(err).__name__}: {err}" if err is not None else "connection failed")
+
+    def _connect_error(self, what: str) -> None:
+        self.last_error = what
+        self.last_error_at = time.time()
+        self.connect_errors += 1
+
+    def check(self) -> None:
+        """Once a second (the commit loop): a session down for a few seconds is said once,
+        at warning, with the broker's address and the last error."""
+        if self.connected.is_set() or self.said_down:
+            return
+        down_for = time.monotonic() - self.down_since
+        if down_for >= SAY_DOWN_AFTER_S:
+            self.said_down = True
+            log.warning(
+                "mqtt broker %s does not answer: %s not connected for %.0f s (%s); retrying",
+                self.address,
+                self.client_id,
+                down_for,
+                self.last_error or "no answer to CONNECT",
+            )
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set():
+            self.down_since = time.monotonic()
         self.connected.clear()
-        log.warning("mqtt %s disconnected: %s", self.client_id, reason_code)
+        # A clean stop (our own DISCONNECT) is no warning.
+        level = logging.WARNING if reason_code.is_failure else logging.INFO
+        log.log(level, "mqtt %s disconnected: %s", self.client_id, reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         arrival = time.time_ns() // 1_000_000
+        self.last_message = time.monotonic()
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -244,6 +299,7 @@ class MqttIngest:
 
     def start(self) -> None:
         m = self.cfg.mqtt
+        self.down_since = self.last_message = time.monotonic()
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
         self.client.loop_start()
 

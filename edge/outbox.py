@@ -164,3 +164,17 @@ def pending(conn: sqlite3.Connection, stream: Stream, after_id: int) -> tuple[in
         "SELECT count(*), coalesce(sum(n), 0) FROM outbox WHERE stream=? AND id>?", (stream, after_id)
     ).fetchone()
     return row[0], row[1]
+
+
+def backlog(conn: sqlite3.Connection, consumer: str, streams: Iterable[Stream]) -> tuple[int, int | None]:
+    """(lines, arrival time of the oldest) a consumer of these streams has not passed
+    yet, from its stored cursors."""
+    lines = 0
+    oldest: int | None = None
+    for stream in streams:
+        mark = cursor(conn, consumer, stream)
+        at = oldest_pending(conn, stream, mark)
+        if at is not None:
+            oldest = at if oldest is None else min(oldest, at)
+        lines += pending(conn, stream, mark)[1]
+    return lines, oldest

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -29,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge import deadletters, identities, outbox, schema, stamps
-from edge.buffer import DurableBuffer, now_ms
+from edge import database, deadletters, identities, outbox, schema, stamps
+from edge.buffer import DurableBuffer, Posted, now_ms
 from edge.config import LimitsConfig
 from edge.deadletters import DeadLetter
 from edge.identities import Identity
@@ -143,34 +144,75 @@ class CommitLoop:
         self._next_prune = 0.0
         self._next_silence = 0.0
         self.watch: Callable[[], None] | None = None  # called once a second (thread health)
+        # Full-disk mode: since when (monotonic), None while there is room.
+        self.full_since: float | None = None
+        self._no_reserve_said = False
+        self._full_error: sqlite3.Error | None = None
+        self._needed = 0  # bytes of WAL the group that found the disk full had taken
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
         """Cursors for every configured consumer exist before any consumer starts."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        outbox.keep_cursors(self.conn, self.consumers)
-        self.conn.execute("COMMIT")
+        with database.transaction(self.conn):
+            outbox.keep_cursors(self.conn, self.consumers)
         self.committed.load(self.conn)
+        self._keep_reserve()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            if self.full_since is not None:
+                self._wait_for_room(stop)
+                continue
             # Events (the urgent lane) come first and never wait for company.
             batch = self.inbox.take(self.max_messages, 0.2, self.wait_s)
-            if batch:
-                self.commit(batch)
+            if batch and not self.commit(batch):
+                continue  # the disk is full: the mode above takes over
             self.tick()
         self.tick(force=True)  # store the consumers' last progress
 
     # -- one group commit -------------------------------------------------------------------
-    def commit(self, batch: list[Incoming]) -> None:
+    def commit(self, batch: list[Incoming]) -> bool:
+        """Commit a group and acknowledge it. False when the disk is full: nothing of the
+        group is stored or acknowledged, it waits in the inbox, and the loop goes into
+        its full-disk mode (the group is committed again once there is room)."""
+        if self._try_commit(batch):
+            return True
+        self._disk_full(self._full_error)
+        return False
+
+    def _try_commit(self, batch: list[Incoming]) -> bool:
+        """The group committed: True. The disk full: False, with the group back in the
+        inbox and the stages' memory back to what is stored."""
+        try:
+            self._commit(batch)
+            return True
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._full_error = err
+            # What the WAL had grown to when the room ran out: what a group takes there,
+            # and so the room to wait for before taking messages again.
+            self._needed = database.wal_bytes(self.buffer.path)
+            self._rolled_back()
+            self.inbox.put_back(batch)
+            self.buffer.release_reserve()
+            return False
+
+    def _room(self) -> int:
+        """Bytes a commit can take: free on the file system, and free pages in the file."""
+        disk = os.statvfs(self.buffer.path.parent)
+        return disk.f_bavail * disk.f_frsize + database.free_bytes(self.conn)
+
+    def _commit(self, batch: list[Incoming]) -> None:
         conn = self.conn
         now = now_ms()
         invalid: list[str] = []
         throttled: list[str] = []
         channels: list[str] = []
         leftover: list[Incoming] = []
-        conn.execute("BEGIN IMMEDIATE")
+        posted: Posted = ({}, [])
         try:
+            conn.execute("BEGIN IMMEDIATE")
             accepted: list[tuple[Incoming, Accepted]] = []
             self._batch_kinds.clear()
             for i, m in enumerate(batch):
@@ -219,13 +261,16 @@ class CommitLoop:
                     self.committed.add(r.district, r.zone, r.node, r.boot, r.seq)
             owed = self.committed.flush(conn)
             outbox.append(conn, Stream.RAW, group.raw, now)
-            self.buffer.apply_posted(conn)
+            posted = self.buffer.apply_posted(conn)
             if self.want_rollups:
                 self.rollups.flush(conn)
             outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now), now)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Not after a statement SQLite already rolled back (database.transaction).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.buffer.repost(posted)
             raise
         if leftover:
             self.inbox.put_back(leftover)
@@ -315,37 +360,128 @@ class CommitLoop:
         self._next_tick = mono + 1.0
         if self.watch is not None:
             self.watch()
+        try:
+            self._maintain(mono, force)
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._rolled_back()
+            self._disk_full(err)
+
+    def _maintain(self, mono: float, force: bool) -> None:
         conn = self.conn
         now = now_ms()
-        conn.execute("BEGIN IMMEDIATE")
+        posted: Posted = ({}, [])
         try:
-            if force or mono >= self._next_silence:
-                self._next_silence = mono + self.check_every_s
-                self.registry.check_silence(now)
-            self.buffer.apply_posted(conn)
-            if self.want_rollups:
-                outbox.append(conn, Stream.ROLLUP, self.rollups.due(conn, now), now)
-            outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now, full=True), now)
-            outbox.collect(conn, self.consumers)
-            # Identities leave the index once older than dedup_hours: a bounded chunk every
-            # second keeps pace with 20,000 readings/s without a long pause.
-            identities.prune(conn, now - self.dedup_ms)
-            stamps.prune(conn, now - self.dedup_ms)
-            if force or mono >= self._next_prune:
-                self._next_prune = mono + 60.0
-                self.buffer.prune_dead_letters(conn)
-                self.screen.forget_idle(mono)
+            with database.transaction(conn):
+                if force or mono >= self._next_silence:
+                    self._next_silence = mono + self.check_every_s
+                    self.registry.check_silence(now)
+                posted = self.buffer.apply_posted(conn)
                 if self.want_rollups:
-                    self.rollups.prune(conn, now)
-            conn.execute("COMMIT")
+                    outbox.append(conn, Stream.ROLLUP, self.rollups.due(conn, now), now)
+                outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now, full=True), now)
+                outbox.collect(conn, self.consumers)
+                # Identities leave the index once older than dedup_hours: a bounded chunk
+                # every second keeps pace with 20,000 readings/s without a long pause.
+                identities.prune(conn, now - self.dedup_ms)
+                stamps.prune(conn, now - self.dedup_ms)
+                if force or mono >= self._next_prune:
+                    self._next_prune = mono + 60.0
+                    self.buffer.prune_dead_letters(conn)
+                    self.screen.forget_idle(mono)
+                    if self.want_rollups:
+                        self.rollups.prune(conn, now)
         except BaseException:
-            conn.execute("ROLLBACK")
+            self.buffer.repost(posted)
             raise
         self.buffer.notify()
         rows, lines = self.buffer.enforce_cap(conn)
         if rows:
             log.warning("buffer over max_bytes: dropped the %d oldest telemetry lines", lines)
             self.metrics.dropped(lines)
+        if self.full_since is None:
+            self._keep_reserve()
+
+    def _keep_reserve(self) -> None:
+        if not self.buffer.keep_reserve() and not self._no_reserve_said:
+            self._no_reserve_said = True
+            log.warning(
+                "buffer disk: no room for the %d-byte reserve beside %s; a full disk may stall forwarding",
+                self.buffer.reserve_bytes,
+                self.buffer.path,
+            )
+
+    # -- a full disk -------------------------------------------------------------------------
+    def _rolled_back(self) -> None:
+        """After a rolled-back transaction: what the stages hold in memory goes back to
+        what is stored, so the same messages committed again count once."""
+        self.registry.reload(self.conn)
+        self.committed.load(self.conn)
+        self.rollups.forget()
+        self.stamps = stamps.TimestampIndex()
+
+    def _disk_full(self, err: sqlite3.Error | None) -> None:
+        """Go into full-disk mode (said once, when it starts): the reserve is given back
+        so forwarding can store its progress and delete what it forwarded."""
+        if self.full_since is not None:
+            return
+        self.full_since = time.monotonic()
+        self.buffer.release_reserve()
+        self.metrics.disk_full.set(1)
+        self.metrics.disk_full_episodes.inc()
+        log.error(
+            "buffer disk full at %s (%s): taking no new messages, %d held unacknowledged and "
+            "the rest waiting at the broker; still forwarding the %d lines held; resuming by "
+            "itself when there is room",
+            self.buffer.path,
+            err,
+            len(self.inbox),
+            self._lines_held(),
+        )
+
+    def _lines_held(self) -> int:
+        return sum(outbox.pending(self.conn, stream, 0)[1] for stream in Stream)
+
+    def _wait_for_room(self, stop: threading.Event) -> None:
+        """One step of full-disk mode (about a second): store the consumers' progress,
+        delete what every consumer has passed, give the pages back; once the reserve can
+        be made again (or the file has room inside), commit what waits, and leave the
+        mode if that works."""
+        stop.wait(1.0)
+        if self.watch is not None:
+            self.watch()
+        conn = self.conn
+        posted: Posted = ({}, [])
+        try:
+            # The WAL into the database first (the reserve's room holds it), then the
+            # consumers' progress, then the pages their rows took back to the disk.
+            self.buffer.give_back(conn, self.buffer.reserve_bytes)
+            with database.transaction(conn):
+                posted = self.buffer.apply_posted(conn)
+                outbox.collect(conn, self.consumers)
+            self.buffer.notify()
+            self.buffer.give_back(conn, self.buffer.reserve_bytes)
+        except sqlite3.Error as err:
+            self.buffer.repost(posted)
+            if not database.is_disk_full(err):
+                raise
+            return
+        # Room again: for the reserve, and for a WAL's worth of new messages. (The
+        # reserve is not made before: it would take the room the steps above need.)
+        wanted = self.buffer.reserve_bytes + max(self.buffer.wal_bytes_max, self._needed)
+        if stop.is_set() or self._room() < wanted or not self.buffer.keep_reserve():
+            return
+        batch = self.inbox.take(self.max_messages, 0.0)
+        if batch and not self._try_commit(batch):
+            return  # still full: the mode goes on, not said again
+        since, self.full_since = self.full_since or time.monotonic(), None
+        self.metrics.disk_full.set(0)
+        log.warning(
+            "buffer disk has room again after %.0f s: taking messages again (%d lines held)",
+            time.monotonic() - since,
+            self._lines_held(),
+        )
 
     def close(self) -> None:
         self.conn.close()
