@@ -62,6 +62,7 @@ class DurableBuffer:
         self.max_bytes = max_bytes
         self.reserve_path = Path(f"{self.path}.reserve")
         self.reserve_bytes = reserve_bytes
+        self.wal_peak = 0  # the largest the WAL has been seen (the cap counts it so)
         self.synchronous = synchronous.upper()
         self.dead_letter_max_rows = dead_letter_max_rows
         self._changed = threading.Condition()
@@ -201,18 +202,17 @@ class DurableBuffer:
         return database.used_bytes(conn) + database.wal_bytes(self.path)
 
     def enforce_cap(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        """Keep the buffer's disk use under max_bytes: first give free pages back and
-        truncate the WAL; if still over, drop the oldest telemetry until under 90 % of
-        max_bytes, in transactions of its own, measured again after each, and give the
-        pages back. Returns (rows, lines) dropped."""
-        if self.disk_bytes(conn) <= self.max_bytes:
+        """Keep the buffer's disk use under max_bytes (after every commit and once a
+        second; cheap while under). The WAL is counted at the largest size it has been
+        seen at, since a commit grows it again: first free pages go back and the WAL is
+        truncated; if the database would still pass the cap with that WAL beside it, the
+        oldest telemetry is dropped until under 90 % of it, in transactions of its own,
+        measured again after each, and the pages given back. Returns (rows, lines)."""
+        self.wal_peak = max(self.wal_peak, database.wal_bytes(self.path))
+        if self.disk_bytes(conn) - database.wal_bytes(self.path) + self.wal_peak <= self.max_bytes:
             return 0, 0
         self.give_back(conn)
-        used = database.used_bytes(conn) + database.wal_bytes(self.path)
-        if used <= self.max_bytes:
-            return 0, 0
-        # The WAL is truncated again afterwards: the pages in use are what is left.
-        target = int(self.max_bytes * 0.9)
+        target = int(self.max_bytes * 0.9) - self.wal_peak
         used = database.used_bytes(conn)
         rows = lines = 0
         while used > target:
@@ -223,7 +223,8 @@ class DurableBuffer:
             rows += dropped_rows
             lines += dropped_lines
             used = database.used_bytes(conn)
-        self.give_back(conn)
+        if rows:
+            self.give_back(conn)
         return rows, lines
 
     def prune_dead_letters(self, conn: sqlite3.Connection) -> int:

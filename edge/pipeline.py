@@ -276,6 +276,8 @@ class CommitLoop:
             self.inbox.put_back(leftover)
         self.ack(batch)
         self.buffer.notify()
+        # The cap is kept after every commit too: a second of commits can be a lot of WAL.
+        self._cap()
         self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw), throttled)
         if group.moved:
             self.metrics.ts_collisions.inc(len(group.moved))
@@ -396,12 +398,15 @@ class CommitLoop:
             self.buffer.repost(posted)
             raise
         self.buffer.notify()
-        rows, lines = self.buffer.enforce_cap(conn)
+        self._cap()
+        if self.full_since is None:
+            self._keep_reserve()
+
+    def _cap(self) -> None:
+        rows, lines = self.buffer.enforce_cap(self.conn)
         if rows:
             log.warning("buffer over max_bytes: dropped the %d oldest telemetry lines", lines)
             self.metrics.dropped(lines)
-        if self.full_since is None:
-            self._keep_reserve()
 
     def _keep_reserve(self) -> None:
         if not self.buffer.keep_reserve() and not self._no_reserve_said:

@@ -6,6 +6,7 @@ InfluxDB is counted exactly: every reading once."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -74,11 +75,15 @@ def test_full_disk_holds_messages_at_the_broker_and_resumes_when_forwarding_free
         assert "Traceback" not in log and "cannot rollback" not in log
         assert edge.running() and edge.starts == 1
         assert edge.stop() == 0
-        assert edge.query("SELECT count(*) FROM seen WHERE node LIKE 'd-%'")[0][0] == n
+        conn = sqlite3.connect(disk / "buffer.db")
+        try:  # every reading was stored once: the identity index holds each
+            assert conn.execute("SELECT count(*) FROM seen WHERE node LIKE 'd-%'").fetchone()[0] == n
+        finally:
+            conn.close()
 
 
 def test_size_cap_bounds_database_and_wal_on_disk(mosquitto, tmp_path, edges):
-    cap = 2_000_000
+    cap = 6_000_000
     with tmpfs(tmp_path / "disk", 32 * 1024 * 1024) as disk:
         config = write_config(
             tmp_path,
@@ -107,7 +112,7 @@ def test_size_cap_bounds_database_and_wal_on_disk(mosquitto, tmp_path, edges):
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        n = 30_000
+        n = 40_000
         pub = Publisher(mosquitto.port, "cap-disk-publisher")
         try:
             pub.publish_all(counted_readings(n, prefix="w"), timeout=300)
@@ -120,9 +125,11 @@ def test_size_cap_bounds_database_and_wal_on_disk(mosquitto, tmp_path, edges):
             done.set()
             watcher.join()
             pub.close()
-        # The cap counts the WAL too: what is on disk stays near it (it is checked once a
-        # second; a second of writes may pass it before the check).
-        assert max(sizes) <= cap * 1.25, f"on disk up to {max(sizes)} bytes with max_bytes {cap}"
+        # The cap counts the WAL too: what is on disk stays under it (it is kept after each
+        # commit, so one group's growth is the most it could pass it by; the WAL alone
+        # used to reach the cap's size again).
+        assert max(sizes) <= cap * 1.1, f"on disk up to {max(sizes)} bytes with max_bytes {cap}"
+        assert max(sizes) > cap * 0.5  # it did fill up to the cap
         on_disk = metric(edge.metrics_text(), "urbansense_edge_buffer_disk_bytes")
-        assert on_disk is not None and on_disk <= cap * 1.25
+        assert on_disk is not None and on_disk <= cap * 1.1
         assert "Traceback" not in edge.log_text()

@@ -5,13 +5,12 @@ real `urbansense edge run` and InfluxDB 1.6."""
 from __future__ import annotations
 
 import signal
-import urllib.request
 
 import pytest
 
 from protocols import codec
 from tests.support.edge_process import v1_sink, write_config
-from tests.support.influx_points import assert_exactly, uptimes
+from tests.support.influx_points import assert_exactly, uptimes, write_lines
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher, publish_paced
 from tests.support.readings import counted_readings, now_ms
@@ -28,14 +27,7 @@ def test_a_field_type_conflict_is_said_once_with_the_fix_and_its_lines_go_to_dea
     influxdb.create_database(db)
     base = now_ms() - 60_000
     # `pm25` is a string in this database: every float pm25 the edge sends is refused.
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{influxdb.url}/write?db={db}&precision=ms",
-            data=b'air,district=xuhui,node=x-0001,zone=caohejing pm25="high" %d' % (base - 1000),
-            method="POST",
-        ),
-        timeout=10,
-    ).read()
+    write_lines(influxdb, db, b'air,district=xuhui,node=x-0001,zone=caohejing pm25="high" %d' % (base - 1000))
     config = write_config(
         tmp_path,
         mqtt_port=mosquitto.port,
