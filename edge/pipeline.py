@@ -176,7 +176,10 @@ class CommitLoop:
         group is stored or acknowledged, it waits in the inbox, and the loop goes into
         its full-disk mode (the group is committed again once there is room)."""
         if self._try_commit(batch):
-            return True
+            # The cap is kept after every commit too: a second of commits can be a lot of
+            # WAL. (Outside the group: it is committed and acknowledged whatever this does.)
+            self._cap()
+            return self.full_since is None
         self._disk_full(self._full_error)
         return False
 
@@ -276,8 +279,6 @@ class CommitLoop:
             self.inbox.put_back(leftover)
         self.ack(batch)
         self.buffer.notify()
-        # The cap is kept after every commit too: a second of commits can be a lot of WAL.
-        self._cap()
         self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw), throttled)
         if group.moved:
             self.metrics.ts_collisions.inc(len(group.moved))
@@ -403,7 +404,13 @@ class CommitLoop:
             self._keep_reserve()
 
     def _cap(self) -> None:
-        rows, lines = self.buffer.enforce_cap(self.conn)
+        try:
+            rows, lines = self.buffer.enforce_cap(self.conn)
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._disk_full(err)
+            return
         if rows:
             log.warning("buffer over max_bytes: dropped the %d oldest telemetry lines", lines)
             self.metrics.dropped(lines)
