@@ -93,11 +93,12 @@ class DurableBuffer:
     @property
     def wal_bytes_max(self) -> int:
         """How far the writer lets the WAL grow before a checkpoint: an eighth of the cap
-        (the cap counts the WAL), and half the reserve, so that on a full disk the room
-        the reserve gives back holds the pages a checkpoint moves into the database."""
+        (the cap counts the WAL), and a quarter of the reserve, so that on a full disk the
+        room the reserve gives back holds the pages a checkpoint moves into the database
+        (that much, and the group commit that passed it)."""
         limit = self.max_bytes // 8
         if self.reserve_bytes:
-            limit = min(limit, self.reserve_bytes // 2)
+            limit = min(limit, self.reserve_bytes // 4)
         return max(64 * 1024, limit)
 
     # -- disk space ------------------------------------------------------------------------

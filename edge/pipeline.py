@@ -60,6 +60,9 @@ log = logging.getLogger("urbansense.edge.pipeline")
 # event, so an alarm waits for at most this many messages' work, not a whole group.
 URGENT_CHECK_EVERY = 25
 
+# While the disk stays full, a reminder this often (the change itself is said at once).
+REMIND_FULL_S = 60.0
+
 
 @dataclass
 class Group:
@@ -149,6 +152,7 @@ class CommitLoop:
         self._no_reserve_said = False
         self._full_error: sqlite3.Error | None = None
         self._needed = 0  # bytes of WAL the group that found the disk full had taken
+        self._next_reminder = 0.0  # full-disk mode: when to remind (0: not yet started)
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -452,6 +456,26 @@ class CommitLoop:
             self._lines_held(),
         )
 
+    def _still_full(self, why: str) -> None:
+        """A reminder while the disk stays full (every REMIND_FULL_S), with what holds it."""
+        mono = time.monotonic()
+        if mono < self._next_reminder:
+            return
+        first = self._next_reminder == 0.0
+        self._next_reminder = mono + REMIND_FULL_S
+        if first:
+            return  # the line that started the mode has just said it
+        log.warning(
+            "buffer disk still full after %.0f s: %s; %d lines held, %d messages waiting here, "
+            "database %d bytes, WAL %d bytes",
+            mono - (self.full_since or mono),
+            why,
+            self._lines_held(),
+            len(self.inbox),
+            database.file_bytes(self.buffer.path) - database.wal_bytes(self.buffer.path),
+            database.wal_bytes(self.buffer.path),
+        )
+
     def _lines_held(self) -> int:
         return sum(outbox.pending(self.conn, stream, 0)[1] for stream in Stream)
 
@@ -466,28 +490,39 @@ class CommitLoop:
         conn = self.conn
         posted: Posted = ({}, [])
         try:
-            # The WAL into the database first (the reserve's room holds it), then the
-            # consumers' progress, then the pages their rows took back to the disk.
-            self.buffer.give_back(conn, self.buffer.reserve_bytes)
+            # The consumers' progress first: its few pages fit in the WAL file as it is
+            # (the failed group's frames are overwritten), and rows every consumer has
+            # passed are deleted.
             with database.transaction(conn):
                 posted = self.buffer.apply_posted(conn)
                 outbox.collect(conn, self.consumers)
             self.buffer.notify()
-            self.buffer.give_back(conn, self.buffer.reserve_bytes)
         except sqlite3.Error as err:
             self.buffer.repost(posted)
             if not database.is_disk_full(err):
                 raise
+            self._still_full(f"no room to store the forwarders' progress ({err})")
+        try:
+            # Then the WAL into the database (the reserve's room holds it) and the free
+            # pages back to the file system.
+            self.buffer.give_back(conn, self.buffer.reserve_bytes)
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._still_full(f"no room to checkpoint the WAL ({err})")
             return
         # Room again: for the reserve, and for a WAL's worth of new messages. (The
         # reserve is not made before: it would take the room the steps above need.)
         wanted = self.buffer.reserve_bytes + max(self.buffer.wal_bytes_max, self._needed)
-        if stop.is_set() or self._room() < wanted or not self.buffer.keep_reserve():
+        room = self._room()
+        if stop.is_set() or room < wanted or not self.buffer.keep_reserve():
+            self._still_full(f"{room} bytes free, waiting for {wanted}")
             return
         batch = self.inbox.take(self.max_messages, 0.0)
         if batch and not self._try_commit(batch):
             return  # still full: the mode goes on, not said again
         since, self.full_since = self.full_since or time.monotonic(), None
+        self._next_reminder = 0.0
         self.metrics.disk_full.set(0)
         log.warning(
             "buffer disk has room again after %.0f s: taking messages again (%d lines held)",

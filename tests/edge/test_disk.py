@@ -39,7 +39,13 @@ def test_full_disk_holds_messages_at_the_broker_and_resumes_when_forwarding_free
             mqtt_port=mosquitto.port,
             client_id="edge-disk-full",
             metrics=True,
-            buffer={"path": str(disk / "buffer.db"), "reserve_bytes": 1024 * 1024},
+            # Groups of 100: a group's WAL (with the quarter of the reserve the WAL may
+            # reach before a checkpoint) fits in the reserve; keep the reserve above that.
+            buffer={
+                "path": str(disk / "buffer.db"),
+                "reserve_bytes": 1024 * 1024,
+                "commit_max_messages": 100,
+            },
             sinks=[v1_sink("district", influx, db)],
         )
         edge = edges(config)
