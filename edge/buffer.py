@@ -62,7 +62,6 @@ class DurableBuffer:
         self.max_bytes = max_bytes
         self.reserve_path = Path(f"{self.path}.reserve")
         self.reserve_bytes = reserve_bytes
-        self.wal_peak = 0  # the largest the WAL has been seen (the cap counts it so)
         self.synchronous = synchronous.upper()
         self.dead_letter_max_rows = dead_letter_max_rows
         self._changed = threading.Condition()
@@ -204,16 +203,16 @@ class DurableBuffer:
 
     def enforce_cap(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """Keep the buffer's disk use under max_bytes (after every commit and once a
-        second; cheap while under). The WAL is counted at the largest size it has been
-        seen at, since a commit grows it again: first free pages go back and the WAL is
+        second; cheap while under). The WAL is counted at its bound (`wal_bytes_max`:
+        checkpoints bring it back there): first free pages go back and the WAL is
         truncated; if the database would still pass the cap with that WAL beside it, the
         oldest telemetry is dropped until under 90 % of it, in transactions of its own,
         measured again after each, and the pages given back. Returns (rows, lines)."""
-        self.wal_peak = max(self.wal_peak, database.wal_bytes(self.path))
-        if self.disk_bytes(conn) - database.wal_bytes(self.path) + self.wal_peak <= self.max_bytes:
+        wal = database.wal_bytes(self.path)
+        if self.disk_bytes(conn) - wal + max(wal, self.wal_bytes_max) <= self.max_bytes:
             return 0, 0
         self.give_back(conn)
-        target = int(self.max_bytes * 0.9) - self.wal_peak
+        target = int(self.max_bytes * 0.9) - self.wal_bytes_max
         used = database.used_bytes(conn)
         rows = lines = 0
         while used > target:

@@ -172,10 +172,9 @@ def test_buffer_cap_drops_oldest_telemetry_and_keeps_every_event(
         mqtt_port=mosquitto.port,
         client_id="edge-cap",
         metrics=True,
-        # Above what the indexes take (identities and timestamps, ~100 bytes a reading)
-        # and the WAL beside them (the cap counts it), below that plus the 6,000 lines
-        # waiting.
-        buffer={"max_bytes": 2_000_000},
+        # Above what the indexes take (identities and timestamps, ~100 bytes a reading),
+        # below that plus the 6,000 lines waiting.
+        buffer={"max_bytes": 1_000_000},
         sinks=[sink],
     )
     edge = edges(config).start()
