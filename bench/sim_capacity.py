@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hil.services import MosquittoServer  # noqa: E402
 from hil.sim import Fleet  # noqa: E402
+from protocols.catalog import KINDS  # noqa: E402
 
 
 class ReadingCounter:
@@ -61,7 +62,7 @@ def main() -> None:
             broker.port,
             "xuhui",
             "bench",
-            ["parking", "air", "leak", "manhole"],
+            list(KINDS),
             args.nodes,
             args.interval,
             1,

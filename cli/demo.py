@@ -1,25 +1,27 @@
-"""`urbansense demo`: a whole small city on this machine (see demo/city.py), and
-`urbansense demo --query INFLUXQL` to look at what the last run left in InfluxDB."""
+"""`urbansense demo`: a whole small city on this machine (see demo/city.py),
+`urbansense demo --query INFLUXQL` to look at what the last run left in InfluxDB, and
+`urbansense demo --serve` to keep that InfluxDB up for the operations commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+import time
 import urllib.error
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from cli.errors import CommandError
-from cli.output import add_format_flags, print_json
+from cli.output import add_format_flags, print_json, print_table
 
 DEFAULT_STATE_DIR = Path("var/demo")
+SERVE_PORT = 8086  # InfluxDB's own port: `urbansense query` and `report` ask there by default
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,6 +75,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DB",
         help="database for --query (district_xuhui, district_minhang or city; default city)",
     )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="do not run the city: serve the data the last run left with InfluxDB until Ctrl-C, "
+        "for `urbansense query` and `report` from another shell",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=SERVE_PORT,
+        help=f"port for --serve (default {SERVE_PORT}, InfluxDB's own; a free one if it is taken)",
+    )
     add_format_flags(p)
     p.set_defaults(func=run)
 
@@ -89,6 +103,8 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.query:
         return _query(args)
+    if args.serve:
+        return _serve(args)
     _check(args)
     from demo.city import CityDemo, DemoError, DemoOptions
     from demo.view import CityView
@@ -125,12 +141,7 @@ def wide_console(stderr: bool = False) -> Console:
 
 
 def _table(console: Console, title: str, columns: list[str], rows: list[tuple]) -> None:
-    table = Table(title=title, title_justify="left")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[Text(str(v)) for v in row])
-    console.print(table)
+    print_table(columns, rows, title=title, console=console)
 
 
 def _print_report(report: Any, console: Console) -> None:
@@ -174,30 +185,109 @@ def _print_report(report: Any, console: Console) -> None:
         [(ln.database, ln.measurement, ln.points, ln.nodes) for ln in report.city],
     )
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     for problem in report.problems:
-        console.print(f"problem: {problem}", style="red", highlight=False, soft_wrap=True)
-    state = report.state_dir
-    console.print(f"\nState kept in {state}. See the data with InfluxQL, for example:", highlight=False)
+        console.print(f"problem: {problem}", style="red", highlight=False, markup=False, soft_wrap=True)
+    state = Path(report.state_dir).resolve()
+    me = f"{shlex.quote(urbansense_command())} demo --state-dir {shlex.quote(str(state))}"
+    console.print(
+        f"\nState kept in {state}. See the data with InfluxQL (in this shell or a new one), e.g.:",
+        highlight=False,
+        markup=False,
+    )
     for db, q in example_queries(list(DISTRICTS)):
         console.print(
-            f"  urbansense demo --state-dir {shlex.quote(str(state))} --database {db} "
-            f"--query {shlex.quote(q)}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            f"  {me} --database {db} --query {shlex.quote(q)}", highlight=False, markup=False, soft_wrap=True
         )
+    console.print(
+        "Or serve it to the operations commands (urbansense query, report) until Ctrl-C:",
+        highlight=False,
+        markup=False,
+    )
+    console.print(f"  {me} --serve", highlight=False, markup=False, soft_wrap=True)
+
+
+def urbansense_command() -> str:
+    """The `urbansense` that runs now, as an absolute path: a command printed for later works
+    as printed in a new shell, whether or not its folder is on PATH."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "urbansense" and argv0.exists():
+        return os.path.abspath(argv0)
+    beside = Path(sys.executable).parent / "urbansense"  # `python -m cli.main` in a venv
+    return str(beside) if beside.exists() else "urbansense"
+
+
+def _kept_influxdb(args: argparse.Namespace, port: int | None = None):
+    """InfluxDB on the state the last run kept (not started yet)."""
+    from hil.services import InfluxDBServer
+
+    folder = args.state_dir.resolve() / "influxdb"
+    if not (folder / "meta").is_dir():
+        raise CommandError(f"no demo data in {args.state_dir}: run `urbansense demo` first")
+    return InfluxDBServer(folder, port)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """InfluxDB on the kept state until Ctrl-C or SIGTERM, with the commands that ask it."""
+    from demo.city import DemoError, exclusive
+    from hil.services import ServiceError, free_port
+    from hil.stack.city_stack import sigterm_as_interrupt
+
+    port = args.port if _port_free(args.port) else free_port()
+    influx = _kept_influxdb(args, port)
+    url = influx.url
+    try:
+        with sigterm_as_interrupt(), exclusive(args.state_dir):
+            influx.start()
+            _print_serving(url, port == SERVE_PORT)
+            while influx.running():
+                time.sleep(0.5)
+            raise CommandError(f"InfluxDB on {url} stopped (its log: {influx.log_path})")
+    except KeyboardInterrupt:
+        print(f"stopped serving {url}", file=sys.stderr)
+        return 0
+    except DemoError as err:
+        raise CommandError(str(err)) from None
+    except ServiceError as err:
+        raise CommandError(str(err).splitlines()[0]) from None
+    finally:
+        influx.stop()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_serving(url: str, default_port: bool) -> None:
+    from demo.city import DISTRICTS
+
+    me = shlex.quote(urbansense_command())
+    where = "" if default_port else f" --url {url}"
+    print(f"InfluxDB serves the demo's data on {url} until Ctrl-C. In another shell, e.g.:")
+    first = next(iter(DISTRICTS))
+    for command in (
+        f"query alarms --db city{where}",
+        f"query parking --district {first}{where}",
+        f"query nodes --district {first} --all{where}",
+        f"report --db city --out report.html{where}",
+    ):
+        print(f"  {me} {command}")
+    print(f"  (or: export URBANSENSE_INFLUX_URL={url})", flush=True)
 
 
 def _query(args: argparse.Namespace) -> int:
     """Start InfluxDB on the last run's data folder, run one InfluxQL statement, stop it."""
     from demo.city import DemoError, exclusive
-    from hil.services import InfluxDBServer, ServiceError
+    from hil.services import ServiceError
 
-    folder = args.state_dir.resolve() / "influxdb"
-    if not (folder / "meta").is_dir():
-        raise CommandError(f"no demo data in {args.state_dir}: run `urbansense demo` first")
-    influx = InfluxDBServer(folder)
+    influx = _kept_influxdb(args)
     try:
         # A demo still running holds this data open: one InfluxDB per folder.
         with exclusive(args.state_dir):

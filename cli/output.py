@@ -1,4 +1,10 @@
-"""Shared output conventions: a human-readable table by default, `--json` for scripts."""
+"""Shared output conventions: a human-readable table by default, `--json` for scripts.
+
+Tables never cut what identifies a row (a node id, a time, a topic): those columns keep
+their full width, the others wrap. On a terminal narrower than that, the table is printed
+at the width it needs and the terminal wraps its lines; piped or redirected, a table is as
+wide as its longest row. Cells are plain text, never rich markup, so a `[a-z]` in a
+message prints as it is."""
 
 from __future__ import annotations
 
@@ -9,6 +15,30 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+# Columns that say what a row is about, by name (the first column of a table is one too).
+IDENTIFYING = frozenset(
+    {
+        "node",
+        "port",
+        "time",
+        "hour",
+        "raised_at",
+        "last_seen",
+        "last seen",
+        "topic",
+        "database",
+        "measurement",
+        "district",
+        "zone",
+        "name",
+        "event",
+        "bundle",
+        "version",
+    }
+)
+MEASURE_WIDTH = 100_000  # "unlimited", to measure a table's natural width
 
 
 def add_format_flags(parser: Any) -> None:
@@ -20,10 +50,33 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    Console().print(table)
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else str(value))
+
+
+def print_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    title: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print a table on `console` (default: stdout) at the width it needs (above)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    table = Table(title=Text(title) if title else None, show_lines=False)
+    for i, col in enumerate(columns):
+        if i == 0 or col in IDENTIFYING:
+            longest = max([len(col), *(row[i].cell_len for row in cells if i < len(row))])
+            table.add_column(Text(col), no_wrap=True, min_width=longest)
+        else:
+            table.add_column(Text(col), overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    console = console or Console()
+    needed = Console(width=MEASURE_WIDTH).measure(table)
+    if not console.is_terminal:
+        console = Console(file=console.file, width=max(console.width, needed.maximum))
+    elif needed.minimum > console.width:
+        console = Console(file=console.file, width=needed.minimum)
+    console.print(table)

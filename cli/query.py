@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,8 @@ from cli.output import add_format_flags, print_json, print_table
 from ops import questions
 from ops.answer import Answer
 from ops.client import InfluxQLClient, QueryError
-from ops.scope import Place, ScopeError, Window
+from ops.scope import Place, ScopeError, Window, check_database
+from protocols.names import NODE_HEALTH
 
 DEFAULT_URL = "http://127.0.0.1:8086"
 
@@ -51,7 +53,14 @@ def client_from(args: argparse.Namespace) -> InfluxQLClient:
     return InfluxQLClient(args.url, token=args.token, username=args.username, password=args.password)
 
 
+# A time back from now may be written with a sign (`--since -1h`); argparse takes any value
+# that starts with "-" for an option unless it looks like a negative number, and has no
+# public way to widen that, so the parser's own matcher is widened for these values.
+_NEGATIVE_VALUE = re.compile(r"^-\d+(?:\.\d+)?[smhdw]?$")
+
+
 def add_scope_flags(p: argparse.ArgumentParser, since: str) -> None:
+    p._negative_number_matcher = _NEGATIVE_VALUE
     p.add_argument(
         "--db",
         help="database: district_NAME (raw readings) or city (rollups); "
@@ -66,7 +75,8 @@ def add_scope_flags(p: argparse.ArgumentParser, since: str) -> None:
     p.add_argument(
         "--since",
         default=since,
-        help="start: a duration back from --until (24h, 7d) or an ISO time (default: %(default)s)",
+        help="start: a duration back from --until (24h, 7d; -24h too) or an ISO time, UTC unless it "
+        "has a zone (2026-11-21T08:00:00+08:00) (default: %(default)s)",
     )
     p.add_argument("--until", help="end: an ISO time or a duration back from now (default: now)")
     p.add_argument(
@@ -78,44 +88,54 @@ def add_scope_flags(p: argparse.ArgumentParser, since: str) -> None:
 
 
 def question_from(args: argparse.Namespace) -> questions.Question:
+    """The question the options ask, checked: a database, district or zone that does not
+    exist is a usage error listing the ones that do (ops/scope.py)."""
     db = args.db or (f"district_{args.district[0]}" if len(args.district) == 1 else "city")
     try:
         window = Window.parse(args.since, args.until)
     except ScopeError as err:
         raise CommandError(str(err), 2) from None
-    return questions.Question(
+    for note in window.notes:
+        print(f"urbansense: note: {note}", file=sys.stderr)
+    question = questions.Question(
         client_from(args),
         db,
         window,
         Place(tuple(args.district), tuple(args.zone)),
         questions.layer_for(db, args.layer),
     )
+    try:
+        question.check()
+    except ScopeError as err:
+        raise CommandError(str(err), 2) from None
+    except QueryError as err:
+        raise CommandError(with_hint(str(err), args.url)) from None
+    return question
 
 
 def add_output_flags(p: argparse.ArgumentParser) -> None:
     add_format_flags(p)
-    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    p.add_argument(
+        "--csv",
+        action="store_true",
+        help="print CSV instead of a table (an answer of several parts gets a `section` column first)",
+    )
     p.add_argument("--section", help="print only this part of the answer (the JSON key)")
 
 
 def print_answer(answer: Answer, args: argparse.Namespace) -> None:
     if args.section:
-        answer = [s for s in answer if s.name == args.section]
-        if not answer:
-            raise CommandError(f"no section {args.section!r} in this answer", 2)
+        chosen = [s for s in answer if s.name == args.section]
+        if not chosen:
+            names = ", ".join(s.name for s in answer)
+            raise CommandError(f"no section {args.section!r} in this answer: its sections are {names}", 2)
+        answer = chosen
     if args.json:
         print_json(
             {s.name: s.rows for s in answer} if len(answer) > 1 or not args.section else answer[0].rows
         )
     elif args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        for i, section in enumerate(answer):
-            if len(answer) > 1:
-                # Several tables in one stream: a comment line names each (pandas: comment="#").
-                sys.stdout.write(("\n" if i else "") + f"# {section.name}\n")
-            writer.writerow(section.columns)
-            for row in section.rows:
-                writer.writerow([_csv_value(row.get(c)) for c in section.columns])
+        _print_csv(answer)
     else:
         for section in answer:
             columns = section.table_columns or section.columns
@@ -127,6 +147,22 @@ def print_answer(answer: Answer, args: argparse.Namespace) -> None:
                 )
             else:
                 print(f"{section.title}: none")
+
+
+def _print_csv(answer: Answer) -> None:
+    """One CSV table that any reader takes. An answer of several parts gets a `section`
+    column first and the columns of every part, in order, each row filling its own."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if len(answer) == 1:
+        columns, lead = answer[0].columns, []
+    else:
+        columns = list(dict.fromkeys(c for section in answer for c in section.columns))
+        lead = ["section"]
+    writer.writerow(lead + columns)
+    for section in answer:
+        name = [section.name] if lead else []
+        for row in section.rows:
+            writer.writerow(name + [_csv_value(row.get(c)) for c in columns])
 
 
 def _csv_value(value: Any) -> Any:
@@ -193,14 +229,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run any InfluxQL statement; times are printed as ISO 8601 UTC.",
     )
     raw.add_argument(
-        "statement", help='InfluxQL, e.g. \'SELECT last("online") FROM "node_health" GROUP BY "node"\''
+        "statement", help=f'InfluxQL, e.g. \'SELECT last("online") FROM "{NODE_HEALTH}" GROUP BY "node"\''
     )
     raw.add_argument("--db", help="database the statement runs in")
     add_connection_flags(raw)
     add_output_flags(raw)
-    raw.set_defaults(
-        func=lambda args: _answer(args, lambda a: questions.influxql(client_from(a), a.db, a.statement))
-    )
+    raw.set_defaults(func=lambda args: _answer(args, _influxql))
+
+
+def _influxql(args: argparse.Namespace) -> Answer:
+    client = client_from(args)
+    if args.db:
+        try:
+            check_database(client, args.db)
+        except ScopeError as err:
+            raise CommandError(str(err), 2) from None
+    return questions.influxql(client, args.db, args.statement)
 
 
 def _positive(text: str) -> int:
@@ -213,6 +257,17 @@ def _answer(args: argparse.Namespace, run: Callable[[argparse.Namespace], Answer
     try:
         answer = run(args)
     except QueryError as err:
-        raise CommandError(str(err)) from None
+        raise CommandError(with_hint(str(err), args.url)) from None
     print_answer(answer, args)
     return 0
+
+
+def with_hint(message: str, url: str) -> str:
+    """An unreachable InfluxDB, with where to look: after a demo its data is served by
+    `urbansense demo --serve` (the demo stops its own InfluxDB when it ends)."""
+    if not message.startswith("cannot reach"):
+        return message
+    return (
+        f"{message} (is InfluxDB running there? Give --url or $URBANSENSE_INFLUX_URL; after a "
+        "demo, `urbansense demo --serve` serves its data and prints the URL)"
+    )

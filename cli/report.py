@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from cli.errors import CommandError
-from cli.query import add_connection_flags, add_scope_flags, question_from
+from cli.query import add_connection_flags, add_scope_flags, question_from, with_hint
 from ops.client import QueryError
 from ops.report import gather, render
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         html = render(gather(q, args.interval))
     except QueryError as err:
-        raise CommandError(str(err)) from None
+        raise CommandError(with_hint(str(err), args.url)) from None
     try:
         out.write_text(html, encoding="utf-8")
     except OSError as err:

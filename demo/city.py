@@ -26,12 +26,12 @@ from hil.stack.city_stack import CityStack
 from hil.stack.dispatch import Dispatch
 from hil.stack.edges import EdgeSite
 from hil.stack.probes import EventPointProbe, Moment
+from protocols.catalog import KINDS
 
 DISTRICTS: dict[str, tuple[str, ...]] = {
     "xuhui": ("caohejing", "xujiahui"),
     "minhang": ("xinzhuang", "zizhu"),
 }
-KINDS = ("parking", "air", "leak", "manhole")
 MARKER = ".urbansense-demo"  # marks a folder as the demo's own, safe to clean
 ONLINE_WAIT_S = 45.0
 DRAIN_WAIT_S = 15.0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from hil.services import InfluxDBServer, ServiceError
 from protocols.catalog import KINDS
+from protocols.names import EVENTS, NODE_HEALTH, rollup_measurement
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def district_landing(influx: InfluxDBServer, districts: list[str]) -> list[Lande
 
 
 def city_landing(influx: InfluxDBServer) -> list[Landed]:
-    names = ["events", "node_health"] + [f"{k}_1m" for k in KINDS]
+    names = [EVENTS, NODE_HEALTH] + [rollup_measurement(k) for k in KINDS]
     return [count_points(influx, "city", m) for m in names]
 
 
@@ -47,6 +48,6 @@ def example_queries(districts: list[str]) -> list[tuple[str, str]]:
     return [
         (f"district_{first}", 'SELECT COUNT(*) FROM "air" GROUP BY "zone"'),
         (f"district_{first}", 'SELECT mean("pm25") FROM "air" WHERE time > now() - 1h GROUP BY "zone"'),
-        ("city", 'SELECT last("state") FROM "events" GROUP BY "node", "event"'),
-        ("city", 'SELECT last("online") FROM "node_health" GROUP BY "district", "zone", "node"'),
+        ("city", f'SELECT last("state") FROM "{EVENTS}" GROUP BY "node", "event"'),
+        ("city", f'SELECT last("online") FROM "{NODE_HEALTH}" GROUP BY "district", "zone", "node"'),
     ]

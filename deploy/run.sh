@@ -11,7 +11,7 @@ VENV="$ROOT/.venv"
 STAMP="$VENV/.urbansense-installed"
 
 # Debian packages the project runs or tests against (see README, "What it installs").
-APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics prometheus-alertmanager ca-certificates openssl chromium)
+APT_PACKAGES=(python3 python3-venv python3-pip mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics prometheus-alertmanager ca-certificates openssl chromium systemd)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

@@ -32,8 +32,9 @@ from pydantic import (
 )
 
 from protocols import topics
+from protocols.names import SLUG_PATTERN
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from protocols.codec import MAX_BATCH_BYTES
+from protocols.codec import MAX_BATCH_BYTES, MAX_DEPTH
 from protocols.errors import BAD_TOPIC, TOO_LARGE
 
 # The longest node topic: city/v1/ + three 32-char slugs + cmd/ack, with slashes, is
@@ -23,7 +23,6 @@ from protocols.errors import BAD_TOPIC, TOO_LARGE
 MAX_TOPIC_CHARS = 256
 # A batch is object > batch list > item > fields (4); an ack's free-form `result` may add
 # a few. Nothing valid comes near 32.
-MAX_DEPTH = 32
 # How much of an oversize payload is kept for the dead-letter table: one just over the
 # limit is kept whole (to see what it was); anything bigger is cut here, at ingest.
 KEEP_BYTES = 2 * MAX_BATCH_BYTES

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from protocols import catalog
 from protocols.decoder import COUNTER_MAX
+from protocols.names import SLUG_PATTERN
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Counter = Annotated[int, Field(ge=0, le=COUNTER_MAX, strict=True)]
 TimeSource = Literal["node", "edge"]
 

@@ -10,15 +10,10 @@ from influxdb_client import Point, WritePrecision
 
 from edge.models import EventBase, ReadingBase
 from protocols import catalog
+from protocols.names import EVENTS, NODE_HEALTH, rollup_measurement
 
 MS = WritePrecision.MS
-EVENTS = "events"
-NODE_HEALTH = "node_health"
 TIME_ESTIMATED = "time_estimated"  # bool field of readings and events: the edge estimated the time
-
-
-def rollup_measurement(kind: str) -> str:
-    return f"{kind}_1m"
 
 
 def _site(point: Point, district: str, zone: str, node: str) -> Point:

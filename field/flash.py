@@ -3,9 +3,11 @@ until it says it is online on the broker.
 
 Steps: check the bundle against its manifest; start watching the broker (so a broker the
 laptop cannot reach is reported before the board is touched); soft-reset the board into the
-raw REPL; remove files an older bundle left; copy the bundle, config.json and bundle.json;
-read every file's sha256 back from the board; restart the program; read the console while
-waiting for the birth message. The outcome is "live" or the precise reason it is not."""
+raw REPL; check which node the board holds (another node is replaced only when asked, and
+then its queue and state go with it); remove files an older bundle left; copy the bundle,
+config.json and bundle.json; read every file's sha256 back from the board; restart the
+program; read the console while waiting for the birth message. The outcome is "live" or
+the precise reason it is not."""
 
 from __future__ import annotations
 
@@ -13,19 +15,28 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 from field.birth import BirthWatcher, BrokerError
 from field.bundle import ON_DEVICE_MANIFEST, Bundle
 from field.node_config import CA_ON_DEVICE, ConfigError, NodeConfig
-from field.serial_board import BoardError, SerialBoard
+from field.serial_board import BoardError, BoardLost, SerialBoard
 
 CONSOLE_KEPT = 40  # console lines kept for the diagnosis and the result file
+# What a node keeps of its own in flash besides the bundle and config.json
+# (firmware/README.md): its boot counter, counters and commands (state/), its offline queue
+# (queue/), and on the sim platform its RTC memory (rtc.json). A board given to another node
+# loses them: the queue's readings would otherwise go out under the new node's id.
+NODE_STATE = ("state", "queue", "rtc.json")
 
 
 class VerifyError(Exception):
     """A file on the board does not match what was written."""
+
+
+class OtherNodeError(Exception):
+    """The board holds another node than the one to flash, and replacing it was not asked for."""
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Outcome:
     bundle: str | None = None
     seconds: float = 0.0
     console: list[str] = field(default_factory=list)
+    held: str | None = None  # the node the board held before (None: none, or not read)
+    touched: bool = False  # whether anything on the board was changed
 
     @property
     def live(self) -> bool:
@@ -147,6 +160,53 @@ def verify(board: SerialBoard, expected: dict[str, str], step: Callable[[str], N
             )
 
 
+_WIPE = """import os
+def _rm(p):
+ try:
+  for e in list(os.ilistdir(p)):
+   q = p + '/' + e[0]
+   if e[1] == 0x4000:
+    _rm(q)
+   else:
+    os.remove(q)
+  os.rmdir(p)
+ except OSError:
+  try:
+   os.remove(p)
+  except OSError:
+   pass
+for p in %r:
+ _rm(p)"""
+
+
+def held_node(board: SerialBoard) -> str | None:
+    """The node id in the board's config.json (None: no config, or not one of ours)."""
+    raw = board.read_file("config.json")
+    try:
+        held = json.loads(raw).get("node") if raw else None
+    except (ValueError, AttributeError):
+        return None
+    return held if isinstance(held, str) else None
+
+
+def check_holder(
+    port: str, held: str | None, node: str, replace: bool, flashed_here: Collection[str]
+) -> None:
+    """Refuse to turn a board that holds another node into `node`, unless asked to."""
+    if held is None or held == node:
+        return
+    if held in flashed_here:
+        raise OtherNodeError(
+            f"the board on {port} is {held}, flashed earlier in this run: connect {node}'s own "
+            "board (one board cannot be two nodes)"
+        )
+    if not replace:
+        raise OtherNodeError(
+            f"the board on {port} is node {held}, not {node}: give --replace to flash it as "
+            f"{node} ({held}'s queue and state on the board are erased)"
+        )
+
+
 def wait_live(board: SerialBoard, watcher: BirthWatcher, timeout: float, console: list[str]) -> dict | None:
     """Read the console until the birth message arrives or the timeout passes."""
     rebooted = False  # lines before "soft reboot" are the REPL the reset left
@@ -174,9 +234,15 @@ def flash_node(
     board_timeout: float = 10.0,
     watch_user: str | None = None,
     watch_password: str | None = None,
+    replace: bool = True,
+    flashed_here: Collection[str] = (),
 ) -> Outcome:
     """Flash one node and return its outcome. Problems of the node itself end in a failed
-    Outcome; problems of the laptop's side (no port, no broker) too, with the reason."""
+    Outcome; problems of the laptop's side (no port, no broker) too, with the reason.
+
+    A board that holds another node is flashed only with `replace` (the rig's boards play
+    one node per scenario), never when that node is in `flashed_here` (flashed earlier in
+    the same run: the same board met twice)."""
     started = time.monotonic()
     outcome = Outcome(node=config.node, port=port, status="failed", bundle=bundle.version)
 
@@ -186,6 +252,7 @@ def flash_node(
 
     watcher: BirthWatcher | None = None
     board: SerialBoard | None = None
+    copying: str | None = None  # the file being copied or verified; "" before the first
     try:
         config.ca_der()  # a CA file that is not there: say so before anything starts
         if wait:
@@ -201,10 +268,28 @@ def flash_node(
             say("broker", watcher.address)
             watcher.start()
         say("connect", port)
-        board = SerialBoard(port, timeout=board_timeout)
+        board = SerialBoard(
+            port, timeout=board_timeout, progress=lambda dots: say("connect", f"{port} " + "." * dots)
+        )
         board.enter_raw_repl(soft_reset=True)
-        copy_bundle(board, bundle, config, step=lambda name: say("copy", name))
-        verify(board, expected_hashes(bundle, config), step=lambda name: say("verify", name))
+        outcome.held = held_node(board)
+        check_holder(port, outcome.held, config.node, replace, flashed_here)
+
+        def copying_step(phase: str) -> Callable[[str], None]:
+            def step(name: str) -> None:
+                nonlocal copying
+                copying = name
+                say(phase, name)
+
+            return step
+
+        outcome.touched = True
+        copying = ""
+        if outcome.held not in (None, config.node):
+            board.exec(_WIPE % (NODE_STATE,))
+        copy_bundle(board, bundle, config, step=copying_step("copy"))
+        verify(board, expected_hashes(bundle, config), step=copying_step("verify"))
+        copying = None
         say("reset", port)
         board.restart_program()
         if watcher is None:
@@ -219,7 +304,13 @@ def flash_node(
                 outcome.fw = birth.get("fw")
                 outcome.boot = birth.get("boot")
                 outcome.reset = birth.get("reset")
-    except (BoardError, BrokerError, VerifyError, ConfigError) as err:
+    except BoardLost as err:
+        if copying is not None:  # the OS error itself says nothing a technician can act on
+            at = f" (at {copying})" if copying else ""
+            outcome.reason = f"board lost during the copy{at}: reconnect it and flash again"
+        else:
+            outcome.reason = str(err)
+    except (BoardError, BrokerError, VerifyError, ConfigError, OtherNodeError) as err:
         outcome.reason = str(err)
     finally:
         if board is not None:

@@ -1,5 +1,9 @@
 """What a node is: read over its raw REPL without a soft reset (which would erase the
-last reset cause), then the node's program is restarted so it goes back to work.
+last reset cause), then the node's program is restarted so it goes back to work. A
+duty-cycled node is mostly caught in the break-in window at the start of a wake
+(firmware/main.py), before it has touched its boot counter or RTC memory: its restart then
+continues the same boot, as the wake would have. A node stopped in the middle of its work
+starts a new boot (reset cause "soft" on a board and on the sim).
 
 Where the firmware keeps things (firmware/README.md): config.json plus state/config.json
 (changes received over `cmd`), state/boot (boot counter), state/counters.json, the offline
@@ -15,6 +19,7 @@ one contiguous block."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from field.birth import BirthWatcher, BrokerError
 from field.node_config import BrokerConfig, NodeConfig, masked
@@ -217,12 +222,14 @@ def read_info(
     watch_user: str | None = None,
     watch_password: str | None = None,
     broker_timeout: float = 3.0,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Everything `node info` shows, secrets masked. The node's program stays interrupted
     while the board is read and the broker asked for the node's retained status (a restart
     first would replace it), then it is restarted."""
-    with SerialBoard(port, timeout=timeout) as board:
+    with SerialBoard(port, timeout=timeout, progress=progress) as board:
         board.enter_raw_repl(soft_reset=False)
+        was_reset = board.was_reset
         # The retained status first: a soft reset below would replace it with the node's will.
         identity = None if laptop_config else _identity(board)
         status, status_note = _retained_status(
@@ -238,13 +245,15 @@ def read_info(
             board.enter_raw_repl(soft_reset=True)
             reset = True
             config, raw = _config(board), _read_board(board)
-        if reset:  # machine.reset_cause() now names the soft reset made here
+        if reset or was_reset:  # machine.reset_cause() now names a reset made here
             raw["reset_cause"] = None
         if restart:
             board.restart_program()
     mem_note = _AFTER_RESET if reset else ""
     status = status or {}
     bundle = raw["bundle"]
+    # Reached through a reset made here (a sleeping node, RTS line): the cause before it is gone.
+    cause = "hard" if was_reset else raw["reset_cause"] or status.get("reset")
     return {
         "port": port,
         "node": config.get("node"),
@@ -258,11 +267,13 @@ def read_info(
         "mem_note": mem_note,
         # machine.reset_cause() on a board; the unix port has none, and the node's birth
         # message says what its HAL saw at boot.
-        "reset_cause": raw["reset_cause"] or status.get("reset"),
+        "reset_cause": cause,
+        "reset_here": was_reset,
         "boot": raw["boot"],
         "broker_status": status.get("state"),
         "broker_note": status_note,
         "queue": raw["queue"],
-        "counters": raw["counters"],
+        # No file yet: the node has counted nothing (it writes the file on its first count).
+        "counters": raw["counters"] if isinstance(raw["counters"], dict) else {},
         "config": masked(config),
     }

@@ -5,13 +5,20 @@ override, dotted for nested keys (`interval_s`, `schedule`, `platform`, `broker.
 `broker.port`, `wifi.ssid`, ...). An empty cell leaves the site defaults (`--defaults
 site.json`) as they are. Keep secrets in the defaults file, not in the CSV.
 
+A column that is no config key (a misspelt `intervall_s`) refuses the whole file, and an
+error every row has (no site defaults given) is said once: both would otherwise fail each
+row alike.
+
 Results: `results.json` and `results.csv` in the results folder, rewritten after every node,
-so an interrupted run loses nothing and `--resume` skips the nodes already live."""
+so an interrupted run loses nothing and `--resume` skips the nodes already live. A new run
+merges into what the folder holds, by node: a node this run did not touch keeps its earlier
+record."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -19,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from field.flash import Outcome
-from field.node_config import ConfigError, NodeConfig, parse, set_dotted
+from field.node_config import BrokerConfig, ConfigError, NodeConfig, WifiConfig, parse, set_dotted
+from protocols.thresholds import THRESHOLDS
 
 REQUIRED = ("node", "district", "zone", "kind", "port")
 RESULT_COLUMNS = ("node", "port", "status", "reason", "fw", "boot", "reset", "bundle", "seconds")
@@ -33,7 +41,8 @@ class FleetRow:
     line: int
     port: str
     config: NodeConfig | None
-    error: str = ""  # a row that cannot be flashed, and why
+    error: str = ""  # a row that cannot be flashed, and why ("fleet.csv line 3: ...")
+    problem: str = ""  # the same without the row's place: rows with one problem say it once
 
     @property
     def node(self) -> str:
@@ -60,6 +69,42 @@ def _value(key: str, text: str, where: str) -> Any:
     return text
 
 
+def _columns() -> list[str]:
+    """Every column an inventory may have (thresholds: those of every kind)."""
+    nested = {"wifi": WifiConfig, "broker": BrokerConfig}
+    columns = list(REQUIRED)
+    for name in NodeConfig.model_fields:
+        if name in nested:
+            columns += [f"{name}.{key}" for key in nested[name].model_fields]
+        elif name == "thresholds":
+            columns += sorted({f"thresholds.{t}" for kind in THRESHOLDS.values() for t in kind})
+        elif name not in columns:
+            columns.append(name)
+    return columns
+
+
+def check_header(path: Path, header: list[str]) -> None:
+    """Refuse a column that is no config key: every row would carry the same mistake."""
+    columns = _columns()
+    for key in header:
+        if not key or key in columns or key.startswith("calibration."):
+            continue
+        close = difflib.get_close_matches(key, columns, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"{path}: unknown column {key!r}{hint}; columns are node, district, zone, kind, port "
+            "and config keys, dotted for nested ones (deploy/field/README.md)"
+        )
+
+
+def common_problem(rows: list[FleetRow]) -> str | None:
+    """The problem every row has, when all of them fail alike (said once, not per row)."""
+    problems = {row.problem for row in rows}
+    if len(rows) > 1 and all(row.config is None for row in rows) and len(problems) == 1:
+        return problems.pop()
+    return None
+
+
 def read(path: Path, defaults: dict) -> list[FleetRow]:
     """Every row with its config (or the reason it is unusable). A broken file raises."""
     try:
@@ -71,6 +116,7 @@ def read(path: Path, defaults: dict) -> list[FleetRow]:
                 raise ConfigError(
                     f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(REQUIRED)})"
                 )
+            check_header(path, header)
             rows = list(reader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
@@ -95,8 +141,16 @@ def read(path: Path, defaults: dict) -> list[FleetRow]:
             seen.add(config.node)
             fleet.append(FleetRow(number, port, config))
         except ConfigError as err:
-            fleet.append(FleetRow(number, port, None, str(err)))
+            fleet.append(FleetRow(number, port, None, str(err), str(err).removeprefix(f"{where}: ")))
     return fleet
+
+
+def merge(results: dict[str, dict], outcome: Outcome) -> None:
+    """Record an outcome by node. One that left the board untouched (a bad row, no port, the
+    wrong board, a skip) does not replace what an earlier run recorded for that node: the
+    node on the street is still what that record says."""
+    if outcome.touched or outcome.node not in results:
+        results[outcome.node] = outcome.to_dict()
 
 
 def load_results(folder: Path) -> dict[str, dict]:
@@ -119,7 +173,7 @@ def write_results(folder: Path, inventory: Path, results: dict[str, dict]) -> No
         "inventory": str(inventory),
         "nodes": nodes,
         "live": sum(1 for n in nodes if n.get("status") == "live"),
-        "failed": sum(1 for n in nodes if n.get("status") != "live"),
+        "failed": sum(1 for n in nodes if n.get("status") == "failed"),
     }
     _replace(folder / "results.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
     tmp = folder / "results.csv.tmp"

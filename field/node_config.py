@@ -10,7 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Slug = Field(pattern=r"^[a-z0-9-]{1,32}$")
+from protocols.catalog import KINDS
+from protocols.names import SLUG_PATTERN
+from protocols.thresholds import DEFAULT_INTERVAL_S, THRESHOLDS
+
+Slug = Field(pattern=SLUG_PATTERN)
 SECRET_KEYS = ("password",)
 MASK = "********"
 
@@ -51,7 +55,7 @@ class NodeConfig(_Strict):
     node: str = Slug
     district: str = Slug
     zone: str = Slug
-    kind: Literal["parking", "air", "leak", "manhole"]
+    kind: Literal[KINDS]  # type: ignore[valid-type]
     platform: Literal["esp32", "rp2", "sim"]
     schedule: Literal["always-on", "duty-cycled"] = "always-on"
     interval_s: float | None = Field(default=None, le=86400)
@@ -73,7 +77,21 @@ class NodeConfig(_Strict):
             low = 0.1 if self.platform == "sim" else 5
             if self.interval_s < low:
                 raise ValueError(f"interval_s: at least {low:g} on {self.platform}")
+        # The node refuses a threshold its kind does not have (firmware node/config.py): say
+        # so here, before the copy, not after it.
+        known = THRESHOLDS[self.kind]
+        for name in self.thresholds:
+            if name not in known:
+                raise ValueError(
+                    f"thresholds.{name}: no such threshold for {self.kind} (its thresholds: "
+                    f"{', '.join(sorted(known))})"
+                )
         return self
+
+    @property
+    def wake_interval_s(self) -> float:
+        """How often the node runs: its interval, or its kind's default (as the firmware does)."""
+        return self.interval_s if self.interval_s is not None else DEFAULT_INTERVAL_S[self.kind]
 
     def ca_der(self) -> bytes | None:
         """The CA to copy onto the board, in DER form (None without one)."""

@@ -30,10 +30,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from protocols import catalog, codec
+from protocols.names import NODE_HEALTH, SLUG_PATTERN
 from protocols.topics import is_slug
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")]
-Kind = Literal["parking", "air", "leak", "manhole"]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+Kind = Literal[catalog.KINDS]  # type: ignore[valid-type]
 Value = bool | float
 
 
@@ -165,7 +166,7 @@ class PointsExpect(_Expect):
     published (nothing lost, nothing doubled)."""
 
     type: Literal["points"]
-    measurement: Slug | Literal["node_health"]
+    measurement: Slug | Literal[NODE_HEALTH]  # type: ignore[valid-type]
     node: Slug | None = None
     database: Literal["district", "city"] = "district"
     at_least: int | None = Field(default=None, ge=0)

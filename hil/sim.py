@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.sim_build import NODE_MICROPYPATH, build_bundle, default_bundle_dir, install, node_argv
+from protocols.catalog import KINDS
 
 SLEEP_EXIT = 75
 REBOOT_EXIT = 76
@@ -36,7 +37,6 @@ MAX_CRASHES = 5
 # The unix port is 64-bit: every object pointer is twice the size it is on an ESP32 or
 # RP2040, so the same application needs more heap here than on a board.
 DEFAULT_HEAP = "128k"
-KINDS = ("parking", "air", "leak", "manhole")
 _PUBLISHED = re.compile(r" published tm=(\d+) ev=(\d+) queued=(\d+) dropped=(\d+)")
 _AWAKE = re.compile(r" awake (\d+) ms heap_peak=(\d+)")
 

@@ -16,7 +16,8 @@ from typing import Any
 from ops.answer import Answer, Section, rounded
 from ops.aqi import air_index
 from ops.client import InfluxQLClient, Series
-from ops.scope import Place, Window, iso
+from ops.scope import Place, Window, check_database, check_place, iso
+from protocols.names import EVENTS, NODE_HEALTH, rollup_measurement
 from protocols.thresholds import THRESHOLDS
 
 # Events that report a state, not an alarm: `occupancy` is a parking space filling up.
@@ -40,7 +41,14 @@ class Layer:
 
 RAW = Layer("raw", "parking", "air", "occupied", None, "pm25", "pm10", "pm25")
 ROLLUP = Layer(
-    "rollup", "parking_1m", "air_1m", "occupied_last", "occupied_frac", "pm25_mean", "pm10_mean", "pm25_max"
+    "rollup",
+    rollup_measurement("parking"),
+    rollup_measurement("air"),
+    "occupied_last",
+    "occupied_frac",
+    "pm25_mean",
+    "pm10_mean",
+    "pm25_max",
 )
 LAYERS = {"raw": RAW, "rollup": ROLLUP}
 
@@ -61,6 +69,12 @@ class Question:
     window: Window
     place: Place
     layer: Layer = RAW
+
+    def check(self) -> None:
+        """ScopeError if the database, a district or a zone asked about does not exist: a
+        misspelt name would otherwise give an empty answer, as if all were well."""
+        check_database(self.client, self.db)
+        check_place(self.client, self.db, self.place)
 
     def ask(self, *statements: str) -> list[list[Series]]:
         results = self.client.query(";\n".join(statements), db=self.db)
@@ -93,12 +107,16 @@ def parking(q: Question) -> Answer:
     arrival = occ_event + ' AND "state" = true'
     statements = [
         f'SELECT last("{layer.occupied_state}") AS occupied FROM "{layer.parking}" {q.where()} GROUP BY {node_tags}',
-        f'SELECT last("state") AS occupied FROM "events" {q.where(occ_event)} GROUP BY {node_tags}',
-        f'SELECT count("state") AS arrivals FROM "events" {q.where(arrival)} '
+        f'SELECT last("state") AS occupied FROM "{EVENTS}" {q.where(occ_event)} GROUP BY {node_tags}',
+        f'SELECT count("state") AS arrivals FROM "{EVENTS}" {q.where(arrival)} '
         f"GROUP BY time(1h), {place_tags} fill(none)",
+        # When each zone's first reading and first occupancy event in the window came: the
+        # hours it was observed run from there to its last (the states now, above).
+        f'SELECT first("{layer.occupied_state}") FROM "{layer.parking}" {q.where()} GROUP BY {place_tags}',
+        f'SELECT first("state") FROM "{EVENTS}" {q.where(occ_event)} GROUP BY {place_tags}',
     ]
     statements += _occupancy_share_statements(q, f"GROUP BY time(1h), {place_tags} fill(none)")
-    now_telemetry, now_events, arrivals, *share = q.ask(*statements)
+    now_telemetry, now_events, arrivals, first_telemetry, first_events, *share = q.ask(*statements)
 
     # A space's state now is the newest of its last reading and its last occupancy event
     # (events arrive at once; telemetry only every reporting interval).
@@ -114,6 +132,7 @@ def parking(q: Question) -> Answer:
         )
         z["spaces"] += 1
         z["occupied" if occupied else "free"] += 1
+    observed = _observed_hours(state, first_telemetry, first_events)
 
     hourly_share = _occupancy_share_rows(q, share)
     hourly_arrivals = {
@@ -144,18 +163,20 @@ def parking(q: Question) -> Answer:
     zone_rows = []
     for key, z in sorted(zones.items()):
         n_arrivals = totals.get(key, 0)
+        hours = observed.get(key)
         zone_rows.append(
             {
                 **z,
                 "occupancy_pct": rounded(100 * z["occupied"] / z["spaces"], 1),
                 "arrivals": n_arrivals,
-                "turnover_per_hour": rounded(n_arrivals / z["spaces"] / q.window.hours, 3),
+                "observed_h": rounded(hours, 2),
+                "turnover_per_hour": rounded(n_arrivals / z["spaces"] / hours, 3) if hours else None,
             }
         )
     return [
         Section(
             "zones",
-            "Parking now per zone (turnover: arrivals per space per hour)",
+            "Parking now per zone (turnover: arrivals per space per hour observed)",
             [
                 "district",
                 "zone",
@@ -164,6 +185,7 @@ def parking(q: Question) -> Answer:
                 "free",
                 "occupancy_pct",
                 "arrivals",
+                "observed_h",
                 "turnover_per_hour",
             ],
             zone_rows,
@@ -175,6 +197,22 @@ def parking(q: Question) -> Answer:
             hourly_rows,
         ),
     ]
+
+
+def _observed_hours(
+    state: dict[tuple[str, ...], tuple[int, bool]], *firsts: list[Series]
+) -> dict[tuple[str, str], float]:
+    """Hours each zone was observed in the window: from its first reading or occupancy event
+    to its last. A turnover per hour of the window would fall as the window grows past the
+    data (a city that reported for an hour, asked over a day); per hour observed it does not."""
+    last: dict[tuple[str, str], int] = {}
+    for (district, zone, _node), (t, _occupied) in state.items():
+        last[(district, zone)] = max(t, last.get((district, zone), t))
+    first: dict[tuple[str, str], int] = {}
+    for series_list in firsts:
+        for (district, zone), rec in _by(series_list, "district", "zone").items():
+            first[(district, zone)] = min(rec["time"], first.get((district, zone), rec["time"]))
+    return {key: (last[key] - first[key]) / 3_600_000 for key in last if key in first}
 
 
 def _occupancy_share_statements(q: Question, group_by: str) -> list[str]:
@@ -320,7 +358,7 @@ def _alarm_filter() -> str:
 def alarms(q: Question) -> Answer:
     """Alarms still open: the newest point of the (node, event) series has state true."""
     (series,) = q.ask(
-        'SELECT last("state") AS state, "value", "kind", "severity" FROM "events" '
+        f'SELECT last("state") AS state, "value", "kind", "severity" FROM "{EVENTS}" '
         f'{q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"'
     )
     rows = []
@@ -359,9 +397,9 @@ def alarm_history(q: Question) -> dict[tuple[str, str, str, str], list[tuple[int
     """State changes of every alarm series in the window, led by its state at the window's
     start (when known), for the alarm timeline. Key: (district, zone, node, event)."""
     before, during = q.ask(
-        f'SELECT last("state") AS state FROM "events" WHERE {_alarm_filter()} AND time < {q.window.start_ms}ms'
+        f'SELECT last("state") AS state FROM "{EVENTS}" WHERE {_alarm_filter()} AND time < {q.window.start_ms}ms'
         f'{q.place.where()} GROUP BY "district", "zone", "node", "event"',
-        f'SELECT "state" FROM "events" {q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"',
+        f'SELECT "state" FROM "{EVENTS}" {q.where(_alarm_filter())} GROUP BY "district", "zone", "node", "event"',
     )
     tags = ("district", "zone", "node", "event")
     history: dict[tuple[str, ...], list[tuple[int, bool]]] = defaultdict(list)
@@ -397,11 +435,11 @@ def nodes(q: Question, everyone: bool = False) -> Answer:
     latest, before, rises = q.ask(
         'SELECT last("online") AS online, last("battery_v") AS battery_v, last("rssi") AS rssi, '
         'last("last_seen") AS last_seen, last("seq_gaps") AS seq_gaps, first("seq_gaps") AS first_gaps '
-        f'FROM "node_health" {q.where()} GROUP BY {tags}',
-        f'SELECT last("seq_gaps") AS seq_gaps FROM "node_health" WHERE time < {q.window.start_ms}ms'
+        f'FROM "{NODE_HEALTH}" {q.where()} GROUP BY {tags}',
+        f'SELECT last("seq_gaps") AS seq_gaps FROM "{NODE_HEALTH}" WHERE time < {q.window.start_ms}ms'
         f"{q.place.where()} GROUP BY {tags}",
         'SELECT sum("rise") AS rise FROM (SELECT non_negative_difference("seq_gaps") AS "rise" '
-        f'FROM "node_health" {q.where()} GROUP BY {tags}) GROUP BY {tags}',
+        f'FROM "{NODE_HEALTH}" {q.where()} GROUP BY {tags}) GROUP BY {tags}',
     )
     node_tags = ("district", "zone", "node", "kind")
     gaps_before = {k: r["seq_gaps"] or 0 for k, r in _by(before, *node_tags).items()}

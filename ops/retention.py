@@ -2,7 +2,11 @@
 database keeps one-minute rollups, events and node health for two years (edge/SCHEMA.md).
 
 InfluxDB 1.x: a database per platform whose *default* retention policy carries the
-duration, so the edge's writes (`/write?db=...`, no `rp`) land in it. InfluxDB 2.x/3.x: a
+duration, so the edge's writes (`/write?db=...`, no `rp`) land in it. A database that
+already holds data in another default policy (`autogen`, made by a bare CREATE DATABASE)
+keeps it as its default and gets the duration there: a new default policy would hide that
+data from every query that names no policy. When the duration would delete some of that
+data, `db init` refuses and says which duration keeps it. InfluxDB 2.x/3.x: a
 bucket per platform with an expiry rule, plus a DBRP mapping (database/retention policy ->
 bucket) so that InfluxQL on `/query` finds it; both through influxdb-client's v2 API.
 """
@@ -10,7 +14,9 @@ bucket) so that InfluxQL on `/query` finds it; both through influxdb-client's v2
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ops.client import InfluxQLClient, QueryError, quote_ident
@@ -36,6 +42,7 @@ SHANGHAI_DISTRICTS = (
     "chongming",
 )
 CITY_DB = "city"
+AUTOGEN = "autogen"  # the policy a bare CREATE DATABASE makes, where data lands without one of ours
 RAW_POLICY = "raw"
 ROLLUP_POLICY = "rollup"
 
@@ -90,31 +97,102 @@ def _policy_clause(store: Store) -> str:
     )
 
 
-def v1_statements(store: Store, existing: dict[str, dict[str, Any]] | None) -> tuple[str, list[str]]:
-    """What to do for one store given its current policies (None: no such database)."""
-    db, rp = quote_ident(store.database), quote_ident(store.policy)
+def _same(policy: dict[str, Any], store: Store) -> bool:
+    return (
+        go_duration_s(policy["duration"]) == store.duration_s
+        and go_duration_s(policy["shardGroupDuration"]) == store.shard_duration_s
+        and bool(policy["default"])
+    )
+
+
+def v1_statements(
+    store: Store,
+    existing: dict[str, dict[str, Any]] | None,
+    shard_ends: dict[str, list[int]] | None = None,
+    now_s: int | None = None,
+) -> tuple[str, str, list[str]]:
+    """What to do for one store given its current policies (None: no such database) and the
+    end times (epoch s) of the shard groups each policy holds. Returns (action, the policy
+    that keeps the store's data, statements); RetentionError when only deleting data or
+    hiding it would do."""
+    db = quote_ident(store.database)
     if existing is None:
         # Creating the database with its policy makes that policy the default and skips autogen.
-        return "created", [f"CREATE DATABASE {db} WITH {_policy_clause(store)} NAME {rp}"]
+        rp = quote_ident(store.policy)
+        return "created", store.policy, [f"CREATE DATABASE {db} WITH {_policy_clause(store)} NAME {rp}"]
+    default = next((name for name, p in existing.items() if p["default"]), None)
+    holding = {name for name, ends in (shard_ends or {}).items() if ends}
+    keep = None
+    if default is not None and default != store.policy and default in holding:
+        keep = default  # the data written so far is in this default policy: it stays the default
+    elif default == store.policy and store.policy not in holding and AUTOGEN in holding:
+        keep = AUTOGEN  # an earlier run put an empty default in front of the data: undo that
+    if keep is not None:
+        if store.policy in holding:
+            raise RetentionError(
+                f"{store.database} holds data in two retention policies, {keep} and {store.policy}: "
+                f'copy one into the other first (SELECT * INTO "{store.database}"."{keep}".:MEASUREMENT '
+                f'FROM "{store.database}"."{store.policy}"./.*/ GROUP BY *)'
+            )
+        _check_kept(store, keep, (shard_ends or {})[keep], now_s)
+        if _same(existing[keep], store):
+            return "unchanged", keep, []
+        return (
+            f"retention set on {keep}, which holds the data",
+            keep,
+            [f"ALTER RETENTION POLICY {quote_ident(keep)} ON {db} {_policy_clause(store)} DEFAULT"],
+        )
+    rp = quote_ident(store.policy)
     current = existing.get(store.policy)
     if current is None:
-        return "policy added", [f"CREATE RETENTION POLICY {rp} ON {db} {_policy_clause(store)} DEFAULT"]
-    if (
-        go_duration_s(current["duration"]) == store.duration_s
-        and go_duration_s(current["shardGroupDuration"]) == store.shard_duration_s
-        and current["default"]
-    ):
-        return "unchanged", []
-    return "updated", [f"ALTER RETENTION POLICY {rp} ON {db} {_policy_clause(store)} DEFAULT"]
+        return (
+            "policy added",
+            store.policy,
+            [f"CREATE RETENTION POLICY {rp} ON {db} {_policy_clause(store)} DEFAULT"],
+        )
+    if _same(current, store):
+        return "unchanged", store.policy, []
+    return "updated", store.policy, [f"ALTER RETENTION POLICY {rp} ON {db} {_policy_clause(store)} DEFAULT"]
+
+
+def _check_kept(store: Store, policy: str, ends: list[int], now_s: int | None) -> None:
+    """Refuse a duration under which InfluxDB would drop shard groups that hold data (it
+    drops a group once its end is older than the duration)."""
+    now_s = int(time.time()) if now_s is None else now_s
+    oldest_end = min(ends)
+    if oldest_end >= now_s - store.duration_s:
+        return
+    days = -(-(now_s - oldest_end) // DAY_S) + 1
+    flag = "--raw-days" if store.level == "district" else "--rollup-days"
+    since = datetime.fromtimestamp(oldest_end, UTC).strftime("%Y-%m-%d")
+    raise RetentionError(
+        f"{store.database} holds data in its retention policy {policy} in shards that ended on "
+        f"{since}: a duration of {store.duration_s // DAY_S} days would delete them. Give {flag} "
+        f"{days} (or more) to keep them, or export them first"
+    )
+
+
+def shard_ends(client: InfluxQLClient) -> dict[tuple[str, str], list[int]]:
+    """(database, policy) -> end times (epoch s) of its shard groups: where data is."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for series in client.one("SHOW SHARDS"):
+        for rec in series.records():
+            end = rec.get("end_time")
+            if not isinstance(end, str):
+                continue
+            moment = datetime.fromisoformat(end.replace("Z", "+00:00"))
+            out.setdefault((rec["database"], rec["retention_policy"]), []).append(int(moment.timestamp()))
+    return out
 
 
 def init_v1(client: InfluxQLClient, stores: list[Store], dry_run: bool = False) -> list[dict[str, Any]]:
     """Create or bring up to date every database and its default retention policy. Running
-    it again changes nothing."""
+    it again changes nothing; data already written stays where queries find it."""
     try:
         shown = client.one("SHOW DATABASES")
         databases = {row[0] for s in shown for row in s.values}
-        results = []
+        shards = shard_ends(client)
+        planned = []
         for store in stores:
             existing = None
             if store.database in databases:
@@ -123,12 +201,19 @@ def init_v1(client: InfluxQLClient, stores: list[Store], dry_run: bool = False) 
                     for s in client.one(f"SHOW RETENTION POLICIES ON {quote_ident(store.database)}")
                     for r in s.records()
                 }
-            action, statements = v1_statements(store, existing)
+            ends = {rp: e for (db, rp), e in shards.items() if db == store.database}
+            planned.append((store, *v1_statements(store, existing, ends)))
+        # Every store is checked before any is changed: a refusal leaves all as they were.
+        results = []
+        for store, action, policy, statements in planned:
             if statements and not dry_run:
                 client.query(";".join(statements))
             results.append(
                 _result(
-                    store, "would be " + action if dry_run and statements else action, "; ".join(statements)
+                    store,
+                    "would be " + action if dry_run and statements else action,
+                    "; ".join(statements),
+                    policy,
                 )
             )
         return results
@@ -136,10 +221,10 @@ def init_v1(client: InfluxQLClient, stores: list[Store], dry_run: bool = False) 
         raise RetentionError(str(err)) from None
 
 
-def _result(store: Store, action: str, request: str) -> dict[str, Any]:
+def _result(store: Store, action: str, request: str, policy: str | None = None) -> dict[str, Any]:
     return {
         "database": store.database,
-        "policy": store.policy,
+        "policy": policy or store.policy,
         "level": store.level,
         "retention_days": store.duration_s // DAY_S,
         "shard_days": store.shard_duration_s // DAY_S,

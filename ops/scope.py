@@ -1,14 +1,17 @@
 """What a question is about: a time window and a place (districts, zones), turned into
-InfluxQL WHERE clauses."""
+InfluxQL WHERE clauses; and the check that the database, districts and zones asked about
+exist, so that a misspelt zone is an error listing the known ones, never an empty answer."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ops.client import quote_ident, quote_string
+from ops.client import InfluxQLClient, quote_ident, quote_string
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -30,14 +33,20 @@ def parse_duration_ms(text: str) -> int:
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
-def parse_time_ms(text: str, now: int) -> int:
-    """A point in time: `now`, a duration back from now (`24h`), or an ISO 8601 / RFC 3339
-    time (`2026-11-21T08:00:00Z`; a time without a zone is UTC)."""
+def _is_duration(text: str) -> bool:
+    """`24h`, or `-24h`: a time back from another is often written with a sign."""
+    return bool(_DURATION.match(text.strip().removeprefix("-")))
+
+
+def parse_time_ms(text: str, now: int, notes: list[str] | None = None) -> int:
+    """A point in time: `now`, a duration back from now (`24h` or `-24h`), or an ISO 8601 /
+    RFC 3339 time (`2026-11-21T08:00:00Z`). A time without a zone is read as UTC, and a note
+    saying so is added to `notes`."""
     text = text.strip()
     if text == "now":
         return now
-    if _DURATION.match(text):
-        return now - parse_duration_ms(text)
+    if _is_duration(text):
+        return now - parse_duration_ms(text.removeprefix("-"))
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -46,6 +55,11 @@ def parse_time_ms(text: str, now: int) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+        if notes is not None:
+            notes.append(
+                f"{text} has no time zone: read as UTC ({moment.strftime('%Y-%m-%dT%H:%M:%SZ')}); "
+                "add Z or an offset such as +08:00"
+            )
     return int(moment.timestamp() * 1000)
 
 
@@ -55,15 +69,18 @@ class Window:
 
     start_ms: int
     end_ms: int
+    # How the times given were read, where a person might have meant otherwise.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def parse(cls, since: str, until: str | None = None, now: int | None = None) -> Window:
         now = now_ms() if now is None else now
-        end = parse_time_ms(until, now) if until else now
-        start = parse_time_ms(since, end if _DURATION.match(since.strip()) else now)
+        notes: list[str] = []
+        end = parse_time_ms(until, now, notes) if until else now
+        start = parse_time_ms(since, end if _is_duration(since) else now, notes)
         if start >= end:
             raise ScopeError(f"the window is empty: --since {since} is not before --until {until or 'now'}")
-        return cls(start, end)
+        return cls(start, end, tuple(notes))
 
     @property
     def hours(self) -> float:
@@ -96,3 +113,53 @@ def iso(ms: int | float | None) -> str | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- what exists --------------------------------------------------------------------------
+
+
+def _listed(names: Iterable[str]) -> str:
+    names = sorted(names)
+    return ", ".join(names) if names else "none"
+
+
+def _unknown(what: str, name: str, known: set[str], where: str) -> ScopeError:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ScopeError(f"no {what} {name!r} in {where}{hint}: the {what}s there are {_listed(known)}")
+
+
+def databases(client: InfluxQLClient) -> set[str]:
+    """The databases the server has (InfluxDB's own `_internal` left out)."""
+    return {row[0] for s in client.one("SHOW DATABASES") for row in s.values if not row[0].startswith("_")}
+
+
+def check_database(client: InfluxQLClient, db: str) -> None:
+    known = databases(client)
+    if db not in known:
+        raise _unknown("database", db, known, client.url)
+
+
+def _tag_values(client: InfluxQLClient, db: str, key: str, where: str = "") -> set[str]:
+    """The values of a tag in any measurement of the database, at any time (the index)."""
+    statement = f"SHOW TAG VALUES WITH KEY = {quote_ident(key)}" + (f" WHERE {where}" if where else "")
+    return {str(row[1]) for s in client.one(statement, db=db) for row in s.values}
+
+
+def check_place(client: InfluxQLClient, db: str, place: Place) -> None:
+    """Raise ScopeError for a district or zone the database has never heard of. A database
+    with no data at all is not checked: every answer from it is empty anyway."""
+    districts = _tag_values(client, db, "district")
+    if not districts:
+        return
+    for district in place.districts:
+        if district not in districts:
+            raise _unknown("district", district, districts, db)
+    if not place.zones:
+        return
+    scope = "".join(f" OR {quote_ident('district')} = {quote_string(d)}" for d in place.districts)[4:]
+    zones = _tag_values(client, db, "zone", scope)
+    where = db + (f" for {', '.join(place.districts)}" if place.districts else "")
+    for zone in place.zones:
+        if zone not in zones:
+            raise _unknown("zone", zone, zones, where)

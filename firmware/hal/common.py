@@ -24,14 +24,36 @@ def console_poller():
     return poller
 
 
+# A character the break-in window read that was no break-in: the start of a line.
+carried = ""
+
+
+def break_in(window_ms=50):
+    """The console break-in window (main.py): a technician's laptop (`urbansense node
+    flash`, `node info`: field/serial_board.py) keeps sending Ctrl-A while it waits for the
+    REPL, and a duty-cycled node is awake for only tens of milliseconds a wake. What was
+    sent while the board booted waits here: Ctrl-A or Ctrl-C stops the program
+    (KeyboardInterrupt: the REPL takes the rest). A byte, not only Ctrl-C: Ctrl-C is a
+    signal on a virtual board (hil/boards/bridge.py), and one that lands while its
+    interpreter starts kills that start. 50 ms of every wake (docs/PERFORMANCE.md)."""
+    global carried
+    if console_poller().poll(window_ms):
+        char = sys.stdin.read(1)
+        if char and char in "\x01\x03":
+            raise KeyboardInterrupt
+        carried = char   # the start of a stimulus line (contract 3): console_lines takes it
+
+
 def console_lines(poller):
     """Lines waiting on the console, without blocking. Returns (lines, still_open)."""
+    global carried
     lines = []
     while poller.poll(0):
         line = sys.stdin.readline()
         if not line:
             return lines, False   # console closed
-        lines.append(line.strip())
+        lines.append((carried + line).strip())
+        carried = ""
     return lines, True
 
 

@@ -107,8 +107,8 @@ class MQTTClient:
         self._reader = None
         self._writer = None
         self._tasks = []
-        self._lock = asyncio.Lock()
-        self._waiting = {}        # packet id -> [asyncio.Event, acked], for PUBACK / SUBACK
+        self._sending = False     # a packet is being written (see _send)
+        self._waiting = {}        # packet id -> [done, acked], for PUBACK / SUBACK
         self._pid = 0
         self._last_tx = 0
         self._last_rx = 0
@@ -162,8 +162,8 @@ class MQTTClient:
         self._last_rx = time.ticks_ms()
         self._tasks = [asyncio.create_task(self._read_loop()),
                        asyncio.create_task(self._keepalive_loop())]
-        for topic, qos in self.subscriptions:
-            await self._subscribe(topic, qos)
+        if self.subscriptions:   # all in one SUBSCRIBE: one round trip
+            await self._subscribe(self.subscriptions)
 
     async def connect_with_backoff(self, attempts=0, base_ms=500, cap_ms=30000):
         """Connect, retrying with exponential backoff and full jitter (so a fleet that lost
@@ -246,24 +246,33 @@ class MQTTClient:
         self._reader = self._writer = None
         # Wake everyone waiting for an ack: their packet will be sent again after reconnect.
         for entry in self._waiting.values():
-            entry[0].set()
+            entry[0] = True
         self._waiting = {}
         if was:
             self.log("mqtt closed")
 
     # -- sending -------------------------------------------------------------------
     async def _send(self, data, more=None):
+        # One packet at a time, its parts never interleaved. A flag rather than an
+        # asyncio.Lock, whose class costs the publishing phase 640 bytes of heap: a second
+        # sender (a PUBACK, a ping) is rare and waits its turn in 1 ms steps.
+        while self._sending:
+            await asyncio.sleep_ms(1)
         self._check_link()
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             raise MQTTError("not connected")
-        async with self._lock:   # one packet at a time, its parts never interleaved
-            self._writer.write(data)
+        self._sending = True
+        try:
+            writer.write(data)
             if type(more) is list:
                 for part in more:
-                    self._writer.write(part)
+                    writer.write(part)
             elif more is not None:
-                self._writer.write(more)
-            await self._writer.drain()
+                writer.write(more)
+            await writer.drain()
+        finally:
+            self._sending = False
         self._last_tx = time.ticks_ms()
 
     def _next_pid(self):
@@ -302,14 +311,12 @@ class MQTTClient:
         if not qos:
             await self._send(pkt, rest)
             return
-        entry = [asyncio.Event(), False]
+        entry = [False, False]
         self._waiting[pid] = entry
         try:
             while True:
                 await self._send(pkt, rest)
-                try:
-                    await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
-                except asyncio.TimeoutError:
+                if not await self._wait_ack(entry):
                     pkt[0] |= 0x08  # DUP: the broker may have it already
                     continue
                 if not entry[1]:
@@ -318,27 +325,43 @@ class MQTTClient:
         finally:
             self._waiting.pop(pid, None)
 
+    async def _wait_ack(self, entry):
+        """Until the read loop or close() marks entry ([done, acked]) done, or for
+        ack_timeout_ms. Returns False on the timeout. Polled in 1 ms steps rather than
+        with an asyncio.Event, whose class costs the publishing phase 1.2 KB of heap."""
+        start = time.ticks_ms()
+        while not entry[0]:
+            if time.ticks_diff(time.ticks_ms(), start) > self.ack_timeout_ms:
+                return False
+            await asyncio.sleep_ms(1)
+        return True
+
     async def subscribe(self, topic, qos=1):
         self.subscriptions.append((topic, qos))
         if self.connected:
-            await self._subscribe(topic, qos)
+            await self._subscribe([(topic, qos)])
 
-    async def _subscribe(self, topic, qos):
+    async def _subscribe(self, topics):
+        """One SUBSCRIBE for a list of (topic, qos)."""
         pid = self._next_pid()
-        size = 2 + _str_len(topic) + 1
+        size = 2
+        for topic, qos in topics:
+            size += _str_len(topic) + 1
         head = _header(_SUBSCRIBE, size)
         pkt = bytearray(len(head) + size)
         pkt[:len(head)] = head
         struct.pack_into("!H", pkt, len(head), pid)
-        pos = _put_str(pkt, len(head) + 2, topic)
-        pkt[pos] = qos
-        entry = [asyncio.Event(), False]
+        pos = len(head) + 2
+        for topic, qos in topics:
+            pos = _put_str(pkt, pos, topic)
+            pkt[pos] = qos
+            pos += 1
+        entry = [False, False]
         self._waiting[pid] = entry
         try:
             await self._send(pkt)
-            await asyncio.wait_for_ms(entry[0].wait(), self.ack_timeout_ms)
-        except asyncio.TimeoutError:
-            raise MQTTError("no SUBACK")
+            if not await self._wait_ack(entry):
+                raise MQTTError("no SUBACK")
         finally:
             self._waiting.pop(pid, None)
         if not entry[1]:
@@ -391,8 +414,7 @@ class MQTTClient:
                     pid = (self._rx[0] << 8) | self._rx[1]
                     entry = self._waiting.pop(pid, None)
                     if entry is not None:
-                        entry[1] = True
-                        entry[0].set()
+                        entry[0] = entry[1] = True
                 elif kind == _PUBLISH:
                     await self._on_publish(ptype)
         except asyncio.CancelledError:

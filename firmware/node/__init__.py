@@ -20,6 +20,8 @@ PHASES = {
     "sampling": ("node.sensors", "node.sample_", "node.detect", "drivers", "hal.sim_"),
     # the messages and the replay of the queue, the MQTT client
     "publishing": ("node.link", "mqtt_client"),
+    # the edge's receipts: what leaves the queues, what is sent again, time from the edge
+    "receipts": ("node.receipts",),
     # running commands; the config validator (main.py's check at boot is this phase's)
     "commands": ("node.commands", "node.config"),
     "protocols": ("protocols",),

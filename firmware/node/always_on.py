@@ -12,7 +12,7 @@ import asyncio
 import gc
 import time
 
-from node import WATCHDOG_MS
+from node import WATCHDOG_MS, drop, load
 
 HEADROOM = 8192   # bytes free beyond what sampling takes, for a fragmented heap
 
@@ -38,6 +38,7 @@ async def _main(node):
                     told = True
                 await _park(node)
             need = max(need, _sample(node))
+            _receipts(node)             # at least once an interval: the resend delay
             due = time.ticks_add(due, int(node.cfg["interval_s"] * 1000))
             if time.ticks_diff(time.ticks_ms(), due) > 0:
                 due = time.ticks_ms()   # fell behind: no burst of catch-up samples
@@ -46,6 +47,8 @@ async def _main(node):
             if node.run_commands():
                 due = time.ticks_ms()   # a `sample` command: the reading is the answer
                 continue
+        if node.inbox:
+            _receipts(node)             # as they arrive (housekeeping kicks the loop)
         client = node.make_client()
         if not client.connected and time.ticks_diff(time.ticks_ms(), retry) >= 0:
             if await _connect(node, client):
@@ -73,6 +76,13 @@ async def _main(node):
                 kick.wait(), max(0, min(1000, time.ticks_diff(wake, time.ticks_ms()))))
         except asyncio.TimeoutError:
             pass
+
+
+def _receipts(node):
+    """The receipts phase (node/receipts.py), in and out: its code is not kept beside
+    the link."""
+    load("receipts").apply(node)
+    drop("receipts")
 
 
 async def _park(node):
@@ -112,6 +122,6 @@ async def _housekeeping(node, kick):
     while True:
         node.hal.wdt_feed()
         node.hal.poll()
-        if len(node.cmds):
+        if len(node.cmds) or node.inbox:
             kick.set()
         await asyncio.sleep_ms(200)

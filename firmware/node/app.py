@@ -1,8 +1,10 @@
 # The node: sample -> detect -> offline queue (flash) -> MQTT, on one of two schedules.
 #
 # Every reading and event is written to the offline queue before anything is sent, and
-# leaves it only after the broker's PUBACK: a reset, a power cut or an outage at any
-# moment costs nothing (at least once; the receivers deduplicate on (node, boot, seq)).
+# leaves it only when a receipt of the edge covers it (node/receipts.py; the broker's
+# PUBACK only marks it sent): a reset, a power cut, an outage or a broker that loses what
+# it acknowledged costs nothing (at least once; the receivers deduplicate on
+# (node, boot, seq)).
 # The schedules drive a Node: node/always_on.py (mains power) and node/duty_cycle.py
 # (batteries); only the one in use is loaded.
 #
@@ -11,8 +13,8 @@
 # first sample and released by release_sensing; publishing is loaded on the first
 # connect (make_client) and released by drop_link; commands, stored in flash as they
 # arrive, run with the MQTT client out of the heap (run_commands). A duty-cycled node
-# samples, releases sensing, connects, disconnects, then runs the commands it received
-# in a wake of their own.
+# samples, releases sensing, connects, disconnects, applies the receipts it received,
+# then runs the commands it received in a wake of their own.
 import gc
 import time
 
@@ -47,6 +49,7 @@ class Node:
             files.write_json(BOOT_FILE, boot)
             self.seq = 0
             mem["det"] = {}
+            mem["fs"] = 0       # the birth's first_seq: nothing of this boot confirmed
             mem["boot_ms"] = hal.local_ms()
         self.boot = boot
         self.mem = mem
@@ -60,7 +63,10 @@ class Node:
         self.detect = None        # loaded with the sampler on the first sample
         self.sampler = None
         self.link = None          # made by make_client() before the first connect
+        self.topics = None        # the link's topics, made with the boot's first link
         self.parked = False       # the last connection ended with a clean DISCONNECT
+        self.inbox = []           # receipts received, not applied yet: (payload, local ms)
+        self.probe = None         # [boot, seq, local ms]: first sent on this connection
         # The receive buffer of every MQTT client of this boot (a command is at most 1 KiB,
         # SPEC section 7): made now, while the heap is whole; a connect after phases have
         # come and gone may find no 1200 contiguous bytes.
@@ -105,6 +111,7 @@ class Node:
         Returns True if a `sample` command asked for a reading (taken by the schedule
         once this phase's code is gone)."""
         self.hal.checkpoint("commands")   # received and acked, not run yet
+        self.topics = None   # made again by the next link: the commands need the room
         load("commands").run_pending(self)
         self.note_heap()
         drop("commands", "protocols")

@@ -98,6 +98,10 @@ def validate(cfg):
     cfg["hil"] = cfg.get("hil", False)
     if type(cfg["hil"]) is not bool:
         raise ConfigError("hil", "must be true or false")
+    # Sim only: false makes its "NTP" never answer (a node that takes its time from the
+    # edge's receipts). Not filled in: a key more in cfg, which stays, costs heap.
+    if type(cfg.get("ntp", True)) is not bool:
+        raise ConfigError("ntp", "must be true or false")
     if kind == "parking":
         _choice(cfg, "sensor", ("mag", "distance"), "mag")
     return cfg

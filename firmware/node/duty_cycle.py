@@ -1,10 +1,11 @@
 # The duty-cycled schedule (battery nodes): wake, run the commands stored in flash, sample,
-# connect, publish everything queued, store the commands waiting at the broker,
-# DISCONNECT (so no will is published), deep sleep until the next interval or a pin wake
-# (leak probe, cover switch).
+# connect, publish everything queued, store the commands and collect the receipts waiting
+# at the broker, DISCONNECT (so no will is published), apply the receipts, deep sleep
+# until the next interval or a pin wake (leak probe, cover switch).
 #
 # Each wake runs at most two phases, and each phase's code leaves the heap before the
-# next one's comes in: commands get a wake of their own. Those received during a wake run
+# next one's comes in (the receipts' small phase follows publishing, with the link's
+# code gone): commands get a wake of their own. Those received during a wake run
 # at the start of the next one, which follows at once (a 1 ms sleep) and does nothing
 # else; the wake after it publishes their answers (and takes the reading a `sample` asked
 # for). After any two phases the heap is too fragmented for a third, and a wake starts
@@ -13,9 +14,10 @@
 # alarm) samples first and leaves the commands to the wake after it.
 import time
 
-from node import WATCHDOG_MS, drop
+from node import WATCHDOG_MS, drop, load
 
 COMMAND_WAKE_MS = 1    # sleep before a wake that runs the commands just received
+CLOCK_WAIT_MS = 1000   # how long a node without a clock waits for a fresh receipt
 
 
 def run(node):
@@ -50,6 +52,10 @@ def run(node):
         node.drop_link()
     else:
         node.log("error network: not connected (data stays queued)")
+    # The receipts phase (node/receipts.py), with the link's code gone; offline too, for
+    # the resend delay and the next birth's first_seq.
+    load("receipts").apply(node)
+    drop("receipts")
     hal.wdt_feed()
     if node.reboot:
         hal.reset()       # asked for by a command, whose answer is now sent
@@ -96,9 +102,18 @@ async def _publish(node):
                 if node.batch_items == 1:
                     raise
                 node.shrink_batches()
-        # Commands waiting at the broker (persistent session) arrive right after the
-        # connect and go to flash as they do; give stragglers a moment.
-        await asyncio.sleep_ms(50)
+        node.hal.checkpoint("published")   # acknowledged by the broker, no receipt yet
+        # Commands waiting at the broker (persistent session) and receipts (the retained
+        # one, and those queued while the node slept) arrive right after the connect, to
+        # flash or to node.inbox; give stragglers a moment. A node without a clock that
+        # has sent something waits longer for a receipt, which may be of what it has
+        # just sent and set its clock for the rest of the boot (SPEC 7.1.4).
+        heard = len(node.inbox)
+        limit = 50 if node.hal.epoch_ms() or not node.probe else CLOCK_WAIT_MS
+        waited = 0
+        while waited < 50 or (waited < limit and len(node.inbox) == heard):
+            await asyncio.sleep_ms(50)
+            waited += 50
         await node.park()
     except MemoryError:
         node.shrink_batches()

@@ -2,11 +2,18 @@
 # and power loss.
 #
 # Layout: a folder of numbered segment files, each holding up to SEGMENT lines (one
-# record per line), and a `head` file "SEGMENT LINE" naming the oldest record not yet
-# delivered. A push appends one line to the last segment; delivering advances the head
-# (written atomically) and deletes segments left behind. Nothing is ever rewritten in
-# place, so a power cut costs at most the line being written (a torn line, cut off at
-# the next start).
+# record per line), and a `head` file [SEGMENT, LINE, SENT, NEXT] naming the oldest record
+# still kept and two counts of records from there: SENT have been sent at least once (the
+# broker acknowledged them), and sending goes on at NEXT (0 after a rewind: everything is
+# sent again). A push appends one line to the last segment; pop advances the head and
+# save() writes it atomically; a segment left behind is deleted once the head is written.
+# Nothing is ever rewritten in place, so a power cut costs at most the line being written
+# (a torn line, cut off at the next start). A head written late is harmless: records that
+# come back after a cut are sent again, and receivers deduplicate on identity; so the
+# node writes it once for many publishes and receipts, and at once only when a full queue
+# drops a record, which is counted and must stay dropped. The link moves `next` and
+# `sent` as it sends, node/receipts.py sets `next` back to 0 for a resend; both set
+# `dirty` for save().
 import json
 import os
 
@@ -21,8 +28,8 @@ class FlashQueue:
         self.max_items = max_items
         self.dropped = 0          # records dropped (oldest first) because the queue was full
         files.makedirs(folder)
-        head = files.read_json(folder + "/head", [0, 0])
-        self._head_seg, self._head_line = head[0], head[1]
+        head = files.read_json(folder + "/head", [0, 0]) + [0, 0]
+        self._head_seg, self._head_line, self.sent, self.next = head[:4]
         segs = []
         for name in os.listdir(folder):
             if name.isdigit():
@@ -35,10 +42,11 @@ class FlashQueue:
         self._segs = [[num, self._count_lines(num)] for num in segs]
         if not self._segs or self._segs[0][0] != self._head_seg:
             self._head_seg = self._segs[0][0] if self._segs else self._head_seg
-            self._head_line = 0
-        self.count = sum(s[1] for s in self._segs) - self._head_line
-        if self.count < 0:
-            self.count = 0
+            self._head_line = self.sent = self.next = 0
+        self.count = max(0, sum(s[1] for s in self._segs) - self._head_line)
+        self.sent = min(self.sent, self.count)
+        self.next = min(self.next, self.sent)
+        self.dirty = False
 
     def _path(self, num):
         return "%s/%d" % (self.folder, num)
@@ -59,12 +67,14 @@ class FlashQueue:
     def push(self, record):
         """Append one record: bytes without a newline, or an object, written as JSON
         straight into the file (no string of it is built: the heap is the budget).
-        Returns how many old records were dropped to make room (0 or 1)."""
+        When full, the oldest record makes room: returns 1 if it had never been sent
+        (lost for good), else 0 (the broker may hold it, and receivers count it if it
+        never arrives)."""
         dropped = 0
         if self.count >= self.max_items:
+            dropped = 0 if self.sent else 1
             self.pop(1)
             self.dropped += 1
-            dropped = 1
         if not self._segs or self._segs[-1][1] >= SEGMENT:
             num = self._segs[-1][0] + 1 if self._segs else self._head_seg
             self._segs.append([num, 0])
@@ -79,14 +89,17 @@ class FlashQueue:
         self.count += 1
         return dropped
 
-    def peek(self, n, max_bytes=4096):
-        """Up to n oldest records (bytes), at most max_bytes in all (at least one)."""
+    def peek(self, n, max_bytes=4096, skip=0):
+        """Up to n records from the skip-th on, at most max_bytes in all (at least one)."""
         out = []
         size = 0
-        skip = self._head_line
+        skip += self._head_line
         for num, lines in self._segs:
             if len(out) >= n:
                 break
+            if skip >= lines:
+                skip -= lines
+                continue
             with open(self._path(num), "rb") as f:
                 for i in range(lines):
                     line = f.readline()
@@ -102,20 +115,34 @@ class FlashQueue:
             skip = 0
         return out
 
-    def pop(self, n):
-        """Mark the n oldest records delivered."""
+    def pop(self, n, save=True):
+        """Take the n oldest records off the queue (confirmed, or dropped when full).
+        save=False leaves writing the head to a later save()."""
         n = min(n, self.count)
+        if not n:
+            return
         self.count -= n
-        line = self._head_line + n
-        # Delete segments consumed to the end, except a last one still being appended to.
-        while self._segs and line >= self._segs[0][1] and (
-                len(self._segs) > 1 or self._segs[0][1] >= SEGMENT):
-            num, lines = self._segs.pop(0)
-            line -= lines
-            self._head_seg = self._segs[0][0] if self._segs else num + 1
+        self.sent = max(0, self.sent - n)
+        self.next = max(0, self.next - n)
+        self._head_line += n
+        self.dirty = True
+        # Segments consumed to the end go, except a last one still being appended to.
+        segs = self._segs
+        while segs and self._head_line >= segs[0][1] and (len(segs) > 1 or segs[0][1] >= SEGMENT):
+            num, lines = segs.pop(0)
+            self._head_line -= lines
+            self._head_seg = segs[0][0] if segs else num + 1
             # Head first, file second: a cut in between leaves a stale segment that the
             # next start deletes, never a head pointing into a missing file.
-            files.write_json(self.folder + "/head", [self._head_seg, line])
+            self.save()
             files.remove(self._path(num))
-        self._head_line = line
-        files.write_json(self.folder + "/head", [self._head_seg, self._head_line])
+        if save:
+            self.save()
+
+    def save(self):
+        """Write the head, if it changed."""
+        if self.dirty:
+            files.write_json(self.folder + "/head",
+                             [self._head_seg, self._head_line, self.sent, self.next])
+            self.dirty = False
+

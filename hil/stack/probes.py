@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from hil.services import InfluxDBServer, ServiceError
+from protocols.names import EVENTS
 
 POLL_S = 0.02
 
@@ -43,7 +44,7 @@ class EventPointProbe:
         # covers clock granularity and edge-computed times (arrival - age_ms).
         since_ms = int(started.wall * 1000) - 1000
         self.query = (
-            f'SELECT "state" FROM "events" WHERE "node" = \'{node}\' '
+            f'SELECT "state" FROM "{EVENTS}" WHERE "node" = \'{node}\' '
             f'AND "event" = \'{event}\' AND "state" = {"true" if state else "false"} '
             f"AND time >= {since_ms}ms"
         )

@@ -20,11 +20,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from protocols import catalog
+from protocols.names import SLUG_PATTERN
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 # Alertmanager's duration syntax (a subset: one or more number+unit parts).
 Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$")]
-Kind = Literal["parking", "air", "leak", "manhole"]
+Kind = Literal[catalog.KINDS]  # type: ignore[valid-type]
 Severity = Literal["info", "warning", "critical"]
 Event = Literal[tuple(catalog.EVENTS)]  # type: ignore[valid-type]
 

@@ -159,10 +159,15 @@ def test_a_stuck_clock_costs_the_edge_a_query_per_reading_not_a_walk(tmp_path):
         got = index.claim(conn, [("s-1", "", t)] * 100, t)
         cost.append(len(steps) - before)
         assert len(set(got)) == 100
-    conn.execute("COMMIT")
     assert sorted(r[0] for r in conn.execute("SELECT ts FROM stamps")) == list(range(t, t + 3000))
     # The last group, with 2,900 taken before it, costs about what the second did.
     assert cost[-1] < 2 * cost[1], cost
+    # After a restart (no remembered runs) the run is read in chunks of stamps.SCAN rows
+    # and the reading still lands just past it, a few rows from the end of a chunk too.
+    assert stamps.TimestampIndex().claim(conn, [("s-1", "", t + 5)], t) == [t + 3000]
+    conn.execute("DELETE FROM stamps WHERE ts=?", (t + stamps.SCAN + 2,))
+    assert stamps.TimestampIndex().claim(conn, [("s-1", "", t)], t) == [t + stamps.SCAN + 2]
+    conn.execute("COMMIT")
 
 
 # -- the commit loop ---------------------------------------------------------------------------

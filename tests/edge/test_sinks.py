@@ -12,6 +12,7 @@ from hil.services import InfluxDBServer
 from protocols import codec
 from tests.support.edge_process import v1_sink, write_config
 from tests.support.influx_points import uptimes, write_lines
+from tests.support.metrics import metric
 from tests.support.publisher import Publisher
 from tests.support.readings import counted_readings, now_ms
 from tests.support.site import topic
@@ -82,15 +83,35 @@ def test_413_splits_the_batch_until_it_fits(mosquitto, tmp_path, tmp_path_factor
         mqtt_port=mosquitto.port,
         client_id="edge-413",
         metrics=True,
-        sinks=[v1_sink("district", small, db, batch_max_lines=2000, batch_wait_ms=300)],
+        sinks=[
+            v1_sink(
+                "district",
+                small,
+                db,
+                batch_max_lines=2000,
+                batch_wait_ms=300,
+                retry_min_s=0.1,
+                retry_max_s=0.5,
+            )
+        ],
     )
     edge = edges(config).start()
     n = 1000
+    # The readings wait in the buffer while InfluxDB is down, so the batch read once it is
+    # back holds them all, however the edge's commits and the forwarder's reads fell.
+    small.stop()
     pub = Publisher(mosquitto.port, "split-publisher")
     try:
         pub.publish_all(counted_readings(n, prefix="t"))
     finally:
         pub.close()
+    wait_for(
+        lambda: (
+            (metric(edge.metrics_text(), "urbansense_edge_sink_pending_lines", 'sink="district"') or 0) >= n
+        ),
+        what=f"{n} readings buffered",
+    )
+    small.start()
     wait_for(lambda: len(uptimes(small, db)) == n, what=f"{n} points through 413 splits")
     text = edge.metrics_text()
     assert re.search(r'sink_requests_total\{outcome="too_large",sink="district"\} [1-9]', text), text

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,9 @@ import pytest
 from field.inventory import read
 from field.node_config import ConfigError
 from tests.support.cli import urbansense
+from tests.support.dialogue import Dialogue
+from tests.support.field_cli import inventory, provision_args, site, statuses
+from tests.support.field_cli import provision as provision_fleet
 
 HEADER = "node,district,zone,kind,port,interval_s,broker.port\n"
 
@@ -149,59 +150,79 @@ def test_field_examples_are_valid(repo_root):
     assert parse(load(field / "node.example.json"), "node.example.json").node == "p-0001"
 
 
+def plug(cable: Path, board) -> None:
+    """Plug `board` into the one cable: the port name now leads to that board."""
+    cable.unlink(missing_ok=True)
+    cable.symlink_to(board.port)
+
+
 def test_one_cable_waits_for_each_board(boards, standin_bundle, mosquitto, tmp_path):
-    board = boards("bench")  # one cable: every node comes to the same port in turn
-    defaults = tmp_path / "site.json"
-    defaults.write_text(
-        json.dumps({"platform": "sim", "broker": {"host": "127.0.0.1", "port": mosquitto.port}})
-    )
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text(
-        "node,district,zone,kind,port\n"
-        f"p-0401,xuhui,caohejing,parking,{board.port}\n"
-        f"p-0402,xuhui,caohejing,parking,{board.port}\n"
-        f"p-0403,xuhui,caohejing,parking,{board.port}\n"
+    """One cable, every row on its port: the tool waits for each board, and a board that
+    is still the last one (Enter pressed, boards not swapped) is asked about, not flashed."""
+    a, b, c = boards("a"), boards("b"), boards("c")
+    cable = tmp_path / "ttyUSB0"
+    fleet = inventory(
+        tmp_path / "fleet.csv", [f"p-040{i},xuhui,caohejing,parking,{cable}" for i in (1, 2, 3)]
     )
     results = tmp_path / "results"
-
-    def run(answers: str, *extra: str):
-        cli = Path(sys.executable).parent / "urbansense"
-        return subprocess.run(
-            [
-                str(cli),
-                "node",
-                "provision",
-                "--inventory",
-                str(inventory),
-                "--defaults",
-                str(defaults),
-                "--bundle",
-                str(standin_bundle.root),
-                "--results",
-                str(results),
-                "--timeout",
-                "60",
-                "--one-cable",
-                *extra,
-            ],
-            input=answers,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
+    defaults = site(tmp_path / "site.json", mosquitto.port)
+    args = [*provision_args(fleet, standin_bundle.root, results, defaults=defaults), "--one-cable"]
 
     # Enter for the first, skip the second, then stop: one live, one skipped, one not done.
-    first = run("\ns\nq\n")
-    assert first.returncode == 1, first.stderr
-    assert first.stderr.count("connect p-04") == 3
-    doc = {n["node"]: n["status"] for n in json.loads((results / "results.json").read_text())["nodes"]}
-    assert doc == {"p-0401": "live", "p-0402": "skipped"}
-    assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0401"
+    first = Dialogue(args)
+    first.wait_for("connect p-0401 to")
+    plug(cable, a)
+    first.answer("")
+    first.wait_for("connect p-0402 to")
+    first.answer("s")
+    first.wait_for("connect p-0403 to")
+    first.answer("q")
+    assert first.finish() == 1, first.stderr
+    assert statuses(results) == {"p-0401": "live", "p-0402": "skipped"}
+    assert json.loads((a.flash / "config.json").read_text())["node"] == "p-0401"
 
-    # Resume: the technician plugs in the two others; both go live, p-0401 is not asked for.
-    second = run("\n\n", "--resume")
-    assert second.returncode == 0, second.stderr
+    # Resume: p-0401 is not asked for. Enter with p-0401's board still on the cable is asked
+    # about again (it may be replaced: it was flashed in an earlier run); then the right one.
+    second = Dialogue([*args, "--resume"])
+    second.wait_for("connect p-0402 to")
+    second.answer("")
+    second.wait_for("the board on %s is node p-0401, not p-0402" % cable)
+    second.wait_for("connect p-0402's board to")
+    assert "r: replace p-0401" in second.stderr
+    plug(cable, b)
+    second.answer("")
+    # p-0403: Enter without swapping: the board is p-0402, flashed a moment ago.
+    second.wait_for("connect p-0403 to")
+    second.answer("")
+    second.wait_for("is p-0402, flashed earlier in this run")
+    second.wait_for("connect p-0403's board to")
+    plug(cable, c)
+    second.answer("")
+    assert second.finish() == 0, second.stderr
     assert "connect p-0401" not in second.stderr
-    doc = {n["node"]: n["status"] for n in json.loads((results / "results.json").read_text())["nodes"]}
-    assert doc == {"p-0401": "live", "p-0402": "live", "p-0403": "live"}
-    assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0403"
+    assert statuses(results) == {"p-0401": "live", "p-0402": "live", "p-0403": "live"}
+    assert [json.loads((x.flash / "config.json").read_text())["node"] for x in (a, b, c)] == [
+        "p-0401",
+        "p-0402",
+        "p-0403",
+    ]
+    assert "3 of 3 node(s) live" in second.stdout
+
+
+def test_one_cable_never_swapped_flashes_one_node(boards, standin_bundle, mosquitto, tmp_path):
+    """Enter pressed for every row, the same board on the cable all along: one node live, the
+    others asked about until the input ends, and the summary says so."""
+    board = boards("bench")
+    fleet = inventory(
+        tmp_path / "fleet.csv", [f"p-050{i},xuhui,caohejing,parking,{board.port}" for i in (1, 2, 3)]
+    )
+    results = tmp_path / "results"
+    defaults = site(tmp_path / "site.json", mosquitto.port)
+    proc = provision_fleet(
+        fleet, standin_bundle.root, results, "--one-cable", defaults=defaults, stdin="\n\n\n"
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("is p-0501, flashed earlier in this run") == 2
+    assert "1 of 3 node(s) live" in proc.stdout
+    assert statuses(results) == {"p-0501": "live"}
+    assert json.loads((board.flash / "config.json").read_text())["node"] == "p-0501"

@@ -74,7 +74,7 @@ def check_readings(node, log, chip: str, kind: str, count: int) -> list[dict]:
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("chip", CHIPS)
-def test_duty_cycled_node_on_the_board(tmp_path, bundle, standins, mosquitto, chip, kind):
+def test_duty_cycled_node_on_the_board(tmp_path, bundle, standins, mosquitto, edge, chip, kind):
     start_ms = int(time.time() * 1000)
     node, log = run_node(tmp_path, bundle, standins, mosquitto, chip, kind, "duty-cycled", 3)
     got = check_readings(node, log, chip, kind, 3)
@@ -91,7 +91,7 @@ def test_duty_cycled_node_on_the_board(tmp_path, bundle, standins, mosquitto, ch
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("chip", CHIPS)
-def test_always_on_node_on_the_board(tmp_path, bundle, standins, mosquitto, chip, kind):
+def test_always_on_node_on_the_board(tmp_path, bundle, standins, mosquitto, edge, chip, kind):
     node, log = run_node(tmp_path, bundle, standins, mosquitto, chip, kind, "always-on", 2)
     check_readings(node, log, chip, kind, 2)
     births = decoded(log, "status")

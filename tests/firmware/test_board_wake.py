@@ -37,7 +37,9 @@ def probe_volts(chip: str, wet: bool) -> dict:
 
 
 @pytest.mark.parametrize("chip", CHIPS)
-def test_a_lasting_leak_wakes_the_node_once_then_at_its_interval(tmp_path, bundle, standins, mosquitto, chip):
+def test_a_lasting_leak_wakes_the_node_once_then_at_its_interval(
+    tmp_path, bundle, standins, mosquitto, edge, chip
+):
     interval_s = 5
     node_id = f"leak-{chip}"
     wake = WIRING[chip]["wake"]
@@ -70,7 +72,7 @@ def test_a_lasting_leak_wakes_the_node_once_then_at_its_interval(tmp_path, bundl
 
 
 @pytest.mark.parametrize("chip", CHIPS)
-def test_a_lifted_cover_wakes_the_node_at_once(tmp_path, bundle, standins, mosquitto, chip):
+def test_a_lifted_cover_wakes_the_node_at_once(tmp_path, bundle, standins, mosquitto, edge, chip):
     node_id = f"cover-{chip}"
     wake = WIRING[chip]["wake"]
     log = node_log(mosquitto, node_id)

@@ -26,6 +26,7 @@ import pytest
 from hil.sim import KINDS, SLEEP_EXIT, node_config, write_json_atomic
 from hil.sim_build import NODE_MICROPYPATH, install, node_argv, run_once, sleep_as_asked
 from protocols import codec
+from tests.support.edge_standin import ReceiptEdge
 from tests.support.fleet import decoded, node_log, readings
 
 BUDGET = "64k"
@@ -60,7 +61,7 @@ def flash_for(tmp_path, broker, node_id: str, kind: str, schedule: str, interval
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bundle, mosquitto):
+def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bundle, mosquitto, edge):
     node_id = f"heap-{kind[0]}"
     flash = flash_for(tmp_path, mosquitto, node_id, kind, "duty-cycled", INTERVAL_S)
     log = node_log(mosquitto, node_id)
@@ -74,9 +75,16 @@ def test_duty_cycled_node_replays_its_queue_within_the_budget(kind, tmp_path, bu
         deadline = time.monotonic() + 10  # a hang guard for the broker log
         while len(readings(log)) < QUEUED + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The receipts phase in the same budget: the next wake reads the edge's retained
+        # receipt for the whole replay and takes every record it covers off the queue.
+        edge.wait_confirmed(node_id, [(1, seq) for seq in range(QUEUED + 1)])
+        out += cycle(bundle, flash)
     finally:
         log.close()
-    assert readings(log) == [(1, seq) for seq in range(QUEUED + 1)]
+    assert readings(log)[: QUEUED + 1] == [(1, seq) for seq in range(QUEUED + 1)]
+    # Over the two wakes, every record of the replay left the queue on a receipt.
+    confirmed = [int(ln.split(" confirmed ")[1].split()[0]) for ln in out.splitlines() if " confirmed " in ln]
+    assert sum(confirmed) >= QUEUED + 1, out
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -107,10 +115,12 @@ def test_duty_cycled_wake_that_runs_commands_fits_the_budget(kind, tmp_path, bun
 
 
 def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool):
-    """Run an always-on node until it has sent eight readings (and answered a ping).
-    Returns (console, statuses seen before the node was killed, readings)."""
+    """Run an always-on node until it has sent eight readings (and answered a ping),
+    with an edge confirming them (receipts). Returns (console, statuses seen before the
+    node was killed, readings)."""
     install(bundle, flash)
     log = node_log(broker, node_id)
+    edge = ReceiptEdge(broker.host, broker.port)
     proc = subprocess.Popen(
         node_argv(heap),
         cwd=flash,
@@ -129,6 +139,7 @@ def run_always_on(bundle, flash, broker, node_id: str, heap: str, command: bool)
         proc.kill()
         out = proc.communicate()[0].decode()
         log.close()
+        edge.close()
     assert "MemoryError" not in out and "batches of 1 " not in out, out
     if command:
         assert [a["ok"] for a in decoded(log, "cmd/ack")] == [True], out

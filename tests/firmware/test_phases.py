@@ -22,7 +22,7 @@ from protocols import codec
 from tests.support.fleet import decoded, node_log
 
 PROBE = Path(__file__).parent / "mp" / "phases_probe.py"
-HEAP = "96k"
+HEAP = "104k"
 # What a duty-cycled node holds between its phases: the node and its queues, the HAL,
 # the schedule (and the probe, being imported).
 RESIDENT = ["files", "hal", "hal.sim", "node", "node.app", "node.duty_cycle", "node.queue", "phases_probe"]

@@ -1,5 +1,6 @@
 """The offline queue in flash (firmware/node/queue.py) under MicroPython, through resets
-(reopening), a torn write and overflow."""
+(reopening), a torn write and overflow, and what it keeps of sending: how many records
+have been sent and where sending goes on."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def test_queue_survives_reopen_torn_write_and_overflow(tmp_path, node_path):
     assert out["peek_bytes"] == 2  # each record is 10 bytes: two fit in 25
     assert out["peek_one"] == 1
     assert out["refill"] == [1, [500]]
+    # The sent count and the sending cursor live in the head: 4 of 6 sent, reopened.
+    assert out["sent_reopen"] == [6, 4, 4]
+    # Three confirmed: the cursors move with the head; the next record is the 4th.
+    assert out["sent_pop"] == [3, 1, 1, [3]]
+    # A reset before that head was written: the three come back, sent (harmless: sent
+    # again, and receivers deduplicate); nothing is lost.
+    assert out["sent_unsaved"] == [6, 4, 4]
+    # A rewind: everything is sent again from the head, after a reset too.
+    assert out["sent_rewound"] == [3, 1, 0, [4, 5]]

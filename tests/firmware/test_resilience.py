@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support.edge_standin import ReceiptEdge
 from tests.support.fleet import decoded, make_node, node_log, readings
 
 
@@ -41,6 +42,7 @@ def test_broker_restart_network_cut_power_loss_and_overflow(tmp_path, bundle, mo
         "r-air": make_node(tmp_path, bundle, broker, "air", "r-air", "always-on", 0.25, queue_max=20),
     }
     logs = {nid: node_log(broker, nid) for nid in nodes}
+    edge = ReceiptEdge(broker.host, broker.port)  # receipts, as the edge sends them
     try:
         for node in nodes.values():
             node.set_stimulus("ch4_lel", 0.5)
@@ -91,6 +93,7 @@ def test_broker_restart_network_cut_power_loss_and_overflow(tmp_path, bundle, mo
             node.stop()
         for log in logs.values():
             log.close()
+        edge.close()
 
     for nid, node in nodes.items():
         tm, ev = identities(logs[nid])

@@ -86,6 +86,92 @@ def test_v1_existing_database_gets_the_policy_as_default(capsys, own_influxdb):
     assert in_raw[0].values[0][1] == 1 and in_autogen == []
 
 
+def write(url: str, db: str, line: str, rp: str | None = None) -> None:
+    """One point as the edge writes it (no rp: the database's default policy)."""
+    query = f"db={db}&precision=ms" + (f"&rp={rp}" if rp else "")
+    req = urllib.request.Request(f"{url}/write?{query}", data=line.encode(), method="POST")
+    urllib.request.urlopen(req, timeout=10).close()
+
+
+def open_alarm(district: str, node: str, ms: int) -> str:
+    return (
+        f"events,district={district},zone=z1,node={node},kind=leak,event=leak,severity=critical "
+        f"state=true,value=1 {ms}"
+    )
+
+
+def open_alarm_nodes(url: str, district: str) -> list[str]:
+    proc = urbansense("query", "alarms", "--url", url, "--district", district, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return sorted(a["node"] for a in json.loads(proc.stdout)["open"])
+
+
+def test_v1_data_written_before_init_stays_visible(own_influxdb):
+    url, now_ms = own_influxdb.url, int(time.time() * 1000)
+    own_influxdb.create_database("district_baoshan")  # autogen, and the edge already writing
+    write(url, "district_baoshan", open_alarm("baoshan", "l-1", now_ms - 60_000))
+    assert open_alarm_nodes(url, "baoshan") == ["l-1"]
+
+    proc = urbansense("db", "init", "--url", url, "--district", "baoshan", "--json")
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(proc.stdout)[0]
+    assert (done["policy"], done["action"]) == ("autogen", "retention set on autogen, which holds the data")
+    autogen = policies(url, "district_baoshan")["autogen"]
+    assert (autogen["duration"], autogen["shardGroupDuration"], autogen["default"]) == (
+        "720h0m0s",
+        "24h0m0s",
+        True,
+    )
+    # What was there is still answered, and what the edge writes next lands beside it.
+    write(url, "district_baoshan", open_alarm("baoshan", "l-2", now_ms))
+    assert open_alarm_nodes(url, "baoshan") == ["l-1", "l-2"]
+    again = urbansense("db", "init", "--url", url, "--district", "baoshan", "--json")
+    assert json.loads(again.stdout)[0]["action"] == "unchanged"
+
+
+def test_v1_an_earlier_init_that_hid_data_is_undone(own_influxdb):
+    url, now_ms = own_influxdb.url, int(time.time() * 1000)
+    own_influxdb.create_database("district_hongkou")
+    write(url, "district_hongkou", open_alarm("hongkou", "l-3", now_ms))
+    # What `db init` used to do: a new, empty default policy in front of the data.
+    InfluxQLClient(url).query(
+        'CREATE RETENTION POLICY "raw" ON "district_hongkou" DURATION 720h REPLICATION 1 DEFAULT'
+    )
+    assert open_alarm_nodes(url, "hongkou") == []
+    proc = urbansense("db", "init", "--url", url, "--district", "hongkou", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["policy"] == "autogen"
+    assert open_alarm_nodes(url, "hongkou") == ["l-3"]
+
+
+def test_v1_init_that_would_delete_data_refuses(own_influxdb):
+    url, now_ms = own_influxdb.url, int(time.time() * 1000)
+    own_influxdb.create_database("district_songjiang")
+    write(url, "district_songjiang", open_alarm("songjiang", "l-4", now_ms - 60 * DAY * 1000))
+    before = policies(url, "district_songjiang")
+    proc = urbansense("db", "init", "--url", url, "--district", "yangpu", "--district", "songjiang")
+    assert proc.returncode == 1
+    line = proc.stderr.strip()
+    assert line.startswith(
+        "urbansense: district_songjiang holds data in its retention policy autogen in shards that ended on "
+    )
+    assert ": a duration of 30 days would delete them. Give --raw-days " in line and line.endswith(
+        " (or more) to keep them, or export them first"
+    )
+    # Nothing changed anywhere: not even the database that was fine.
+    assert policies(url, "district_songjiang") == before
+    assert "district_yangpu" not in {
+        row[0] for s in InfluxQLClient(url).one("SHOW DATABASES") for row in s.values
+    }
+    days = int(line.split("Give --raw-days ")[1].split()[0])
+    kept = urbansense(
+        "db", "init", "--url", url, "--district", "songjiang", "--raw-days", str(days), "--json"
+    )
+    assert kept.returncode == 0, kept.stderr
+    rows = InfluxQLClient(url).one('SELECT count("state") FROM "events"', db="district_songjiang")
+    assert rows[0].values[0][1] == 1
+
+
 def test_dry_run_changes_nothing(capsys, own_influxdb):
     result = init(capsys, own_influxdb.url, "--district", "qingpu", "--dry-run")
     assert result[0]["action"] == "would be created"

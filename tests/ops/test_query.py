@@ -48,10 +48,43 @@ def test_parking_now_per_zone(capsys, city, influxdb, level):
         arrivals = sum(len(known.arrivals(n)) for n in nodes)
         assert (row["spaces"], row["occupied"], row["free"]) == (len(nodes), occupied, len(nodes) - occupied)
         assert row["arrivals"] == arrivals
-        assert row["turnover_per_hour"] == pytest.approx(arrivals / len(nodes) / known.HOURS, abs=1e-3)
+        hours = observed_hours(zone)
+        assert row["observed_h"] == pytest.approx(hours, abs=0.01)
+        assert row["turnover_per_hour"] == pytest.approx(arrivals / len(nodes) / hours, abs=1e-3)
     # By hand: caohejing ends with p-0001 and p-0003 parked, p-0002 and p-0004 free.
     assert (zones["caohejing"]["occupied"], zones["caohejing"]["free"]) == (2, 2)
     assert zones["caohejing"]["arrivals"] == 5 and zones["caohejing"]["occupancy_pct"] == 50.0
+
+
+def observed_hours(zone: str) -> float:
+    """From the zone's first reading (minute 0) to its last reading or occupancy event (each
+    event is written 0.1 minute after its change)."""
+    nodes = zone_nodes(zone)
+    changes = [minute + 0.1 for n in nodes for minute, _ in known.PARKING[n][1][1:]]
+    return max([max(known.parking_reading_minutes()), *changes]) / 60
+
+
+def test_turnover_does_not_change_with_a_longer_window(capsys, city, influxdb):
+    """Asked over two days around three hours of data, a zone turns over as often per hour."""
+    exact = ask(capsys, city, influxdb.url, "parking", "--district", known.DISTRICT)["zones"]
+    main(
+        [
+            "query",
+            "parking",
+            "--url",
+            influxdb.url,
+            "--district",
+            known.DISTRICT,
+            "--since",
+            "48h",
+            "--until",
+            known._iso(city.end_ms + 24 * known.HOUR_MS),
+            "--json",
+        ]
+    )
+    wide = json.loads(capsys.readouterr().out)["zones"]
+    assert [z["turnover_per_hour"] for z in wide] == [z["turnover_per_hour"] for z in exact]
+    assert all(z["turnover_per_hour"] > 0 for z in exact)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -332,10 +365,14 @@ def test_bad_input_is_one_line(args, message):
 
 
 @pytest.mark.parametrize("question", ["parking", "air", "alarms", "nodes"])
-def test_missing_database_is_named(influxdb, question):
+def test_missing_database_is_named(city, influxdb, question):
     proc = urbansense("query", question, "--url", influxdb.url, "--db", "district_nowhere")
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == "urbansense: InfluxQL error: database not found: district_nowhere"
+    assert proc.returncode == 2
+    line = proc.stderr.strip()
+    assert line.startswith(
+        f"urbansense: no database 'district_nowhere' in {influxdb.url}: the databases there are "
+    )
+    assert {"city", "district_xuhui"} <= set(line.rpartition(" are ")[2].split(", ")), line
 
 
 def test_empty_window_is_refused():

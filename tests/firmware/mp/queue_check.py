@@ -45,4 +45,25 @@ small.pop(len(small))
 small = FlashQueue("small", 10)
 small.push(rec(500))
 out["refill"] = [len(small), seqs(small.peek(5))]
+# What has been sent and where sending goes on: kept in the head with the records, moved
+# back by pops, and a rewind (send everything again) survives a reset too.
+sent = FlashQueue("sent", 100)
+for i in range(6):
+    sent.push(rec(i))
+sent.next = 4
+sent.sent = 4
+sent.dirty = True
+sent.save()
+sent = FlashQueue("sent", 100)
+out["sent_reopen"] = [len(sent), sent.sent, sent.next]
+sent.pop(3, False)                              # confirmed; the head written later
+out["sent_pop"] = [len(sent), sent.sent, sent.next, seqs(sent.peek(1))]
+sent = FlashQueue("sent", 100)                 # reset before the head was written
+out["sent_unsaved"] = [len(sent), sent.sent, sent.next]
+sent.pop(3, False)
+sent.next = 0
+sent.dirty = True
+sent.save()
+sent = FlashQueue("sent", 100)
+out["sent_rewound"] = [len(sent), sent.sent, sent.next, seqs(sent.peek(5, 4096, 1))]
 print(json.dumps(out))
