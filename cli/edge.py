@@ -150,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CommandError("which config? edge check-config FILE (or --config FILE)", 2)
     try:
         cfg = load_config(args.file)
-        problem = buffer_folder_problem(cfg)
+        problem = buffer_folder_problem(cfg, missing_ok=True)
         if problem:
             raise ConfigError(args.file, [problem])
     except ConfigError as err:

@@ -430,19 +430,26 @@ def problems_of(err: ValidationError) -> list[str]:
     return lines
 
 
-def buffer_folder_problem(cfg: EdgeConfig) -> str | None:
+def buffer_folder_problem(cfg: EdgeConfig, missing_ok: bool = False) -> str | None:
     """Why the buffer's folder cannot be written, in one line; None when it can (or can
-    be made). A read-only file system says no here even to root."""
+    be made). A read-only file system says no here even to root. With `missing_ok`
+    (check-config), a folder that does not exist yet under one this user cannot write is
+    let pass: the service manager may make it at start (systemd's StateDirectory), and
+    `edge run` checks again without it."""
     folder = cfg.buffer_path.parent
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
         return f"buffer.path: {probe} is not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        if probe == folder:
-            return f"buffer.path: folder {folder} is not writable"
-        return f"buffer.path: folder {folder} does not exist and cannot be made ({probe} is not writable)"
+    readonly = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    why = "a read-only file system" if readonly else f"{probe} is not writable"
+    if probe == folder:
+        if readonly or not os.access(folder, os.W_OK | os.X_OK):
+            return f"buffer.path: folder {folder} is not writable ({why})"
+        return None
+    if readonly or not (missing_ok or os.access(probe, os.W_OK | os.X_OK)):
+        return f"buffer.path: folder {folder} does not exist and cannot be made ({why})"
     return None
 
 

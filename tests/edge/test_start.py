@@ -36,8 +36,11 @@ def test_a_buffer_in_a_read_only_or_missing_folder_is_one_line_from_both_command
 ):
     with tmpfs(tmp_path / "ro", 1024 * 1024, readonly=True) as ro:
         for folder, said in (
-            (ro, f"buffer.path: folder {ro} is not writable"),
-            (ro / "state", f"buffer.path: folder {ro / 'state'} does not exist and cannot be made"),
+            (ro, f"buffer.path: folder {ro} is not writable (a read-only file system)"),
+            (
+                ro / "state",
+                f"buffer.path: folder {ro / 'state'} does not exist and cannot be made (a read-only",
+            ),
         ):
             config = write_config(
                 tmp_path / "cfg",
