@@ -195,6 +195,8 @@ def give_back(conn: sqlite3.Connection, pages: int = 0) -> None:
     next call does it."""
     # The WAL goes into the database first: on a full disk, its room is what the moves
     # of incremental_vacuum need.
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    if busy or wal_bytes(conn.execute("PRAGMA database_list").fetchone()[2]):
+        return  # not all of the WAL went in: moving pages now would only grow it
     conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -91,8 +91,10 @@ def keep_cursors(conn: sqlite3.Connection, consumers: Consumers) -> None:
         conn.execute("INSERT OR IGNORE INTO cursors VALUES (?, ?, 0)", (consumer, stream))
 
 
-def collect(conn: sqlite3.Connection, consumers: Consumers) -> int:
-    """Delete rows every consumer of their stream has passed; returns rows deleted."""
+def collect(conn: sqlite3.Connection, consumers: Consumers, limit: int | None = None) -> int:
+    """Delete rows every consumer of their stream has passed, the oldest first and at
+    most `limit` of a stream (a small transaction: on a full disk, what fits in the room
+    left); returns rows deleted."""
     deleted = 0
     for stream in Stream:
         names = list(consumers.get(stream) or ())
@@ -102,8 +104,14 @@ def collect(conn: sqlite3.Connection, consumers: Consumers) -> int:
             upto = conn.execute(
                 "SELECT coalesce(max(id), 0) FROM outbox WHERE stream=?", (stream,)
             ).fetchone()[0]
-        if upto:
+        if upto and limit is None:
             deleted += conn.execute("DELETE FROM outbox WHERE stream=? AND id<=?", (stream, upto)).rowcount
+        elif upto:
+            deleted += conn.execute(
+                "DELETE FROM outbox WHERE id IN "
+                "(SELECT id FROM outbox WHERE stream=? AND id<=? ORDER BY id LIMIT ?)",
+                (stream, upto, limit),
+            ).rowcount
     return deleted
 
 

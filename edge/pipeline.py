@@ -60,6 +60,9 @@ log = logging.getLogger("urbansense.edge.pipeline")
 # event, so an alarm waits for at most this many messages' work, not a whole group.
 URGENT_CHECK_EVERY = 25
 
+# Rows of a stream deleted per transaction while the disk is full.
+COLLECT_WHEN_FULL = 8
+
 # While the disk stays full, a reminder this often (the change itself is said at once).
 REMIND_FULL_S = 60.0
 
@@ -491,11 +494,18 @@ class CommitLoop:
         posted: Posted = ({}, [])
         try:
             # The consumers' progress first: its few pages fit in the WAL file as it is
-            # (the failed group's frames are overwritten), and rows every consumer has
-            # passed are deleted.
+            # (the failed group's frames are overwritten); then the rows every consumer
+            # has passed are deleted a few at a time, each step checkpointed, so no one
+            # transaction needs more room than is left.
             with database.transaction(conn):
                 posted = self.buffer.apply_posted(conn)
-                outbox.collect(conn, self.consumers)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and not stop.is_set():
+                with database.transaction(conn):
+                    deleted = outbox.collect(conn, self.consumers, limit=COLLECT_WHEN_FULL)
+                self.buffer.give_back(conn, self.buffer.reserve_bytes)
+                if not deleted:
+                    break
             self.buffer.notify()
         except sqlite3.Error as err:
             self.buffer.repost(posted)
