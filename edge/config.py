@@ -43,12 +43,15 @@ PLACEHOLDERS = ("REPLACE-ME", "CHANGE-ME", "CHANGEME", "...", "<secret>", "xxx")
 
 
 def _no_placeholder(value: str | None) -> str | None:
-    if value is not None and (value.strip() in PLACEHOLDERS or value.upper().startswith("REPLACE")):
+    # Only the exact placeholders: anything else may be a real secret, never echoed.
+    if value is not None and value.strip().upper() in {p.upper() for p in PLACEHOLDERS}:
         raise ValueError(f"is a placeholder ({value}): put the real secret here, or remove the key")
     return value
 
 
 Secret = Annotated[str | None, AfterValidator(_no_placeholder)]
+# Keys that hold secrets: their values are never shown in an error.
+SECRET_KEYS = {"password", "token"}
 
 # Not disks: a buffer there is lost or refused by the kernel.
 NOT_DISKS = (Path("/proc"), Path("/sys"), Path("/dev"))
@@ -420,7 +423,9 @@ def problems_of(err: ValidationError) -> list[str]:
             lines.append(f"{where}: missing (required)")
         elif e["type"] in _TYPE_WORDS:
             got = _TOML_TYPES.get(type(e["input"]), type(e["input"]).__name__)
-            lines.append(f"{where}: must be {_TYPE_WORDS[e['type']]}, not {got} ({_toml(e['input'])})")
+            # A secret's value is never repeated, even a mistyped one.
+            shown = "" if SECRET_KEYS & {str(p) for p in loc} else f" ({_toml(e['input'])})"
+            lines.append(f"{where}: must be {_TYPE_WORDS[e['type']]}, not {got}{shown}")
         elif not loc:
             # A check of the whole file names its key itself.
             lines.append(e["msg"].removeprefix("Value error, "))
