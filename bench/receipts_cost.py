@@ -10,28 +10,51 @@ counts are taken at the ends, where they are exact: Mosquitto's own $SYS publish
 leave out retained messages (receipts are retained) and count its $SYS messages. And the
 edge's CPU time (user + system, from /proc) per reading over the run.
 
+--firmware: the real firmware instead (a duty-cycled parking node under MicroPython, one
+reading a wake, bench/firmware_flash.py's write counter loaded before it) against the
+same broker, InfluxDB and edge, receipts on and off: node -> broker telemetry messages
+and receipts per reading (counted by a subscriber at the broker), the node's awake time
+per duty cycle (its own `awake N ms`) and flash writes per reading. With receipts off the
+node confirms nothing and sends its queue again after 2, 4, 8... intervals (SPEC 7.1.3).
+The node is woken by its pin (a pin wake samples whatever the interval), a wake right
+after the one before: with `--interval 0.2` the resend delays (0.4 s, 0.8 s...) run out
+between wakes as they would over hours; with `--interval 60` no delay runs out in the run.
+
     .venv/bin/python bench/receipts_cost.py [--nodes 20] [--readings 2000] [--rate 200] [--batch 16]
+    .venv/bin/python bench/receipts_cost.py --firmware [--wakes 30] [--interval 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # firmware_flash's write counter
+
+from firmware_flash import argv as counting_argv  # noqa: E402
+from firmware_flash import count as flash_writes  # noqa: E402
+from firmware_flash import flash_dir  # noqa: E402
 
 from hil.services import InfluxDBServer, MosquittoServer  # noqa: E402
+from hil.sim import SLEEP_EXIT  # noqa: E402
+from hil.sim_build import NODE_MICROPYPATH, build_bundle, install, sleep_as_asked  # noqa: E402
 from protocols import codec  # noqa: E402
-from protocols.topics import receipt_topic  # noqa: E402
+from protocols.topics import RECEIPT, TELEMETRY, receipt_topic, zone_filter  # noqa: E402
 from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402
 from tests.support.metrics import metric  # noqa: E402
 from tests.support.site import DISTRICT, ZONE, topic  # noqa: E402
@@ -92,8 +115,11 @@ def messages(nodes: list[str], readings: int, batch: int, start_ms: int) -> list
     return [m for turn in zip(*mine) for m in turn]
 
 
-def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
-    mq = MosquittoServer(folder / f"mosquitto-{tag}", extra_config="max_queued_bytes 0")
+@contextmanager
+def servers(folder: Path, tag: str, receipts: bool, broker_config: str = "") -> Iterator[tuple]:
+    """A private Mosquitto and InfluxDB and an edge on them, receipts on or off: (broker,
+    edge). The servers are stopped afterwards; the edge is the caller's to stop."""
+    mq = MosquittoServer(folder / f"mosquitto-{tag}", extra_config=broker_config)
     influx = InfluxDBServer(folder / f"influx-{tag}")
     mq.start()
     influx.start()
@@ -106,7 +132,14 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
             sinks=[v1_sink("district", influx, "bench_receipts")],
             extra={"receipts": {"enabled": receipts}},
         )
-        edge = EdgeProcess(config).start()
+        yield mq, EdgeProcess(config).start()
+    finally:
+        mq.stop()
+        influx.stop()
+
+
+def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
+    with servers(folder, tag, receipts, "max_queued_bytes 0") as (mq, edge):
         nodes = [Node(mq.port, f"b-{i:04d}") for i in range(args.nodes)]
         msgs = messages([n.name for n in nodes], args.readings, batch, int(time.time() * 1000) - 3_600_000)
         readings = args.readings // args.nodes * args.nodes
@@ -131,9 +164,6 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
         for n in nodes:
             n.close()
         edge.stop()
-    finally:
-        mq.stop()
-        influx.stop()
     publish = len(msgs) + to_edge + published + delivered
     return {
         "readings": readings,
@@ -143,13 +173,112 @@ def run(folder: Path, receipts: bool, args, batch: int, tag: str) -> dict:
     }
 
 
+class BrokerCount:
+    """A subscriber at the broker counting the zone's telemetry messages (and the readings
+    in them) and receipts: each message a node or the edge publishes arrives here once."""
+
+    def __init__(self, port: int) -> None:
+        self.telemetry = self.readings = self.receipts = 0
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-count", clean_session=True)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe([(zone_filter(DISTRICT, ZONE, c), 1) for c in (TELEMETRY, RECEIPT)])
+        subscribed.wait(10)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.retain:
+            return  # a retained receipt of before this subscriber, counted when published
+        if msg.topic.endswith("/" + TELEMETRY):
+            self.telemetry += 1
+            self.readings += msg.payload.count(b'"seq"')
+        else:
+            self.receipts += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def firmware_run(folder: Path, bundle: Path, receipts: bool, wakes: int, interval: float) -> dict:
+    tag = f"{'on' if receipts else 'off'}-{int(interval * 1000)}"
+    with servers(folder, f"fw-{tag}", receipts) as (mq, edge):
+        counter = BrokerCount(mq.port)
+        flash = flash_dir(folder, mq, f"fw-{tag}", "duty-cycled", interval)
+        install(bundle, flash)
+        env = dict(os.environ, MICROPYPATH=NODE_MICROPYPATH)
+        awake = []
+        first = True
+        for _ in range(wakes):
+            proc = subprocess.run(
+                counting_argv(), cwd=flash, env=env, capture_output=True, text=True, timeout=60
+            )
+            if proc.returncode != SLEEP_EXIT:
+                raise SystemExit(f"node exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+            awake.append(int(re.search(r" awake (\d+) ms", proc.stdout).group(1)))
+            sleep_as_asked(flash, 0.2)
+            if first:  # the first wake is a power-on; every later one a pin wake
+                env["URBANSENSE_WAKE"] = "pin"
+                first = False
+        taken = len((flash / "taken.log").read_text().splitlines())
+        wait_for(
+            lambda: (metric(edge.metrics_text(), "urbansense_edge_readings_total") or 0) >= taken,
+            120,
+            0.1,
+            "every reading committed",
+        )
+        published = metric(edge.metrics_text(), "urbansense_edge_receipts_published_total") or 0
+        wait_for(lambda: counter.receipts >= published, 30, 0.1, "every receipt counted")
+        counter.close()
+        edge.stop()
+    writes = flash_writes(flash)
+    return {
+        "readings": taken,
+        "telemetry": counter.telemetry / taken,
+        "sent": counter.readings / taken,
+        "receipts": counter.receipts / taken,
+        "awake": (statistics.median(awake), max(awake)),
+        "flash": sum(writes[k] for k in ("queue record", "queue head", "other state")) / taken,
+    }
+
+
+def firmware_main(wakes: int, interval: float) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-fw-"))
+    try:
+        bundle = build_bundle(folder / "bundle")
+        print(
+            f"a duty-cycled parking node under MicroPython, {wakes} pin wakes, one reading each, interval {interval:g} s"
+        )
+        print(
+            f"{'receipts':<9}{'readings':>9}   per reading: {'telemetry msgs':>15}{'readings sent':>14}"
+            f"{'receipts':>9}{'flash writes':>13}   awake ms (median/max)"
+        )
+        for receipts in (False, True):
+            r = firmware_run(folder, bundle, receipts, wakes, interval)
+            print(
+                f"{'on' if receipts else 'off':<9}{r['readings']:>9}{'':>16}{r['telemetry']:>15.2f}"
+                f"{r['sent']:>14.2f}{r['receipts']:>9.2f}{r['flash']:>13.2f}   "
+                f"{r['awake'][0]:.0f} / {r['awake'][1]}"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=20, help="nodes publishing side by side")
     ap.add_argument("--readings", type=int, default=2000, help="readings per run")
     ap.add_argument("--rate", type=float, default=200.0, help="readings per second, all nodes together")
     ap.add_argument("--batch", type=int, default=16, help="readings per message in the replay runs")
+    ap.add_argument("--firmware", action="store_true", help="a real firmware node instead of paho clients")
+    ap.add_argument("--wakes", type=int, default=30, help="--firmware: duty cycles, one reading each")
+    ap.add_argument("--interval", type=float, default=0.2, help="--firmware: the node's interval_s")
     args = ap.parse_args()
+    if args.firmware:
+        firmware_main(args.wakes, args.interval)
+        return
     folder = Path(tempfile.mkdtemp(prefix="urbansense-bench-receipts-"))
     try:
         print(f"{args.nodes} nodes, {args.readings} readings per run at {args.rate:g}/s")

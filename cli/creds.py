@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cli.errors import CommandError
 from cli.output import add_format_flags, print_json, print_table
-from field.access import AccessError, BrokerAccess, reload_broker
+from field.access import AccessError, BrokerAccess, new_shared_group, reload_broker
 from field.pki import CertificateAuthority
 from protocols.errors import ProtocolError
 
@@ -75,6 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="DNS name or IP of the broker (repeatable); default 127.0.0.1",
     )
     ca.set_defaults(func=_ca)
+
+    g = csub.add_parser(
+        "group",
+        help="a new secret name for the edge workers' shared subscription ([mqtt] shared_group)",
+    )
+    g.set_defaults(func=_group)
 
 
 def _require_destination(args: argparse.Namespace) -> None:
@@ -167,4 +173,10 @@ def _ca(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.create(args.folder)
     server = ca.issue("broker", args.folder, server_names=args.server_name or ["127.0.0.1"])
     print(f"CA: {ca.files.cert}  broker certificate: {server.cert}  key: {server.key}")
+    return 0
+
+
+def _group(args: argparse.Namespace) -> int:
+    # Printed, not filed: it goes into edge.toml, which is already readable by the edge only.
+    print(f'shared_group = "{new_shared_group()}"')
     return 0

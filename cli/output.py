@@ -4,7 +4,8 @@ Tables never cut what identifies a row (a node id, a time, a topic): those colum
 their full width, the others wrap. On a terminal narrower than that, the table is printed
 at the width it needs and the terminal wraps its lines; piped or redirected, a table is as
 wide as its longest row. Cells are plain text, never rich markup, so a `[a-z]` in a
-message prints as it is."""
+message prints as it is, and control characters print escaped (`printable`): a node
+chooses its firmware name, field names and topic, and must not reach the terminal raw."""
 
 from __future__ import annotations
 
@@ -50,10 +51,24 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def printable(value: Any) -> str:
+    """The text of a value with every character a terminal would act on written out as
+    its escape (ESC as \\x1b, a bidi override as \\u202e), so it cannot move the cursor
+    or rewrite lines on an operator's screen."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 def _cell(value: Any) -> Text:
     if isinstance(value, Text):
-        return value
-    return Text("" if value is None else str(value))
+        if value.plain.isprintable():
+            return value
+        return Text(printable(value.plain), style=value.style)  # its spans would not fit the escapes
+    return Text(printable(value))
 
 
 def print_table(

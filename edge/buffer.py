@@ -16,9 +16,11 @@ and the broker would already have forgotten those messages: the choice is the op
 
 Size cap: `max_bytes` bounds what the buffer takes on disk, the database file and its
 write-ahead log. Over it, free pages go back to the file system and the WAL is
-checkpointed and truncated; if that is not enough, the oldest telemetry rows (raw,
-rollup, health) are deleted, down to 90 % of the cap; events and alarms are never
-deleted by the cap.
+checkpointed and truncated; if that is not enough, dead letters go first (oldest first:
+they are samples of what was refused, and one node's junk must never cost another node
+its readings), then the oldest telemetry rows (raw, rollup, health), down to 90 % of the
+cap; events and alarms are never deleted by the cap. Dead letters alone are kept under a
+tenth of the cap (`dead_letter_max_bytes`).
 
 Reserve: a file of `reserve_bytes` beside the database, given back when the disk fills,
 so the writer can still store the consumers' progress and delete forwarded rows (both
@@ -30,6 +32,7 @@ readers run beside the writer.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -39,6 +42,8 @@ from pathlib import Path
 from edge import database, deadletters, outbox
 from edge.deadletters import DeadLetter
 from edge.outbox import Stream
+
+log = logging.getLogger("urbansense.edge.buffer")
 
 # What a writer took from the consumers' posts: (cursor marks, dead letters).
 Posted = tuple[dict[tuple[str, Stream], int], list[DeadLetter]]
@@ -64,6 +69,7 @@ class DurableBuffer:
         self.reserve_bytes = reserve_bytes
         self.synchronous = synchronous.upper()
         self.dead_letter_max_rows = dead_letter_max_rows
+        self.dead_letter_max_bytes = max_bytes // 10
         self._changed = threading.Condition()
         self._version = 0
         # Consumers do not write: they post progress and refused lines here, and the commit
@@ -215,17 +221,26 @@ class DurableBuffer:
         target = int(self.max_bytes * 0.9) - self.wal_bytes_max
         used = database.used_bytes(conn)
         rows = lines = 0
+        freed = False  # dead letters dropped
         while used > target:
             with database.transaction(conn):
-                dropped_rows, dropped_lines = outbox.drop_oldest_telemetry(conn, used - target)
+                letters = deadletters.drop_oldest(conn, used - target)
+                dropped_rows = dropped_lines = 0
+                if not letters:
+                    dropped_rows, dropped_lines = outbox.drop_oldest_telemetry(conn, used - target)
+            if letters:
+                log.warning("buffer over max_bytes: dropped the %d oldest dead letters", letters)
+                used = database.used_bytes(conn)
+                freed = True
+                continue
             if not dropped_rows:
                 break
             rows += dropped_rows
             lines += dropped_lines
             used = database.used_bytes(conn)
-        if rows:
+        if rows or freed:
             self.give_back(conn)
         return rows, lines
 
     def prune_dead_letters(self, conn: sqlite3.Connection) -> int:
-        return deadletters.prune(conn, self.dead_letter_max_rows)
+        return deadletters.prune(conn, self.dead_letter_max_rows, self.dead_letter_max_bytes)

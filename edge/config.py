@@ -332,13 +332,16 @@ class EdgeConfig(Section):
 
 
 def redact_url(url: str) -> str:
-    """The URL without a password in its user part (https://user:***@host/)."""
+    """The URL with its whole user part masked (https://***@host/).
+
+    Everything up to the last "@" is masked: a password may hold "@", ":" or even "/",
+    and the user name goes too (it is half a credential). Masking a path that holds an
+    "@" costs a line of output; showing part of a password costs the password."""
     scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.partition("@")
-    if not at or "/" in userinfo:
+    if not sep:
         return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at else url
 
 
 class ConfigError(Exception):

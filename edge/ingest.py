@@ -43,6 +43,7 @@ class Incoming:
     generation: int  # which connection delivered it (acks go to that one only)
     source: MqttIngest
     size: int = -1  # payload size on arrival (an oversize payload is kept clipped)
+    retained: bool = False  # the broker's replay of a retained message on subscribing
 
 
 # A session not connected this long is said at warning, with the broker's address.
@@ -273,7 +274,10 @@ class MqttIngest:
             # invalid message has no identity and may be quarantined a second time.
             self.inbox.note_redelivered()
         self.inbox.put(
-            Incoming(msg.mid, msg.qos, topic, payload, arrival, self.generation, self, size), self.urgent
+            Incoming(
+                msg.mid, msg.qos, topic, payload, arrival, self.generation, self, size, bool(msg.retain)
+            ),
+            self.urgent,
         )
 
     # -- used by the commit loop and the alarm publisher -----------------------------

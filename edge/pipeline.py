@@ -134,6 +134,8 @@ class CommitLoop:
         self._batch_kinds: dict[str, str] = {}
         self.validator = Validator(lambda node: registry.kind_of(node) or self._batch_kinds.get(node))
         self.screen = Screen(limits or LimitsConfig(), registry)
+        # Refused messages: a sample per node stored whole, the rest counted.
+        self.dead_letters = deadletters.Sampler()
         # What an accepted message does, by its record type (one per channel).
         self.handlers: dict[type, Handler] = {
             TelemetryAccepted: self._telemetry,
@@ -232,10 +234,10 @@ class CommitLoop:
                     batch = batch[:i]
                     break
                 size = m.size if m.size >= 0 else len(m.payload)
-                screened = self.screen.check(m.topic, m.payload, size, time.monotonic())
+                screened = self.screen.check(m.topic, m.payload, size, time.monotonic(), m.retained)
                 if screened is not None:
                     reason, detail, node = screened
-                    deadletters.add(
+                    self.dead_letters.add(
                         conn, DeadLetter(reason, clip_topic(m.topic), m.payload, detail, m.arrival_ms)
                     )
                     invalid.append(reason)
@@ -244,7 +246,7 @@ class CommitLoop:
                     continue
                 outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
                 if isinstance(outcome, Rejected):
-                    deadletters.add(
+                    self.dead_letters.add(
                         conn, DeadLetter(outcome.reason, m.topic, m.payload, outcome.detail, m.arrival_ms)
                     )
                     invalid.append(outcome.reason)
@@ -398,6 +400,7 @@ class CommitLoop:
                 stamps.prune(conn, now - self.dedup_ms)
                 if force or mono >= self._next_prune:
                     self._next_prune = mono + 60.0
+                    self.dead_letters.new_window()
                     self.buffer.prune_dead_letters(conn)
                     self.screen.forget_idle(mono)
                     if self.want_rollups:
@@ -439,6 +442,8 @@ class CommitLoop:
         self.committed.load(self.conn)
         self.rollups.forget()
         self.stamps = stamps.TimestampIndex()
+        # Its counts may name rows that were rolled back: a new window starts clean.
+        self.dead_letters.new_window()
 
     def _disk_full(self, err: sqlite3.Error | None) -> None:
         """Go into full-disk mode (said once, when it starts): the reserve is given back

@@ -39,6 +39,16 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_shared_group() -> str:
+    """A name for the edge workers' shared subscription that no one can guess.
+
+    Mosquitto's ACL file cannot refuse a subscription, only what it delivers: a node that
+    joined the edges' `$share/<group>/...` would be handed its turn of the zone's
+    messages, which the broker then drops for it. So the group name is a secret of the
+    edge's config, like its password (a slug: 2 letters and 24 hex digits)."""
+    return "g-" + secrets.token_hex(12)
+
+
 def node_acl(district: str, zone: str, node: str) -> list[str]:
     base = f"{ROOT}/v{VERSION}/{district}/{zone}/{node}"
     lines = [f"topic write {base}/{channel}" for channel in NODE_CHANNELS]

@@ -77,6 +77,10 @@ class NodeConfig(_Strict):
             low = 0.1 if self.platform == "sim" else 5
             if self.interval_s < low:
                 raise ValueError(f"interval_s: at least {low:g} on {self.platform}")
+        if self.broker.tls and not self.broker.ca:
+            # Without the site CA the node would take any certificate: a rogue listener on
+            # the street's Wi-Fi would receive its password (the firmware refuses it too).
+            raise ValueError("broker.ca: required with tls: the site CA's PEM file (urbansense creds ca)")
         # The node refuses a threshold its kind does not have (firmware node/config.py): say
         # so here, before the copy, not after it.
         known = THRESHOLDS[self.kind]

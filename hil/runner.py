@@ -148,6 +148,8 @@ class ScenarioRun:
         if isinstance(step, sc.OutageStep):
             if step.do == "broker-down":
                 return stack.broker.stop, stack.broker.start, f"broker down for {step.for_s:g} s"
+            if step.do == "broker-crash":
+                return stack.broker.kill, stack.broker.start, f"broker killed -9, down for {step.for_s:g} s"
             if step.do == "influxdb-down":
                 return stack.influx.stop, stack.influx.start, f"InfluxDB down for {step.for_s:g} s"
             edge = stack.edges[self.site]

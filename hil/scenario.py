@@ -84,9 +84,10 @@ class StimulusStep(_Step):
 
 
 class OutageStep(_Step):
-    """A server goes away for `for_s` seconds: the broker, InfluxDB, or the edge (killed -9)."""
+    """A server goes away for `for_s` seconds: the broker (stopped, or crashed: killed -9,
+    losing what it acknowledged since its last save), InfluxDB, or the edge (killed -9)."""
 
-    do: Literal["broker-down", "influxdb-down", "edge-kill"]
+    do: Literal["broker-down", "broker-crash", "influxdb-down", "edge-kill"]
     for_s: float = Field(ge=0)
 
 
@@ -337,6 +338,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     tags = {
         "stimulus",
         "broker-down",
+        "broker-crash",
         "influxdb-down",
         "edge-kill",
         "network-cut",

@@ -177,7 +177,14 @@ class BrokerTLS:
 
 class MosquittoServer(ManagedServer):
     """Mosquitto 2.0 with persistence, so a restart keeps queued QoS1 messages and
-    persistent sessions exactly as a production broker does."""
+    persistent sessions exactly as a production broker does.
+
+    Secured (a password file given), it is set up like `deploy/mosquitto/urbansense.conf`:
+    on `port`, the nodes' listener, the broker replaces every client id with the account's
+    username (`use_username_as_clientid`), so a node's password can only ever open that
+    node's own session; the edge, which keeps two sessions (`client_id` and
+    `client_id-events`) under one account, connects on `edge_port`, a second loopback
+    listener without that rule (on a gateway: 127.0.0.1, out of the street's reach)."""
 
     name = "mosquitto"
 
@@ -190,6 +197,7 @@ class MosquittoServer(ManagedServer):
         tls: BrokerTLS | None = None,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        bind_client_ids: bool | None = None,
     ) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config
@@ -197,6 +205,9 @@ class MosquittoServer(ManagedServer):
         self.tls = tls
         self.password_file = password_file
         self.acl_file = acl_file
+        # Secured mode binds client ids unless a test asks for the old, unbound behaviour.
+        self.bind_client_ids = password_file is not None if bind_client_ids is None else bind_client_ids
+        self.edge_port = free_port() if self.bind_client_ids else self.port
         self.config_path = self.workdir / "mosquitto.conf"
 
     def prepare(self) -> None:
@@ -230,6 +241,10 @@ class MosquittoServer(ManagedServer):
             ]
             if self.tls.require_client_cert:
                 lines += ["require_certificate true", "use_identity_as_username true"]
+        if self.bind_client_ids:
+            # Listener options: they apply to the listener above (the nodes'), not to the
+            # edge's listener below.
+            lines += ["use_username_as_clientid true", f"listener {self.edge_port} 127.0.0.1"]
         if self.password_file is not None:
             lines.append(f"password_file {self.password_file}")
         if self.acl_file is not None:
@@ -242,7 +257,13 @@ class MosquittoServer(ManagedServer):
         return [find_program("mosquitto", "/usr/sbin"), "-c", str(self.config_path)]
 
     def is_ready(self) -> bool:
-        return self._tcp_open()
+        # Mosquitto opens its listeners one after the other: ready when both accept.
+        if not self._tcp_open():
+            return False
+        if self.edge_port != self.port:
+            with socket.create_connection((self.host, self.edge_port), timeout=0.5):
+                pass
+        return True
 
     @property
     def address(self) -> str:

@@ -79,6 +79,10 @@ def validate(cfg):
                              "broker.port", 1, 65535)
     for key in ("username", "password", "ca"):
         _optional_text(broker, key, "broker")
+    if broker["tls"] and not broker.get("ca"):
+        # Without the site CA the node would take any certificate: a rogue listener on the
+        # street's Wi-Fi would receive its password.
+        raise ConfigError("broker.ca", "is required with tls (the site CA)")
     limits = cfg.get("thresholds", {})
     if type(limits) is not dict:
         raise ConfigError("thresholds", "must be an object")

@@ -29,6 +29,7 @@ from hil.sim_build import NODE_MICROPYPATH, install, node_argv
 from protocols import codec
 from tests.support.edge_standin import ReceiptEdge
 from tests.support.fleet import decoded, make_node, node_log, readings, started
+from tests.support.node_site import queued
 from tests.support.waiting import wait_for
 
 ZONE = "city/v1/xuhui/caohejing"
@@ -59,23 +60,6 @@ def wake(bundle: Path, flash: Path, pin: bool = True) -> str:
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == SLEEP_EXIT, out
-    return out
-
-
-def queued(flash: Path, name: str = "tm") -> list[tuple[int, int]]:
-    """(boot, seq) of the records in a flash queue, from its head (node/queue.py)."""
-    folder = flash / "queue" / name
-    if not folder.exists():
-        return []
-    head = json.loads((folder / "head").read_text()) if (folder / "head").exists() else [0, 0]
-    segs = sorted(int(n) for n in os.listdir(folder) if n.isdigit() and int(n) >= head[0])
-    skip = head[1] if segs and segs[0] == head[0] else 0
-    out = []
-    for num in segs:
-        for raw in (folder / str(num)).read_bytes().split(b"\n")[:-1][skip:]:
-            record = json.loads(raw)
-            out.append((record["boot"], record["seq"]))
-        skip = 0
     return out
 
 

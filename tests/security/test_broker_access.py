@@ -126,10 +126,12 @@ def test_node_cannot_read_another_nodes_commands(site):
 
 
 def test_edge_account_cannot_forge_node_data(site):
-    listener = site.probe("edge-xuhui-caohejing", client_id="listener")
+    # The edge's account on the gateway-local listener, where it may keep two sessions.
+    edge_user, edge_password = "edge-xuhui-caohejing", site.passwords["edge-xuhui-caohejing"]
+    listener = Probe(site.broker.edge_port, edge_user, edge_password, client_id="listener")
     assert listener.connect() is not None and listener.ok()
     listener.subscribe(f"city/v1/{D}/{Z}/#")
-    edge = site.probe("edge-xuhui-caohejing")
+    edge = Probe(site.broker.edge_port, edge_user, edge_password)
     assert edge.connect() is not None and edge.ok()
     edge.publish(topic(D, Z, "p-0001", "telemetry"), _reading("p-0001", 5))  # denied
     edge.publish(topic(D, Z, "p-0001", "cmd"), encode_command("c-3", "ping"))  # allowed

@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from edge.deadletters import SAMPLE_PER_NODE
 from edge.limits import KEEP_BYTES, MAX_DEPTH, MAX_TOPIC_CHARS
 from protocols import codec
+from tests.support.dead_letters import messages_by_reason
 from tests.support.edge_process import EdgeProcess, v1_sink, write_config
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher
@@ -65,6 +67,12 @@ def dead(edge: EdgeProcess, reason: str, like: str = "%") -> list[tuple]:
         "SELECT topic, payload, detail FROM dead_letters WHERE reason=? AND topic LIKE ? ORDER BY id",
         (reason, like),
     )
+
+
+def accounted(edge: EdgeProcess, reason: str, like: str) -> int:
+    """Messages quarantined with a reason: stored whole (a node's sample each minute) or
+    counted in the node's counting row."""
+    return messages_by_reason(edge, like).get(reason, 0)
 
 
 def invalid_count(edge: EdgeProcess, reason: str) -> float:
@@ -125,21 +133,24 @@ def test_flooding_node_is_throttled_and_counted_others_unaffected(site):
     wait_for(lambda: all(stored(edge, n) == 4 for n in others), what="every other node's readings and alarm")
     elapsed = time.monotonic() - t0
     wait_for(
-        lambda: stored(edge, flooder) + len(dead(edge, "rate_limited", f"%/{flooder}/%")) == sent + 1,
+        lambda: stored(edge, flooder) + accounted(edge, "rate_limited", f"%/{flooder}/%") == sent + 1,
         what="every flooder message stored or quarantined",
     )
-    limited = dead(edge, "rate_limited", f"%/{flooder}/%")
+    limited = accounted(edge, "rate_limited", f"%/{flooder}/%")
     # The bucket lets through the burst and the rate over the time the flood took, no more.
-    assert len(limited) >= sent - NODE_BURST - NODE_RATE * (elapsed + 1)
-    assert all(t.endswith("/telemetry") for t, _, _ in limited)
-    # Throttled messages keep their payload, so nothing is silently lost.
+    assert limited >= sent - NODE_BURST - NODE_RATE * (elapsed + 1)
+    rows = dead(edge, "rate_limited", f"%/{flooder}/%")
+    assert all(t.endswith("/telemetry") for t, _, _ in rows)
+    # A sample of the throttled messages keeps its payload; the rest are counted, so
+    # nothing is silently lost and the flooder cannot fill the buffer.
     payloads = {p for _, p in flood}
-    assert len({bytes(p) for _, p, _ in limited}) == len(limited)
-    assert all(bytes(p) in payloads for _, p, _ in limited)
+    sample = [bytes(p) for _, p, _ in rows if p is not None]
+    assert 0 < len(sample) <= SAMPLE_PER_NODE and len(set(sample)) == len(sample)
+    assert all(p in payloads for p in sample)
     # The flooder's alarm was accepted.
     assert edge.query("SELECT count(*) FROM seen WHERE node=? AND seq=?", (flooder, sent)) == [(1,)]
     text = edge.metrics_text()
-    assert metric(text, "urbansense_edge_throttled_messages_total", f'node="{flooder}"') == len(limited)
+    assert metric(text, "urbansense_edge_throttled_messages_total", f'node="{flooder}"') == limited
     for n in others:
         assert metric(text, "urbansense_edge_throttled_messages_total", f'node="{n}"') is None
         assert not dead(edge, "rate_limited", f"%/{n}/%")
@@ -154,7 +165,7 @@ def test_event_flood_has_its_own_bucket(site):
     ]
     pub.publish_all(events)
     wait_for(
-        lambda: stored(edge, node) + len(dead(edge, "rate_limited", f"%/{node}/%")) == 40,
+        lambda: stored(edge, node) + accounted(edge, "rate_limited", f"%/{node}/%") == 40,
         what="every event stored or quarantined",
     )
     assert len(dead(edge, "rate_limited", f"%/{node}/%")) > 0
@@ -249,7 +260,7 @@ def test_auto_rate_follows_each_nodes_reporting_interval(mosquitto_factory, _inf
         t0 = time.monotonic()
         pub.publish_all([(topic(slow, "telemetry"), reading(slow, s)) for s in range(30)])
         wait_for(
-            lambda: stored(edge, slow) + len(dead(edge, "rate_limited", f"%/{slow}/%")) == 30,
+            lambda: stored(edge, slow) + accounted(edge, "rate_limited", f"%/{slow}/%") == 30,
             what="the slow node's flood accounted for",
         )
         elapsed = time.monotonic() - t0
@@ -267,7 +278,7 @@ def test_auto_rate_follows_each_nodes_reporting_interval(mosquitto_factory, _inf
             )
             time.sleep(0.5)
         wait_for(
-            lambda: stored(edge, fast) + len(dead(edge, "rate_limited", f"%/{fast}/%")) == 12,
+            lambda: stored(edge, fast) + accounted(edge, "rate_limited", f"%/{fast}/%") == 12,
             what="the fast node's messages accounted for",
         )
         assert 7 <= stored(edge, fast) < 12

@@ -108,7 +108,7 @@ def test_no_secret_in_logs_outputs_metrics_or_state(tmp_path, broker, influxdb, 
     good = tmp_path / "good"
     config = write_config(
         good,
-        mqtt_port=server.port,
+        mqtt_port=server.edge_port,
         client_id=EDGE_USER,
         metrics=True,
         sinks=sinks,
@@ -161,7 +161,7 @@ def test_no_secret_in_logs_outputs_metrics_or_state(tmp_path, broker, influxdb, 
     bad = tmp_path / "bad"
     bad_config = write_config(
         bad,
-        mqtt_port=server.port,
+        mqtt_port=server.edge_port,
         client_id=EDGE_USER + "-2",
         sinks=sinks[:1],
         mqtt_extra={"username": EDGE_USER, "password": wrong},
@@ -194,7 +194,7 @@ def test_no_secret_in_logs_outputs_metrics_or_state(tmp_path, broker, influxdb, 
     }
     assert "hots: unknown key" in outputs["check-config broken"]
     assert "mqtt.password" in outputs["check-config broken"]
-    assert "writer:***@127.0.0.1:9" in outputs["check-config"]
+    assert "***@127.0.0.1:9" in outputs["check-config"]
     assert json.loads(outputs["dead-letters"])["by_reason"] == {"unknown_field": 1}
 
     # The search finds the secrets where they are meant to be: the config files.
