@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated world (default 1)")
     p.add_argument(
+        "--broker",
+        choices=["mosquitto", "nats"],
+        default="mosquitto",
+        help="the broker tier: one Mosquitto (default), or a 3-member NATS cluster "
+        "(JetStream + its MQTT gateway), which edges and nodes fail over between",
+    )
+    p.add_argument(
         "--state-dir",
         type=Path,
         default=DEFAULT_STATE_DIR,
@@ -115,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     # Progress and the live view go to stderr when stdout carries JSON for a script.
     console = Console(stderr=args.json)
     view = CityView(console, "urbansense city in a box")
-    options = DemoOptions(args.state_dir, args.duration, args.nodes_per_zone, args.interval, args.seed)
+    options = DemoOptions(
+        args.state_dir, args.duration, args.nodes_per_zone, args.interval, args.seed, args.broker
+    )
     try:
         with sigterm_as_interrupt(), view:
             report = CityDemo(options, view).run()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a fleet of virtual nodes (the real firmware) against a broker",
         description=" ".join(__doc__.split("\n\n")[0].split()).split(": ", 1)[1],
     )
-    p.add_argument("--broker", required=True, metavar="HOST:PORT", help="the MQTT broker")
+    p.add_argument(
+        "--broker",
+        required=True,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="the MQTT broker, or every member of a clustered tier (NATS), comma-separated: "
+        "the nodes fail over between them",
+    )
     p.add_argument("--nodes", type=int, default=8, metavar="N", help="how many nodes (default 8)")
     p.add_argument(
         "--kinds", default=",".join(KINDS), help="comma-separated kinds, assigned in turn (default: all four)"
@@ -65,8 +72,26 @@ def parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_args(args: argparse.Namespace) -> tuple[str, int, list[str]]:
-    host, port = parse_broker(args.broker)
+def parse_brokers(text: str) -> list[tuple[str, int]]:
+    members = [parse_broker(part.strip()) for part in text.split(",") if part.strip()]
+    if not members:
+        raise CommandError("--broker: expected HOST:PORT, e.g. 127.0.0.1:1883", 2)
+    if len(set(members)) != len(members):
+        raise CommandError(f"--broker {text!r}: a member is listed twice", 2)
+    return members
+
+
+def reachable(host: str, port: int) -> str | None:
+    """None if a TCP connection opens, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return None
+    except OSError as err:
+        return str(err.strerror or err)
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[tuple[str, int]], list[str]]:
+    members = parse_brokers(args.broker)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
@@ -82,19 +107,33 @@ def check_args(args: argparse.Namespace) -> tuple[str, int, list[str]]:
         raise CommandError("--interval must be 0.1..86400 seconds", 2)
     if args.duration is not None and args.duration <= 0:
         raise CommandError("--duration must be positive", 2)
-    try:
-        with socket.create_connection((host, port), timeout=3):
-            pass
-    except OSError as err:
-        raise CommandError(f"broker {host}:{port} unreachable: {err.strerror or err}") from None
-    return host, port, kinds
+    down = {f"{h}:{p}": why for h, p in members if (why := reachable(h, p)) is not None}
+    if len(down) == len(members):
+        raise CommandError("broker unreachable: " + "; ".join(f"{addr}: {why}" for addr, why in down.items()))
+    for addr, why in down.items():
+        # A member down is what a clustered tier is for: the nodes use the others.
+        print(f"warning: broker member {addr} unreachable ({why}); the nodes use the others", file=sys.stderr)
+    return members, kinds
 
 
 def run(args: argparse.Namespace) -> int:
-    host, port, kinds = check_args(args)
+    members, kinds = check_args(args)
+    host, port = members[0]
+    servers = [f"{h}:{p}" for h, p in members] if len(members) > 1 else None
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="urbansense-sim-"))
     try:
-        fleet = Fleet(host, port, args.district, args.zone, kinds, args.nodes, args.interval, args.seed, base)
+        fleet = Fleet(
+            host,
+            port,
+            args.district,
+            args.zone,
+            kinds,
+            args.nodes,
+            args.interval,
+            args.seed,
+            base,
+            servers=servers,
+        )
     except (MicroPythonMissing, BuildError) as err:
         raise CommandError(str(err)) from None
     started = time.monotonic()

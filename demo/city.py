@@ -49,6 +49,8 @@ class DemoOptions:
     nodes_per_zone: int = 8
     interval_s: float = 5.0
     seed: int = 1
+    # "mosquitto" (the default) or "nats": a 3-member NATS cluster, the district tier.
+    broker: str = "mosquitto"
 
 
 @dataclass
@@ -180,7 +182,9 @@ class CityDemo:
             ),
             self._places,
         )
-        self.stack = CityStack(state_dir, self.sites, progress=self.view.say, edge_extra=extra)
+        self.stack = CityStack(
+            state_dir, self.sites, progress=self.view.say, edge_extra=extra, broker=self.opts.broker
+        )
         began = time.monotonic()
         with self.stack:
             self._start_fleets(state_dir)
@@ -199,7 +203,7 @@ class CityDemo:
                 fleet.stop()
             self._settle()
             report = self._report(state_dir, ran_s, self.interrupted)
-            self.view.say("stopping nodes, edges, InfluxDB and Mosquitto")
+            self.view.say(f"stopping nodes, edges, InfluxDB and {self.stack.broker_name}")
         return report
 
     def _places(self, site: EdgeSite) -> dict[str, str]:
@@ -221,6 +225,7 @@ class CityDemo:
                 self.opts.interval_s,
                 self.opts.seed * 1000 + i,
                 state_dir / "nodes" / site.name,
+                self.stack.broker_servers,
             )
             self.stack.defer(fleet.stop)
             self.view.say(
@@ -411,7 +416,15 @@ class ZoneFleet:
     on, the battery kinds duty-cycled)."""
 
     def __init__(
-        self, host: str, port: int, site: EdgeSite, count: int, interval_s: float, seed: int, base_dir: Path
+        self,
+        host: str,
+        port: int,
+        site: EdgeSite,
+        count: int,
+        interval_s: float,
+        seed: int,
+        base_dir: Path,
+        servers: list[str] | None = None,
     ) -> None:
         from hil.sim import SimNode, node_config
         from hil.sim_build import build_bundle, default_bundle_dir
@@ -423,7 +436,15 @@ class ZoneFleet:
             kind = KINDS[i % len(KINDS)]
             nid = node_id(site, kind, i // len(KINDS) + 1)
             cfg = node_config(
-                nid, kind, site.district, site.zone, host, port, interval_s, seed=seed * 101 + i
+                nid,
+                kind,
+                site.district,
+                site.zone,
+                host,
+                port,
+                interval_s,
+                seed=seed * 101 + i,
+                servers=servers,
             )
             self.nodes.append(SimNode(base_dir / nid, cfg, bundle=bundle))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -66,12 +67,34 @@ class SiteConfig(Section):
     zone: Slug
 
 
+# Characters a client id may not hold: NATS' MQTT gateway refuses `.`, `*`, `>` and white
+# space (its session names are subjects), Mosquitto takes any UTF-8. The events session adds
+# "-events", so the id stays 7 characters under the 128 both accept here.
+CLIENT_ID_REFUSED = re.compile(r"[.*>\s]")
+
+
+def parse_server(value: str) -> tuple[str, int]:
+    """("host", port) of "host:port" or "[v6]:port"; ValueError naming what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 10.20.0.11:1883)")
+    return host, int(port)
+
+
 class MqttConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
+    # The members of a clustered broker tier (NATS), "host:port" each: the edge connects to
+    # one and fails over to the next when it is lost. Its session lives in the cluster, so
+    # any member serves it. In place of host/port, which stay for one broker.
+    servers: list[str] | None = None
+    # What the tier is: Mosquitto (one broker, the default) or a NATS cluster, whose MQTT
+    # gateway delivers nothing to $share subscriptions (see shared_group).
+    broker: Literal["mosquitto", "nats"] = "mosquitto"
     # Fixed and unique per worker: the broker keeps this client's persistent session
     # (subscriptions and unacknowledged QoS1 messages) under it across restarts.
-    client_id: str = Field(min_length=1, max_length=128)
+    client_id: str = Field(min_length=1, max_length=121)
     username: str | None = None
     # Secrets: repr=False keeps them out of any repr of the config (logs, tracebacks).
     password: Secret = Field(None, repr=False)
@@ -90,6 +113,49 @@ class MqttConfig(Section):
         if value is not None and not value:
             raise ValueError("topics must not be empty (leave the key out for the default)")
         return value
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        if CLIENT_ID_REFUSED.search(value):
+            raise ValueError("must not contain '.', '*', '>' or white space (a NATS broker refuses them)")
+        return value
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value):
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("servers must not be empty (leave the key out and give host/port)")
+        for server in value:
+            parse_server(server)
+        dupes = sorted({s for s in value if value.count(s) > 1})
+        if dupes:
+            raise ValueError(f"servers listed twice: {', '.join(dupes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _tier(self):
+        if self.servers is not None and {"host", "port"} & self.model_fields_set:
+            raise ValueError("servers: give either `servers` or `host`/`port`, not both")
+        if self.servers and len(self.servers) > 1 and self.broker == "mosquitto":
+            # Each Mosquitto keeps its sessions to itself: failing over to another would
+            # leave this edge's queued messages behind on the first.
+            raise ValueError('servers: several members are a cluster, set broker = "nats"')
+        if self.shared_group and self.broker == "nats":
+            raise ValueError(
+                "shared_group: a NATS tier accepts $share subscriptions and delivers nothing "
+                "to them; split the zone between workers with `topics` filters instead"
+            )
+        return self
+
+    @property
+    def members(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker to try, in order."""
+        if self.servers:
+            return [parse_server(s) for s in self.servers]
+        return [(self.host, self.port)]
 
 
 class BufferConfig(Section):

@@ -20,6 +20,7 @@ import ssl
 import sys
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -180,12 +181,18 @@ class MqttIngest:
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
+        # A clustered tier: every (re)connection attempt after the first goes to the next
+        # member. Any member serves this client's session (it lives in the cluster).
+        self.members = m.members
+        self.member = zlib.crc32(self.client_id.encode()) % len(self.members)
+        self._attempts = 0
+        if len(self.members) > 1:
+            self.client.on_pre_connect = self._next_member
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.generation = 0  # successful connections so far
         self.connected = threading.Event()
         # Connection state, for the log and the metrics (MqttCollector).
-        self.address = f"{m.host}:{m.port}"
         self.down_since = time.monotonic()  # not connected since (start, or the last drop)
         self.said_down = False
         self.last_error = ""
@@ -193,16 +200,30 @@ class MqttIngest:
         self.connect_errors = 0
         self.last_message = time.monotonic()  # the last message, or the start
 
+    @property
+    def server(self) -> str:
+        host, port = self.members[self.member]
+        return f"{host}:{port}"
+
     # -- paho callbacks (network thread) ---------------------------------------------
+    def _next_member(self, client, userdata) -> None:
+        """Called by paho's reconnect just before it opens its socket. paho has no list of
+        servers, and its `host` setter refuses while its own reconnect loop runs, so the
+        member is switched on its attributes here, at the one point it reads them."""
+        self._attempts += 1
+        if self._attempts > 1:
+            self.member = (self.member + 1) % len(self.members)
+        client._host, client._port = self.members[self.member]
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._connect_error(f"refused: {reason_code}")
-            log.warning("mqtt broker %s refused %s: %s", self.address, self.client_id, reason_code)
+            log.warning("mqtt broker %s refused %s: %s", self.server, self.client_id, reason_code)
             return
         if self.said_down:
             log.warning(
                 "mqtt broker %s answers again, after %.0f s without it",
-                self.address,
+                self.server,
                 time.monotonic() - self.down_since,
             )
         self.said_down = False
@@ -210,8 +231,9 @@ class MqttIngest:
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
         log.info(
-            "mqtt connected as %s (session present: %s), subscribed to %s",
+            "mqtt connected as %s to %s (session present: %s), subscribed to %s",
             self.client_id,
+            self.server,
             flags.session_present,
             ", ".join(self.filters),
         )
@@ -238,7 +260,7 @@ class MqttIngest:
             self.said_down = True
             log.warning(
                 "mqtt broker %s does not answer: %s not connected for %.0f s (%s); retrying",
-                self.address,
+                self.server,
                 self.client_id,
                 down_for,
                 self.last_error or "no answer to CONNECT",
@@ -302,9 +324,9 @@ class MqttIngest:
         return self.client.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
-        m = self.cfg.mqtt
         self.down_since = self.last_message = time.monotonic()
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
+        host, port = self.members[self.member]
+        self.client.connect_async(host, port, keepalive=self.cfg.mqtt.keepalive_s)
         self.client.loop_start()
 
     def stop(self) -> None:

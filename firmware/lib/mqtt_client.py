@@ -126,12 +126,18 @@ class MQTTClient:
         """One attempt: open the socket, send CONNECT, wait for CONNACK, resubscribe."""
         self._check_link()
         await self.close()
+        host, port = self.host, self.port
+        if type(host) is list:
+            # A clustered tier's members, [(host, port), ...] (NATS): the head is tried,
+            # and a failed connect turns the list. Kept in `host`, not in an attribute of
+            # its own, which would grow the client's attribute table by a size step.
+            host, port = host[0]
         try:
             if self.ssl is not None:
                 # TLS handshake on a non-blocking socket is done by asyncio's stream.
-                opened = asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+                opened = asyncio.open_connection(host, port, ssl=self.ssl)
             else:
-                opened = asyncio.open_connection(self.host, self.port)
+                opened = asyncio.open_connection(host, port)
             self._reader, self._writer = await asyncio.wait_for_ms(
                 opened, self.connect_timeout_ms)
             try:
@@ -179,6 +185,8 @@ class MQTTClient:
                 # ValueError, not an OSError: log it and back off like any refused connect.
                 self.failures += 1
                 tried += 1
+                if type(self.host) is list:   # the next member (the session is on all)
+                    self.host.append(self.host.pop(0))
                 # One console line: mbedTLS's messages come wrapped in newlines.
                 self.log("error mqtt: %s" % (" ".join(str(err).split()),))
                 if attempts and tried >= attempts:

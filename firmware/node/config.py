@@ -70,6 +70,22 @@ def validate(cfg):
     broker = cfg.get("broker")
     if type(broker) is not dict:
         raise ConfigError("broker", "must be an object with host and port")
+    servers = broker.get("servers")
+    if servers is not None:
+        # A clustered tier's members (NATS), which the client fails over between: kept
+        # as broker["members"], [(host, port), ...]; host and port are the first's.
+        members = []
+        try:
+            for s in servers:
+                i = s.rindex(":")
+                port = int(s[i + 1:])
+                if i < 1 or not 0 < port < 65536:
+                    raise ValueError
+                members.append((s[:i], port))
+            broker["host"], broker["port"] = members[0]
+        except (TypeError, ValueError, AttributeError, IndexError):
+            raise ConfigError("broker.servers", 'must be a list of "host:port"')
+        broker["members"] = members
     if type(broker.get("host")) is not str or not broker["host"]:
         raise ConfigError("broker.host", "is required")
     broker["tls"] = broker.get("tls", False)

@@ -43,8 +43,10 @@ class Link:
         self._envelope = ('{"v":%d,"node":"%s","kind":"%s",' % (
             self.version, self.id, self.kind)).encode()
         broker = cfg["broker"]
+        # A clustered tier's members (broker.servers) stand in the client's host.
         self.client = MQTTClient(
-            self.id, broker["host"], broker["port"], broker["username"], broker["password"],
+            self.id, broker.get("members") or broker["host"], broker["port"],
+            broker["username"], broker["password"],
             keepalive=cfg["keepalive_s"], clean=False,
             will=(self.t_status, self._status("offline"), True, 1),
             ssl=hal.ssl_context(broker["ca"]) if broker["tls"] else None,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hil.services import InfluxDBServer, MosquittoServer, ServiceError
+from hil.services import InfluxDBServer, MosquittoServer, NatsCluster, ServiceError
 from hil.stack.edges import EdgeProcess, EdgeSite, metric_sum
 from hil.stack.observer import CityObserver
 
@@ -47,16 +47,26 @@ class CityStack:
         progress: Progress = _quiet,
         board_host: str | None = None,
         edge_extra: Callable[[EdgeSite], str] | None = None,
+        broker: str = "mosquitto",
     ) -> None:
         self.workdir = Path(workdir)
         self.edge_extra = edge_extra  # more TOML for each site's edge config
         self.sites = sites
         self.progress = progress
-        self.broker = MosquittoServer(self.workdir / "mosquitto")
+        # "nats": a 3-member NATS cluster (JetStream + MQTT gateway) in place of Mosquitto,
+        # the district tier; edges and nodes list its members.
+        self.broker_kind = broker
+        self.broker: MosquittoServer | NatsCluster
+        if broker == "nats":
+            if board_host:
+                raise ServiceError("real boards are served by Mosquitto only (no --broker nats with boards)")
+            self.broker = NatsCluster(self.workdir / "nats")
+        else:
+            self.broker = MosquittoServer(self.workdir / "mosquitto")
         # Real boards reach the broker over their Wi-Fi, not over this machine's loopback:
         # the broker then also listens on the address they use, on the same port.
         self.board_host = board_host
-        if board_host:
+        if board_host and isinstance(self.broker, MosquittoServer):
             self.broker.extra_config = f"listener {self.broker.port} {board_host}"
         self.influx = InfluxDBServer(self.workdir / "influxdb")
         self.edges: dict[EdgeSite, EdgeProcess] = {}
@@ -68,6 +78,15 @@ class CityStack:
         return (self.broker.host, self.broker.port)
 
     @property
+    def broker_servers(self) -> list[str] | None:
+        """Every member of a clustered tier ("host:port"), None for one Mosquitto."""
+        return self.broker.addresses if isinstance(self.broker, NatsCluster) else None
+
+    @property
+    def broker_name(self) -> str:
+        return "NATS" if self.broker_kind == "nats" else "Mosquitto"
+
+    @property
     def board_broker_address(self) -> tuple[str, int]:
         """Where boards connect: the board-facing listener if there is one."""
         return (self.board_host or self.broker.host, self.broker.port)
@@ -77,7 +96,8 @@ class CityStack:
 
     def start(self) -> CityStack:
         try:
-            self.progress(f"starting Mosquitto on {self.broker.address}")
+            where = ", ".join(self.broker_servers or [f"{self.broker.host}:{self.broker.port}"])
+            self.progress(f"starting {self.broker_name} on {where}")
             self.broker.start()
             self._cleanup.callback(self.broker.stop)
             self.progress(f"starting InfluxDB on {self.influx.url}")
@@ -92,7 +112,12 @@ class CityStack:
             for site in self.sites:
                 extra = self.edge_extra(site) if self.edge_extra else ""
                 edge = EdgeProcess(
-                    site, self.workdir / site.name, self.broker_address, self.influx.url, extra
+                    site,
+                    self.workdir / site.name,
+                    self.broker_address,
+                    self.influx.url,
+                    extra,
+                    self.broker_servers,
                 )
                 self.progress(f"starting {site.name} (metrics on {edge.metrics_url})")
                 self._cleanup.callback(edge.stop)
@@ -138,7 +163,7 @@ class CityStack:
         return False
 
     def log_tails(self, lines: int = 30) -> dict[str, str]:
-        tails = {"mosquitto": self.broker.log_tail(lines), "influxdb": self.influx.log_tail(lines)}
+        tails = {self.broker_kind: self.broker.log_tail(lines), "influxdb": self.influx.log_tail(lines)}
         for site, edge in self.edges.items():
             tails[site.name] = edge.log_tail(lines)
         return tails

@@ -32,17 +32,26 @@ def _toml_str(text: str) -> str:
 
 
 def edge_config(
-    site: EdgeSite, broker: tuple[str, int], influx_url: str, state_dir: Path, metrics_port: int
+    site: EdgeSite,
+    broker: tuple[str, int],
+    influx_url: str,
+    state_dir: Path,
+    metrics_port: int,
+    servers: list[str] | None = None,
 ) -> str:
-    """The edge's TOML config: raw data to the district database, rollups to the city one."""
+    """The edge's TOML config: raw data to the district database, rollups to the city one.
+    `servers`: the members of a NATS tier, in place of the one broker."""
+    if servers:
+        where = f'servers = [{", ".join(_toml_str(s) for s in servers)}]\nbroker = "nats"'
+    else:
+        where = f"host = {_toml_str(broker[0])}\nport = {broker[1]}"
     return f"""\
 [site]
 district = {_toml_str(site.district)}
 zone = {_toml_str(site.zone)}
 
 [mqtt]
-host = {_toml_str(broker[0])}
-port = {broker[1]}
+{where}
 client_id = {_toml_str(site.name)}
 
 [buffer]
@@ -75,13 +84,21 @@ class EdgeProcess(ManagedServer):
     name = "edge"
 
     def __init__(
-        self, site: EdgeSite, workdir: Path, broker: tuple[str, int], influx_url: str, extra: str = ""
+        self,
+        site: EdgeSite,
+        workdir: Path,
+        broker: tuple[str, int],
+        influx_url: str,
+        extra: str = "",
+        servers: list[str] | None = None,
     ) -> None:
         super().__init__(workdir)  # the port is the metrics endpoint's
         self.site = site
         self.config_path = self.workdir / "edge.toml"
         # `extra`: more TOML sections (the demo's [alertmanager], say).
-        self.config_path.write_text(edge_config(site, broker, influx_url, self.workdir, self.port) + extra)
+        self.config_path.write_text(
+            edge_config(site, broker, influx_url, self.workdir, self.port, servers) + extra
+        )
 
     @property
     def metrics_url(self) -> str:

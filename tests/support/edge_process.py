@@ -42,7 +42,12 @@ def write_config(
     folder.mkdir(parents=True, exist_ok=True)
     sections = {
         "site": {"district": DISTRICT, "zone": ZONE},
-        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "client_id": client_id, **(mqtt_extra or {})},
+        # A broker tier's member list (`servers`) stands in place of host/port.
+        "mqtt": {
+            **({} if "servers" in (mqtt_extra or {}) else {"host": "127.0.0.1", "port": mqtt_port}),
+            "client_id": client_id,
+            **(mqtt_extra or {}),
+        },
         "buffer": {"path": "state/buffer.db", **(buffer or {})},
         "metrics": {"listen": f"127.0.0.1:{free_port()}" if metrics else ""},
         **(extra or {}),
