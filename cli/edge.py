@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validate a config file, naming each bad key",
         description="Validate an edge config file; exit 0 if it is usable.",
     )
-    check.add_argument("file", help="the TOML config file")
+    check.add_argument("file", nargs="?", help="the TOML config file")
+    check.add_argument("--config", help="the same, as `edge run` takes it")
     add_format_flags(check)
     check.set_defaults(func=cmd_check)
 
@@ -89,7 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="List the newest rows of the dead-letter table.",
     )
     dead.add_argument("--config", required=True, help="the edge's TOML config file")
-    dead.add_argument("--limit", type=int, default=50)
+    dead.add_argument(
+        "--limit", type=int, default=50, help="how many of the newest rows to list (default 50)"
+    )
     add_format_flags(dead)
     dead.set_defaults(func=cmd_dead_letters)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -107,10 +111,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
+    from edge.config import buffer_folder_problem
+
+    problem = buffer_folder_problem(cfg)
+    if problem:
+        raise CommandError(f"{args.config}: {problem}", 2)
     _setup_logging(args.log_level, args.log_format)
+    from edge.lock import EdgeStartError
     from edge.service import EdgeService
 
-    service = EdgeService(cfg)
+    try:
+        service = EdgeService(cfg)
+    except EdgeStartError as err:
+        raise CommandError(str(err)) from None
+    except OSError as err:
+        # The buffer's folder or file refused (permissions, a file system turned
+        # read-only): said in one line, with the path.
+        raise CommandError(f"buffer {cfg.buffer_path}: {err.strerror or err}") from None
+    except sqlite3.Error as err:
+        raise CommandError(f"buffer {cfg.buffer_path}: {err}") from None
 
     def on_signal(signum, frame):
         logging.getLogger("urbansense.edge").info("signal %d: stopping", signum)
@@ -122,10 +141,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from edge.config import ConfigError, load_config
+    from edge.config import ConfigError, buffer_folder_problem, load_config
 
+    if args.file and args.config and args.file != args.config:
+        raise CommandError("give the config file once: FILE or --config FILE", 2)
+    args.file = args.file or args.config
+    if not args.file:
+        raise CommandError("which config? edge check-config FILE (or --config FILE)", 2)
     try:
         cfg = load_config(args.file)
+        problem = buffer_folder_problem(cfg, missing_ok=True)
+        if problem:
+            raise ConfigError(args.file, [problem])
     except ConfigError as err:
         if args.json:
             print_json({"valid": False, "file": err.path, "problems": err.problems})

@@ -42,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from edge import database
 from edge.buffer import DurableBuffer, now_ms
 from edge.config import AlertmanagerConfig
 from edge.consumer import StreamConsumer
@@ -137,8 +138,7 @@ class AlarmBook:
     def apply(self, events: list[dict], labels_of: Callable[[dict], tuple[dict, dict]]) -> int:
         """Apply events in one transaction; returns how many changed an alarm."""
         changed = 0
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with database.transaction(self.conn):
             for e in events:
                 key = f"{e['node']}/{e['event']}"
                 ts = int(e["ts"])
@@ -162,10 +162,6 @@ class AlarmBook:
                 else:
                     continue  # a clear with no open alarm: nothing to end
                 changed += 1
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return changed
 
     def _put(self, a: Alarm) -> None:
@@ -187,8 +183,7 @@ class AlarmBook:
         """Alertmanager took these states (as `alert` made them at `now`): open ones are
         marked, resolved ones forgotten, cleared ones it took firing wait for their turn.
         A newer event meanwhile (another ts_ms) keeps its own state."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with database.transaction(self.conn):
             for a in alarms:
                 if a.resolving(now, min_firing_ms):
                     self.conn.execute("DELETE FROM alarms WHERE key=? AND ts_ms=?", (a.key, a.ts_ms))
@@ -197,10 +192,6 @@ class AlarmBook:
                         "UPDATE alarms SET posted=?, firing_ms=coalesce(firing_ms, ?) WHERE key=? AND ts_ms=?",
                         (int(a.open), now, a.key, a.ts_ms),
                     )
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     def forget(self, a: Alarm) -> None:
         self.conn.execute("DELETE FROM alarms WHERE key=? AND ts_ms=?", (a.key, a.ts_ms))
@@ -283,6 +274,7 @@ class AlertmanagerDelivery(StreamConsumer):
         self.state_path = state_path
         self.metrics = metrics
         self.book: AlarmBook | None = None
+        self._full_said = False  # a full disk under the state file, said once
         self.failures = 0
         self.next_repost = 0.0  # monotonic; 0: at once (after a start)
         self.min_firing_ms = int(cfg.min_firing_s * 1000)
@@ -302,6 +294,23 @@ class AlertmanagerDelivery(StreamConsumer):
 
     # -- the stream
     def deliver(self, rows: list[OutboxRow]) -> bool:
+        try:
+            return self._deliver(rows)
+        except sqlite3.Error as err:
+            self._no_room(err)
+            return False  # the same rows again once there is room: applying them is idempotent
+
+    def _no_room(self, err: sqlite3.Error) -> None:
+        """A full disk under the alarm state file: said once, waited out (the buffer's
+        full-disk mode frees room), never a reason to stop the edge."""
+        if not database.is_disk_full(err):
+            raise err
+        if not self._full_said:
+            self._full_said = True
+            log.warning("alertmanager: no room for its state file (%s); waiting for room", err)
+        self.stop_event.wait(1.0)
+
+    def _deliver(self, rows: list[OutboxRow]) -> bool:
         assert self.book is not None
         wanted = set(self.cfg.severities)
         events = []
@@ -311,17 +320,22 @@ class AlertmanagerDelivery(StreamConsumer):
                 events.append(event)
         if events:
             self.book.apply(events, lambda e: labels_of(e, self.cfg.places))
-        return self._post(lambda a: not a.posted)
+        delivered = self._post(lambda a: not a.posted)
+        self._full_said = False
+        return delivered
 
     def batch(self, conn: sqlite3.Connection, mark: int) -> list[OutboxRow]:
         """Between rows, post every open alarm again when its time has come, and the
         resolutions that were waiting for their alarm to have fired long enough."""
-        if time.monotonic() >= self.next_repost:
-            if self._post(lambda a: True, wait=False):
-                self.next_repost = time.monotonic() + self.cfg.repost_s
-        elif self.resolutions_due:
-            now = now_ms()
-            self._post(lambda a: a.resolving(now, self.min_firing_ms), wait=False)
+        try:
+            if time.monotonic() >= self.next_repost:
+                if self._post(lambda a: True, wait=False):
+                    self.next_repost = time.monotonic() + self.cfg.repost_s
+            elif self.resolutions_due:
+                now = now_ms()
+                self._post(lambda a: a.resolving(now, self.min_firing_ms), wait=False)
+        except sqlite3.Error as err:
+            self._no_room(err)
         return super().batch(conn, mark)
 
     # -- posting

@@ -1,19 +1,28 @@
 """The edge's configuration: one TOML file, validated completely before anything starts.
 
 Every section is a pydantic model with `extra="forbid"`, so a misspelt key is an error
-that names it (`mqtt.hots: unknown key`) rather than a silently ignored line. Relative
-paths are taken from the config file's folder, so a generated config is self-sufficient
-wherever the process starts.
+that names it (`mqtt.hots: unknown key, did you mean host?`) rather than a silently
+ignored line, and `strict=True`: TOML has types, so `port = "1883"` or `keepalive_s =
+true` is a type error, not a value converted behind the operator's back. Relative paths
+are taken from the config file's folder, so a generated config is self-sufficient
+wherever the process starts. A secret left at a placeholder (`REPLACE-ME`) and a buffer
+under /proc, /sys or /dev are refused; `buffer_folder_problem` says whether the buffer's
+folder can be written (check-config and `edge run` both ask it).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,8 +39,27 @@ Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
+# Values the shipped examples hold where a secret goes.
+PLACEHOLDERS = ("REPLACE-ME", "CHANGE-ME", "CHANGEME", "...", "<secret>", "xxx")
+
+
+def _no_placeholder(value: str | None) -> str | None:
+    # Only the exact placeholders: anything else may be a real secret, never echoed.
+    if value is not None and value.strip().upper() in {p.upper() for p in PLACEHOLDERS}:
+        raise ValueError(f"is a placeholder ({value}): put the real secret here, or remove the key")
+    return value
+
+
+Secret = Annotated[str | None, AfterValidator(_no_placeholder)]
+# Keys that hold secrets: their values are never shown in an error.
+SECRET_KEYS = {"password", "token"}
+
+# Not disks: a buffer there is lost or refused by the kernel.
+NOT_DISKS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SiteConfig(Section):
@@ -69,7 +97,7 @@ class MqttConfig(Section):
     client_id: str = Field(min_length=1, max_length=121)
     username: str | None = None
     # Secrets: repr=False keeps them out of any repr of the config (logs, tracebacks).
-    password: str | None = Field(None, repr=False)
+    password: Secret = Field(None, repr=False)
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -132,9 +160,13 @@ class MqttConfig(Section):
 
 class BufferConfig(Section):
     path: str = "state/buffer.db"
-    # Cap on the buffer database (used pages). Over it, the oldest telemetry goes first;
+    # Cap on what the buffer takes on disk (database file + write-ahead log). Over it,
+    # free pages go back and the WAL is truncated, then the oldest telemetry goes;
     # events are never dropped.
     max_bytes: int = Field(2_000_000_000, ge=256 * 1024)
+    # Room kept beside the database (a file of its own) and given back when the disk is
+    # full, so forwarding can still store its progress and delete what it forwarded.
+    reserve_bytes: int = Field(4 * 1024 * 1024, ge=0, le=1024**3)
     # "full": fsync the WAL at every commit, so an acknowledged message survives power loss
     # (the broker forgets a message once acked). "normal" survives a process crash only.
     synchronous: Literal["full", "normal"] = "full"
@@ -154,10 +186,10 @@ class SinkConfig(Section):
     api: Literal["v1", "v2"] = "v1"
     database: str | None = None  # v1
     username: str | None = None  # v1, optional
-    password: str | None = Field(None, repr=False)  # v1, optional (a secret)
+    password: Secret = Field(None, repr=False)  # v1, optional (a secret)
     bucket: str | None = None  # v2
     org: str | None = None  # v2
-    token: str | None = Field(None, repr=False)  # v2 (a secret)
+    token: Secret = Field(None, repr=False)  # v2 (a secret)
     data: Literal["raw", "rollup"] = "raw"
     # Largest batch of line-protocol lines in one request.
     batch_max_lines: int = Field(5000, ge=1, le=1_000_000)
@@ -340,6 +372,16 @@ class EdgeConfig(Section):
             raise ValueError("sink name `alertmanager` is taken by [alertmanager] delivery")
         return self
 
+    @model_validator(mode="after")
+    def _buffer_on_a_disk(self):
+        where = self.buffer_path.resolve()
+        for root in NOT_DISKS:
+            if where.is_relative_to(root):
+                raise ValueError(
+                    f"buffer.path: {where} is under {root}, which is no disk: put it on the edge's disk"
+                )
+        return self
+
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self.base_dir / p)
@@ -387,18 +429,102 @@ def _where(loc: tuple) -> str:
     return out or "(top level)"
 
 
+# Pydantic's strict type errors, said as what the key must be.
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string (in quotes)",
+    "list_type": "a list [...]",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+_TOML_TYPES = {
+    bool: "true/false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _toml(value) -> str:
+    """A value as it was written in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The model that holds the key at `loc` (for "did you mean")."""
+    model: type[BaseModel] | None = EdgeConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None
+        annotation = info.annotation
+        if typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
+
+
+def _unknown_key(loc: tuple) -> str:
+    section = _section_at(loc)
+    if section is None:
+        return "unknown key"
+    known = [k for k in section.model_fields if k != "base_dir"]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"unknown key, did you mean {close[0]}?" if close else f"unknown key (known: {', '.join(known)})"
+
+
 def problems_of(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
-        where = _where(tuple(e["loc"]))
+        loc = tuple(e["loc"])
+        where = _where(loc)
         if e["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key")
+            lines.append(f"{where}: {_unknown_key(loc)}")
         elif e["type"] == "missing":
             lines.append(f"{where}: missing (required)")
+        elif e["type"] in _TYPE_WORDS:
+            got = _TOML_TYPES.get(type(e["input"]), type(e["input"]).__name__)
+            # A secret's value is never repeated, even a mistyped one.
+            shown = "" if SECRET_KEYS & {str(p) for p in loc} else f" ({_toml(e['input'])})"
+            lines.append(f"{where}: must be {_TYPE_WORDS[e['type']]}, not {got}{shown}")
+        elif not loc:
+            # A check of the whole file names its key itself.
+            lines.append(e["msg"].removeprefix("Value error, "))
         else:
             msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {msg}")
     return lines
+
+
+def buffer_folder_problem(cfg: EdgeConfig, missing_ok: bool = False) -> str | None:
+    """Why the buffer's folder cannot be written, in one line; None when it can (or can
+    be made). A read-only file system says no here even to root. With `missing_ok`
+    (check-config), a folder that does not exist yet under one this user cannot write is
+    let pass: the service manager may make it at start (systemd's StateDirectory), and
+    `edge run` checks again without it."""
+    folder = cfg.buffer_path.parent
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"buffer.path: {probe} is not a folder"
+    readonly = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    why = "a read-only file system" if readonly else f"{probe} is not writable"
+    if probe == folder:
+        if readonly or not os.access(folder, os.W_OK | os.X_OK):
+            return f"buffer.path: folder {folder} is not writable ({why})"
+        return None
+    if readonly or not (missing_ok or os.access(probe, os.W_OK | os.X_OK)):
+        return f"buffer.path: folder {folder} does not exist and cannot be made ({why})"
+    return None
 
 
 def parse_config(data: dict, base_dir: Path, source: str = "<config>") -> EdgeConfig:

@@ -14,7 +14,10 @@ Delivery policy (the sink only classifies one attempt):
   batch is retried as it is, for ever: nothing is dropped for a sink being down;
 - too large (413): split in halves and send each;
 - rejected (other 4xx): split in halves to find the lines the server refuses; each
-  refused line goes to the dead-letter table (reason `sink_rejected`, source = the sink).
+  refused line goes to the dead-letter table (reason `sink_rejected`, source = the sink);
+  a field type conflict (400) names its measurement and field, and every line of the
+  batch that sends it goes there at once (edge/conflicts.py).
+A sink going down and coming back is said once each (edge/sinkhealth.py).
 A batch written twice (a crash after the write, before the cursor moved) is harmless:
 the same points with the same timestamps overwrite themselves.
 """
@@ -31,10 +34,12 @@ from collections.abc import Callable
 from edge import sinks as sinkmod
 from edge.buffer import DurableBuffer, now_ms
 from edge.config import SinkConfig
+from edge.conflicts import TypeConflict, type_conflict
 from edge.consumer import StreamConsumer
 from edge.deadletters import DeadLetter
 from edge.metrics import EdgeMetrics
 from edge.outbox import OutboxRow, Stream
+from edge.sinkhealth import SinkHealth
 
 log = logging.getLogger("urbansense.edge.forward")
 
@@ -53,6 +58,7 @@ class Forwarder(StreamConsumer):
         stop: threading.Event,
         *,
         on_crash: Callable[[], None] | None = None,
+        health: SinkHealth | None = None,
     ) -> None:
         super().__init__(
             buffer,
@@ -69,6 +75,8 @@ class Forwarder(StreamConsumer):
         self.wait_s = 0.0 if stream == Stream.EVENT else cfg.batch_wait_ms / 1000.0
         self.sink = sinkmod.make_sink(cfg)
         self.failures = 0
+        # Shared by the sink's forwarders: down and back are said once per sink.
+        self.health = health or SinkHealth(cfg.name, metrics, lambda: 0)
         # Every sink's counters exist from the start at 0, so a rate or an alert on them
         # works before the first write (Prometheus' usual practice for known labels).
         metrics.sink_written.labels(cfg.name)
@@ -122,41 +130,83 @@ class Forwarder(StreamConsumer):
             outcome = self.sink.write("\n".join(lines))
             self.metrics.sink_requests.labels(name, outcome.kind).inc()
             if outcome.kind == sinkmod.OK:
-                if self.failures:
-                    log.info("sink %s: writing again after %d failed attempts", name, self.failures)
                 self.failures = 0
+                self.health.ok()
                 self.metrics.sink_written.labels(name).inc(len(lines))
                 return True
             if outcome.kind in (sinkmod.TOO_LARGE, sinkmod.REJECTED):
+                conflict = type_conflict(outcome.detail) if outcome.kind == sinkmod.REJECTED else None
+                if conflict is not None:
+                    refused = [line for line in lines if conflict.concerns(line)]
+                    if refused:
+                        rest = [line for line in lines if not conflict.concerns(line)]
+                        self._conflicting(refused, conflict, outcome)
+                        # A partial write stored the rest already: writing it again is
+                        # harmless (same points, same times) and makes sure of it.
+                        return bool(self._write(rest)) if rest else True
                 if len(lines) > 1:
                     half = len(lines) // 2
                     return bool(self._write(lines[:half]) and self._write(lines[half:]))
-                log.warning("sink %s refused a line (%s): %s", name, outcome.status, outcome.detail[:200])
-                self.buffer.post_dead_letter(
-                    DeadLetter(
-                        SINK_REJECTED,
-                        None,
-                        lines[0].encode(),
-                        f"{outcome.status}: {outcome.detail[:500]}",
-                        now_ms(),
+                self._refused(lines, outcome)
+                if (name, outcome.status) not in self.health.said:
+                    self.health.said.add((name, outcome.status))
+                    log.warning(
+                        "sink %s refused a line (HTTP %s): %s; it goes to dead letters (sink_rejected), "
+                        "as will further lines it refuses so (counted in "
+                        "urbansense_edge_sink_rejected_lines_total)",
                         name,
+                        outcome.status,
+                        outcome.detail[:200],
                     )
-                )
-                self.metrics.sink_rejected.labels(name).inc()
                 return True
             self.failures += 1
             self.metrics.sink_failed.labels(name).inc()
             delay = self._backoff(outcome)
-            if self.failures in (1, 10) or self.failures % 100 == 0:
-                log.warning(
-                    "sink %s: write failed (%s %s), attempt %d, retrying in %.2f s",
-                    name,
-                    outcome.status,
-                    outcome.detail[:200],
-                    self.failures,
-                    delay,
-                )
+            cause = (
+                f"HTTP {outcome.status}: {outcome.detail[:200]}" if outcome.status else outcome.detail[:200]
+            )
+            self.health.failed(cause, delay)
             self.stop_event.wait(delay)
             if top:
                 return None if not self.stop_event.is_set() else False
         return False
+
+    def _refused(self, lines: list[str], outcome: sinkmod.WriteOutcome) -> None:
+        """Lines the sink will never take: to dead letters, with its answer."""
+        for line in lines:
+            self.buffer.post_dead_letter(
+                DeadLetter(
+                    SINK_REJECTED,
+                    None,
+                    line.encode(),
+                    f"{outcome.status}: {outcome.detail[:500]}",
+                    now_ms(),
+                    self.cfg.name,
+                )
+            )
+        self.metrics.sink_rejected.labels(self.cfg.name).inc(len(lines))
+
+    def _conflicting(self, lines: list[str], conflict: TypeConflict, outcome: sinkmod.WriteOutcome) -> None:
+        """Every line of a type conflict to dead letters; said once per measurement and
+        field, with the fix."""
+        name = self.cfg.name
+        self._refused(lines, outcome)
+        self.metrics.sink_type_conflicts.labels(name, conflict.measurement, conflict.field).inc(len(lines))
+        key = (conflict.measurement, conflict.field)
+        if key in self.health.said:
+            return
+        self.health.said.add(key)
+        log.warning(
+            "sink %s: field %s of measurement %s is %s there and these lines send %s: the server "
+            "refuses them all; %d lines so far to dead letters (sink_rejected), the rest counted in "
+            "urbansense_edge_sink_type_conflict_lines_total{measurement=%r,field=%r}; %s",
+            name,
+            conflict.field,
+            conflict.measurement,
+            conflict.held,
+            conflict.sent,
+            len(lines),
+            conflict.measurement,
+            conflict.field,
+            conflict.advice(self.cfg.database or self.cfg.bucket or ""),
+        )

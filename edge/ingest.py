@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -45,6 +46,9 @@ class Incoming:
     size: int = -1  # payload size on arrival (an oversize payload is kept clipped)
     retained: bool = False  # the broker's replay of a retained message on subscribing
 
+
+# A session not connected this long is said at warning, with the broker's address.
+SAY_DOWN_AFTER_S = 3.0
 
 # QoS 1 messages are bounded by the broker's flow control (it sends at most
 # max_inflight_messages unacknowledged ones per session, and the edge acks only after the
@@ -97,9 +101,11 @@ class Inbox:
         return bool(self._urgent)
 
     def put_back(self, messages: list[Incoming]) -> None:
-        """Return untouched normal messages to the front of their lane, in order."""
+        """Return untaken messages to the front of their lane, in order (events to the
+        urgent lane)."""
         with self._cond:
-            self._normal.extendleft(reversed(messages))
+            for m in reversed(messages):
+                (self._urgent if getattr(m.source, "urgent", False) else self._normal).appendleft(m)
 
     def take(self, limit: int, timeout: float, wait_s: float = 0.0) -> list[Incoming]:
         """Up to `limit` messages, urgent ones first; waits up to `timeout` for the first,
@@ -174,6 +180,7 @@ class MqttIngest:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         # A clustered tier: every (re)connection attempt after the first goes to the next
         # member. Any member serves this client's session (it lives in the cluster).
         self.members = m.members
@@ -185,6 +192,13 @@ class MqttIngest:
         self.client.on_message = self._on_message
         self.generation = 0  # successful connections so far
         self.connected = threading.Event()
+        # Connection state, for the log and the metrics (MqttCollector).
+        self.down_since = time.monotonic()  # not connected since (start, or the last drop)
+        self.said_down = False
+        self.last_error = ""
+        self.last_error_at = 0.0  # wall clock, s
+        self.connect_errors = 0
+        self.last_message = time.monotonic()  # the last message, or the start
 
     @property
     def server(self) -> str:
@@ -203,8 +217,16 @@ class MqttIngest:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("mqtt connect refused: %s", reason_code)
+            self._connect_error(f"refused: {reason_code}")
+            log.warning("mqtt broker %s refused %s: %s", self.server, self.client_id, reason_code)
             return
+        if self.said_down:
+            log.warning(
+                "mqtt broker %s answers again, after %.0f s without it",
+                self.server,
+                time.monotonic() - self.down_since,
+            )
+        self.said_down = False
         self.generation += 1
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])
@@ -217,12 +239,44 @@ class MqttIngest:
         )
         self.connected.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError` around the connection attempt and
+        # passes no error: the one being handled is the cause.
+        err = sys.exc_info()[1]
+        self._connect_error(f"{type(err).__name__}: {err}" if err is not None else "connection failed")
+
+    def _connect_error(self, what: str) -> None:
+        self.last_error = what
+        self.last_error_at = time.time()
+        self.connect_errors += 1
+
+    def check(self) -> None:
+        """Once a second (the commit loop): a session down for a few seconds is said once,
+        at warning, with the broker's address and the last error."""
+        if self.connected.is_set() or self.said_down:
+            return
+        down_for = time.monotonic() - self.down_since
+        if down_for >= SAY_DOWN_AFTER_S:
+            self.said_down = True
+            log.warning(
+                "mqtt broker %s does not answer: %s not connected for %.0f s (%s); retrying",
+                self.server,
+                self.client_id,
+                down_for,
+                self.last_error or "no answer to CONNECT",
+            )
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set():
+            self.down_since = time.monotonic()
         self.connected.clear()
-        log.warning("mqtt %s disconnected: %s", self.client_id, reason_code)
+        # A clean stop (our own DISCONNECT) is no warning.
+        level = logging.WARNING if reason_code.is_failure else logging.INFO
+        log.log(level, "mqtt %s disconnected: %s", self.client_id, reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         arrival = time.time_ns() // 1_000_000
+        self.last_message = time.monotonic()
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -270,6 +324,7 @@ class MqttIngest:
         return self.client.publish(topic, payload, qos=1, retain=True)
 
     def start(self) -> None:
+        self.down_since = self.last_message = time.monotonic()
         host, port = self.members[self.member]
         self.client.connect_async(host, port, keepalive=self.cfg.mqtt.keepalive_s)
         self.client.loop_start()

@@ -9,9 +9,11 @@ state).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -78,12 +80,32 @@ class EdgeMetrics:
         self.dropped_lines = Counter(
             P + "buffer_dropped_lines", "Telemetry lines dropped by the buffer size cap", registry=r
         )
+        self.disk_full = Gauge(
+            P + "buffer_disk_full",
+            "1 while the buffer's disk is full: no new messages are taken (they wait at the broker)",
+            registry=r,
+        )
+        self.disk_full_episodes = Counter(
+            P + "buffer_disk_full_episodes", "Times the buffer's disk became full", registry=r
+        )
         self.sink_written = Counter(P + "sink_written_lines", "Lines a sink accepted", ["sink"], registry=r)
         self.sink_requests = Counter(
             P + "sink_requests", "Write requests by outcome", ["sink", "outcome"], registry=r
         )
         self.sink_failed = Counter(
             P + "sink_failed_writes", "Write attempts that failed and will be retried", ["sink"], registry=r
+        )
+        self.sink_up = Gauge(
+            P + "sink_up",
+            "1 while a sink takes writes, 0 from its first failed write on",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_type_conflicts = Counter(
+            P + "sink_type_conflict_lines",
+            "Lines a sink refused because a field has another type there, by measurement and field",
+            ["sink", "measurement", "field"],
+            registry=r,
         )
         self.sink_rejected = Counter(
             P + "sink_rejected_lines",
@@ -190,11 +212,49 @@ class InboxCollector(Collector):
         )
 
 
+class MqttCollector(Collector):
+    """Each MQTT session's connection state, read at scrape time."""
+
+    def __init__(self, sessions: list) -> None:
+        self._sessions = sessions  # edge.ingest.MqttIngest
+
+    def collect(self):
+        connected = GaugeMetricFamily(
+            P + "mqtt_connected", "1 while the session is connected to the broker", labels=["session"]
+        )
+        errors = CounterMetricFamily(
+            P + "mqtt_connect_errors", "Failed connection attempts to the broker", labels=["session"]
+        )
+        last = GaugeMetricFamily(
+            P + "mqtt_last_connect_error_timestamp_seconds",
+            "When the last connection attempt failed (0: never), with its error",
+            labels=["session", "error"],
+        )
+        quiet = GaugeMetricFamily(
+            P + "mqtt_seconds_since_last_message",
+            "Seconds since the session's last message (or since the edge started)",
+            labels=["session"],
+        )
+        now = time.monotonic()
+        for s in self._sessions:
+            connected.add_metric([s.client_id], 1 if s.connected.is_set() else 0)
+            errors.add_metric([s.client_id], s.connect_errors)
+            last.add_metric([s.client_id, s.last_error[:120]], s.last_error_at)
+            quiet.add_metric([s.client_id], max(0.0, now - s.last_message))
+        yield connected
+        yield errors
+        yield last
+        yield quiet
+
+
 class BufferCollector(Collector):
     """Gauges read from the buffer database at scrape time."""
 
-    def __init__(self, connect: Callable, sinks: dict[str, Iterable[Stream]]) -> None:
+    def __init__(
+        self, connect: Callable, sinks: dict[str, Iterable[Stream]], path: Path | None = None
+    ) -> None:
         self._connect = connect
+        self._path = path
         self._sinks = {k: tuple(v) for k, v in sinks.items()}
         self._lock = threading.Lock()
         self._conn = None
@@ -223,6 +283,18 @@ class BufferCollector(Collector):
             yield GaugeMetricFamily(
                 P + "buffer_bytes", "Bytes of the buffer database in use", value=database.used_bytes(conn)
             )
+            if self._path is not None:
+                yield GaugeMetricFamily(
+                    P + "buffer_disk_bytes",
+                    "What the buffer takes on disk: database file and write-ahead log (what max_bytes bounds)",
+                    value=database.file_bytes(self._path),
+                )
+                disk = os.statvfs(self._path.parent)
+                yield GaugeMetricFamily(
+                    P + "buffer_disk_free_bytes",
+                    "Free bytes on the buffer's file system (for unprivileged processes)",
+                    value=disk.f_bavail * disk.f_frsize,
+                )
             yield GaugeMetricFamily(
                 P + "dead_letters", "Rows in the dead-letter table", value=deadletters.count(conn)
             )
@@ -235,14 +307,7 @@ class BufferCollector(Collector):
                 P + "sink_pending_lines", "Lines a sink has not yet written", labels=["sink"]
             )
             for sink, streams in self._sinks.items():
-                oldest = None
-                waiting = 0
-                for stream in streams:
-                    mark = outbox.cursor(conn, sink, stream)
-                    at = outbox.oldest_pending(conn, stream, mark)
-                    if at is not None:
-                        oldest = at if oldest is None else min(oldest, at)
-                    waiting += outbox.pending(conn, stream, mark)[1]
+                waiting, oldest = outbox.backlog(conn, sink, streams)
                 lag.add_metric([sink], 0.0 if oldest is None else max(0.0, (now - oldest) / 1000))
                 pending.add_metric([sink], waiting)
             yield lag

@@ -91,8 +91,10 @@ def keep_cursors(conn: sqlite3.Connection, consumers: Consumers) -> None:
         conn.execute("INSERT OR IGNORE INTO cursors VALUES (?, ?, 0)", (consumer, stream))
 
 
-def collect(conn: sqlite3.Connection, consumers: Consumers) -> int:
-    """Delete rows every consumer of their stream has passed; returns rows deleted."""
+def collect(conn: sqlite3.Connection, consumers: Consumers, limit: int | None = None) -> int:
+    """Delete rows every consumer of their stream has passed, the oldest first and at
+    most `limit` of a stream (a small transaction: on a full disk, what fits in the room
+    left); returns rows deleted."""
     deleted = 0
     for stream in Stream:
         names = list(consumers.get(stream) or ())
@@ -102,8 +104,14 @@ def collect(conn: sqlite3.Connection, consumers: Consumers) -> int:
             upto = conn.execute(
                 "SELECT coalesce(max(id), 0) FROM outbox WHERE stream=?", (stream,)
             ).fetchone()[0]
-        if upto:
+        if upto and limit is None:
             deleted += conn.execute("DELETE FROM outbox WHERE stream=? AND id<=?", (stream, upto)).rowcount
+        elif upto:
+            deleted += conn.execute(
+                "DELETE FROM outbox WHERE id IN "
+                "(SELECT id FROM outbox WHERE stream=? AND id<=? ORDER BY id LIMIT ?)",
+                (stream, upto, limit),
+            ).rowcount
     return deleted
 
 
@@ -164,3 +172,17 @@ def pending(conn: sqlite3.Connection, stream: Stream, after_id: int) -> tuple[in
         "SELECT count(*), coalesce(sum(n), 0) FROM outbox WHERE stream=? AND id>?", (stream, after_id)
     ).fetchone()
     return row[0], row[1]
+
+
+def backlog(conn: sqlite3.Connection, consumer: str, streams: Iterable[Stream]) -> tuple[int, int | None]:
+    """(lines, arrival time of the oldest) a consumer of these streams has not passed
+    yet, from its stored cursors."""
+    lines = 0
+    oldest: int | None = None
+    for stream in streams:
+        mark = cursor(conn, consumer, stream)
+        at = oldest_pending(conn, stream, mark)
+        if at is not None:
+            oldest = at if oldest is None else min(oldest, at)
+        lines += pending(conn, stream, mark)[1]
+    return lines, oldest

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -29,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge import deadletters, identities, outbox, schema, stamps
-from edge.buffer import DurableBuffer, now_ms
+from edge import database, deadletters, identities, outbox, schema, stamps
+from edge.buffer import DurableBuffer, Posted, now_ms
 from edge.config import LimitsConfig
 from edge.deadletters import DeadLetter
 from edge.identities import Identity
@@ -58,6 +59,12 @@ log = logging.getLogger("urbansense.edge.pipeline")
 # While a telemetry group is being validated, the loop looks this often for a waiting
 # event, so an alarm waits for at most this many messages' work, not a whole group.
 URGENT_CHECK_EVERY = 25
+
+# Rows of a stream deleted per transaction while the disk is full.
+COLLECT_WHEN_FULL = 8
+
+# While the disk stays full, a reminder this often (the change itself is said at once).
+REMIND_FULL_S = 60.0
 
 
 @dataclass
@@ -145,34 +152,79 @@ class CommitLoop:
         self._next_prune = 0.0
         self._next_silence = 0.0
         self.watch: Callable[[], None] | None = None  # called once a second (thread health)
+        # Full-disk mode: since when (monotonic), None while there is room.
+        self.full_since: float | None = None
+        self._no_reserve_said = False
+        self._full_error: sqlite3.Error | None = None
+        self._needed = 0  # bytes of WAL the group that found the disk full had taken
+        self._next_reminder = 0.0  # full-disk mode: when to remind (0: not yet started)
 
     # -- the loop -----------------------------------------------------------------------
     def prepare(self) -> None:
         """Cursors for every configured consumer exist before any consumer starts."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        outbox.keep_cursors(self.conn, self.consumers)
-        self.conn.execute("COMMIT")
+        with database.transaction(self.conn):
+            outbox.keep_cursors(self.conn, self.consumers)
         self.committed.load(self.conn)
+        self._keep_reserve()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            if self.full_since is not None:
+                self._wait_for_room(stop)
+                continue
             # Events (the urgent lane) come first and never wait for company.
             batch = self.inbox.take(self.max_messages, 0.2, self.wait_s)
-            if batch:
-                self.commit(batch)
+            if batch and not self.commit(batch):
+                continue  # the disk is full: the mode above takes over
             self.tick()
         self.tick(force=True)  # store the consumers' last progress
 
     # -- one group commit -------------------------------------------------------------------
-    def commit(self, batch: list[Incoming]) -> None:
+    def commit(self, batch: list[Incoming]) -> bool:
+        """Commit a group and acknowledge it. False when the disk is full: nothing of the
+        group is stored or acknowledged, it waits in the inbox, and the loop goes into
+        its full-disk mode (the group is committed again once there is room)."""
+        if self._try_commit(batch):
+            # The cap is kept after every commit too: a second of commits can be a lot of
+            # WAL. (Outside the group: it is committed and acknowledged whatever this does.)
+            self._cap()
+            return self.full_since is None
+        self._disk_full(self._full_error)
+        return False
+
+    def _try_commit(self, batch: list[Incoming]) -> bool:
+        """The group committed: True. The disk full: False, with the group back in the
+        inbox and the stages' memory back to what is stored."""
+        try:
+            self._commit(batch)
+            return True
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._full_error = err
+            # What the WAL had grown to when the room ran out: what a group takes there,
+            # and so the room to wait for before taking messages again.
+            self._needed = database.wal_bytes(self.buffer.path)
+            self._rolled_back()
+            self.inbox.put_back(batch)
+            self.buffer.release_reserve()
+            return False
+
+    def _room(self) -> int:
+        """Bytes a commit can take: free on the file system, and free pages in the file."""
+        disk = os.statvfs(self.buffer.path.parent)
+        return disk.f_bavail * disk.f_frsize + database.free_bytes(self.conn)
+
+    def _commit(self, batch: list[Incoming]) -> None:
         conn = self.conn
         now = now_ms()
         invalid: list[str] = []
         throttled: list[str] = []
         channels: list[str] = []
         leftover: list[Incoming] = []
-        conn.execute("BEGIN IMMEDIATE")
+        posted: Posted = ({}, [])
         try:
+            conn.execute("BEGIN IMMEDIATE")
             accepted: list[tuple[Incoming, Accepted]] = []
             self._batch_kinds.clear()
             for i, m in enumerate(batch):
@@ -221,13 +273,16 @@ class CommitLoop:
                     self.committed.add(r.district, r.zone, r.node, r.boot, r.seq)
             owed = self.committed.flush(conn)
             outbox.append(conn, Stream.RAW, group.raw, now)
-            self.buffer.apply_posted(conn)
+            posted = self.buffer.apply_posted(conn)
             if self.want_rollups:
                 self.rollups.flush(conn)
             outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now), now)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Not after a statement SQLite already rolled back (database.transaction).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.buffer.repost(posted)
             raise
         if leftover:
             self.inbox.put_back(leftover)
@@ -317,38 +372,178 @@ class CommitLoop:
         self._next_tick = mono + 1.0
         if self.watch is not None:
             self.watch()
+        try:
+            self._maintain(mono, force)
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._rolled_back()
+            self._disk_full(err)
+
+    def _maintain(self, mono: float, force: bool) -> None:
         conn = self.conn
         now = now_ms()
-        conn.execute("BEGIN IMMEDIATE")
+        posted: Posted = ({}, [])
         try:
-            if force or mono >= self._next_silence:
-                self._next_silence = mono + self.check_every_s
-                self.registry.check_silence(now)
-            self.buffer.apply_posted(conn)
-            if self.want_rollups:
-                outbox.append(conn, Stream.ROLLUP, self.rollups.due(conn, now), now)
-            outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now, full=True), now)
-            outbox.collect(conn, self.consumers)
-            # Identities leave the index once older than dedup_hours: a bounded chunk every
-            # second keeps pace with 20,000 readings/s without a long pause.
-            identities.prune(conn, now - self.dedup_ms)
-            stamps.prune(conn, now - self.dedup_ms)
-            if force or mono >= self._next_prune:
-                self._next_prune = mono + 60.0
-                self.dead_letters.new_window()
-                self.buffer.prune_dead_letters(conn)
-                self.screen.forget_idle(mono)
+            with database.transaction(conn):
+                if force or mono >= self._next_silence:
+                    self._next_silence = mono + self.check_every_s
+                    self.registry.check_silence(now)
+                posted = self.buffer.apply_posted(conn)
                 if self.want_rollups:
-                    self.rollups.prune(conn, now)
-            conn.execute("COMMIT")
+                    outbox.append(conn, Stream.ROLLUP, self.rollups.due(conn, now), now)
+                outbox.append(conn, Stream.HEALTH, self.registry.flush(conn, now, full=True), now)
+                outbox.collect(conn, self.consumers)
+                # Identities leave the index once older than dedup_hours: a bounded chunk
+                # every second keeps pace with 20,000 readings/s without a long pause.
+                identities.prune(conn, now - self.dedup_ms)
+                stamps.prune(conn, now - self.dedup_ms)
+                if force or mono >= self._next_prune:
+                    self._next_prune = mono + 60.0
+                    self.dead_letters.new_window()
+                    self.buffer.prune_dead_letters(conn)
+                    self.screen.forget_idle(mono)
+                    if self.want_rollups:
+                        self.rollups.prune(conn, now)
         except BaseException:
-            conn.execute("ROLLBACK")
+            self.buffer.repost(posted)
             raise
         self.buffer.notify()
-        rows, lines = self.buffer.enforce_cap(conn)
+        self._cap()
+        if self.full_since is None:
+            self._keep_reserve()
+
+    def _cap(self) -> None:
+        try:
+            rows, lines = self.buffer.enforce_cap(self.conn)
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._disk_full(err)
+            return
         if rows:
             log.warning("buffer over max_bytes: dropped the %d oldest telemetry lines", lines)
             self.metrics.dropped(lines)
+
+    def _keep_reserve(self) -> None:
+        if not self.buffer.keep_reserve() and not self._no_reserve_said:
+            self._no_reserve_said = True
+            log.warning(
+                "buffer disk: no room for the %d-byte reserve beside %s; a full disk may stall forwarding",
+                self.buffer.reserve_bytes,
+                self.buffer.path,
+            )
+
+    # -- a full disk -------------------------------------------------------------------------
+    def _rolled_back(self) -> None:
+        """After a rolled-back transaction: what the stages hold in memory goes back to
+        what is stored, so the same messages committed again count once."""
+        self.registry.reload(self.conn)
+        self.committed.load(self.conn)
+        self.rollups.forget()
+        self.stamps = stamps.TimestampIndex()
+        # Its counts may name rows that were rolled back: a new window starts clean.
+        self.dead_letters.new_window()
+
+    def _disk_full(self, err: sqlite3.Error | None) -> None:
+        """Go into full-disk mode (said once, when it starts): the reserve is given back
+        so forwarding can store its progress and delete what it forwarded."""
+        if self.full_since is not None:
+            return
+        self.full_since = time.monotonic()
+        self.buffer.release_reserve()
+        self.metrics.disk_full.set(1)
+        self.metrics.disk_full_episodes.inc()
+        log.error(
+            "buffer disk full at %s (%s): taking no new messages, %d held unacknowledged and "
+            "the rest waiting at the broker; still forwarding the %d lines held; resuming by "
+            "itself when there is room",
+            self.buffer.path,
+            err,
+            len(self.inbox),
+            self._lines_held(),
+        )
+
+    def _still_full(self, why: str) -> None:
+        """A reminder while the disk stays full (every REMIND_FULL_S), with what holds it."""
+        mono = time.monotonic()
+        if mono < self._next_reminder:
+            return
+        first = self._next_reminder == 0.0
+        self._next_reminder = mono + REMIND_FULL_S
+        if first:
+            return  # the line that started the mode has just said it
+        log.warning(
+            "buffer disk still full after %.0f s: %s; %d lines held, %d messages waiting here, "
+            "database %d bytes, WAL %d bytes",
+            mono - (self.full_since or mono),
+            why,
+            self._lines_held(),
+            len(self.inbox),
+            database.file_bytes(self.buffer.path) - database.wal_bytes(self.buffer.path),
+            database.wal_bytes(self.buffer.path),
+        )
+
+    def _lines_held(self) -> int:
+        return sum(outbox.pending(self.conn, stream, 0)[1] for stream in Stream)
+
+    def _wait_for_room(self, stop: threading.Event) -> None:
+        """One step of full-disk mode (about a second): store the consumers' progress,
+        delete what every consumer has passed, give the pages back; once the reserve can
+        be made again (or the file has room inside), commit what waits, and leave the
+        mode if that works."""
+        stop.wait(1.0)
+        if self.watch is not None:
+            self.watch()
+        conn = self.conn
+        posted: Posted = ({}, [])
+        try:
+            # The consumers' progress first: its few pages fit in the WAL file as it is
+            # (the failed group's frames are overwritten); then the rows every consumer
+            # has passed are deleted a few at a time, each step checkpointed, so no one
+            # transaction needs more room than is left.
+            with database.transaction(conn):
+                posted = self.buffer.apply_posted(conn)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and not stop.is_set():
+                with database.transaction(conn):
+                    deleted = outbox.collect(conn, self.consumers, limit=COLLECT_WHEN_FULL)
+                self.buffer.give_back(conn, self.buffer.reserve_bytes)
+                if not deleted:
+                    break
+            self.buffer.notify()
+        except sqlite3.Error as err:
+            self.buffer.repost(posted)
+            if not database.is_disk_full(err):
+                raise
+            self._still_full(f"no room to store the forwarders' progress ({err})")
+        try:
+            # Then the WAL into the database (the reserve's room holds it) and the free
+            # pages back to the file system.
+            self.buffer.give_back(conn, self.buffer.reserve_bytes)
+        except sqlite3.Error as err:
+            if not database.is_disk_full(err):
+                raise
+            self._still_full(f"no room to checkpoint the WAL ({err})")
+            return
+        # Room again: for the reserve, and for a WAL's worth of new messages. (The
+        # reserve is not made before: it would take the room the steps above need.)
+        wanted = self.buffer.reserve_bytes + max(self.buffer.wal_bytes_max, self._needed)
+        room = self._room()
+        if stop.is_set() or room < wanted or not self.buffer.keep_reserve():
+            self._still_full(f"{room} bytes free, waiting for {wanted}")
+            return
+        batch = self.inbox.take(self.max_messages, 0.0)
+        if batch and not self._try_commit(batch):
+            return  # still full: the mode goes on, not said again
+        since, self.full_since = self.full_since or time.monotonic(), None
+        self._next_reminder = 0.0
+        self.metrics.disk_full.set(0)
+        log.warning(
+            "buffer disk has room again after %.0f s: taking messages again (%d lines held)",
+            time.monotonic() - since,
+            self._lines_held(),
+        )
 
     def close(self) -> None:
         self.conn.close()

@@ -105,7 +105,10 @@ class CommittedRanges:
         self._stored: dict[str, set[tuple[int, int, int]]] = {}
 
     def load(self, conn: sqlite3.Connection) -> None:
+        """The ranges as stored (also after a rolled-back group: what it added is gone)."""
         self.ranges.clear()
+        self._touched.clear()
+        self._stored.clear()
         for node, boot, first, last in conn.execute(
             "SELECT node, boot, first_seq, last_seq FROM committed ORDER BY node, boot, first_seq"
         ):

@@ -162,6 +162,19 @@ class NodeRegistry:
         self._next_scan_ms = 0
 
     # -- persistence ----------------------------------------------------------------
+    def reload(self, conn: sqlite3.Connection) -> None:
+        """Forget what is held in memory and load the stored state again (after a
+        rolled-back transaction, so nothing it counted is counted twice when the same
+        messages are committed again). Changes not yet written (battery, RSSI, last seen
+        of the last second) are lost; the next readings bring them back."""
+        self.clock_samples.clear()
+        self.nodes.clear()
+        self.boots.clear()
+        for pending in (self._dirty, self._important, self._dirty_boots, self._changed, self._owed):
+            pending.clear()
+        self._forget.clear()
+        self.load(conn)
+
     def load(self, conn: sqlite3.Connection) -> None:
         for row in conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM nodes"):
             state = NodeState(*row)

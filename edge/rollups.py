@@ -54,6 +54,12 @@ class RollupBook:
         schema.aggregate_add(entry[3], r)
         self._dirty.add(key)
 
+    def forget(self) -> None:
+        """Drop the cache (after a rolled-back transaction: it held what was not stored);
+        aggregates are read again from the table as readings come."""
+        self._cache.clear()
+        self._dirty.clear()
+
     def flush(self, conn: sqlite3.Connection) -> None:
         """Write the aggregates changed in this transaction."""
         for key in self._dirty:

@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 
+from edge import outbox
 from edge.alarms import AlarmPublisher
 from edge.alertmanager import CONSUMER as ALERTMANAGER
 from edge.alertmanager import AlertmanagerCollector, AlertmanagerDelivery
@@ -29,11 +30,13 @@ from edge.config import EdgeConfig
 from edge.consumer import StreamConsumer, cursors_of
 from edge.forward import Forwarder
 from edge.ingest import Inbox, MqttIngest, split_filters
-from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector
+from edge.lock import BufferLock, EdgeStartError
+from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector, MqttCollector
 from edge.outbox import Stream
 from edge.pipeline import CommitLoop
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
+from edge.sinkhealth import SinkHealth
 
 log = logging.getLogger("urbansense.edge")
 
@@ -50,12 +53,16 @@ class EdgeService:
         self.failed = threading.Event()
         self.metrics = EdgeMetrics()
         self.metrics_port: int | None = None
+        # First of all: a second edge on this buffer stops here, touching nothing.
+        self.lock = BufferLock(cfg.buffer_path)
+        self.lock.acquire()
         b = cfg.buffer
         self.buffer = DurableBuffer(
             cfg.buffer_path,
             max_bytes=b.max_bytes,
             synchronous=b.synchronous,
             dead_letter_max_rows=b.dead_letter_max_rows,
+            reserve_bytes=b.reserve_bytes,
         )
         self.registry = NodeRegistry(
             offline_after_intervals=cfg.health.offline_after_intervals,
@@ -77,11 +84,21 @@ class EdgeService:
                 )
             )
         # The outbox's readers, each with its cursor; started by start_background().
-        self.threads: list[StreamConsumer] = [
-            Forwarder(self.buffer, sink, stream, self.metrics, self.stop_event, on_crash=self._crashed)
-            for sink in cfg.sink
-            for stream in sink_streams(sink.data)
-        ]
+        self.threads: list[StreamConsumer] = []
+        for sink in cfg.sink:
+            health = SinkHealth(sink.name, self.metrics, self._backlog(sink.name, sink_streams(sink.data)))
+            self.threads += [
+                Forwarder(
+                    self.buffer,
+                    sink,
+                    stream,
+                    self.metrics,
+                    self.stop_event,
+                    on_crash=self._crashed,
+                    health=health,
+                )
+                for stream in sink_streams(sink.data)
+            ]
         if cfg.alarms.enabled:
             # Alarms go out through the events session when there is one.
             self.threads.append(
@@ -117,9 +134,22 @@ class EdgeService:
             want_alarms=cfg.alarms.enabled or cfg.alertmanager.enabled,
             limits=cfg.limits,
         )
+        self.metrics.add_collector(MqttCollector(self.sessions))
         if cfg.receipts.enabled and self.sessions:
             # Receipts go out through the first session, after each commit.
             self.loop.publish_receipt = self.sessions[0].publish_retained
+
+    def _backlog(self, name: str, streams: tuple[Stream, ...]):
+        """Lines a sink has not taken yet, read when a log line says it."""
+
+        def lines() -> int:
+            conn = self.buffer.connect(readonly=True)
+            try:
+                return outbox.backlog(conn, name, streams)[0]
+            finally:
+                conn.close()
+
+        return lines
 
     def _ack(self, batch) -> int:
         return sum(s.ack(batch) for s in self.sessions)
@@ -144,8 +174,14 @@ class EdgeService:
             if self.cfg.alertmanager.enabled:
                 sinks[ALERTMANAGER] = (Stream.ALARM,)  # its backlog and lag, like a sink's
                 self.metrics.add_collector(AlertmanagerCollector(self.cfg.alertmanager.url))
-            self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks))
-            self.metrics_port = self.metrics.serve(host, port)
+            self.metrics.add_collector(BufferCollector(self.buffer.connect, sinks, self.buffer.path))
+            try:
+                self.metrics_port = self.metrics.serve(host, port)
+            except OSError as err:
+                raise EdgeStartError(
+                    f"metrics: cannot listen on {host}:{port} ({err.strerror}; another edge?): "
+                    'set [metrics] listen to a free port, or "" for none'
+                ) from None
             log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
         for t in self.threads:
             t.start()
@@ -153,6 +189,8 @@ class EdgeService:
             session.start()
 
     def _watch(self) -> None:
+        for session in self.sessions:
+            session.check()
         for t in self.threads:
             if not t.is_alive() and not self.stop_event.is_set():
                 log.error("thread %s died; stopping", t.name)
@@ -175,6 +213,9 @@ class EdgeService:
             self.start_background()
             self.loop.watch = self._watch
             self.loop.run(self.stop_event)
+        except EdgeStartError as err:
+            log.error("%s", err)
+            self.failed.set()
         except Exception:
             log.exception("edge stopping on an error")
             self.failed.set()
@@ -190,11 +231,13 @@ class EdgeService:
             except Exception:
                 log.exception("mqtt stop")
         for t in self.threads:
-            t.join(timeout=self.cfg.sink[0].timeout_s + 5)
+            if t.ident is not None:  # started (a refused start never starts them)
+                t.join(timeout=self.cfg.sink[0].timeout_s + 5)
         try:
             self.loop.tick(force=True)  # the consumers' progress since the last commit
         except Exception:
             log.exception("final tick")
         self.metrics.close()
         self.loop.close()
+        self.lock.release()
         log.info("edge stopped")

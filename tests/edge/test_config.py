@@ -131,7 +131,8 @@ def test_two_bad_keys_are_both_named_and_toml_errors_are_reported(tmp_path):
     path.write_text(ISSUE_EXAMPLE.replace("host =", "hots =").replace("max_bytes =", "max_byte ="))
     proc = check(path, "--json")
     problems = json.loads(proc.stdout)["problems"]
-    assert "mqtt.hots: unknown key" in problems and "buffer.max_byte: unknown key" in problems
+    assert "mqtt.hots: unknown key, did you mean host?" in problems
+    assert "buffer.max_byte: unknown key, did you mean max_bytes?" in problems
     path.write_text("[site\n")
     proc = check(path)
     assert proc.returncode == 1 and "not valid TOML" in proc.stdout
@@ -147,6 +148,69 @@ def test_run_refuses_a_bad_config_with_exit_code_2(tmp_path):
     assert "metric: unknown key" in proc.stderr
 
 
-def test_deploy_example_config_is_valid(repo_root):
-    proc = check(repo_root / "deploy" / "edge" / "edge.example.toml")
+def test_deploy_example_config_is_valid_once_its_token_is_filled_in(repo_root, tmp_path):
+    example = (repo_root / "deploy" / "edge" / "edge.example.toml").read_text()
+    path = tmp_path / "edge.toml"
+    path.write_text(example)
+    proc = check(path, "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["problems"] == [
+        "sink[1].token: is a placeholder (REPLACE-ME): put the real secret here, or remove the key"
+    ]
+    path.write_text(example.replace('token = "REPLACE-ME"', 'token = "a-real-token"'))
+    proc = check(path)
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize(
+    "change, line",
+    [
+        (("port = 1883", 'port = "1883"'), 'mqtt.port: must be an integer, not a string ("1883")'),
+        (
+            ("port = 1883", "port = 1883\nkeepalive_s = true"),
+            "mqtt.keepalive_s: must be an integer, not true/false",
+        ),
+        (("max_bytes = 2000000000", "max_bytes = 2e9"), "buffer.max_bytes: must be an integer, not a number"),
+        (('api = "v1"', "api = 1"), "sink[0].api: Input should be 'v1' or 'v2'"),
+        (('data = "raw"', "data = true"), "sink[0].data"),
+        (("[metrics]", "[metrics]\nlistn = 1"), "metrics.listn: unknown key, did you mean listen?"),
+        (
+            ('listen = "127.0.0.1:9108"', "listen = 9108"),
+            "metrics.listen: must be a string (in quotes), not an integer",
+        ),
+        (
+            ('database = "city"', 'database = "city"\npassword = "REPLACE-ME"'),
+            "sink[1].password: is a placeholder",
+        ),
+        (('path = "state/buffer.db"', 'path = "/proc/self/buffer.db"'), "buffer.path: /proc/"),
+        (('path = "state/buffer.db"', 'path = "/sys/buffer.db"'), "which is no disk"),
+    ],
+)
+def test_strict_types_placeholders_and_paths_are_one_line_each(tmp_path, change, line):
+    assert change[0] in ISSUE_EXAMPLE
+    path = tmp_path / "edge.toml"
+    path.write_text(ISSUE_EXAMPLE.replace(change[0], change[1], 1))
+    proc = check(path, "--json")
+    assert proc.returncode == 1, proc.stdout
+    problems = json.loads(proc.stdout)["problems"]
+    assert len(problems) == 1 and line in problems[0], problems
+    run = subprocess.run(
+        [URBANSENSE, "edge", "run", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2 and line in run.stderr and "Traceback" not in run.stderr
+
+
+def test_check_config_takes_the_file_either_way(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    for args in ([str(path)], ["--config", str(path)]):
+        proc = subprocess.run(
+            [URBANSENSE, "edge", "check-config", *args], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0 and f"{path}: valid" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run([URBANSENSE, "edge", "check-config"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--config FILE" in proc.stderr
+    helps = subprocess.run(
+        [URBANSENSE, "edge", "dead-letters", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "how many of the newest rows" in helps

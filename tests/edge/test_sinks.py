@@ -11,7 +11,7 @@ from edge.sinks import InfluxV1Sink, classify, retry_after
 from hil.services import InfluxDBServer
 from protocols import codec
 from tests.support.edge_process import v1_sink, write_config
-from tests.support.influx_points import uptimes
+from tests.support.influx_points import uptimes, write_lines
 from tests.support.metrics import metric
 from tests.support.publisher import Publisher
 from tests.support.readings import counted_readings, now_ms
@@ -124,17 +124,8 @@ def test_lines_the_server_refuses_go_to_dead_letters(mosquitto, influxdb, tmp_pa
     # `pm25` is a bool in this database's current shard, so every float pm25 is refused
     # there (field type conflict, HTTP 400 "partial write"); lines of other measurements in
     # the same batches are written. (InfluxDB checks field types per shard.)
-    import urllib.request
-
     base = now_ms() - 10_000
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{influxdb.url}/write?db={db}&precision=ms",
-            data=b"air,district=xuhui,node=r-0001,zone=caohejing pm25=true %d" % (base - 1000),
-            method="POST",
-        ),
-        timeout=10,
-    ).read()
+    write_lines(influxdb, db, b"air,district=xuhui,node=r-0001,zone=caohejing pm25=true %d" % (base - 1000))
     config = write_config(
         tmp_path,
         mqtt_port=mosquitto.port,

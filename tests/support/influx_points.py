@@ -4,8 +4,16 @@ measurement does not exist, so a test can wait on them from the start."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 from tests.support.waiting import wait_for
+
+
+def write_lines(influx, db: str, body: bytes) -> None:
+    """Write line protocol (ms precision) straight to InfluxDB, as another writer would:
+    e.g. a field with another type than the edge sends."""
+    request = urllib.request.Request(f"{influx.url}/write?db={db}&precision=ms", data=body, method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
 
 
 def influx_count(influx, db: str, measurement: str = "air", field: str = "pm25") -> int:
