@@ -424,16 +424,18 @@ class MQTTClient:
             await self.close()
 
     async def _on_publish(self, ptype):
-        rx = self._rx
+        # Topic and payload copied once each, out of a memoryview: a slice of the bytearray
+        # would be one more copy, and each is a block the replay's batches must work around.
+        rx, rxv = self._rx, self._rxv
         tlen = (rx[0] << 8) | rx[1]
-        topic = bytes(rx[2:2 + tlen]).decode()
+        topic = str(rxv[2:2 + tlen], "utf-8")
         pos = 2 + tlen
         qos = (ptype >> 1) & 3
         pid = 0
         if qos:
             pid = (rx[pos] << 8) | rx[pos + 1]
             pos += 2
-        payload = bytes(rx[pos:self._rx_size])
+        payload = bytes(rxv[pos:self._rx_size])
         if self.on_message is not None:
             self.on_message(topic, payload)
         if qos == 1:
