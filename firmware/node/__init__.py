@@ -57,6 +57,6 @@ def drop(*phases):
 def scrub(depth=16):
     """Overwrite the C stack below the caller. The collector scans the C stack
     conservatively: a pointer a returned call left there keeps what it points at alive."""
-    a = b = c = d = e = f = g = h = 0
+    a = b = c = d = e = f = g = h = 0  # noqa: F841 (stack slots, each overwritten)
     if depth:
         scrub(depth - 1)
