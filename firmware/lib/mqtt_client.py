@@ -107,6 +107,32 @@ def _connect_packet(client_id, user, password, keepalive, will, clean):
     return pkt
 
 
+def _publish_packet(topic, payload, retain, qos, pid):
+    """A PUBLISH as (packet, rest): rest is None, or the payload written after the packet."""
+    tb = topic.encode() if type(topic) is str else topic
+    plen = len(payload)
+    if type(payload) is list:
+        plen = 0
+        for part in payload:
+            plen += len(part)
+    size = 2 + len(tb) + (2 if qos else 0) + plen
+    head = _header(_PUBLISH | (qos << 1) | (1 if retain else 0), size)
+    # A small message goes out as one buffer. A large one (a batch of several KB) is
+    # written as header then payload, so it is never copied (the heap is the budget);
+    # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
+    # broker's delayed ACK, which would cost ~40 ms per message.
+    split = plen > _SPLIT_ABOVE or type(payload) is list
+    pkt = bytearray(len(head) + size - (plen if split else 0))
+    pkt[:len(head)] = head
+    pos = _put_str(pkt, len(head), tb)
+    if qos:
+        struct.pack_into("!H", pkt, pos, pid)
+        pos += 2
+    if not split:
+        pkt[pos:] = payload
+    return pkt, (payload if split else None)
+
+
 class MQTTClient:
     """One connection to one broker. `link_up` is a callable the HAL provides: while it
     returns False the client refuses to connect or send (a Wi-Fi outage, or the sim's
@@ -292,29 +318,11 @@ class MQTTClient:
         (the node's offline queue) and sends it again after reconnecting.
         payload: bytes, or a list of bytes sent one after another (a batch assembled from
         its parts, so that no buffer of the whole message is ever needed)."""
-        tb = topic.encode() if type(topic) is str else topic
+        # The packet is made by a plain function: a coroutine's frame is one block in
+        # the heap, as big as its locals, made at every publish, and a replay's heap may
+        # have no room for a big one.
         pid = self._next_pid() if qos else 0
-        plen = len(payload)
-        if type(payload) is list:
-            plen = 0
-            for part in payload:
-                plen += len(part)
-        size = 2 + len(tb) + (2 if qos else 0) + plen
-        head = _header(_PUBLISH | (qos << 1) | (1 if retain else 0), size)
-        # A small message goes out as one buffer. A large one (a batch of several KB) is
-        # written as header then payload, so it is never copied (the heap is the budget);
-        # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
-        # broker's delayed ACK, which would cost ~40 ms per message.
-        split = plen > _SPLIT_ABOVE or type(payload) is list
-        pkt = bytearray(len(head) + size - (plen if split else 0))
-        pkt[:len(head)] = head
-        pos = _put_str(pkt, len(head), tb)
-        if qos:
-            struct.pack_into("!H", pkt, pos, pid)
-            pos += 2
-        if not split:
-            pkt[pos:] = payload
-        rest = payload if split else None
+        pkt, rest = _publish_packet(topic, payload, retain, qos, pid)
         if not qos:
             await self._send(pkt, rest)
             return
@@ -447,7 +455,12 @@ class MQTTClient:
         if self.on_message is not None:
             self.on_message(topic, payload)
         if qos == 1:
-            await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+            # Written at once, not through _send: a coroutine of _send is a 200-byte block,
+            # which the replay's heap may not have while receipts arrive. A stream's write
+            # is synchronous (the bytes go to the socket, or wait in the stream for the
+            # next drain), so it cannot split another packet's parts.
+            self._check_link()
+            self._stream.write(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
 
     async def _keepalive_loop(self):
         # Ping when idle for half the keepalive; declare the link dead when nothing came
