@@ -28,20 +28,25 @@ def console_poller():
 carried = ""
 
 
-def break_in(window_ms=50):
+def break_in(cfg, window_ms=50):
     """The console break-in window (main.py): a technician's laptop (`urbansense node
     flash`, `node info`: field/serial_board.py) keeps sending Ctrl-A while it waits for the
     REPL, and a duty-cycled node is awake for only tens of milliseconds a wake. What was
     sent while the board booted waits here: Ctrl-A or Ctrl-C stops the program
     (KeyboardInterrupt: the REPL takes the rest). A byte, not only Ctrl-C: Ctrl-C is a
     signal on a virtual board (hil/boards/bridge.py), and one that lands while its
-    interpreter starts kills that start. 50 ms of every wake (docs/PERFORMANCE.md)."""
+    interpreter starts kills that start. 50 ms of every wake (docs/PERFORMANCE.md).
+    Then this module leaves sys.modules, unless the node serves HIL stimuli (cfg "hil"):
+    heap is the budget, and its caller lets it go."""
     global carried
     if console_poller().poll(window_ms):
         char = sys.stdin.read(1)
         if char and char in "\x01\x03":
             raise KeyboardInterrupt
         carried = char   # the start of a stimulus line (contract 3): console_lines takes it
+    if not cfg["hil"]:
+        del sys.modules[__name__]
+        sys.modules["hal"].__dict__.pop("common", None)
 
 
 def console_lines(poller):

@@ -76,36 +76,100 @@ def _header(ptype, remaining):
             return out[:i]
 
 
+def _connect_packet(client_id, user, password, keepalive, will, clean):
+    flags = 0 if not clean else 0x02
+    size = 10 + _str_len(client_id)
+    if will:
+        topic, payload, retain, qos = will
+        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+        size += _str_len(topic) + 2 + len(payload)
+    if user is not None:
+        flags |= 0x80
+        size += _str_len(user)
+    if password is not None:
+        flags |= 0x40
+        size += _str_len(password)
+    head = _header(_CONNECT, size)
+    pkt = bytearray(len(head) + size)
+    pkt[:len(head)] = head
+    pos = len(head)
+    pkt[pos:pos + 7] = b"\x00\x04MQTT\x04"
+    pkt[pos + 7] = flags
+    struct.pack_into("!H", pkt, pos + 8, keepalive)
+    pos = _put_str(pkt, pos + 10, client_id)
+    if will:
+        pos = _put_str(pkt, pos, will[0])
+        pos = _put_str(pkt, pos, will[1])
+    if user is not None:
+        pos = _put_str(pkt, pos, user)
+    if password is not None:
+        pos = _put_str(pkt, pos, password)
+    return pkt
+
+
+def _publish_packet(topic, payload, retain, qos, pid):
+    """A PUBLISH as (packet, rest): rest is None, or the payload written after the packet."""
+    tb = topic.encode() if type(topic) is str else topic
+    plen = len(payload)
+    if type(payload) is list:
+        plen = 0
+        for part in payload:
+            plen += len(part)
+    size = 2 + len(tb) + (2 if qos else 0) + plen
+    head = _header(_PUBLISH | (qos << 1) | (1 if retain else 0), size)
+    # A small message goes out as one buffer. A large one (a batch of several KB) is
+    # written as header then payload, so it is never copied (the heap is the budget);
+    # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
+    # broker's delayed ACK, which would cost ~40 ms per message.
+    split = plen > _SPLIT_ABOVE or type(payload) is list
+    pkt = bytearray(len(head) + size - (plen if split else 0))
+    pkt[:len(head)] = head
+    pos = _put_str(pkt, len(head), tb)
+    if qos:
+        struct.pack_into("!H", pkt, pos, pid)
+        pos += 2
+    if not split:
+        pkt[pos:] = payload
+    return pkt, (payload if split else None)
+
+
 class MQTTClient:
     """One connection to one broker. `link_up` is a callable the HAL provides: while it
     returns False the client refuses to connect or send (a Wi-Fi outage, or the sim's
-    network cut), and an open connection is dropped."""
+    network cut), and an open connection is dropped.
+
+    Every attribute an instance holds is a slot of its dict, which holds 23 before it is
+    copied into a bigger block (37 slots: 592 bytes, which a node's fragmented heap may
+    not have at its connect): so the CONNECT packet is made once, here, instead of keeping
+    what goes into it, the stream is one attribute, and the timeouts are the class's unless
+    a caller gives others. No attribute is added after __init__."""
+
+    ack_timeout_ms = 4000
+    connect_timeout_ms = 5000
 
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive=60, will=None, clean=False, ssl=None, link_up=None,
                  on_message=None, log=None, rx_size=1200, ack_timeout_ms=4000,
                  connect_timeout_ms=5000, rx_buffer=None):
-        self.client_id = client_id
         self.host = host
         self.port = port
-        self.user = user
-        self.password = password
         self.keepalive = keepalive
-        self.will = will          # (topic, payload, retain, qos) or None
-        self.clean = clean
+        # will: (topic, payload, retain, qos) or None
+        self._connect = _connect_packet(client_id, user, password, keepalive, will, clean)
         self.ssl = ssl            # an ssl.SSLContext, or None
         self.link_up = link_up or (lambda: True)
         self.on_message = on_message
         self.log = log or (lambda msg: None)
-        self.ack_timeout_ms = ack_timeout_ms
-        self.connect_timeout_ms = connect_timeout_ms
+        if ack_timeout_ms != MQTTClient.ack_timeout_ms:
+            self.ack_timeout_ms = ack_timeout_ms
+        if connect_timeout_ms != MQTTClient.connect_timeout_ms:
+            self.connect_timeout_ms = connect_timeout_ms
         self.subscriptions = []   # (topic, qos), restored on every connect
         # rx_buffer: a caller that makes clients again and again passes its own, so that
-        # a fragmented heap need not find rx_size contiguous bytes each time.
-        self._rx = rx_buffer if rx_buffer is not None else bytearray(rx_size)
-        self._rxv = memoryview(self._rx)
-        self._reader = None
-        self._writer = None
+        # a fragmented heap need not find rx_size contiguous bytes each time. Kept as a
+        # memoryview: its slices are views, not copies.
+        self._rx = memoryview(rx_buffer if rx_buffer is not None else bytearray(rx_size))
+        self._stream = None       # asyncio's stream: reader and writer are one object
         self._tasks = []
         self._sending = False     # a packet is being written (see _send)
         self._waiting = {}        # packet id -> [done, acked], for PUBACK / SUBACK
@@ -138,20 +202,19 @@ class MQTTClient:
                 opened = asyncio.open_connection(host, port, ssl=self.ssl)
             else:
                 opened = asyncio.open_connection(host, port)
-            self._reader, self._writer = await asyncio.wait_for_ms(
-                opened, self.connect_timeout_ms)
+            self._stream = (await asyncio.wait_for_ms(opened, self.connect_timeout_ms))[0]
             try:
                 # The option's number is the port's: lwIP's is TF_NODELAY (extmod/modlwip.c,
                 # rp2), not 1, which it answers with a warning and ignores. The unix port's
                 # socket module names none: Linux's number there.
-                self._writer.s.setsockopt(
+                self._stream.s.setsockopt(
                     _IPPROTO_TCP, getattr(socket, "TCP_NODELAY", _TCP_NODELAY), 1)
             except (AttributeError, OSError):
                 pass   # a TLS socket or a port without the option: Nagle stays on
-            await self._send(self._connect_packet())
+            await self._send(self._connect)
             ptype = await asyncio.wait_for_ms(self._read_packet(), self.connect_timeout_ms)
-            if ptype != _CONNACK:
-                raise MQTTError("expected CONNACK, got 0x%02x" % ptype)
+            if ptype & 0xFF != _CONNACK:
+                raise MQTTError("expected CONNACK, got 0x%02x" % (ptype & 0xFF))
             code = self._rx[1]
             if code:
                 why = _CONNACK_ERRORS[code] if code < len(_CONNACK_ERRORS) else str(code)
@@ -198,36 +261,6 @@ class MQTTClient:
         delay = min(cap_ms, base_ms << min(max(0, self.failures - 1), 10))
         return delay // 2 + _jitter(delay // 2)
 
-    def _connect_packet(self):
-        flags = 0 if not self.clean else 0x02
-        size = 10 + _str_len(self.client_id)
-        if self.will:
-            topic, payload, retain, qos = self.will
-            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-            size += _str_len(topic) + 2 + len(payload)
-        if self.user is not None:
-            flags |= 0x80
-            size += _str_len(self.user)
-        if self.password is not None:
-            flags |= 0x40
-            size += _str_len(self.password)
-        head = _header(_CONNECT, size)
-        pkt = bytearray(len(head) + size)
-        pkt[:len(head)] = head
-        pos = len(head)
-        pkt[pos:pos + 7] = b"\x00\x04MQTT\x04"
-        pkt[pos + 7] = flags
-        struct.pack_into("!H", pkt, pos + 8, self.keepalive)
-        pos = _put_str(pkt, pos + 10, self.client_id)
-        if self.will:
-            pos = _put_str(pkt, pos, self.will[0])
-            pos = _put_str(pkt, pos, self.will[1])
-        if self.user is not None:
-            pos = _put_str(pkt, pos, self.user)
-        if self.password is not None:
-            pos = _put_str(pkt, pos, self.password)
-        return pkt
-
     async def disconnect(self):
         """Clean DISCONNECT: the broker discards the will (a planned sleep is not a loss)."""
         if self.connected:
@@ -245,13 +278,13 @@ class MQTTClient:
             if task is not asyncio.current_task():
                 task.cancel()
         self._tasks = []
-        if self._writer is not None:
+        if self._stream is not None:
             try:
-                self._writer.close()
-                await self._writer.wait_closed()
+                self._stream.close()
+                await self._stream.wait_closed()
             except Exception:
                 pass  # the socket may already be gone; closing is best effort
-        self._reader = self._writer = None
+        self._stream = None
         # Wake everyone waiting for an ack: their packet will be sent again after reconnect.
         for entry in self._waiting.values():
             entry[0] = True
@@ -267,7 +300,7 @@ class MQTTClient:
         while self._sending:
             await asyncio.sleep_ms(1)
         self._check_link()
-        writer = self._writer
+        writer = self._stream
         if writer is None:
             raise MQTTError("not connected")
         self._sending = True
@@ -293,29 +326,11 @@ class MQTTClient:
         (the node's offline queue) and sends it again after reconnecting.
         payload: bytes, or a list of bytes sent one after another (a batch assembled from
         its parts, so that no buffer of the whole message is ever needed)."""
-        tb = topic.encode() if type(topic) is str else topic
+        # The packet is made by a plain function: a coroutine's frame is one block in
+        # the heap, as big as its locals, made at every publish, and a replay's heap may
+        # have no room for a big one.
         pid = self._next_pid() if qos else 0
-        plen = len(payload)
-        if type(payload) is list:
-            plen = 0
-            for part in payload:
-                plen += len(part)
-        size = 2 + len(tb) + (2 if qos else 0) + plen
-        head = _header(_PUBLISH | (qos << 1) | (1 if retain else 0), size)
-        # A small message goes out as one buffer. A large one (a batch of several KB) is
-        # written as header then payload, so it is never copied (the heap is the budget);
-        # TCP_NODELAY (set at connect) keeps Nagle from holding the payload back until the
-        # broker's delayed ACK, which would cost ~40 ms per message.
-        split = plen > _SPLIT_ABOVE or type(payload) is list
-        pkt = bytearray(len(head) + size - (plen if split else 0))
-        pkt[:len(head)] = head
-        pos = _put_str(pkt, len(head), tb)
-        if qos:
-            struct.pack_into("!H", pkt, pos, pid)
-            pos += 2
-        if not split:
-            pkt[pos:] = payload
-        rest = payload if split else None
+        pkt, rest = _publish_packet(topic, payload, retain, qos, pid)
         if not qos:
             await self._send(pkt, rest)
             return
@@ -380,16 +395,18 @@ class MQTTClient:
         # mv must be a memoryview: slicing a bytearray would copy, and fill the copy.
         got = 0
         while got < len(mv):
-            n = await self._reader.readinto(mv[got:])
+            n = await self._stream.readinto(mv[got:])
             if not n:
                 raise MQTTError("connection closed by the broker")
             got += n
 
     async def _read_packet(self):
-        """Read one packet; its body goes into self._rx. Returns the type byte."""
+        """Read one packet; its body goes into self._rx. Returns the type byte, plus its
+        body's size times 256 (an int, not a tuple nor an attribute more)."""
         # The fixed header is read a byte at a time into the buffer's first byte, which
         # the body then overwrites.
-        rx, first = self._rx, self._rxv[:1]
+        rx = self._rx
+        first = rx[:1]
         await self._fill(first)
         ptype = rx[0]
         size = 0
@@ -400,52 +417,58 @@ class MQTTClient:
             if not rx[0] & 0x80:
                 break
             shift += 7
-        if size > len(self._rx):
+        if size > len(rx):
             # Too big for the node (the SPEC caps commands at 1 KiB): read it away.
             while size:
-                n = min(size, len(self._rx))
-                await self._fill(self._rxv[:n])
+                n = min(size, len(rx))
+                await self._fill(rx[:n])
                 size -= n
             self.log("error mqtt: dropped an oversized packet")
             return 0
-        await self._fill(self._rxv[:size])
-        self._rx_size = size
+        await self._fill(rx[:size])
         self._last_rx = time.ticks_ms()
-        return ptype
+        return size << 8 | ptype
 
     async def _read_loop(self):
         try:
             while True:
-                ptype = await self._read_packet()
-                kind = ptype & 0xF0
+                got = await self._read_packet()
+                kind = got & 0xF0
                 if kind in (_PUBACK, _SUBACK):
                     pid = (self._rx[0] << 8) | self._rx[1]
                     entry = self._waiting.pop(pid, None)
                     if entry is not None:
                         entry[0] = entry[1] = True
                 elif kind == _PUBLISH:
-                    await self._on_publish(ptype)
+                    await self._on_publish(got & 0xFF, got >> 8)
         except asyncio.CancelledError:
             raise
         except Exception as err:
             self.log("error mqtt: read: %r" % (err,))
             await self.close()
 
-    async def _on_publish(self, ptype):
+    async def _on_publish(self, ptype, size):
+        # Topic and payload copied once each, out of the memoryview: a slice of a bytearray
+        # would be one more copy, and each is a block the replay's batches must work around.
         rx = self._rx
         tlen = (rx[0] << 8) | rx[1]
-        topic = bytes(rx[2:2 + tlen]).decode()
+        topic = str(rx[2:2 + tlen], "utf-8")
         pos = 2 + tlen
         qos = (ptype >> 1) & 3
         pid = 0
         if qos:
             pid = (rx[pos] << 8) | rx[pos + 1]
             pos += 2
-        payload = bytes(rx[pos:self._rx_size])
+        payload = bytes(rx[pos:size])
         if self.on_message is not None:
             self.on_message(topic, payload)
         if qos == 1:
-            await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+            # Written at once, not through _send: a coroutine of _send is a 200-byte block,
+            # which the replay's heap may not have while receipts arrive. A stream's write
+            # is synchronous (the bytes go to the socket, or wait in the stream for the
+            # next drain), so it cannot split another packet's parts.
+            self._check_link()
+            self._stream.write(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
 
     async def _keepalive_loop(self):
         # Ping when idle for half the keepalive; declare the link dead when nothing came

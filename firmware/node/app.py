@@ -162,6 +162,11 @@ class Node:
                 from node import always_on as schedule
             schedule.run(self)
         except KeyboardInterrupt:
+            # Stopped from the console (hal/common.py): the technician's soft reset
+            # follows, not a crash. The sim HAL, which keeps its reset cause itself,
+            # records that.
+            if hasattr(self.hal, "console_stop"):
+                self.hal.console_stop()
             raise
         except SystemExit:
             raise

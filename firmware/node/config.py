@@ -2,8 +2,10 @@
 # over `cmd` (state/config.json) merged over it. Validated before anything runs; a bad
 # config names its key (firmware/README.md, contract 1).
 import json
+import sys
 
 import files
+from node import drop
 from protocols import thresholds
 from protocols.topics import is_slug
 
@@ -145,6 +147,19 @@ def load():
         limits.update(overrides["thresholds"])
         cfg["thresholds"] = limits
     return validate(cfg)
+
+
+def checked():
+    """The config at boot: on a bad one, one line naming the key, and the node stops
+    (nothing runs with a config we do not trust). The validator (and what it imports) is
+    dropped: it is not needed again until a `set` command."""
+    try:
+        cfg = load()
+    except ConfigError as err:
+        print("config error: %s" % err)
+        sys.exit(2)
+    drop("commands", "protocols")
+    return cfg
 
 
 def persist(cfg, changes):
