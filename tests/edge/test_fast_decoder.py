@@ -19,6 +19,7 @@ import collections
 import json
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,10 @@ from tests.support.fuzz import (
     mutate_bytes,
     mutate_json,
 )
+
+# CPU-bound (100,000 payloads): the suite's hang guard of 300 s is too close for them
+# on two loaded cores.
+pytestmark = pytest.mark.timeout(900)
 
 DISTRICT, ZONE = "xuhui", "caohejing"
 

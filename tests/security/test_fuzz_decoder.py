@@ -10,6 +10,7 @@ import collections
 import math
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,10 @@ from protocols import catalog
 from protocols.decoder import decode
 from protocols.errors import REASONS, ProtocolError
 from tests.support.fuzz import FUZZ, NOW, SEEDS, TOPICS, VALID_OBJECTS, json_values, mutate_bytes, mutate_json
+
+# CPU-bound (100,000 payloads): the suite's hang guard of 300 s is too close for them
+# on two loaded cores.
+pytestmark = pytest.mark.timeout(900)
 
 # Hypothesis drives the generation; each of its examples yields a burst of payloads from
 # a random stream it controls (st.randoms), because per-example overhead would otherwise
