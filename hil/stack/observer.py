@@ -19,6 +19,9 @@ import paho.mqtt.client as mqtt
 
 from protocols.decoder import decode
 from protocols.errors import ProtocolError
+from protocols.topics import EDGE_CHANNELS
+
+EDGE_TO_NODE = tuple("/" + channel for channel in EDGE_CHANNELS)  # topic endings
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,17 @@ class CityObserver:
         now, wall = time.monotonic(), time.time()
         with self._lock:
             self.messages += 1
+            if msg.topic.endswith(EDGE_TO_NODE):
+                # What edges and operators send to nodes (commands, the edge's retained
+                # receipts): not a node's message, neither counted nor decoded.
+                self._lock.notify_all()
+                return
             parts = msg.topic.split("/")
             if len(parts) >= 4:
                 self._arrivals.append((now, parts[2], parts[3]))
             if msg.topic.startswith("alarms/"):
                 self._alarm(msg, now, wall)
-            elif not msg.topic.endswith("/cmd"):
+            else:
                 self._node_message(msg, now)
             self._lock.notify_all()
 

@@ -59,6 +59,9 @@ def test_observer_records_readings_alarms_acks_and_status(observer):
     observer.publish(
         "alarms/v1/xuhui/caohejing/a-0001/pm25", b'{"state": true, "severity": "warning", "value": 180.0}'
     )
+    # An edge's receipt (retained on a shared broker, from any earlier test too) is no
+    # node's message: not counted as invalid.
+    observer.publish(base + "/receipt", b'{"v": 1, "node": "a-0001", "ts": 1, "got": [[1, 1, 4]]}')
     observer.publish(base + "/telemetry", b"not json")
     t0 = time.monotonic() - 5
 
