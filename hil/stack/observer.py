@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +71,7 @@ class CityObserver:
         self.alarms: list[Alarm] = []
         self.acks: list[Ack] = []
         self.invalid = 0
+        self.invalid_on: Counter[str] = Counter()  # by topic: a shared broker carries others' too
         # (monotonic arrival time, district, zone) of node messages, for the rates
         self._arrivals: deque[tuple[float, str, str]] = deque()
         self.messages = 0
@@ -152,6 +153,7 @@ class CityObserver:
             m = decode(msg.topic, msg.payload, int(time.time() * 1000))
         except ProtocolError:
             self.invalid += 1
+            self.invalid_on[msg.topic] += 1
             return
         node = self.nodes.get(m["node"])
         if node is None:

@@ -59,8 +59,7 @@ def test_observer_records_readings_alarms_acks_and_status(observer):
     observer.publish(
         "alarms/v1/xuhui/caohejing/a-0001/pm25", b'{"state": true, "severity": "warning", "value": 180.0}'
     )
-    # An edge's receipt (retained on a shared broker, from any earlier test too) is no
-    # node's message: not counted as invalid.
+    # An edge's receipt is no node's message: neither decoded nor counted as invalid.
     observer.publish(base + "/receipt", b'{"v": 1, "node": "a-0001", "ts": 1, "got": [[1, 1, 4]]}')
     observer.publish(base + "/telemetry", b"not json")
     t0 = time.monotonic() - 5
@@ -68,7 +67,8 @@ def test_observer_records_readings_alarms_acks_and_status(observer):
     assert observer.wait_alarm("a-0001", "pm25", True, t0, timeout=10) is not None
     ack = observer.wait_ack("a-0001", "c-1", t0, timeout=10)
     assert ack is not None and ack.ok and ack.result == {"interval_s": 10}
-    assert observer.wait_for(lambda: observer.invalid == 1, 10)
+    assert observer.wait_for(lambda: observer.invalid_on[base + "/telemetry"] == 1, 10)
+    assert observer.invalid_on[base + "/receipt"] == 0
     seen = observer.snapshot()["a-0001"]
     assert (seen.district, seen.zone, seen.kind, seen.online) == ("xuhui", "caohejing", "air", True)
     assert seen.readings == [(1, 1), (1, 2), (1, 4)]
