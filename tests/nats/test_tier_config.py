@@ -92,7 +92,7 @@ def test_sim_runs_a_fleet_on_every_member(nats_cluster, tmp_path):
         # A node's first session on a loaded 3-member cluster can take longer than the
         # firmware's SUBACK timeout to create: the node then tries again next wake.
         "--duration",
-        "12",
+        "30",
         "--dir",
         str(tmp_path),
         "--json",
