@@ -30,9 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hil.services import MosquittoServer  # noqa: E402
-from hil.sim import DEFAULT_HEAP, SLEEP_EXIT, node_config, write_json_atomic  # noqa: E402
+from hil.sim import DEFAULT_HEAP, SLEEP_EXIT, write_json_atomic  # noqa: E402
 from hil.sim_build import NODE_MICROPYPATH, build_bundle, install, node_argv  # noqa: E402
 from tests.support.edge_standin import ReceiptEdge  # noqa: E402
+from tests.support.fleet import site_node_config  # noqa: E402
 
 # Loaded before the node (micropython -c): every open() for writing or appending is noted
 # in flash.log, with the open the node does not see.
@@ -64,17 +65,7 @@ def category(path: str) -> str | None:
 def flash_dir(base: Path, broker: MosquittoServer, node_id: str, schedule: str, interval_s: float) -> Path:
     flash = base / node_id
     flash.mkdir()
-    cfg = node_config(
-        node_id,
-        "parking",
-        "xuhui",
-        "caohejing",
-        broker.host,
-        broker.port,
-        interval_s,
-        schedule=schedule,
-        seed=1,
-    )
+    cfg = site_node_config(broker, "parking", node_id, schedule, interval_s)
     (flash / "config.json").write_text(json.dumps(cfg))
     write_json_atomic(flash / "control.json", {"stimuli": EMPTY_BAY, "net": "up"})
     (flash / "flashcount.py").write_text(COUNTER)

@@ -67,6 +67,7 @@ class DurableBuffer:
         self.max_bytes = max_bytes
         self.reserve_path = Path(f"{self.path}.reserve")
         self.reserve_bytes = reserve_bytes
+        self._reserve_held = False  # the reserve file is known to hold reserve_bytes
         self.synchronous = synchronous.upper()
         self.dead_letter_max_rows = dead_letter_max_rows
         self.dead_letter_max_bytes = max_bytes // 10
@@ -110,10 +111,11 @@ class DurableBuffer:
     def keep_reserve(self) -> bool:
         """Make sure the reserve file holds `reserve_bytes`; False when the disk has no
         room for it (what was written is removed again)."""
-        if self.reserve_bytes <= 0:
-            return True
+        if self.reserve_bytes <= 0 or self._reserve_held:
+            return True  # called after every commit: no file system call once it is held
         try:
             if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                self._reserve_held = True
                 return True
         except FileNotFoundError:
             pass
@@ -128,6 +130,7 @@ class DurableBuffer:
                     f.write(bytes(self.reserve_bytes))
                     f.flush()
                 os.fsync(f.fileno())
+            self._reserve_held = True
             return True
         except OSError as err:
             if not database.is_disk_full(err):
@@ -136,6 +139,7 @@ class DurableBuffer:
             return False
 
     def release_reserve(self) -> None:
+        self._reserve_held = False
         self.reserve_path.unlink(missing_ok=True)
 
     def give_back(self, conn: sqlite3.Connection, budget: int | None = None) -> None:
@@ -200,12 +204,12 @@ class DurableBuffer:
             self._posted_dead[:0] = dead
 
     # -- limits (the writer's maintenance) ----------------------------------------------
-    def disk_bytes(self, conn: sqlite3.Connection) -> int:
-        """What the cap counts: the database file and its WAL (for an older buffer that
-        cannot give free pages back: the pages in use and the WAL)."""
+    def database_bytes(self, conn: sqlite3.Connection) -> int:
+        """What the cap counts of the database beside its WAL: the file (for an older
+        buffer that cannot give free pages back: the pages in use)."""
         if self.shrinks:
-            return database.file_bytes(self.path)
-        return database.used_bytes(conn) + database.wal_bytes(self.path)
+            return database.database_bytes(self.path)
+        return database.used_bytes(conn)
 
     def enforce_cap(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """Keep the buffer's disk use under max_bytes (after every commit and once a
@@ -215,7 +219,7 @@ class DurableBuffer:
         oldest telemetry is dropped until under 90 % of it, in transactions of its own,
         measured again after each, and the pages given back. Returns (rows, lines)."""
         wal = database.wal_bytes(self.path)
-        if self.disk_bytes(conn) - wal + max(wal, self.wal_bytes_max) <= self.max_bytes:
+        if self.database_bytes(conn) + max(wal, self.wal_bytes_max) <= self.max_bytes:
             return 0, 0
         self.give_back(conn)
         target = int(self.max_bytes * 0.9) - self.wal_bytes_max

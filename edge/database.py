@@ -179,13 +179,17 @@ def wal_bytes(path: str | Path) -> int:
         return 0
 
 
+def database_bytes(path: str | Path) -> int:
+    """Size of the database file itself (0 when there is none)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def file_bytes(path: str | Path) -> int:
     """What the buffer takes on disk: the database file and its write-ahead log."""
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        size = 0
-    return size + wal_bytes(path)
+    return database_bytes(path) + wal_bytes(path)
 
 
 def give_back(conn: sqlite3.Connection, pages: int = 0) -> None:

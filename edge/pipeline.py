@@ -480,7 +480,7 @@ class CommitLoop:
             why,
             self._lines_held(),
             len(self.inbox),
-            database.file_bytes(self.buffer.path) - database.wal_bytes(self.buffer.path),
+            database.database_bytes(self.buffer.path),
             database.wal_bytes(self.buffer.path),
         )
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.demo.short_demo import run_short_demo
 from tests.support.cli import URBANSENSE
 from tests.support.processes import processes_using
 
@@ -32,23 +33,7 @@ def printed_commands(text: str, marker: str) -> list[str]:
 @pytest.fixture(scope="module")
 def finished_demo(tmp_path_factory):
     state = tmp_path_factory.mktemp("explore") / "demo"
-    proc = subprocess.run(
-        [
-            URBANSENSE,
-            "demo",
-            "--duration",
-            "15",
-            "--nodes-per-zone",
-            "4",
-            "--interval",
-            "2",
-            "--state-dir",
-            str(state),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_short_demo(state)
     assert "State kept in" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     return state, proc.stdout
 

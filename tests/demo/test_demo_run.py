@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from tests.demo.short_demo import run_short_demo
 from tests.support.cli import URBANSENSE
 from tests.support.processes import processes_using
 
@@ -32,24 +33,7 @@ STOPPED_S = 300
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     state = tmp_path_factory.mktemp("city") / "demo"
-    proc = subprocess.run(
-        [
-            URBANSENSE,
-            "demo",
-            "--duration",
-            "15",
-            "--nodes-per-zone",
-            "4",
-            "--interval",
-            "2",
-            "--state-dir",
-            str(state),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_short_demo(state, "--json")
     return state, proc
 
 

@@ -9,8 +9,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-
+from tests.support.subscriber import subscribed_client
 from tests.support.waiting import wait_for
 
 
@@ -29,22 +28,15 @@ class BrokerLog:
         self.topics = topics
         self.messages: list[Received] = []
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="log-" + uuid.uuid4().hex[:8], clean_session=False
+        self.client = subscribed_client(
+            host,
+            port,
+            "log-" + uuid.uuid4().hex[:8],
+            [(topic, 1) for topic in topics],
+            self._on_message,
+            clean_session=False,
+            what="recording subscriber",
         )
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1.0)
-        self.client.connect(host, port, keepalive=10)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("recording subscriber could not subscribe")
-
-    def _on_connect(self, client, userdata, flags, reason, props) -> None:
-        for topic in self.topics:
-            client.subscribe(topic, qos=1)
-        self._subscribed.set()
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
 """A stand-in edge that answers with receipts (protocols/SPEC.md 7.1), for tests and
-benchmarks of the firmware alone: a paho-mqtt client that reads every reading and event the nodes of a zone publish (through
-the reference decoder, so a node that breaks the protocol shows up as an error), keeps
-what it has seen of each node as merged (boot, first_seq, last_seq) ranges, and answers
-each message with a retained QoS 1 receipt, as an edge does after its commit.
+benchmarks of the firmware alone: a paho-mqtt client that reads every reading and event
+the nodes of a zone publish (through the reference decoder, so a node that breaks the
+protocol shows up as an error), keeps what it has seen of each node as merged (boot,
+first_seq, last_seq) ranges, and answers each message with a retained QoS 1 receipt, as an
+edge does after its commit.
 
 A test can hold identities back (`lose`: as if the broker lost them on the way), stop
 answering (`away`), or publish receipts of its own (`publish`)."""
@@ -14,11 +15,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-import paho.mqtt.client as mqtt
-
 from protocols import codec
 from protocols.decoder import decode
 from protocols.errors import ProtocolError
+from tests.support.subscriber import subscribed_client
 from tests.support.waiting import wait_for
 
 MAX_RANGES = 8
@@ -63,20 +63,15 @@ class ReceiptEdge:
         self.seen: dict[str, set[tuple[int, int]]] = {}
         self.errors: list[str] = []
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-" + uuid.uuid4().hex[:8])
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1.0)
-        self.client.connect(host, port, keepalive=10)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("receipt edge could not subscribe")
-
-    def _on_connect(self, client, userdata, flags, reason, props) -> None:
-        base = f"city/v1/{self.district}/{self.zone}/+/"
-        client.subscribe([(base + "telemetry", 1), (base + "event", 1)])
-        self._subscribed.set()
+        base = f"city/v1/{district}/{zone}/+/"
+        self.client = subscribed_client(
+            host,
+            port,
+            "edge-" + uuid.uuid4().hex[:8],
+            [(base + "telemetry", 1), (base + "event", 1)],
+            self._on_message,
+            what="receipt edge",
+        )
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.away:

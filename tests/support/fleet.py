@@ -12,10 +12,9 @@ from protocols.decoder import decode
 from tests.support.broker_log import BrokerLog
 
 
-def make_node(
-    tmp_path: Path, bundle: Path, broker, kind: str, node_id: str, schedule: str, interval_s: float, **extra
-) -> SimNode:
-    cfg = node_config(
+def site_node_config(broker, kind: str, node_id: str, schedule: str, interval_s: float, **extra) -> dict:
+    """A sim node's config.json in the tests' zone (xuhui/caohejing), seeded alike."""
+    return node_config(
         node_id,
         kind,
         "xuhui",
@@ -27,6 +26,12 @@ def make_node(
         seed=1,
         **extra,
     )
+
+
+def make_node(
+    tmp_path: Path, bundle: Path, broker, kind: str, node_id: str, schedule: str, interval_s: float, **extra
+) -> SimNode:
+    cfg = site_node_config(broker, kind, node_id, schedule, interval_s, **extra)
     return SimNode(tmp_path / node_id, cfg, bundle=bundle)
 
 

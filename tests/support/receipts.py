@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from protocols import codec
 from protocols.topics import RECEIPT, parse_topic, zone_filter
 from tests.support.site import DISTRICT, ZONE
+from tests.support.subscriber import subscribed_client
 from tests.support.waiting import wait_for
 
 Receipt = tuple[int, list[list[int]]]  # (the edge's ts, the ranges)
@@ -35,14 +35,14 @@ class ReceiptWatcher:
         self.problems: list[str] = []
         self.check = check
         self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self.client.subscribe(zone_filter(DISTRICT, ZONE, RECEIPT), qos=1)
-        assert subscribed.wait(10), "no SUBACK for the receipt topics"
+        self.client = subscribed_client(
+            "127.0.0.1",
+            port,
+            client_id,
+            [(zone_filter(DISTRICT, ZONE, RECEIPT), 1)],
+            self._on_message,
+            what="receipt watcher",
+        )
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         node = parse_topic(msg.topic)[3]
