@@ -4,6 +4,7 @@ read its console log, stop it. The board itself runs in its own process
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -89,10 +90,22 @@ class VirtualBoard:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def freeze(self) -> None:
+        """Stop the board's processes where they are (SIGSTOP to its process group): the
+        board answers nothing more, so whatever the host was doing with it stays undone."""
+        if not self.running():
+            raise VirtualBoardError("virtual board is not running")
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
+        try:  # a frozen board takes its SIGTERM only once it runs again
+            os.killpg(self.process.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:

@@ -149,6 +149,13 @@ def test_node_power_loss_between_publishing_and_the_receipt(site_for):
     air.power_loss()
     for node in (leak, air):
         node.wait_for_console("boot 2", 60)
+    # "boot 2" is printed before the boot's first reading is taken: wait for that reading.
+    wait_for(
+        lambda: all(2 in {b for b, _ in ids} for ids in taken(site).values()),
+        60,
+        0.05,
+        "a reading taken in boot 2 on each node",
+    )
     before = taken(site)
     for node_id, ids in before.items():
         assert {1, 2} <= {b for b, _ in ids}, node_id
