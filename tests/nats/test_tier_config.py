@@ -4,12 +4,16 @@ several members: what a clustered tier needs, refused with the key that is wrong
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from edge.config import ConfigError, parse_config
-from tests.support.cli import urbansense
+from tests.support.cli import URBANSENSE, urbansense
+from tests.support.subscriber import subscribed_client
+from tests.support.waiting import wait_for
 
 SINK = {"name": "district", "url": "http://127.0.0.1:8086", "database": "district_xuhui"}
 
@@ -74,33 +78,65 @@ def test_check_config_names_the_shared_group_of_a_nats_tier(tmp_path):
 
 def test_sim_runs_a_fleet_on_every_member(nats_cluster, tmp_path):
     a, b, c = nats_cluster.members
-    a.kill()  # the first member down: the nodes fail over to the others
-    proc = urbansense(
-        "sim",
-        "--broker",
-        ",".join(nats_cluster.addresses),
-        "--nodes",
-        "2",
-        "--kinds",
-        "parking",
-        "--district",
-        "xuhui",
-        "--zone",
-        "sim-nats",
-        "--interval",
-        "0.5",
-        # A node's first session on a loaded 3-member cluster can take longer than the
-        # firmware's SUBACK timeout to create: the node then tries again next wake.
-        "--duration",
-        "30",
-        "--dir",
-        str(tmp_path),
-        "--json",
+    seen: set[str] = set()
+    watcher = subscribed_client(
+        b.host,
+        b.port,
+        "sim-watcher",
+        [("city/v1/xuhui/sim-nats/+/telemetry", 0)],
+        lambda client, userdata, msg: seen.add(msg.topic.split("/")[4]),
+        what="the sim's watcher",
+        timeout=60,  # a JetStream-backed session on a loaded cluster
     )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert f"broker member {a.address} unreachable" in proc.stderr
-    out = json.loads(proc.stdout)
-    assert out["total"]["readings"] > 0 and out["total"]["stopped_early"] == []
+    a.kill()  # the first member down: the nodes fail over to the others
+    # Until Ctrl-C: the sim runs as long as it takes each node to reach a live member. A
+    # node's first session on a loaded 3-member cluster can take longer than the
+    # firmware's SUBACK timeout to create: the node then tries again next wake.
+    sim = subprocess.Popen(
+        [
+            URBANSENSE,
+            "sim",
+            "--broker",
+            ",".join(nats_cluster.addresses),
+            "--nodes",
+            "2",
+            "--kinds",
+            "parking",
+        ]
+        + [
+            "--district",
+            "xuhui",
+            "--zone",
+            "sim-nats",
+            "--interval",
+            "0.5",
+            "--dir",
+            str(tmp_path),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # The test runner's workers may ignore SIGINT; the sim must see its Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        wait_for(lambda: len(seen) >= 2 or sim.poll() is not None, 180, 0.2, "telemetry from both nodes")
+        sim.send_signal(signal.SIGINT)
+        out_text, err = sim.communicate(timeout=120)
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
+    assert sim.returncode == 0, err + out_text
+    assert len(seen) == 2, seen
+    assert f"broker member {a.address} unreachable" in err
+    out = json.loads(out_text)
+    assert out["total"]["stopped_early"] == []
+    assert sorted(row["node"] for row in out["nodes"]) == sorted(seen)
+    assert all(row["published"] > 0 for row in out["nodes"]), out["nodes"]
     for row in out["nodes"]:
         cfg = json.loads((tmp_path / row["node"] / "config.json").read_text())
         assert cfg["broker"]["servers"] == nats_cluster.addresses

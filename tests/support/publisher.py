@@ -35,18 +35,46 @@ class Publisher:
         self.client.loop_stop()
 
 
+class PacedSender(threading.Thread):
+    """Publishes in the background at about `per_second`, waiting for every PUBACK, until
+    the messages run out or `finish()` is called. `published` counts the messages the
+    broker acknowledged: after `finish()` and `join()`, exactly the first `published`."""
+
+    def __init__(
+        self, pub: Publisher, messages: list[tuple[str, bytes]], per_second: float, chunk: int
+    ) -> None:
+        super().__init__(daemon=True)
+        self.pub, self.messages, self.per_second, self.chunk = pub, messages, per_second, chunk
+        self.published = 0
+        self.error: BaseException | None = None  # why it stopped early, if it did
+        self._finish = threading.Event()
+
+    def finish(self) -> None:
+        """Stop after the chunk being published now."""
+        self._finish.set()
+
+    def run(self) -> None:
+        try:
+            self._send()
+        except BaseException as err:  # kept for the test to see, not lost in a thread
+            self.error = err
+
+    def _send(self) -> None:
+        pause = self.chunk / self.per_second
+        for start in range(0, len(self.messages), self.chunk):
+            if self._finish.is_set():
+                return
+            t0 = time.monotonic()
+            part = self.messages[start : start + self.chunk]
+            self.pub.publish_all(part, timeout=120)
+            self.published += len(part)
+            self._finish.wait(max(0.0, pause - (time.monotonic() - t0)))
+
+
 def publish_paced(
     pub: Publisher, messages: list[tuple[str, bytes]], per_second: float, chunk: int = 20
-) -> threading.Thread:
+) -> PacedSender:
     """Publish in the background at about `per_second`, waiting for every PUBACK."""
-
-    def run():
-        pause = chunk / per_second
-        for start in range(0, len(messages), chunk):
-            t0 = time.monotonic()
-            pub.publish_all(messages[start : start + chunk], timeout=120)
-            time.sleep(max(0.0, pause - (time.monotonic() - t0)))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    sender = PacedSender(pub, messages, per_second, chunk)
+    sender.start()
+    return sender

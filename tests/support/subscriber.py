@@ -20,6 +20,7 @@ def subscribed_client(
     *,
     clean_session: bool = True,
     what: str = "subscriber",
+    timeout: float = 10.0,
 ) -> mqtt.Client:
     subscribed = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
@@ -29,7 +30,7 @@ def subscribed_client(
     client.reconnect_delay_set(0.2, 1.0)
     client.connect(host, port, keepalive=10)
     client.loop_start()
-    if not subscribed.wait(10):
+    if not subscribed.wait(timeout):
         client.loop_stop()
         raise RuntimeError(f"{what} could not subscribe to {[t for t, _ in topics]}")
     return client
