@@ -172,9 +172,10 @@ def test_buffer_cap_drops_oldest_telemetry_and_keeps_every_event(
         mqtt_port=mosquitto.port,
         client_id="edge-cap",
         metrics=True,
-        # Above what the indexes take (identities and timestamps, ~100 bytes a reading),
-        # below that plus the 6,000 lines waiting.
-        buffer={"max_bytes": 1_000_000},
+        # Above what the indexes take (identities and timestamps, ~115 bytes a reading:
+        # ~700 KB for these 6,060), well below that plus the 6,000 lines waiting (~135
+        # bytes a line): the cap keeps the newest ~2,000 of them.
+        buffer={"max_bytes": 1_300_000},
         sinks=[sink],
     )
     edge = edges(config).start()

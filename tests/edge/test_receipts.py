@@ -58,7 +58,9 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
         ]
         assert not missing, f"a receipt before the commit of {missing[:5]}"
 
-    watcher = ReceiptWatcher(mq.port, "receipts-site-watcher", check=committed)
+    # Live receipts only: the test runner may set this module up twice on one broker (its
+    # tests split across other modules' ones), and the first edge's receipts stay retained.
+    watcher = ReceiptWatcher(mq.port, "receipts-site-watcher", check=committed, retained=False)
     pub = Publisher(mq.port, "receipts-publisher")
     yield edge, pub, watcher, influx
     pub.close()
