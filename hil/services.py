@@ -9,6 +9,7 @@ killed (SIGKILL, for fault tests) and started again on the same port with the sa
 from __future__ import annotations
 
 import getpass
+import http.client
 import json
 import os
 import shutil
@@ -329,8 +330,11 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         if db:
             params["db"] = db
         data = urllib.parse.urlencode(params).encode()
-        with urllib.request.urlopen(self.url + "/query", data=data, timeout=30) as resp:
-            body = json.load(resp)
+        try:
+            with urllib.request.urlopen(self.url + "/query", data=data, timeout=30) as resp:
+                body = json.load(resp)
+        except (http.client.HTTPException, ValueError) as err:  # stopped mid-answer
+            raise ServiceError(f"{self.name} on port {self.port}: answer cut off ({err!r})") from None
         result = body["results"][0]
         if "error" in result:
             raise ServiceError(f"InfluxQL error: {result['error']}")

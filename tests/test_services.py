@@ -96,3 +96,45 @@ def test_free_port_is_bindable():
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_an_influxdb_answer_cut_off_is_a_service_error(tmp_path):
+    """A server stopped in the middle of its answer (a run's SIGTERM stops InfluxDB while
+    a probe reads): one ServiceError, which pollers handle, not an HTTP library error."""
+    import socket
+    import threading
+
+    from hil.services import InfluxDBServer
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_half() -> None:
+        conn, _ = listener.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:  # the whole request read: the close is no reset
+            request += conn.recv(65536)
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                v
+                for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                if k.lower() == b"content-length"
+            )
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        conn.sendall(b'40\r\n{"results": [')  # a chunk of 64 bytes announced, 13 sent
+        conn.shutdown(socket.SHUT_WR)
+        conn.close()
+
+    server = threading.Thread(target=answer_half, daemon=True)
+    server.start()
+    influx = InfluxDBServer(tmp_path, port=port)
+    with pytest.raises(ServiceError, match="answer cut off"):
+        influx.query("SHOW DATABASES")
+    server.join(10)
+    listener.close()
