@@ -323,6 +323,13 @@ class MqttIngest:
         disconnected paho keeps it and sends it on the next connection."""
         return self.client.publish(topic, payload, qos=1, retain=True)
 
+    def unlimited_outgoing(self) -> None:
+        """No cap on this session's QoS 1 messages in flight. With a cap, paho walks every
+        message it holds on each PUBACK to find the next one to send: with hundreds of
+        receipts out that walk was a tenth of the edge's time in a backlog. Receipts are
+        at most one per node per window, so what is in flight stays bounded by the nodes."""
+        self.client.max_inflight_messages_set(0)
+
     def start(self) -> None:
         self.down_since = self.last_message = time.monotonic()
         host, port = self.members[self.member]
