@@ -77,7 +77,7 @@ def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[l
     in order, the last receipt filled up to 8 with the node's newest other ranges (it is
     the one left retained). Each list sorted; copies, not the ranges themselves."""
     if len(ranges) <= MAX_RECEIPT_RANGES:  # the usual case: one receipt lists them all
-        return [[list(r) for r in ranges]]
+        return [[r[:] for r in ranges]]
     hit = sorted({holding(ranges, boot, seq) for boot, seq in touched})
     chunks = [hit[i : i + MAX_RECEIPT_RANGES] for i in range(0, len(hit), MAX_RECEIPT_RANGES)]
     last = set(chunks[-1])
@@ -91,6 +91,8 @@ def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[l
 
 def trim(ranges: list[Range]) -> None:
     """Keep the newest KEEP_BOOTS boots and at most MAX_RANGES ranges."""
+    if len(ranges) <= KEEP_BOOTS:  # the usual case (one range a boot): nothing to drop
+        return
     boots = sorted({r[0] for r in ranges})
     if len(boots) > KEEP_BOOTS:
         oldest_kept = boots[-KEEP_BOOTS]
