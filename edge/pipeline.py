@@ -307,13 +307,23 @@ class CommitLoop:
             self.owed.add(owed, time.monotonic())
 
     def publish_receipts(self) -> None:
-        """Publish the receipts owed, each made now: after the commits that owe them."""
+        """Publish the receipts owed, each made now: after the commits that owe them.
+        A window's worth can be hundreds: an event arriving meanwhile is committed
+        first, and the rest stay owed, due at once."""
         if not self.owed or self.publish_receipt is None:
             return
-        messages = receipt_messages(self.owed.take(), now_ms())
-        for receipt_topic, payload in messages:
-            self.publish_receipt(receipt_topic, payload)
-        self.metrics.receipts.inc(len(messages))
+        owed = list(self.owed.take().items())
+        sent = 0
+        for start in range(0, len(owed), URGENT_CHECK_EVERY):
+            if start and self.inbox.urgent_waiting():
+                self.owed.add(dict(owed[start:]), time.monotonic() - self.receipt_window_s)
+                break
+            for receipt_topic, payload in receipt_messages(
+                dict(owed[start : start + URGENT_CHECK_EVERY]), now_ms()
+            ):
+                self.publish_receipt(receipt_topic, payload)
+                sent += 1
+        self.metrics.receipts.inc(sent)
 
     def _claim_times(
         self, conn: sqlite3.Connection, accepted: list[tuple[Incoming, Accepted]], group: Group, now: int

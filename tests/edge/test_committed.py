@@ -185,6 +185,25 @@ def test_a_backlog_gets_one_receipt_per_node_per_window(loop, window_s, receipts
     assert loop.metrics.receipts._value.get() == len(sent)
 
 
+def test_an_event_waiting_stops_the_receipts_and_the_rest_stay_owed(loop):
+    from edge.pipeline import URGENT_CHECK_EVERY
+
+    loop, sent = loop
+    t = now_ms() - 1000
+    loop.commit([_readings(f"a-{i}", range(1), t)[0] for i in range(3 * URGENT_CHECK_EVERY)])
+    event = codec.encode_event("m-1", "manhole", 2, 0, "tilt", True, ts=t)
+    loop.inbox.put(incoming(topic("m-1", "event"), event), urgent=True)
+    loop.publish_receipts()
+    assert len(sent) == URGENT_CHECK_EVERY  # the first slice, then the event was seen
+    assert len(loop.owed) == 2 * URGENT_CHECK_EVERY
+    loop.commit(loop.inbox.take(10, 0))
+    loop.publish_receipts()  # no event waits now: the rest, and the event's
+    assert sorted(t_ for t_, _ in sent) == sorted(
+        [topic(f"a-{i}", "receipt") for i in range(3 * URGENT_CHECK_EVERY)] + [topic("m-1", "receipt")]
+    )
+    assert loop.metrics.receipts._value.get() == len(sent)
+
+
 # -- the timestamp index ------------------------------------------------------------------------
 
 
