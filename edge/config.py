@@ -341,7 +341,7 @@ class ReceiptsConfig(Section):
     # While messages keep coming, a node owed a receipt gets one at most this often (its
     # newest ranges); once the edge is idle, at once. Well under a node's resend delay
     # (2 reporting intervals, 10 s at the shortest).
-    window_ms: float = Field(250.0, ge=0, le=1000)
+    window_ms: float = Field(500.0, ge=0, le=1000)
 
 
 class ClockConfig(Section):

@@ -122,7 +122,7 @@ class CommitLoop:
         want_rollups: bool = True,
         want_alarms: bool = True,
         limits: LimitsConfig | None = None,
-        receipt_window_s: float = 0.25,
+        receipt_window_s: float = 0.5,
     ) -> None:
         self.buffer = buffer
         self.registry = registry

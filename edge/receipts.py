@@ -144,8 +144,15 @@ class CommittedRanges:
             owed[node] = (district, zone, receipt_ranges(ranges, touched))
             trim(ranges)
             # Only the rows that changed: usually one range grew by a seq.
-            now = {tuple(r) for r in ranges}
             before = self._stored[node]
+            if len(ranges) == 1 and len(before) == 1:  # that usual case, without sets
+                r = ranges[0]
+                (b,) = before
+                if b[0] == r[0] and b[1] == r[1]:
+                    if b[2] != r[2]:
+                        changed.append((node, r[0], r[1], r[2]))
+                    continue
+            now = {tuple(r) for r in ranges}
             starts = {r[:2] for r in now}
             gone += [(node, r[0], r[1]) for r in before - now if r[:2] not in starts]
             changed += [(node, *r) for r in now - before]
