@@ -335,9 +335,13 @@ class LimitsConfig(Section):
 
 
 class ReceiptsConfig(Section):
-    # Publish a receipt to each node after every commit (protocols/SPEC.md 7.1). Nodes
+    # Publish receipts to the nodes after the commits (protocols/SPEC.md 7.1). Nodes
     # keep their readings until a receipt covers them: turn it off only to measure.
     enabled: bool = True
+    # While messages keep coming, a node owed a receipt gets one at most this often (its
+    # newest ranges); once the edge is idle, at once. Well under a node's resend delay
+    # (2 reporting intervals, 10 s at the shortest).
+    window_ms: float = Field(500.0, ge=0, le=1000)
 
 
 class ClockConfig(Section):

@@ -19,8 +19,10 @@ TABLES = (
 Identity = tuple[str, int, int]  # (node, boot, seq)
 
 
-# Rows per INSERT: a whole group commit of single readings (commit_max_messages, 500 by
-# default) in one statement; 4,000 parameters, far below SQLite's limit of 32,766.
+# Rows per INSERT, here and for the timestamp index (edge.stamps): a whole group commit
+# of single readings (commit_max_messages, 500 by default) in one statement; 4,000
+# parameters, far below SQLite's limit (32,766 since SQLite 3.32; Python 3.11's own
+# library here allows 250,000).
 GROUP_ROWS = 1000
 
 

@@ -9,6 +9,7 @@ state).
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -158,13 +159,16 @@ class EdgeMetrics:
     ) -> None:
         self.commits.inc()
         self.commit_size.observe(messages)
-        for ch in channels:
-            self.messages_in.labels(ch).inc()
-        for reason in invalid:
-            self.messages_in.labels("invalid").inc()
-            self.invalid.labels(reason).inc()
-        for node in throttled:
-            self.throttled.labels(node).inc()
+        # One inc per label and group: a labelled child's inc takes a lock and a lookup,
+        # which per message was a few percent of the edge's time in a backlog.
+        for ch, n in collections.Counter(channels).items():
+            self.messages_in.labels(ch).inc(n)
+        if invalid:
+            self.messages_in.labels("invalid").inc(len(invalid))
+            for reason, n in collections.Counter(invalid).items():
+                self.invalid.labels(reason).inc(n)
+        for node, n in collections.Counter(throttled).items():
+            self.throttled.labels(node).inc(n)
         if duplicates:
             self.duplicates.inc(duplicates)
         if raw_lines:

@@ -11,9 +11,11 @@ within `commit_wait_ms` of the first, and in ONE transaction:
 - status and acks -> registry;
 - every reading and event, new or duplicate -> the node's committed ranges.
 After COMMIT returns, the whole group is acknowledged to the broker, the consumers are
-woken, and each node with a reading or event in the group gets a receipt (retained,
+woken, and each node with a reading or event in the group is owed a receipt (retained,
 QoS 1; more than one if its records lie in more than 8 ranges) saying what is committed
-(protocols/SPEC.md 7.1): never before the COMMIT. Between
+(protocols/SPEC.md 7.1): never published before the COMMIT. Owed receipts are published
+once the loop is idle, or every `receipt_window_s` while messages keep coming, each
+node's newest one only (OwedReceipts). Between
 groups the loop does the periodic work: rollups of closed minutes, node silence,
 collecting forwarded rows, the size cap, pruning old identities and timestamps.
 """
@@ -40,7 +42,7 @@ from edge.limits import clip_topic
 from edge.metrics import EdgeMetrics
 from edge.models import ReadingBase
 from edge.outbox import Consumers, Stream
-from edge.receipts import CommittedRanges, receipt_messages
+from edge.receipts import CommittedRanges, OwedReceipts, receipt_messages
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from edge.screen import Screen
@@ -59,6 +61,10 @@ log = logging.getLogger("urbansense.edge.pipeline")
 # While a telemetry group is being validated, the loop looks this often for a waiting
 # event, so an alarm waits for at most this many messages' work, not a whole group.
 URGENT_CHECK_EVERY = 25
+
+# With receipts owed, the loop waits this long for a message before it counts as idle and
+# publishes them: in a backlog the broker's next messages follow an ack well within it.
+RECEIPT_IDLE_S = 0.01
 
 # Rows of a stream deleted per transaction while the disk is full.
 COLLECT_WHEN_FULL = 8
@@ -116,6 +122,7 @@ class CommitLoop:
         want_rollups: bool = True,
         want_alarms: bool = True,
         limits: LimitsConfig | None = None,
+        receipt_window_s: float = 0.5,
     ) -> None:
         self.buffer = buffer
         self.registry = registry
@@ -147,6 +154,8 @@ class CommitLoop:
         self.stamps = stamps.TimestampIndex()
         # Publishes a receipt (topic, payload), retained QoS 1; None: receipts are off.
         self.publish_receipt: Callable[[str, bytes], object] | None = None
+        self.owed = OwedReceipts()  # committed, not yet published
+        self.receipt_window_s = receipt_window_s
         self.conn = buffer.connect()
         self._next_tick = 0.0
         self._next_prune = 0.0
@@ -173,10 +182,13 @@ class CommitLoop:
                 self._wait_for_room(stop)
                 continue
             # Events (the urgent lane) come first and never wait for company.
-            batch = self.inbox.take(self.max_messages, 0.2, self.wait_s)
+            batch = self.inbox.take(self.max_messages, RECEIPT_IDLE_S if self.owed else 0.2, self.wait_s)
             if batch and not self.commit(batch):
                 continue  # the disk is full: the mode above takes over
+            if self.owed and (not batch or time.monotonic() - self.owed.since >= self.receipt_window_s):
+                self.publish_receipts()
             self.tick()
+        self.publish_receipts()  # what the last commits owe (the sessions are still up)
         self.tick(force=True)  # store the consumers' last progress
 
     # -- one group commit -------------------------------------------------------------------
@@ -292,10 +304,26 @@ class CommitLoop:
         if group.moved:
             self.metrics.ts_collisions.inc(len(group.moved))
         if owed and self.publish_receipt is not None:
-            messages = receipt_messages(owed, now_ms())
-            for receipt_topic, payload in messages:
+            self.owed.add(owed, time.monotonic())
+
+    def publish_receipts(self) -> None:
+        """Publish the receipts owed, each made now: after the commits that owe them.
+        A window's worth can be hundreds: an event arriving meanwhile is committed
+        first, and the rest stay owed, due at once."""
+        if not self.owed or self.publish_receipt is None:
+            return
+        owed = list(self.owed.take().items())
+        sent = 0
+        for start in range(0, len(owed), URGENT_CHECK_EVERY):
+            if start and self.inbox.urgent_waiting():
+                self.owed.add(dict(owed[start:]), time.monotonic() - self.receipt_window_s)
+                break
+            for receipt_topic, payload in receipt_messages(
+                dict(owed[start : start + URGENT_CHECK_EVERY]), now_ms()
+            ):
                 self.publish_receipt(receipt_topic, payload)
-            self.metrics.receipts.inc(len(messages))
+                sent += 1
+        self.metrics.receipts.inc(sent)
 
     def _claim_times(
         self, conn: sqlite3.Connection, accepted: list[tuple[Incoming, Accepted]], group: Group, now: int

@@ -2,13 +2,17 @@
 receipts that tell each node so (protocols/SPEC.md 7.1).
 
 A node keeps every reading and event in its flash queue until a receipt covers it: the
-broker's PUBACK only means the broker holds it in memory. So after every group commit
-the edge publishes, per node with a reading or event in the group (accepted or a
-duplicate: a resend must be confirmed too), a retained QoS 1 receipt listing the ranges
-that hold the group's records, then the node's newest other ranges, up to 8. A group
-whose records of one node lie in more than 8 ranges (a node with holes replaying its
-queue) gets as many receipts as it takes, the oldest ranges first: every record of the
-group is confirmed.
+broker's PUBACK only means the broker holds it in memory. So after a group commit the
+edge owes, per node with a reading or event in the group (accepted or a duplicate: a
+resend must be confirmed too), a retained QoS 1 receipt listing the ranges that hold the
+group's records, then the node's newest other ranges, up to 8. A group whose records of
+one node lie in more than 8 ranges (a node with holes replaying its queue) owes as many
+receipts as it takes, the oldest ranges first: every record of the group is confirmed.
+
+Owed receipts wait in OwedReceipts for a short window while messages keep coming: in a
+backlog each node has a record in many groups in a row, and one receipt with its newest
+ranges confirms them all, where one per group would cost the edge and the broker a
+publish, a PUBACK and the node a receipt each time (SPEC 7.1.2).
 
 The ranges live in memory for speed and in the table `committed`, written in the same
 transaction as the records they describe, so after a crash they say exactly what the
@@ -23,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 from bisect import bisect_right
 
-from protocols.codec import COUNTER_MAX, MAX_RECEIPT_RANGES, encode_receipt
+from protocols.codec import COUNTER_MAX, MAX_RECEIPT_RANGES
 from protocols.topics import RECEIPT, ROOT, VERSION
 
 KEEP_BOOTS = 4  # per node, the newest boots whose ranges are kept
@@ -36,6 +40,7 @@ TABLES = (
 )
 
 Range = list[int]  # [boot, first_seq, last_seq], bounds included
+Owed = dict[str, tuple[str, str, list[list[Range]]]]  # node -> (district, zone, receipts)
 
 
 def add(ranges: list[Range], boot: int, seq: int) -> int:
@@ -72,7 +77,7 @@ def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[l
     in order, the last receipt filled up to 8 with the node's newest other ranges (it is
     the one left retained). Each list sorted; copies, not the ranges themselves."""
     if len(ranges) <= MAX_RECEIPT_RANGES:  # the usual case: one receipt lists them all
-        return [[list(r) for r in ranges]]
+        return [[r[:] for r in ranges]]
     hit = sorted({holding(ranges, boot, seq) for boot, seq in touched})
     chunks = [hit[i : i + MAX_RECEIPT_RANGES] for i in range(0, len(hit), MAX_RECEIPT_RANGES)]
     last = set(chunks[-1])
@@ -86,6 +91,8 @@ def receipt_ranges(ranges: list[Range], touched: set[tuple[int, int]]) -> list[l
 
 def trim(ranges: list[Range]) -> None:
     """Keep the newest KEEP_BOOTS boots and at most MAX_RANGES ranges."""
+    if len(ranges) <= KEEP_BOOTS:  # the usual case (one range a boot): nothing to drop
+        return
     boots = sorted({r[0] for r in ranges})
     if len(boots) > KEEP_BOOTS:
         oldest_kept = boots[-KEEP_BOOTS]
@@ -124,7 +131,7 @@ class CommittedRanges:
         add(ranges, boot, seq)
         entry[2].add((boot, seq))
 
-    def flush(self, conn: sqlite3.Connection) -> dict[str, tuple[str, str, list[list[Range]]]]:
+    def flush(self, conn: sqlite3.Connection) -> Owed:
         """Write the ranges the group changed (inside its transaction); returns the
         receipts it owes: node -> (district, zone, the ranges of each receipt)."""
         owed = {}
@@ -137,8 +144,15 @@ class CommittedRanges:
             owed[node] = (district, zone, receipt_ranges(ranges, touched))
             trim(ranges)
             # Only the rows that changed: usually one range grew by a seq.
-            now = {tuple(r) for r in ranges}
             before = self._stored[node]
+            if len(ranges) == 1 and len(before) == 1:  # that usual case, without sets
+                r = ranges[0]
+                (b,) = before
+                if b[0] == r[0] and b[1] == r[1]:
+                    if b[2] != r[2]:
+                        changed.append((node, r[0], r[1], r[2]))
+                    continue
+            now = {tuple(r) for r in ranges}
             starts = {r[:2] for r in now}
             gone += [(node, r[0], r[1]) for r in before - now if r[:2] not in starts]
             changed += [(node, *r) for r in now - before]
@@ -150,12 +164,60 @@ class CommittedRanges:
         return owed
 
 
-def receipt_messages(owed: dict[str, tuple[str, str, list[list[Range]]]], ts: int) -> list[tuple[str, bytes]]:
+def _covered(listed: list[Range], r: Range) -> bool:
+    """Whether one of `listed` holds the whole range `r`."""
+    return any(o[0] == r[0] and o[1] <= r[1] and r[2] <= o[2] for o in listed)
+
+
+class OwedReceipts:
+    """Receipts owed after commits and not published yet, one entry per node.
+
+    A later group's receipts for a node replace the earlier ones they cover: ranges only
+    grow and merge, so the newest receipt lists everything an earlier one did, unless the
+    node's ranges were trimmed or its group's records lay in more than 8 ranges; an
+    earlier receipt with a range the newer ones do not hold is kept, before them, so
+    every record of every group stays confirmed."""
+
+    def __init__(self) -> None:
+        self.pending: Owed = {}
+        self.since = 0.0  # monotonic time the oldest pending receipt was owed
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, owed: Owed, mono: float) -> None:
+        if not self.pending:
+            self.since = mono
+        pending = self.pending
+        for node, entry in owed.items():
+            before = pending.get(node)
+            if before is not None:
+                receipts = entry[2]
+                listed = receipts[0] if len(receipts) == 1 else [r for got in receipts for r in got]
+                kept = [got for got in before[2] if not all(_covered(listed, r) for r in got)]
+                if kept:
+                    entry = (entry[0], entry[1], kept + receipts)
+            pending[node] = entry
+
+    def take(self) -> Owed:
+        owed, self.pending = self.pending, {}
+        return owed
+
+
+def receipt_payload(node: str, ts: int, got: list[Range]) -> bytes:
+    """protocols.codec.encode_receipt's bytes, a few times cheaper (no dict, no encoder
+    object per call): the node id is a checked slug and the ranges are integers, so
+    nothing needs escaping. tests/edge/test_committed.py compares the two."""
+    ranges = ",".join([f"[{b},{f},{last}]" for b, f, last in got])
+    return f'{{"v":{VERSION},"node":"{node}","ts":{ts},"got":[{ranges}]}}'.encode()
+
+
+def receipt_messages(owed: Owed, ts: int) -> list[tuple[str, bytes]]:
     """(topic, payload) of each receipt owed, made at the edge's clock `ts`, in order.
     The ids come from records the decoder checked: the topic is formatted, not checked
     again (protocols.topics.receipt_topic would, at a cost per receipt)."""
     return [
-        (f"{ROOT}/v{VERSION}/{district}/{zone}/{node}/{RECEIPT}", encode_receipt(node, ts, got))
+        (f"{ROOT}/v{VERSION}/{district}/{zone}/{node}/{RECEIPT}", receipt_payload(node, ts, got))
         for node, (district, zone, receipts) in owed.items()
         for got in receipts
     ]

@@ -133,11 +133,13 @@ class EdgeService:
             want_rollups=bool(consumers[Stream.ROLLUP]),
             want_alarms=cfg.alarms.enabled or cfg.alertmanager.enabled,
             limits=cfg.limits,
+            receipt_window_s=cfg.receipts.window_ms / 1000.0,
         )
         self.metrics.add_collector(MqttCollector(self.sessions))
         if cfg.receipts.enabled and self.sessions:
-            # Receipts go out through the first session, after each commit.
+            # Receipts go out through the first session, after the commits.
             self.loop.publish_receipt = self.sessions[0].publish_retained
+            self.sessions[0].unlimited_outgoing()
 
     def _backlog(self, name: str, streams: tuple[Stream, ...]):
         """Lines a sink has not taken yet, read when a log line says it."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.identities import delete_oldest, insert_new
+from edge.identities import GROUP_ROWS, delete_oldest, insert_new
 
 TABLES = (
     """CREATE TABLE stamps (node TEXT NOT NULL, series TEXT NOT NULL,
@@ -41,7 +41,9 @@ class TimestampIndex:
     def __init__(self) -> None:
         self._run_end: dict[Point, int] = {}  # asked point -> the last ms given for it
 
-    def claim(self, conn: sqlite3.Connection, points: list[Point], at_ms: int, chunk: int = 200) -> list[int]:
+    def claim(
+        self, conn: sqlite3.Connection, points: list[Point], at_ms: int, chunk: int = GROUP_ROWS
+    ) -> list[int]:
         """Claim each point's timestamp; returns the timestamp each got: its own when free
         (of equal points, the first given), else the next ms no point of the group or
         before it has taken."""

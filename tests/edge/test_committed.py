@@ -120,6 +120,90 @@ def test_the_table_holds_the_ranges_after_every_group(tmp_path):
         assert stored.ranges == book.ranges
 
 
+def test_receipt_payload_is_the_reference_encoders_bytes():
+    rng = random.Random(5)
+    for _ in range(200):
+        got = sorted(
+            [rng.randint(0, codec.COUNTER_MAX), rng.randint(0, 99), rng.randint(100, codec.COUNTER_MAX)]
+            for _ in range(rng.randint(1, 8))
+        )
+        node = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789-") for _ in range(rng.randint(1, 32)))
+        ts = rng.randint(1_577_836_800_000, 4_102_444_800_000)
+        assert receipts.receipt_payload(node, ts, got) == codec.encode_receipt(node, ts, got)
+
+
+def test_a_later_receipt_replaces_the_ones_it_covers_and_keeps_the_others():
+    owed = receipts.OwedReceipts()
+    owed.add({"p-1": (D, Z, [[[1, 0, 3]]]), "p-2": (D, Z, [[[1, 0, 0]]])}, 1.0)
+    owed.add({"p-1": (D, Z, [[[1, 0, 9]]])}, 2.0)
+    assert owed.since == 1.0  # the oldest owed sets the window
+    assert owed.take() == {"p-1": (D, Z, [[[1, 0, 9]]]), "p-2": (D, Z, [[[1, 0, 0]]])}
+    assert len(owed) == 0
+    # A range the newer receipts do not hold (trimmed away, or one of more than 8 ranges
+    # listed in an earlier receipt) keeps its receipt, published first.
+    first = [[[b, 0, 2] for b in range(1, 9)], [[9, 0, 2]]]
+    owed.add({"p-1": (D, Z, first)}, 3.0)
+    owed.add({"p-1": (D, Z, [[[b, 0, 2] for b in range(3, 9)] + [[9, 0, 5]]])}, 4.0)
+    assert owed.take()["p-1"][2] == [first[0], [[b, 0, 2] for b in range(3, 9)] + [[9, 0, 5]]]
+
+
+def _readings(node: str, seqs: range, t: int) -> list[Incoming]:
+    return [
+        incoming(topic(node, "telemetry"), codec.encode_reading(node, "air", 1, s, {"pm25": 1.0}, ts=t + s))
+        for s in seqs
+    ]
+
+
+@pytest.mark.parametrize(
+    ("window_s", "receipts_of_a"), [(3600.0, [[[1, 0, 5]]]), (0.0, [[[1, 0, s]] for s in range(6)])]
+)
+def test_a_backlog_gets_one_receipt_per_node_per_window(loop, window_s, receipts_of_a):
+    """Messages waiting in the inbox, one group each: with a window longer than the test
+    the loop publishes once, when the inbox is empty (idle), each node's newest ranges;
+    with no window, after every group."""
+    import threading
+
+    loop, sent = loop
+    loop.max_messages = 1
+    loop.receipt_window_s = window_s
+    t = now_ms() - 1000
+    for m in _readings("a-1", range(6), t):
+        loop.inbox.put(m)
+    loop.inbox.put(_readings("b-1", range(1), t)[0])
+    stop = threading.Event()
+    runner = threading.Thread(target=loop.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(t_.endswith("/b-1/receipt") for t_, _ in sent) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        runner.join(30)
+    of_a = [codec.decode_receipt(p)[1] for t_, p in sent if t_ == topic("a-1", "receipt")]
+    assert of_a == receipts_of_a
+    assert loop.metrics.receipts._value.get() == len(sent)
+
+
+def test_an_event_waiting_stops_the_receipts_and_the_rest_stay_owed(loop):
+    from edge.pipeline import URGENT_CHECK_EVERY
+
+    loop, sent = loop
+    t = now_ms() - 1000
+    loop.commit([_readings(f"a-{i}", range(1), t)[0] for i in range(3 * URGENT_CHECK_EVERY)])
+    event = codec.encode_event("m-1", "manhole", 2, 0, "tilt", True, ts=t)
+    loop.inbox.put(incoming(topic("m-1", "event"), event), urgent=True)
+    loop.publish_receipts()
+    assert len(sent) == URGENT_CHECK_EVERY  # the first slice, then the event was seen
+    assert len(loop.owed) == 2 * URGENT_CHECK_EVERY
+    loop.commit(loop.inbox.take(10, 0))
+    loop.publish_receipts()  # no event waits now: the rest, and the event's
+    assert sorted(t_ for t_, _ in sent) == sorted(
+        [topic(f"a-{i}", "receipt") for i in range(3 * URGENT_CHECK_EVERY)] + [topic("m-1", "receipt")]
+    )
+    assert loop.metrics.receipts._value.get() == len(sent)
+
+
 # -- the timestamp index ------------------------------------------------------------------------
 
 
@@ -219,11 +303,14 @@ def test_one_receipt_per_node_per_group_for_new_and_duplicate_records(loop):
         incoming(topic("p-1", "status"), codec.encode_status("p-1", "parking", 1, 0, "online", ts=t))
     )
     loop.commit(group)
+    assert sent == []  # owed: published once the loop is idle or its window is over
+    loop.publish_receipts()
     got = {t_: codec.decode_receipt(p)[1] for t_, p in sent}
     # status consumes no seq and triggers no receipt
     assert got == {topic("a-1", "receipt"): [[1, 0, 2]], topic("m-1", "receipt"): [[2, 0, 0]]}
     sent.clear()
     loop.commit(group[1:2])  # a resend: a duplicate, confirmed again
+    loop.publish_receipts()
     assert [(t_, codec.decode_receipt(p)[1]) for t_, p in sent] == [(topic("a-1", "receipt"), [[1, 0, 2]])]
     assert loop.conn.execute("SELECT count(*) FROM seen").fetchone()[0] == 4
 
