@@ -326,6 +326,11 @@ class MqttIngest:
         gen = self.generation
         mine = [m for m in messages if m.source is self and m.qos > 0 and m.generation == gen]
         mids = [m.mid for m in mine if m.qos == 1]
+        queue_packet = getattr(self.client, "_packet_queue", None)
+        if queue_packet is None:  # a paho without that internal: one ack() per message
+            for m in mine:
+                self.client.ack(m.mid, m.qos)
+            return len(mine)
         if mids:
             # The group's PUBACKs as one write. paho's ack() queues a packet per message,
             # each with a byte to wake paho's thread: a system call per message on this
@@ -333,7 +338,7 @@ class MqttIngest:
             # 3.1.1 (the edge's protocol) and the broker reads the packets the same either
             # way.
             packets = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
-            self.client._packet_queue(mqtt.PUBACK, packets, 0, 0)
+            queue_packet(mqtt.PUBACK, packets, 0, 0)
         for m in mine:
             if m.qos == 2:  # the subscriptions are QoS 1: the broker sends none of these
                 self.client.ack(m.mid, m.qos)
