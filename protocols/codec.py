@@ -122,7 +122,10 @@ def _only(obj, allowed, where="message"):
 def _number(value, key):
     if type(value) is not int and type(value) is not float:
         raise ProtocolError(BAD_TYPE, key + " must be a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # CPython, an integer of hundreds of digits (MicroPython: inf)
+        raise ProtocolError(OUT_OF_RANGE, key + " is not finite")
     if value != value or value in (float("inf"), float("-inf")):
         raise ProtocolError(OUT_OF_RANGE, key + " is not finite")
     return value
