@@ -36,7 +36,8 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
     config = write_config(
         folder,
         mqtt_port=mq.port,
-        client_id="edge-pipeline",
+        # One session per set-up: the runner may set this module up twice on one broker.
+        client_id=folder.name,
         metrics=True,
         # Every topic under city/ and town/, so that even malformed topics reach the edge.
         mqtt_extra={"topics": ["city/#", "town/#"]},

@@ -37,10 +37,12 @@ def points(influx, sql: str, db: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
     mq, influx = _mosquitto_session, _influxdb_session
+    folder = tmp_path_factory.mktemp("edge-receipts")
     config = write_config(
-        tmp_path_factory.mktemp("edge-receipts"),
+        folder,
         mqtt_port=mq.port,
-        client_id="edge-receipts",
+        # One session per set-up: the runner may set this module up twice on one broker.
+        client_id=folder.name,
         metrics=True,
         sinks=[v1_sink("district", influx, RAW_DB)],
         extra={"health": {"write_every_s": 0.5, "check_every_s": 0.5}},

@@ -33,7 +33,8 @@ def site(_mosquitto_session, _influxdb_session, tmp_path_factory):
     config = write_config(
         folder,
         mqtt_port=mq.port,
-        client_id="edge-limits",
+        # One session per set-up: the runner may set this module up twice on one broker.
+        client_id=folder.name,
         metrics=True,
         sinks=[v1_sink("district", influx, RAW_DB)],
         extra={
