@@ -135,13 +135,32 @@ class SerialBoard:
         try:
             if soft_reset:
                 self.transport.serial.write(b"\x04")
-                for ending in (b"soft reboot\r\n", RAW_BANNER + b"\r\n"):
-                    answer = self.transport.read_until(1, ending, timeout_overall=self.timeout)
-                    if not answer.endswith(ending):
-                        raise BoardLost(f"the board on {self.port} did not come back from its soft reset")
+                answer = self.transport.read_until(1, b"soft reboot\r\n", timeout_overall=self.timeout)
+                if not answer.endswith(b"soft reboot\r\n"):
+                    raise BoardLost(f"the board on {self.port} did not come back from its soft reset")
+                self._back_in_raw_repl()
         except (serial.SerialException, OSError) as err:
             raise BoardLost(f"lost the board on {self.port}: {err}") from None
         self.transport.in_raw_repl = True
+
+    def _back_in_raw_repl(self) -> None:
+        """After a soft reset from the raw REPL the board comes back in it. A Ctrl-C that
+        reaches the board as it restarts (a knock still on its way) leaves it at the friendly
+        REPL's prompt instead, as a KeyboardInterrupt at boot does: Ctrl-A takes it on to
+        the raw REPL then. Read a byte at a time, so the raw prompt after the banner stays
+        unread for mpremote's next command."""
+        ending = RAW_BANNER + b"\r\n"
+        ser = self.transport.serial
+        heard = b""
+        asked = False
+        deadline = time.monotonic() + self.timeout
+        while not heard.endswith(ending):
+            if time.monotonic() > deadline:
+                raise BoardLost(f"the board on {self.port} did not come back from its soft reset")
+            heard = (heard + ser.read(1))[-512:]
+            if not asked and heard.endswith(b">>> "):
+                ser.write(b"\x01")
+                asked = True
 
     def _break_in(self) -> None:
         """Knock (Ctrl-C now and then, Ctrl-A between) until the raw REPL's banner answers;
