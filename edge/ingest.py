@@ -206,6 +206,9 @@ class MqttIngest:
         self.client.on_message = self._on_message
         if isinstance(getattr(self.client, "_on_message_filtered", None), mqtt.MQTTMatcher):
             self.client._on_message_filtered = NoTopicCallbacks()
+        # paho's internal packet queue, for a group's PUBACKs in one write (ack()); a paho
+        # release without it gets one public ack() per message.
+        self._queue_packet = getattr(self.client, "_packet_queue", None)
         self.generation = 0  # successful connections so far
         self.connected = threading.Event()
         # Connection state, for the log and the metrics (MqttCollector).
@@ -325,22 +328,17 @@ class MqttIngest:
         duplicate then (its packet id may already belong to another message)."""
         gen = self.generation
         mine = [m for m in messages if m.source is self and m.qos > 0 and m.generation == gen]
-        mids = [m.mid for m in mine if m.qos == 1]
-        queue_packet = getattr(self.client, "_packet_queue", None)
-        if queue_packet is None:  # a paho without that internal: one ack() per message
-            for m in mine:
-                self.client.ack(m.mid, m.qos)
-            return len(mine)
+        # The group's PUBACKs as one write. paho's ack() queues a packet per message, each
+        # with a byte to wake paho's thread: a system call per message on this thread and a
+        # socket write per message on paho's. PUBACK is 4 bytes in MQTT 3.1.1 (the edge's
+        # protocol) and the broker reads the packets the same either way.
+        batched = self._queue_packet is not None
+        mids = [m.mid for m in mine if batched and m.qos == 1]
         if mids:
-            # The group's PUBACKs as one write. paho's ack() queues a packet per message,
-            # each with a byte to wake paho's thread: a system call per message on this
-            # thread and a socket write per message on paho's. PUBACK is 4 bytes in MQTT
-            # 3.1.1 (the edge's protocol) and the broker reads the packets the same either
-            # way.
             packets = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
-            queue_packet(mqtt.PUBACK, packets, 0, 0)
+            self._queue_packet(mqtt.PUBACK, packets, 0, 0)
         for m in mine:
-            if m.qos == 2:  # the subscriptions are QoS 1: the broker sends none of these
+            if not (batched and m.qos == 1):  # QoS 2 (none: the subscriptions are QoS 1)
                 self.client.ack(m.mid, m.qos)
         return len(mine)
 
