@@ -91,7 +91,7 @@ def messages(draw) -> tuple[str, bytes]:
     return f"city/v1/xuhui/caohejing/n-1/{channel}", json.dumps(obj).encode()
 
 
-@settings(max_examples=2000, deadline=None, database=None, derandomize=True)
+@settings(max_examples=1000, deadline=None, database=None, derandomize=True)
 @given(messages())
 def test_generated_messages_build_equal_records(message):
     assert check(*message)

@@ -71,7 +71,7 @@ def readings(draw) -> models.ReadingBase:
     )
 
 
-@settings(max_examples=3000, deadline=None, database=None, derandomize=True)
+@settings(max_examples=1000, deadline=None, database=None, derandomize=True)
 @given(readings())
 def test_lines_are_byte_identical_to_point(r):
     line = schema.event_line(r) if isinstance(r, models.EventBase) else schema.reading_line(r)
