@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from cli.errors import CommandError
 
 # Command groups, in the order `--help` lists them.
-COMMAND_MODULES = [
+COMMAND_MODULES: list[str] = [
     "cli.demo",
     "cli.decode",
     "cli.edge",
@@ -30,6 +30,37 @@ COMMAND_MODULES = [
 ]
 
 
+# The top-level commands each module registers. A command line that names one loads only
+# its module: all of them (the rig's scenario models, the site PKI's cryptography, the
+# operations questions...) took most of a second at every start, for a technician's
+# `urbansense node info` as much as for `--help`. `--help`, no command or an unknown one
+# load them all. tests/test_cli.py checks this table against what the modules register.
+COMMANDS: dict[str, str] = {
+    "demo": "cli.demo",
+    "decode": "cli.decode",
+    "edge": "cli.edge",
+    "nodes": "cli.edge",
+    "query": "cli.query",
+    "alarms": "cli.alarms",
+    "db": "cli.db",
+    "report": "cli.report",
+    "hil": "cli.hil",
+    "node": "cli.node",
+    "sim": "cli.sim",
+    "creds": "cli.creds",
+}
+
+
+def command_module(argv: list[str]) -> str | None:
+    """The module of the command `argv` names; None to load every module (an option
+    before any command, such as --help, or no command, or one not in COMMANDS)."""
+    for arg in argv:
+        if arg.startswith("-"):
+            return None
+        return COMMANDS.get(arg)
+    return None
+
+
 def _version() -> str:
     try:
         return version("urbansense")
@@ -37,7 +68,8 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` the commands of that one module."""
     parser = argparse.ArgumentParser(
         prog="urbansense",
         description="City sensing network: node firmware tools, the edge aggregator, "
@@ -46,12 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"urbansense {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        if only is None or name == only:
+            importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(command_module(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

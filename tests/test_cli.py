@@ -30,6 +30,29 @@ def test_every_command_has_help():
         assert "usage:" in proc.stdout
 
 
+def test_each_command_loads_only_its_module():
+    """cli.main.COMMANDS names, for each top-level command, the one module that registers
+    it (a command line loads only that module): every command is in the table, with the
+    module that really registers it."""
+    import argparse
+    import importlib
+
+    from cli.main import COMMAND_MODULES, COMMANDS, build_parser, command_module
+
+    registered = {}
+    for name in COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(name).register(sub)
+        registered.update(dict.fromkeys(sub.choices, name))
+    assert COMMANDS == registered
+    for command, module in COMMANDS.items():
+        parser = build_parser(command_module([command, "--help"]))
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert command in sub.choices and set(sub.choices) == {c for c, m in COMMANDS.items() if m == module}
+    assert command_module(["--help"]) is None and command_module([]) is None
+    assert command_module(["no-such-command"]) is None
+
+
 def test_unknown_command_fails():
     proc = urbansense("no-such-command")
     assert proc.returncode != 0
