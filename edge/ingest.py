@@ -53,6 +53,9 @@ class Incoming:
 # A session not connected this long is said at warning, with the broker's address.
 SAY_DOWN_AFTER_S = 3.0
 
+# How long stop() waits for its DISCONNECT (and what was queued before it) to be written.
+STOP_FLUSH_S = 5.0
+
 # QoS 1 messages are bounded by the broker's flow control (it sends at most
 # max_inflight_messages unacknowledged ones per session, and the edge acks only after the
 # commit). QoS 0 has no flow control and the protocol never uses it: past this many
@@ -94,6 +97,23 @@ class Inbox:
                     return
                 self._dropping = False
             (self._urgent if urgent else self._normal).append(message)
+            if self._waiting:
+                self._cond.notify()
+
+    def put_many(
+        self, messages: list[Incoming], redelivered: int = 0, receipts_ignored: int = 0, qos0_dropped: int = 0
+    ) -> None:
+        """Messages of the normal lane, and counts of what was seen on the way, at once
+        (the receiving process's batches: one lock for the batch)."""
+        with self._cond:
+            self.redelivered += redelivered
+            self.receipts_ignored += receipts_ignored
+            self.qos0_dropped += qos0_dropped
+            for message in messages:
+                if message.qos == 0 and len(self._urgent) + len(self._normal) >= self.qos0_max_waiting:
+                    self.qos0_dropped += 1
+                    continue
+                self._normal.append(message)
             if self._waiting:
                 self._cond.notify()
 
@@ -159,7 +179,51 @@ def split_filters(filters: list[str]) -> tuple[list[str], list[str]]:
     return events, [f for f in filters if not f.endswith("/event")]
 
 
-class MqttIngest:
+class SessionState:
+    """A broker session's connection state, for the log and the metrics (MqttCollector):
+    kept by MqttIngest in this process, mirrored by ReceiverSession from its process."""
+
+    client_id: str
+    urgent: bool = False
+
+    def __init__(self, members: list[tuple[str, int]], client_id: str) -> None:
+        self.client_id = client_id
+        # A clustered tier: each (re)connection attempt after the first goes to the next
+        # member. Any member serves this client's session (it lives in the cluster).
+        self.members = members
+        self.member = zlib.crc32(client_id.encode()) % len(members)
+        self.generation = 0  # successful connections so far
+        self.connected = threading.Event()
+        self.down_since = time.monotonic()  # not connected since (start, or the last drop)
+        self.said_down = False
+        self.last_error = ""
+        self.last_error_at = 0.0  # wall clock, s
+        self.connect_errors = 0
+        self.last_message = time.monotonic()  # the last message, or the start
+
+    @property
+    def server(self) -> str:
+        host, port = self.members[self.member]
+        return f"{host}:{port}"
+
+    def check(self) -> None:
+        """Once a second (the commit loop): a session down for a few seconds is said once,
+        at warning, with the broker's address and the last error."""
+        if self.connected.is_set() or self.said_down:
+            return
+        down_for = time.monotonic() - self.down_since
+        if down_for >= SAY_DOWN_AFTER_S:
+            self.said_down = True
+            log.warning(
+                "mqtt broker %s does not answer: %s not connected for %.0f s (%s); retrying",
+                self.server,
+                self.client_id,
+                down_for,
+                self.last_error or "no answer to CONNECT",
+            )
+
+
+class MqttIngest(SessionState):
     def __init__(
         self,
         cfg: EdgeConfig,
@@ -168,12 +232,12 @@ class MqttIngest:
         client_id: str | None = None,
         urgent: bool = False,
     ) -> None:
+        m = cfg.mqtt
+        super().__init__(m.members, client_id or m.client_id)
         self.cfg = cfg
         self.inbox = inbox
         self.urgent = urgent
         self.filters = filters if filters is not None else cfg.subscriptions()
-        m = cfg.mqtt
-        self.client_id = client_id or m.client_id
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -195,10 +259,6 @@ class MqttIngest:
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
-        # A clustered tier: every (re)connection attempt after the first goes to the next
-        # member. Any member serves this client's session (it lives in the cluster).
-        self.members = m.members
-        self.member = zlib.crc32(self.client_id.encode()) % len(self.members)
         self._attempts = 0
         if len(self.members) > 1:
             self.client.on_pre_connect = self._next_member
@@ -209,20 +269,7 @@ class MqttIngest:
         # paho's internal packet queue, for a group's PUBACKs in one write (ack()); a paho
         # release without it gets one public ack() per message.
         self._queue_packet = getattr(self.client, "_packet_queue", None)
-        self.generation = 0  # successful connections so far
-        self.connected = threading.Event()
-        # Connection state, for the log and the metrics (MqttCollector).
-        self.down_since = time.monotonic()  # not connected since (start, or the last drop)
-        self.said_down = False
-        self.last_error = ""
-        self.last_error_at = 0.0  # wall clock, s
-        self.connect_errors = 0
-        self.last_message = time.monotonic()  # the last message, or the start
-
-    @property
-    def server(self) -> str:
-        host, port = self.members[self.member]
-        return f"{host}:{port}"
+        self._disconnected = threading.Event()  # set by each disconnection (stop() waits)
 
     # -- paho callbacks (network thread) ---------------------------------------------
     def _next_member(self, client, userdata) -> None:
@@ -269,23 +316,8 @@ class MqttIngest:
         self.last_error_at = time.time()
         self.connect_errors += 1
 
-    def check(self) -> None:
-        """Once a second (the commit loop): a session down for a few seconds is said once,
-        at warning, with the broker's address and the last error."""
-        if self.connected.is_set() or self.said_down:
-            return
-        down_for = time.monotonic() - self.down_since
-        if down_for >= SAY_DOWN_AFTER_S:
-            self.said_down = True
-            log.warning(
-                "mqtt broker %s does not answer: %s not connected for %.0f s (%s); retrying",
-                self.server,
-                self.client_id,
-                down_for,
-                self.last_error or "no answer to CONNECT",
-            )
-
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._disconnected.set()
         if self.connected.is_set():
             self.down_since = time.monotonic()
         self.connected.clear()
@@ -328,19 +360,27 @@ class MqttIngest:
         duplicate then (its packet id may already belong to another message)."""
         gen = self.generation
         mine = [m for m in messages if m.source is self and m.qos > 0 and m.generation == gen]
+        twos = [m for m in mine if m.qos == 2]  # none: the subscriptions are QoS 1
+        for m in twos:
+            self.client.ack(m.mid, m.qos)
+        return len(twos) + self.ack_ids(gen, [m.mid for m in mine if m.qos == 1])
+
+    def ack_ids(self, generation: int, mids: list[int]) -> int:
+        """PUBACK these QoS 1 packet ids if they came on the connection that is up now
+        (`generation`); else nothing (the broker delivers them again)."""
+        if generation != self.generation or not mids:
+            return 0
+        if self._queue_packet is None:
+            for mid in mids:
+                self.client.ack(mid, 1)
+            return len(mids)
         # The group's PUBACKs as one write. paho's ack() queues a packet per message, each
         # with a byte to wake paho's thread: a system call per message on this thread and a
         # socket write per message on paho's. PUBACK is 4 bytes in MQTT 3.1.1 (the edge's
         # protocol) and the broker reads the packets the same either way.
-        batched = self._queue_packet is not None
-        mids = [m.mid for m in mine if batched and m.qos == 1]
-        if mids:
-            packets = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
-            self._queue_packet(mqtt.PUBACK, packets, 0, 0)
-        for m in mine:
-            if not (batched and m.qos == 1):  # QoS 2 (none: the subscriptions are QoS 1)
-                self.client.ack(m.mid, m.qos)
-        return len(mine)
+        packets = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
+        self._queue_packet(mqtt.PUBACK, packets, 0, 0)
+        return len(mids)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=False)
@@ -364,7 +404,14 @@ class MqttIngest:
         self.client.loop_start()
 
     def stop(self) -> None:
+        """Disconnect cleanly, then stop paho's thread. paho writes what was queued before
+        the DISCONNECT (the last group's PUBACKs, receipts) only while its thread runs, and
+        `loop_stop` does not wait for that: it waits here for the disconnection itself."""
         try:
+            connected = self.connected.is_set()
+            self._disconnected.clear()
             self.client.disconnect()
+            if connected:
+                self._disconnected.wait(STOP_FLUSH_S)
         finally:
             self.client.loop_stop()
