@@ -4,42 +4,15 @@ and `urbansense nodes` (the node registry of a running or stopped edge)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
 from cli.errors import CommandError
 from cli.output import add_format_flags, print_json, print_table
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (structured logs)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def _setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper()))
+from edge.logs import setup_logging
 
 
 def _load(path: str):
@@ -116,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     problem = buffer_folder_problem(cfg)
     if problem:
         raise CommandError(f"{args.config}: {problem}", 2)
-    _setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format)
     from edge.lock import EdgeStartError
     from edge.service import EdgeService
 

@@ -106,6 +106,11 @@ class MqttConfig(Section):
     # When set, subscribe as $share/<group>/<filter> so several workers split one zone.
     shared_group: Name | None = None
     keepalive_s: int = Field(30, ge=5, le=600)
+    # Where the main session (telemetry, status, acks) is received: in a thread of the
+    # edge, or in a process of its own (edge.receiver), so receiving and committing use
+    # two cores. The events session stays in the edge either way (it is small, and it
+    # publishes the alarms).
+    receiver: Literal["thread", "process"] = "thread"
 
     @field_validator("topics")
     @classmethod
@@ -147,6 +152,16 @@ class MqttConfig(Section):
             raise ValueError(
                 "shared_group: a NATS tier accepts $share subscriptions and delivers nothing "
                 "to them; split the zone between workers with `topics` filters instead"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _receiver(self):
+        if self.receiver == "process" and self.topics and not any(t.endswith("/event") for t in self.topics):
+            # Events and the alarms they raise stay in the edge, in a session of their own.
+            raise ValueError(
+                'receiver: "process" needs the event channel in filters of its own '
+                "(topics ending in /event), which the edge keeps to publish the alarms"
             )
         return self
 

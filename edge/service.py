@@ -34,6 +34,7 @@ from edge.lock import BufferLock, EdgeStartError
 from edge.metrics import BufferCollector, EdgeMetrics, InboxCollector, MqttCollector
 from edge.outbox import Stream
 from edge.pipeline import CommitLoop
+from edge.receiving import ReceiverSession
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from edge.sinkhealth import SinkHealth
@@ -74,9 +75,10 @@ class EdgeService:
         self.inbox = Inbox()
         self.metrics.add_collector(InboxCollector(self.inbox))
         event_filters, other_filters = split_filters(cfg.subscriptions())
-        self.sessions: list[MqttIngest] = []
+        self.sessions: list[MqttIngest | ReceiverSession] = []
         if other_filters:
-            self.sessions.append(MqttIngest(cfg, self.inbox, other_filters))
+            receive = ReceiverSession if cfg.mqtt.receiver == "process" else MqttIngest
+            self.sessions.append(receive(cfg, self.inbox, other_filters))
         if event_filters:
             self.sessions.append(
                 MqttIngest(
