@@ -30,10 +30,15 @@ URBANSENSE = str(Path(sys.executable).parent / "urbansense")
 class Workspace:
     """A temp folder with a private Mosquitto and InfluxDB; removed on exit."""
 
-    def __init__(self, keep: bool = False) -> None:
+    def __init__(self, keep: bool = False, broker_inflight: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="urbansense-bench-"))
         self.keep = keep
-        self.mosquitto = MosquittoServer(self.dir / "mosquitto", extra_config="max_queued_bytes 0")
+        # broker_inflight: Mosquitto's max_inflight_messages in place of the deployed 100
+        # (a later line of the config file wins).
+        extra = "max_queued_bytes 0" + (
+            f"\nmax_inflight_messages {broker_inflight}" if broker_inflight else ""
+        )
+        self.mosquitto = MosquittoServer(self.dir / "mosquitto", extra_config=extra)
         self.influx = InfluxDBServer(self.dir / "influxdb")
 
     def __enter__(self) -> Workspace:

@@ -9,11 +9,15 @@ This measures what the consumer sustains, not how fast this machine's publishers
 second figure has the edge consuming while the publishers run (live).
 
 Besides the rates, each consumer's CPU time per message (user + system, read from /proc)
-is printed: it moves less with the machine's other work than the rates do. With
+is printed: it moves less with the machine's other work than the rates do; so is the
+broker's and InfluxDB's, since on one machine they share its cores with the consumer.
+`--receiver process` (the default) runs the edge with its main session received in a
+process of its own (`[mqtt] receiver`), `--receiver thread` in a thread of the edge. With
 `--profile FILE` the edge's backlog drain is sampled with py-spy (`pip install py-spy`)
 and the functions that hold the most samples are printed.
 
-    .venv/bin/python bench/edge_throughput.py [--messages 50000] [--profile FILE]
+    .venv/bin/python bench/edge_throughput.py [--messages 50000] [--receiver thread|process]
+        [--backlog-only] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -92,21 +96,42 @@ print(count, last - t0, time.process_time() - cpu0)
 def bare_rate(ws: Workspace, n: int, msgs) -> float:
     subscribe_once(ws.mosquitto.port, "bare-counter")
     publish(ws.mosquitto.port, msgs, processes=2, client_prefix="bare-pub")
+    broker0 = cpu_seconds(ws.mosquitto.process.pid)
     out = subprocess.run(
         [sys.executable, "-c", BARE, str(ws.mosquitto.port), str(n)],
         capture_output=True,
         text=True,
         timeout=900,
     )
+    broker = cpu_seconds(ws.mosquitto.process.pid) - broker0
     count, secs, cpu = out.stdout.split()
     assert int(count) >= n, out
-    return {"rate": n / float(secs), "cpu_us": float(cpu) / n * 1e6}
+    return {"rate": n / float(secs), "cpu_us": float(cpu) / n * 1e6, "broker_cpu_us": broker / n * 1e6}
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (all its threads)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The process's children (the edge's receiving process, with `--receiver process`)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_with_children(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process itself, of its living children)."""
+    kids = 0.0
+    for child in children(pid):
+        try:
+            kids += cpu_seconds(child)
+        except OSError:
+            pass  # ended meanwhile
+    return cpu_seconds(pid), kids
 
 
 def start_profile(pid: int, path: str) -> subprocess.Popen:
@@ -141,13 +166,16 @@ def profile_summary(path: str, top: int = 25) -> list[tuple[str, float, float]]:
     return [(f, inside[f] / total, on_top.get(f, 0) / total) for f in rows]
 
 
-def edge_config(ws: Workspace, folder_name: str, client_id: str, db: str, buffer: dict | None = None):
+def edge_config(
+    ws: Workspace, folder_name: str, client_id: str, db: str, receiver: str, buffer: dict | None = None
+):
     return write_config(
         ws.dir / folder_name,
         mqtt_port=ws.mosquitto.port,
         client_id=client_id,
         metrics=True,
         buffer=buffer,
+        mqtt_extra={"receiver": receiver},
         sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100, retry_min_s=0.2, retry_max_s=5)],
     )
 
@@ -160,9 +188,9 @@ def points(ws: Workspace, db: str) -> int:
         return 0
 
 
-def edge_backlog_rate(ws: Workspace, n: int, msgs, profile: str | None = None) -> dict:
+def edge_backlog_rate(ws: Workspace, n: int, msgs, receiver: str, profile: str | None = None) -> dict:
     db = "bench_backlog"
-    config = edge_config(ws, "edge-backlog", "edge-bench-backlog", db)
+    config = edge_config(ws, "edge-backlog", "edge-bench-backlog", db, receiver)
     edge = EdgeProcess(config).start()
     edge.stop()  # the session exists; the broker queues for it now
     publish(ws.mosquitto.port, msgs, processes=2, client_prefix="edge-pub")
@@ -170,7 +198,8 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs, profile: str | None = None) -
     # ~1 s of Python imports at process start is not throughput.
     edge.start()
     t0 = time.monotonic()
-    cpu0 = cpu_seconds(edge.proc.pid)
+    cpu0, kids0 = cpu_with_children(edge.proc.pid)
+    servers0 = [cpu_seconds(s.process.pid) for s in (ws.mosquitto, ws.influx)]
     spy = start_profile(edge.proc.pid, profile) if profile else None
     peak_db = 0
     while True:
@@ -181,7 +210,9 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs, profile: str | None = None) -
             raise SystemExit("edge did not finish in 15 minutes")
         time.sleep(0.1)
     secs = time.monotonic() - t0
-    cpu = cpu_seconds(edge.proc.pid) - cpu0
+    cpu, kids = cpu_with_children(edge.proc.pid)
+    cpu, kids = cpu - cpu0, kids - kids0
+    broker, influx = (cpu_seconds(s.process.pid) - c0 for s, c0 in zip((ws.mosquitto, ws.influx), servers0))
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
         spy.wait(60)
@@ -193,7 +224,10 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs, profile: str | None = None) -
     return {
         "rate": n / secs,
         "seconds": secs,
-        "cpu_us": cpu / n * 1e6,
+        "cpu_us": (cpu + kids) / n * 1e6,
+        "receiver_cpu_us": kids / n * 1e6,
+        "broker_cpu_us": broker / n * 1e6,
+        "influx_cpu_us": influx / n * 1e6,
         "points": count,
         "rss_mb": rss,
         "peak_db_bytes_per_reading": peak_db / n,
@@ -201,7 +235,7 @@ def edge_backlog_rate(ws: Workspace, n: int, msgs, profile: str | None = None) -
     }
 
 
-def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, workers: int = 2) -> dict:
+def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, receiver: str, workers: int = 2) -> dict:
     """The same backlog drain with several workers splitting the zone (shared_group)."""
     db = "bench_shared"
     edges = []
@@ -211,7 +245,7 @@ def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, workers: int = 2) -> d
             mqtt_port=ws.mosquitto.port,
             client_id=f"edge-bench-shared-{w}",
             metrics=True,
-            mqtt_extra={"shared_group": "bench"},
+            mqtt_extra={"shared_group": "bench", "receiver": receiver},
             sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100, retry_min_s=0.2, retry_max_s=5)],
         )
         edge = EdgeProcess(config).start()
@@ -229,9 +263,9 @@ def edge_shared_backlog_rate(ws: Workspace, n: int, msgs, workers: int = 2) -> d
     return {"rate": n / secs, "points": count}
 
 
-def edge_live_rate(ws: Workspace, n: int, msgs) -> dict:
+def edge_live_rate(ws: Workspace, n: int, msgs, receiver: str) -> dict:
     db = "bench_live"
-    config = edge_config(ws, "edge-live", "edge-bench-live", db)
+    config = edge_config(ws, "edge-live", "edge-bench-live", db, receiver)
     edge = EdgeProcess(config).start()
     t0 = time.monotonic()
     pub_secs = publish(ws.mosquitto.port, msgs, processes=2, client_prefix="live-pub")
@@ -250,25 +284,43 @@ def main() -> None:
     ap.add_argument(
         "--backlog-only", action="store_true", help="measure the bare subscriber and the backlog drain only"
     )
+    ap.add_argument(
+        "--receiver",
+        choices=["thread", "process"],
+        default="process",
+        help="where the edge receives its main MQTT session ([mqtt] receiver; default: process)",
+    )
+    ap.add_argument(
+        "--broker-inflight",
+        type=int,
+        metavar="N",
+        help="the broker's max_inflight_messages (QoS 1 messages unacknowledged per session; deployed: 100)",
+    )
     ap.add_argument("--profile", metavar="FILE", help="sample the edge's backlog drain with py-spy into FILE")
     args = ap.parse_args()
     n = args.messages
-    with Workspace() as ws:
+    with Workspace(broker_inflight=args.broker_inflight) as ws:
         bare = bare_rate(ws, n, payloads(n, prefix="x"))
-        backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"), args.profile)
+        backlog = edge_backlog_rate(ws, n, payloads(n, prefix="e"), args.receiver, args.profile)
         if args.backlog_only:
             live = shared = {"rate": 0, "publish_rate": 0, "points": 0, "rss_mb": None}
         else:
-            live = edge_live_rate(ws, n, payloads(n, prefix="l"))
-            shared = edge_shared_backlog_rate(ws, n, payloads(n, prefix="s"))
+            live = edge_live_rate(ws, n, payloads(n, prefix="l"), args.receiver)
+            shared = edge_shared_backlog_rate(ws, n, payloads(n, prefix="s"), args.receiver)
     result = {
         "messages": n,
+        "receiver": args.receiver,
+        "broker_inflight": args.broker_inflight or 100,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "bare_subscriber_msgs_per_s": round(bare["rate"]),
         "edge_backlog_msgs_per_s": round(backlog["rate"]),
         "ratio": round(backlog["rate"] / bare["rate"], 3),
         "bare_subscriber_cpu_us_per_msg": round(bare["cpu_us"], 1),
         "edge_backlog_cpu_us_per_msg": round(backlog["cpu_us"], 1),
+        "edge_receiver_cpu_us_per_msg": round(backlog["receiver_cpu_us"], 1),
+        "broker_cpu_us_per_msg_bare": round(bare["broker_cpu_us"], 1),
+        "broker_cpu_us_per_msg_edge": round(backlog["broker_cpu_us"], 1),
+        "influx_cpu_us_per_msg_edge": round(backlog["influx_cpu_us"], 1),
         "edge_backlog_points": backlog["points"],
         "edge_live_msgs_per_s": round(live["rate"]),
         "live_publish_msgs_per_s": round(live["publish_rate"]),
@@ -287,7 +339,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"messages                          {n}")
+    print(
+        f"messages                          {n}   (edge receiver: {args.receiver}; "
+        f"broker max_inflight_messages {result['broker_inflight']})"
+    )
     print(f"bare paho subscriber (count only)  {result['bare_subscriber_msgs_per_s']:>8} msg/s")
     print(
         f"edge end-to-end (backlog drain)    {result['edge_backlog_msgs_per_s']:>8} msg/s   "
@@ -303,7 +358,12 @@ def main() -> None:
     )
     print(
         f"CPU per message                    bare {result['bare_subscriber_cpu_us_per_msg']} us, "
-        f"edge (backlog) {result['edge_backlog_cpu_us_per_msg']} us"
+        f"edge (backlog) {result['edge_backlog_cpu_us_per_msg']} us "
+        f"(of which the receiving process {result['edge_receiver_cpu_us_per_msg']} us)"
+    )
+    print(
+        f"CPU per message, servers           Mosquitto {result['broker_cpu_us_per_msg_bare']} us (bare), "
+        f"{result['broker_cpu_us_per_msg_edge']} us (edge); InfluxDB {result['influx_cpu_us_per_msg_edge']} us"
     )
     print(f"load average (1, 5, 15 min)        {result['load_average']}")
     print(f"edge peak RSS                      {result['edge_peak_rss_mb']:>8} MB")
