@@ -49,12 +49,18 @@ def main() -> None:
     ap.add_argument("--interval-ms", type=float, default=50.0, help="time between events")
     ap.add_argument("--max-rate", type=float, default=None, help="skip measuring the maximum")
     ap.add_argument("--load", type=float, default=0.8, help="telemetry as a share of the maximum")
+    ap.add_argument(
+        "--receiver",
+        choices=["thread", "process"],
+        default="thread",
+        help="where the edge receives its main session ([mqtt] receiver; default: thread)",
+    )
     args = ap.parse_args()
     with Workspace() as ws:
         if args.max_rate is None:
             from edge_throughput import edge_live_rate
 
-            max_rate = edge_live_rate(ws, 30000, payloads(30000, prefix="m"))["rate"]
+            max_rate = edge_live_rate(ws, 30000, payloads(30000, prefix="m"), args.receiver)["rate"]
         else:
             max_rate = args.max_rate
         rate = max_rate * args.load
@@ -64,6 +70,7 @@ def main() -> None:
             mqtt_port=ws.mosquitto.port,
             client_id="edge-alarms",
             metrics=True,
+            mqtt_extra={"receiver": args.receiver},
             sinks=[v1_sink("district", ws.influx, db, batch_wait_ms=100)],
         )
         edge = EdgeProcess(config).start()
