@@ -119,7 +119,10 @@ def children(pid: int) -> list[int]:
     """The process's children (the edge's receiving process, with `--receiver process`)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass  # a thread that ended meanwhile
     return out
 
 

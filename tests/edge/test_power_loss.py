@@ -28,6 +28,7 @@ from tests.support.publisher import Publisher, publish_paced
 from tests.support.readings import counted_readings
 from tests.support.receipts import ReceiptWatcher
 from tests.support.small_disk import ext4_image, snapshot
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,12 @@ def test_every_acknowledged_reading_survives_a_power_cut(mosquitto, tmp_path, ed
                 edge.start()
                 part = msgs[cut * 3000 : (cut + 1) * 3000]
                 sender = publish_paced(pub, part, per_second=1500)
-                time.sleep(rng.uniform(0.5, 1.8))  # an arbitrary moment, mid-stream
+                # This start's first receipt (on a loaded machine a restarted edge can take
+                # longer than the whole pause below to commit the backlog the broker kept),
+                # then an arbitrary moment, mid-stream.
+                before = len(cuts[-1][1]) if cuts else 0
+                wait_for(lambda n=before: len(receipted(watcher)) > n, 60, what="a receipt of this start")
+                time.sleep(rng.uniform(0.2, 1.2))
                 edge.proc.send_signal(signal.SIGSTOP)  # the power goes: no write from here on
                 copy = tmp_path / f"cut-{cut}.img"
                 snapshot(image, copy)
