@@ -3,34 +3,36 @@ that knows the schema: measurement names, tags, field names and their fixed type
 are built once, at ingest, and stored in the buffer, so forwarding is plain concatenation
 and a replay writes byte-identical points.
 
-Raw readings and events, one line per record, are formatted here from a cached prefix
-per series (measurement and escaped tags, sorted by key) and the catalog's field types:
-building an influxdb-client `Point` per reading was a sixth of the edge's CPU per
-reading. The output is byte for byte what `Point.to_line_protocol` gives for the same
-record (tests/edge/test_line_protocol.py holds it to that); the rest (node health,
-rollups: a few lines a second) is built with `Point`.
+Every line is formatted here from a cached prefix per series (measurement and escaped
+tags, sorted by key) and its fields, sorted by name: building an influxdb-client `Point`
+per reading was a sixth of the edge's CPU per reading, and importing influxdb-client (its
+whole generated API) half a second of every edge's start. The output is byte for byte
+what `Point.to_line_protocol` gives for the same record, health line or rollup
+(tests/edge/test_line_protocol.py holds it to that).
 """
 
 from __future__ import annotations
 
-from influxdb_client import Point, WritePrecision
-from influxdb_client.client.write.point import _ESCAPE_KEY, _ESCAPE_MEASUREMENT
+import math
 
 from edge.models import EventBase, ReadingBase
 from protocols import catalog
 from protocols.names import EVENTS, NODE_HEALTH, rollup_measurement
 
-MS = WritePrecision.MS
 TIME_ESTIMATED = "time_estimated"  # bool field of readings and events: the edge estimated the time
 
+# The line protocol's escapes (docs.influxdata.com, "Line protocol", special characters),
+# as influxdb-client's Point applies them: in a measurement name, commas and spaces; in a
+# tag key, tag value or field key, equals signs too; in both, the control characters
+# newline, tab and carriage return written as backslash escapes; in a string field value,
+# double quotes and backslashes.
+_CONTROL = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_ESCAPE_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", **_CONTROL})
+_ESCAPE_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL})
+_ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
-def _site(point: Point, district: str, zone: str, node: str) -> Point:
-    return point.tag("district", district).tag("zone", zone).tag("node", node)
 
-
-# -- raw readings and events: formatted from cached parts --------------------------------
-# The escaping of the line protocol, as influxdb-client's Point applies it (its tables, so
-# both give the same bytes).
+# -- series prefixes and fields ----------------------------------------------------------
 PREFIXES_MAX = 100_000  # series prefixes kept (a zone's nodes have a few each)
 _prefixes: dict[tuple[str, ...], str] = {}
 _keys: dict[str, str] = {}  # field name -> escaped
@@ -54,7 +56,7 @@ def _prefix(measurement: str, *tags: tuple[str, str]) -> str:
     return prefix
 
 
-def _field(name: str, value: float | bool) -> str:
+def _field(name: str, value: float | bool | str) -> str:
     key = _keys.get(name)
     if key is None:
         key = _keys[name] = name.translate(_ESCAPE_KEY)
@@ -62,11 +64,24 @@ def _field(name: str, value: float | bool) -> str:
         return key + "=true"
     if value is False:
         return key + "=false"
+    if isinstance(value, str):
+        return f'{key}="{value.translate(_ESCAPE_STRING)}"'
     # Catalog floats are floats already (the decoder converts), so a field is never
     # written as an integer (`1i`) and keeps one type for ever; a whole number loses
     # its ".0", as Point writes it.
     text = repr(value)
     return f"{key}={text[:-2] if text.endswith('.0') else text}"
+
+
+def _fields_line(prefix: str, values: dict[str, float | bool | str | None], ts: int) -> str | None:
+    """The prefix, the fields sorted by name (those None or not finite left out, as Point
+    leaves them out) and the time; None when no field is left."""
+    fields = [
+        _field(name, value)
+        for name, value in sorted(values.items())
+        if value is not None and not (isinstance(value, float) and not math.isfinite(value))
+    ]
+    return f"{prefix}{','.join(fields)} {int(ts)}" if fields else None
 
 
 def _line(prefix: str, values: dict, r: ReadingBase) -> str:
@@ -129,30 +144,22 @@ def health_line(
     ts_collisions: float | None = None,
     estimated_times: float | None = None,
 ) -> str | None:
-    p = _site(Point(NODE_HEALTH), district, zone, node).tag("kind", kind)
-    any_field = False
-    for name, value in (
-        ("online", online),
-        ("battery_v", battery_v),
-        ("rssi", rssi),
-        ("last_seen", last_seen),
-        ("seq_gaps", seq_gaps),
-        ("fw", fw),
-        ("clock_offset_ms", clock_offset_ms),
-        ("clock_bad", clock_bad),
-        ("dropped", dropped),
-        ("ts_collisions", ts_collisions),
-        ("estimated_times", estimated_times),
-    ):
-        if value is None:
-            continue
-        if name not in ("online", "fw", "clock_bad"):
-            value = float(value)
-        p.field(name, value)
-        any_field = True
-    if not any_field:
-        return None
-    return p.time(now_ms, MS).to_line_protocol()
+    prefix = _prefix(NODE_HEALTH, ("district", district), ("zone", zone), ("node", node), ("kind", kind))
+    numbers = {
+        "battery_v": battery_v,
+        "rssi": rssi,
+        "last_seen": last_seen,
+        "seq_gaps": seq_gaps,
+        "clock_offset_ms": clock_offset_ms,
+        "dropped": dropped,
+        "ts_collisions": ts_collisions,
+        "estimated_times": estimated_times,
+    }
+    values: dict[str, float | bool | str | None] = {
+        name: None if value is None else float(value) for name, value in numbers.items()
+    }
+    values.update(online=online, fw=fw, clock_bad=clock_bad)
+    return _fields_line(prefix, values, now_ms)
 
 
 # --- one-minute rollups ------------------------------------------------------------
@@ -193,24 +200,20 @@ def rollup_line(
     kind: str, district: str, zone: str, node: str, minute_ms: int, agg: dict, worker: str | None = None
 ) -> str | None:
     spec = catalog.fields_of(kind)
-    p = _site(Point(rollup_measurement(kind)), district, zone, node)
+    tags = [("district", district), ("zone", zone), ("node", node)]
     if worker:
-        p.tag("worker", worker)
-    any_field = False
-    for name in sorted(agg):
+        tags.append(("worker", worker))
+    values: dict[str, float | bool | str | None] = {}
+    for name, a in agg.items():
         if name not in spec:
             continue
-        a = agg[name]
-        any_field = True
         if spec[name][0] == catalog.BOOL:
-            p.field(f"{name}_frac", float(a[0]) / a[1])
-            p.field(f"{name}_last", bool(a[2]))
-            p.field(f"{name}_count", float(a[1]))
+            values[f"{name}_frac"] = float(a[0]) / a[1]
+            values[f"{name}_last"] = bool(a[2])
+            values[f"{name}_count"] = float(a[1])
         else:
-            p.field(f"{name}_mean", float(a[0]) / a[3])
-            p.field(f"{name}_min", float(a[1]))
-            p.field(f"{name}_max", float(a[2]))
-            p.field(f"{name}_count", float(a[3]))
-    if not any_field:
-        return None
-    return p.time(minute_ms, MS).to_line_protocol()
+            values[f"{name}_mean"] = float(a[0]) / a[3]
+            values[f"{name}_min"] = float(a[1])
+            values[f"{name}_max"] = float(a[2])
+            values[f"{name}_count"] = float(a[3])
+    return _fields_line(_prefix(rollup_measurement(kind), *tags), values, minute_ms)
