@@ -134,6 +134,10 @@ class ReceiverSession(SessionState):
         except (FrameError, OSError, ValueError, EOFError, TypeError) as err:
             log.error("receiving process %d: unreadable output (%s); stopping it", proc.pid, err)
             proc.kill()
+        except Exception:
+            # Whatever it was, the process is started again rather than left unread.
+            log.exception("receiving process %d: its output could not be taken; stopping it", proc.pid)
+            proc.kill()
         self._gone(proc)
 
     def _up(self, generation: int, member: int) -> None:
