@@ -32,6 +32,9 @@ from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 READ_TIMEOUT_S = 1.0
+# Opening a port that exists is tried again this long, this often (_open).
+OPEN_RETRY_FOR_S = 1.0
+OPEN_RETRY_EVERY_S = 0.1
 # Ctrl-A cadence while the board does not answer: a board booting from reset or deep sleep
 # takes longer than this to reach the firmware's break-in window (firmware/main.py), so one
 # is waiting there when it looks.
@@ -105,6 +108,28 @@ def check_port(port: str) -> None:
     probe.close()
 
 
+def _open(port: str) -> SerialTransport:
+    """The port, to this process alone. A port that exists can fail to open for a moment:
+    a board with native USB comes back under the same name after its reset a little
+    later, and another program can hold the port for an instant (a port listing, a
+    tool polling it), which is how pseudo-terminals of boards gone and numbers reused
+    met here. So an open that fails is tried again for about a second; a port missing,
+    without permission or held for longer fails with the same one line as ever."""
+    deadline = time.monotonic() + OPEN_RETRY_FOR_S
+    while True:
+        try:
+            check_port(port)
+            # A read timeout: on a pty mpremote reads without one and would wait forever
+            # for a silent board; with it, its own overall timeouts apply.
+            return SerialTransport(port, baudrate=115200, exclusive=True, timeout=READ_TIMEOUT_S)
+        except (BoardError, TransportError) as err:
+            if not os.path.exists(port) or time.monotonic() >= deadline:
+                if isinstance(err, BoardError):
+                    raise
+                raise BoardError(f"cannot open {port}: {err}") from None
+        time.sleep(OPEN_RETRY_EVERY_S)
+
+
 class SerialBoard:
     """One open connection to a board's REPL. `progress(dots)` is called while the board
     does not answer yet, about once a second, for a "Connecting..." line."""
@@ -117,13 +142,7 @@ class SerialBoard:
         self.progress = progress
         self.was_reset = False  # this connection reset the board to reach its REPL
         self.can_reset: bool | None = None  # whether the port has modem lines (None: not tried)
-        check_port(port)
-        try:
-            # A read timeout: on a pty mpremote reads without one and would wait forever
-            # for a silent board; with it, its own overall timeouts apply.
-            self.transport = SerialTransport(port, baudrate=115200, exclusive=True, timeout=READ_TIMEOUT_S)
-        except TransportError as err:
-            raise BoardError(f"cannot open {port}: {err}") from None
+        self.transport = _open(port)
 
     # -- REPL
     def enter_raw_repl(self, soft_reset: bool) -> None:

@@ -18,8 +18,10 @@ import threading
 import tty
 
 import pytest
+import serial
 
-from field.serial_board import BoardLost, SerialBoard
+from field import serial_board as serial_board_module
+from field.serial_board import BoardError, BoardLost, SerialBoard
 
 FRIENDLY = b'MicroPython 3.4.0 on scripted board\r\nType "help()" for more information.\r\n>>> '
 RAW = b"raw REPL; CTRL-B to exit\r\n>"
@@ -119,3 +121,31 @@ def test_a_board_silent_after_its_soft_reset_is_lost(scripted):
     with SerialBoard(board.port, timeout=3) as serial_board:
         with pytest.raises(BoardLost, match="did not come back from its soft reset"):
             serial_board.enter_raw_repl(soft_reset=True)
+
+
+def test_a_port_held_for_a_moment_is_opened_once_it_is_free(scripted, monkeypatch):
+    """Another program holding the port for an instant (a tool polling a port name that is
+    now this board's) does not fail the connection: the open is tried again."""
+    monkeypatch.setattr(serial_board_module, "OPEN_RETRY_FOR_S", 60.0)  # the release below ends it
+    board = scripted(lands_friendly=False)
+    holder = serial.Serial(board.port, exclusive=True)
+    releaser = threading.Timer(0.3, holder.close)
+    releaser.start()
+    try:
+        with SerialBoard(board.port, timeout=5) as connected:
+            assert connected.transport.serial.is_open
+            assert not holder.is_open  # it was opened after the holder let go, not beside it
+    finally:
+        releaser.join(10)
+        holder.close()
+
+
+def test_a_port_held_by_another_program_is_one_line(scripted, monkeypatch):
+    monkeypatch.setattr(serial_board_module, "OPEN_RETRY_FOR_S", 0.3)
+    board = scripted(lands_friendly=False)
+    holder = serial.Serial(board.port, exclusive=True)
+    try:
+        with pytest.raises(BoardError, match="in use by another program"):
+            SerialBoard(board.port, timeout=5)
+    finally:
+        holder.close()
