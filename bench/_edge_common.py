@@ -21,6 +21,7 @@ from hil.services import (  # noqa: E402
 )
 from tests.support.edge_process import EdgeProcess, v1_sink, write_config  # noqa: E402, F401
 from tests.support.metrics import metric  # noqa: E402, F401
+from tests.support.processes import children  # noqa: E402, F401
 from tests.support.site import DISTRICT, ZONE  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402, F401
 

@@ -38,6 +38,7 @@ from _edge_common import (
     ZONE,
     EdgeProcess,
     Workspace,
+    children,
     payloads,
     peak_rss_mb,
     publish,
@@ -113,17 +114,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (all its threads)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    """The process's children (the edge's receiving process, with `--receiver process`)."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass  # a thread that ended meanwhile
-    return out
 
 
 def cpu_with_children(pid: int) -> tuple[float, float]:

@@ -23,6 +23,7 @@ from edge.receiving import ReceiverSession
 from tests.support.edge_process import v1_sink, write_config
 from tests.support.influx_points import assert_exactly
 from tests.support.metrics import metric
+from tests.support.processes import children
 from tests.support.publisher import Publisher, publish_paced
 from tests.support.readings import counted_readings
 from tests.support.receipts import ReceiptWatcher
@@ -71,16 +72,6 @@ def test_a_process_receiver_needs_the_events_in_a_session_of_their_own(tmp_path)
     )
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass  # a thread that ended meanwhile
-    return out
-
-
 def _alive(pid: int) -> bool:
     """Running (a zombie waiting for its parent to read its status is not)."""
     try:
@@ -92,7 +83,7 @@ def _alive(pid: int) -> bool:
 
 def _receiver_pid(edge) -> int:
     """The edge's receiving process (the one child it has), once it runs."""
-    return wait_for(lambda: next(iter(_children(edge.proc.pid)), None), 30, what="the receiving process")
+    return wait_for(lambda: next(iter(children(edge.proc.pid)), None), 30, what="the receiving process")
 
 
 def test_acks_go_only_to_the_connection_that_delivered(_mosquitto_session, tmp_path):

@@ -1,4 +1,5 @@
-"""Which processes are still alive in a folder: what a run must not leave behind."""
+"""Which processes are still alive in a folder (what a run must not leave behind), and a
+process's children (an edge's receiving process)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,14 @@ def processes_using(folder: Path) -> list[str]:
         if mark in cmdline or cwd.startswith(mark):
             found.append(f"{pid}: {cmdline[:120]}")
     return found
+
+
+def children(pid: int) -> list[int]:
+    """The living children of a process (all its threads'), from /proc."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return out
