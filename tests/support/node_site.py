@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,32 @@ class NodeSite:
         the node's flash queue; InfluxDB holds one point per committed identity; the edge's
         loss figure and the nodes' dropped counters are 0. Returns the counts per node."""
         self.stop_nodes()
+        # A node's last publish can still be on its way to the edge when the node stops:
+        # the counts are taken again until the edge's table, InfluxDB and the counts agree
+        # (a point more than the table is a double and fails at once).
+        deadline = time.monotonic() + 60
+        while True:
+            counts = self._counts()
+            later = {n: len(self.seen(n)) for n in self.nodes if len(self.seen(n)) != counts[n]["stored"]}
+            points = {n: self.points(n) for n in self.nodes}
+            for node_id in counts:
+                assert points[node_id] <= len(self.seen(node_id)), (node_id, points[node_id], counts)
+            if not later and all(points[n] == c["stored"] for n, c in counts.items()):
+                break
+            assert time.monotonic() < deadline, ("counts still moving", later, points, counts)
+            time.sleep(0.2)
+        assert self.edge is not None
+        health = self.edge.nodes()
+        for node_id, node in self.nodes.items():
+            assert node_dropped(node) == 0 and node.stats.dropped == 0, node_id
+            assert (health[node_id]["seq_gaps"], health[node_id]["dropped"]) == (0, 0), health[node_id]
+        print("counts:", counts)
+        return counts
+
+    def _counts(self) -> dict[str, dict]:
+        """Per node: what it took, what the edge committed, what it holds; each committed
+        identity one the node took, and each held one still in its flash queue, newer than
+        every committed one."""
         counts = {}
         for node_id, node in self.nodes.items():
             taken = node.taken()
@@ -158,15 +185,5 @@ class NodeSite:
             # Only the tail is held back: nothing older than a committed reading is missing.
             newest = max(seen)
             assert all(i > newest for i in held), f"{node_id}: held {sorted(held)} behind {newest}"
-            stored = len(seen)
-            wait_for(lambda n=node_id, c=stored: self.points(n) >= c, 60, 0.2, what=f"{node_id} points")
-            counts[node_id] = {"taken": len(taken), "stored": stored, "held": len(held)}
-        assert self.edge is not None
-        health = self.edge.nodes()
-        for node_id, node in self.nodes.items():
-            # Anything still in flight would show as an extra point now.
-            assert self.points(node_id) == counts[node_id]["stored"], (node_id, self.points(node_id), counts)
-            assert node_dropped(node) == 0 and node.stats.dropped == 0, node_id
-            assert (health[node_id]["seq_gaps"], health[node_id]["dropped"]) == (0, 0), health[node_id]
-        print("counts:", counts)
+            counts[node_id] = {"taken": len(taken), "stored": len(seen), "held": len(held)}
         return counts
