@@ -53,8 +53,13 @@ class Incoming:
 # A session not connected this long is said at warning, with the broker's address.
 SAY_DOWN_AFTER_S = 3.0
 
-# How long stop() waits for its DISCONNECT (and what was queued before it) to be written.
+# How long stop() waits for the broker to answer its barrier, then for its DISCONNECT (and
+# what was queued before it) to be written.
 STOP_FLUSH_S = 5.0
+
+# The filter of stop()'s barrier: an UNSUBSCRIBE of a filter no edge subscribes to (outside
+# the city's tree), so it removes nothing from the session.
+BARRIER_FILTER = "urbansense-edge/stop-barrier"
 
 # QoS 1 messages are bounded by the broker's flow control (it sends at most
 # max_inflight_messages unacknowledged ones per session, and the edge acks only after the
@@ -270,6 +275,8 @@ class MqttIngest(SessionState):
         # release without it gets one public ack() per message.
         self._queue_packet = getattr(self.client, "_packet_queue", None)
         self._disconnected = threading.Event()  # set by each disconnection (stop() waits)
+        self._barrier_answered = threading.Event()  # set by each UNSUBACK (stop() waits)
+        self.client.on_unsubscribe = self._on_unsubscribe
 
     # -- paho callbacks (network thread) ---------------------------------------------
     def _next_member(self, client, userdata) -> None:
@@ -324,6 +331,9 @@ class MqttIngest(SessionState):
         # A clean stop (our own DISCONNECT) is no warning.
         level = logging.WARNING if reason_code.is_failure else logging.INFO
         log.log(level, "mqtt %s disconnected: %s", self.client_id, reason_code)
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._barrier_answered.set()
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         arrival = time.time_ns() // 1_000_000
@@ -404,11 +414,31 @@ class MqttIngest(SessionState):
         self.client.loop_start()
 
     def stop(self) -> None:
-        """Disconnect cleanly, then stop paho's thread. paho writes what was queued before
-        the DISCONNECT (the last group's PUBACKs, receipts) only while its thread runs, and
-        `loop_stop` does not wait for that: it waits here for the disconnection itself."""
+        """Disconnect cleanly, then stop paho's thread.
+
+        Nothing in MQTT 3.1.1 answers a PUBACK or a DISCONNECT, and their being written is
+        not their being read: a broker serves each connection a packet at a time, and a
+        restart that connects under this client id before the broker has read the last
+        group's PUBACKs takes the session over with that group still in flight (Mosquitto
+        then drops what the old connection had left unread and sends the group again).
+        So stop() first waits for the broker's answer to an UNSUBSCRIBE that changes
+        nothing (`BARRIER_FILTER`): a broker handles one connection's packets in order, so
+        it has read every PUBACK queued before it. Then it waits for the DISCONNECT to be
+        written: paho writes what is queued only while its thread runs, and `loop_stop`
+        does not wait for that."""
         try:
             connected = self.connected.is_set()
+            if connected:
+                self._barrier_answered.clear()
+                rc, _ = self.client.unsubscribe(BARRIER_FILTER)
+                if rc == mqtt.MQTT_ERR_SUCCESS and not self._barrier_answered.wait(STOP_FLUSH_S):
+                    log.warning(
+                        "mqtt broker %s did not answer %s's last packets within %.0f s: "
+                        "messages it acked may come again",
+                        self.server,
+                        self.client_id,
+                        STOP_FLUSH_S,
+                    )
             self._disconnected.clear()
             self.client.disconnect()
             if connected:
