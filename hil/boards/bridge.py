@@ -179,6 +179,8 @@ class Bridge:
                 pin, self._pin_wake = self._pin_wake, False
                 self._spawn("run", pin_wake=pin)
             return
+        if code in (SOFT_RAW, SOFT_RUN):
+            self._mark_soft_reset()
         if code == SOFT_RAW:
             self._spawn("raw")
         elif code == BAD_CONFIG:
@@ -193,6 +195,29 @@ class Bridge:
             self._write_log(f"\n[virtual board: interpreter exited with {code}; restarting]\n".encode())
             time.sleep(RESTART_PAUSE_S)
             self._spawn("run")
+
+    def _mark_soft_reset(self) -> None:
+        """A soft reset restarts the interpreter, not the chip (MicroPython docs,
+        machine.soft_reset), and a board's reset cause then says so (machine.SOFT_RESET).
+        The firmware's sim HAL reads why it started from rtc.json, the board's RTC memory,
+        and marks each boot there as one a kill ends (a crash, the watchdog: "hard"): a
+        Ctrl-C that stops the program after that mark and before the program records the
+        stop itself (while the node is still being made) would otherwise be taken for a
+        crash. A soft reset adds the sim HAL's own soft marker to a boot so marked; a wake
+        from deep sleep the Ctrl-C caught before the mark stays one, as the sim HAL reads
+        it (firmware/hal/sim.py)."""
+        path = self.flash / "rtc.json"
+        try:
+            with open(path) as f:
+                rtc = json.load(f)
+        except (OSError, ValueError):
+            return  # no RTC memory (a power-on boot not marked yet), or garbage: as it is
+        if not isinstance(rtc, dict) or rtc.get("sleep_ms") is not None or rtc.get("soft"):
+            return
+        rtc["soft"] = True
+        tmp = path.with_name(path.name + ".tmp")  # written whole, as the firmware writes it
+        tmp.write_text(json.dumps(rtc))
+        os.replace(tmp, path)
 
     def wake(self, *_: object) -> None:
         self._pin_wake = True
