@@ -29,6 +29,16 @@ class ServiceError(RuntimeError):
     """A server could not be started or did not become ready."""
 
 
+class PortTaken(ServiceError):
+    """Another process holds a port the server was to listen on."""
+
+
+# Tries of a first start when another process took a port this object had picked itself:
+# free_port() knows only that nothing listens now, and the suite's workers start servers
+# side by side.
+START_ATTEMPTS = 3
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -52,10 +62,12 @@ class ManagedServer:
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.picked_port = not port  # picked here (free_port), so free to pick again
         self.port = port or free_port()
         self.log_path = self.workdir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._prepared = False
 
     # -- to be provided by each server
     def command(self) -> list[str]:
@@ -66,6 +78,14 @@ class ManagedServer:
 
     def prepare(self) -> None:
         """Write config files before the first start."""
+
+    def repick_ports(self) -> bool:
+        """Pick again the ports this object picked itself, before a first start (the
+        config files are written again). False when it has none of its own to change."""
+        if not self.picked_port:
+            return False
+        self.port = free_port()
+        return True
 
     # -- lifecycle
     @property
@@ -80,12 +100,27 @@ class ManagedServer:
         return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = 30.0) -> ManagedServer:
+        """Start and wait until ready. A first start that finds a port it picked itself
+        taken picks again (START_ATTEMPTS); a restart keeps its ports, which its clients
+        know."""
         if self.running():
             return self
+        attempts = START_ATTEMPTS if self.starts == 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == attempts or not self.repick_ports():
+                    raise
+                self._prepared = False
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> ManagedServer:
         if self._port_taken():
-            raise ServiceError(f"{self.name}: port {self.port} is already in use")
-        if self.starts == 0:
+            raise PortTaken(f"{self.name}: port {self.port} is already in use")
+        if not self._prepared:
             self.prepare()
+            self._prepared = True
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(f"\n--- start {self.starts} ---\n".encode())
@@ -102,9 +137,13 @@ class ManagedServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServiceError(
-                    f"{self.name} exited with {self.process.returncode} on start:\n" + self.log_tail()
-                )
+                tail = self.log_tail()
+                # Each server says it in its own words, all with the system's message.
+                this_start = self.log_path.read_text(errors="replace").rpartition(
+                    f"--- start {self.starts} ---"
+                )[2]
+                error = PortTaken if "address already in use" in this_start.lower() else ServiceError
+                raise error(f"{self.name} exited with {self.process.returncode} on start:\n" + tail)
             try:
                 if self.is_ready():
                     return self
@@ -212,6 +251,14 @@ class MosquittoServer(ManagedServer):
         self.edge_port = free_port() if self.bind_client_ids else self.port
         self.config_path = self.workdir / "mosquitto.conf"
 
+    def repick_ports(self) -> bool:
+        mine = super().repick_ports()
+        if self.bind_client_ids:
+            self.edge_port = free_port()
+            return True
+        self.edge_port = self.port
+        return mine
+
     def prepare(self) -> None:
         (self.workdir / "data").mkdir(exist_ok=True)
         lines = [
@@ -287,6 +334,11 @@ class InfluxDBServer(ManagedServer):
         super().__init__(workdir, port)
         self.rpc_port = free_port()
         self.config_path = self.workdir / "influxdb.conf"
+
+    def repick_ports(self) -> bool:
+        super().repick_ports()
+        self.rpc_port = free_port()
+        return True
 
     def prepare(self) -> None:
         # influxd takes its defaults for every key a config file leaves out, so the file
@@ -497,6 +549,13 @@ class NatsServer(ManagedServer):
         self.replicas = replicas
         self.config_path = self.workdir / "nats.conf"
         self.store_dir = self.workdir / "jetstream"
+
+    def repick_ports(self) -> bool:
+        """The client and monitoring ports are this member's alone; the cluster port is
+        in every member's routes and stays."""
+        super().repick_ports()
+        self.client_port, self.monitor_port = free_port(), free_port()
+        return True
 
     def prepare(self) -> None:
         lines = [

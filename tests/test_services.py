@@ -3,13 +3,14 @@ with its state, and can be killed and started again (what the fault tests rely o
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from hil.services import MosquittoServer, ServiceError, free_port
+from hil.services import MosquittoServer, NatsServer, PortTaken, ServiceError, free_port
 
 
 def _retained(broker, topic: str, timeout: float = 5.0) -> bytes | None:
@@ -88,6 +89,48 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
         assert "mosquitto" in str(err.value)
     finally:
         taken.stop()
+
+
+def _listener(port: int) -> socket.socket:
+    """Another process's listener on `port`, as one of the suite's workers may open."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def test_a_port_taken_after_it_was_picked_is_picked_again(tmp_path):
+    """free_port() knows only that nothing listens now: a server whose own ports were
+    taken before it bound them starts on others, whether the server says so itself
+    (nats-server exits on its monitoring port) or the port is found taken before it starts."""
+    nats = NatsServer(tmp_path / "nats")
+    broker = MosquittoServer(tmp_path / "mosquitto")
+    with _listener(nats.monitor_port) as monitor, _listener(broker.port) as mqtt_port:
+        nats.start()
+        broker.start()
+        try:
+            assert nats.monitor_port != monitor.getsockname()[1] and nats.healthy()
+            assert "address already in use" in nats.log_path.read_text()  # its first start's end
+            assert broker.port != mqtt_port.getsockname()[1]
+            assert _retained(broker, "nothing/here", timeout=0.5) is None  # it answers MQTT
+        finally:
+            nats.stop()
+            broker.stop()
+
+
+def test_a_port_given_is_not_changed_and_a_restart_keeps_its_port(tmp_path):
+    with _listener(free_port()) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(PortTaken, match=f"port {port} is already in use"):
+            MosquittoServer(tmp_path / "given", port=port).start()
+    broker = MosquittoServer(tmp_path / "picked").start()
+    try:
+        broker.kill()
+        with _listener(broker.port):
+            with pytest.raises(PortTaken):
+                broker.start()
+    finally:
+        broker.kill()
 
 
 def test_free_port_is_bindable():
