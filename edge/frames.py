@@ -71,6 +71,7 @@ class FrameReader:
                     raise FrameError("the stream ended inside a frame")
                 return None
             self._buffer += chunk
-        out = bytes(self._buffer[:n])
+        with memoryview(self._buffer) as view:
+            out = bytes(view[:n])  # one copy, not a bytearray slice and then bytes of it
         del self._buffer[:n]
         return out

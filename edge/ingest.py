@@ -91,16 +91,24 @@ class Inbox:
         with self._cond:
             self.receipts_ignored += 1
 
+    def _admits(self, message: Incoming) -> bool:
+        """Whether a message may wait (call under the lock): QoS 0 only while fewer than
+        qos0_max_waiting wait; one dropped is counted, and warned of once an episode."""
+        if message.qos != 0:
+            return True
+        if len(self._urgent) + len(self._normal) < self.qos0_max_waiting:
+            self._dropping = False
+            return True
+        self.qos0_dropped += 1
+        if not self._dropping:
+            self._dropping = True
+            log.warning("inbox full (%d waiting): dropping QoS 0 messages", self.qos0_max_waiting)
+        return False
+
     def put(self, message: Incoming, urgent: bool = False) -> None:
         with self._cond:
-            if message.qos == 0:
-                if len(self._urgent) + len(self._normal) >= self.qos0_max_waiting:
-                    self.qos0_dropped += 1
-                    if not self._dropping:
-                        self._dropping = True
-                        log.warning("inbox full (%d waiting): dropping QoS 0 messages", self.qos0_max_waiting)
-                    return
-                self._dropping = False
+            if not self._admits(message):
+                return
             (self._urgent if urgent else self._normal).append(message)
             if self._waiting:
                 self._cond.notify()
@@ -114,11 +122,9 @@ class Inbox:
             self.redelivered += redelivered
             self.receipts_ignored += receipts_ignored
             self.qos0_dropped += qos0_dropped
-            for message in messages:
-                if message.qos == 0 and len(self._urgent) + len(self._normal) >= self.qos0_max_waiting:
-                    self.qos0_dropped += 1
-                    continue
-                self._normal.append(message)
+            for message in messages:  # one by one: each admitted one counts for the next
+                if self._admits(message):
+                    self._normal.append(message)
             if self._waiting:
                 self._cond.notify()
 
@@ -211,6 +217,16 @@ class SessionState:
         host, port = self.members[self.member]
         return f"{host}:{port}"
 
+    def say_up(self) -> None:
+        """A connection is up: a session that was said down is said back, once."""
+        if self.said_down:
+            log.warning(
+                "mqtt broker %s answers again, after %.0f s without it",
+                self.server,
+                time.monotonic() - self.down_since,
+            )
+        self.said_down = False
+
     def check(self) -> None:
         """Once a second (the commit loop): a session down for a few seconds is said once,
         at warning, with the broker's address and the last error."""
@@ -293,13 +309,7 @@ class MqttIngest(SessionState):
             self._connect_error(f"refused: {reason_code}")
             log.warning("mqtt broker %s refused %s: %s", self.server, self.client_id, reason_code)
             return
-        if self.said_down:
-            log.warning(
-                "mqtt broker %s answers again, after %.0f s without it",
-                self.server,
-                time.monotonic() - self.down_since,
-            )
-        self.said_down = False
+        self.say_up()
         self.generation += 1
         # Always (re)subscribe: idempotent for an existing session, needed for a new one.
         client.subscribe([(f, 1) for f in self.filters])

@@ -141,16 +141,10 @@ class ReceiverSession(SessionState):
         self._gone(proc)
 
     def _up(self, generation: int, member: int) -> None:
-        if self.said_down:
-            log.warning(
-                "mqtt broker %s answers again, after %.0f s without it",
-                self.server,
-                time.monotonic() - self.down_since,
-            )
+        self.member = member  # before say_up: it names the member that answers
+        self.say_up()
         with self._lock:
             self.generation = generation
-        self.member = member
-        self.said_down = False
         self._restart_s = RESTART_MIN_S
         self.connected.set()
 

@@ -26,3 +26,15 @@ def test_qos1_is_never_dropped():
         inbox.put(message(i, 1))
     inbox.put(message(99, 0))
     assert len(inbox) == 30 and inbox.qos0_dropped == 1
+
+
+def test_a_batch_from_the_receiving_process_meets_the_same_bound():
+    """put_many (the receiving process's batches) admits as put does, and adds the counts
+    the receiving process kept on its way."""
+    inbox = Inbox(qos0_max_waiting=10)
+    batch = [message(i, 0 if i % 2 else 1) for i in range(30)]
+    inbox.put_many(batch, redelivered=2, receipts_ignored=3, qos0_dropped=4)
+    # Every QoS 1 message; QoS 0 ones only while fewer than ten waited (1, 3, ..., 9).
+    kept = [m.mid for m in inbox.take(100, 0.1)]
+    assert kept == [i for i in range(30) if i % 2 == 0 or i < 10]
+    assert inbox.qos0_dropped == 4 + 10 and inbox.redelivered == 2 and inbox.receipts_ignored == 3
