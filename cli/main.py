@@ -14,27 +14,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from cli.errors import CommandError
 
-# Command groups, in the order `--help` lists them.
-COMMAND_MODULES: list[str] = [
-    "cli.demo",
-    "cli.decode",
-    "cli.edge",
-    "cli.query",
-    "cli.alarms",
-    "cli.db",
-    "cli.report",
-    "cli.hil",
-    "cli.node",
-    "cli.sim",
-    "cli.creds",
-]
-
-
-# The top-level commands each module registers. A command line that names one loads only
-# its module: all of them (the rig's scenario models, the site PKI's cryptography, the
-# operations questions...) took most of a second at every start, for a technician's
-# `urbansense node info` as much as for `--help`. `--help`, no command or an unknown one
-# load them all. tests/test_cli.py checks this table against what the modules register.
+# The top-level commands each module registers, in the order `--help` lists the modules.
+# A command line that names one loads only its module: all of them (the rig's scenario
+# models, the site PKI's cryptography, the operations questions...) took most of a second
+# at every start, for a technician's `urbansense node info` as much as for `--help`.
+# `--help`, no command or an unknown one load them all. tests/test_cli.py checks this table
+# against what the modules register.
 COMMANDS: dict[str, str] = {
     "demo": "cli.demo",
     "decode": "cli.decode",
@@ -49,6 +34,9 @@ COMMANDS: dict[str, str] = {
     "sim": "cli.sim",
     "creds": "cli.creds",
 }
+
+# Command groups, in the order `--help` lists them.
+COMMAND_MODULES: list[str] = list(dict.fromkeys(COMMANDS.values()))
 
 
 def command_module(argv: list[str]) -> str | None:

@@ -105,15 +105,14 @@ class ManagedServer:
         know."""
         if self.running():
             return self
-        attempts = START_ATTEMPTS if self.starts == 0 else 1
-        for attempt in range(1, attempts + 1):
+        for _ in range(START_ATTEMPTS - 1 if self.starts == 0 else 0):
             try:
                 return self._start(timeout)
             except PortTaken:
-                if attempt == attempts or not self.repick_ports():
+                if not self.repick_ports():
                     raise
                 self._prepared = False
-        raise AssertionError("unreachable")
+        return self._start(timeout)
 
     def _start(self, timeout: float) -> ManagedServer:
         if self._port_taken():
@@ -137,13 +136,14 @@ class ManagedServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = self.log_tail()
                 # Each server says it in its own words, all with the system's message.
                 this_start = self.log_path.read_text(errors="replace").rpartition(
                     f"--- start {self.starts} ---"
                 )[2]
                 error = PortTaken if "address already in use" in this_start.lower() else ServiceError
-                raise error(f"{self.name} exited with {self.process.returncode} on start:\n" + tail)
+                raise error(
+                    f"{self.name} exited with {self.process.returncode} on start:\n" + self.log_tail()
+                )
             try:
                 if self.is_ready():
                     return self

@@ -215,9 +215,11 @@ class Bridge:
         if not isinstance(rtc, dict) or rtc.get("sleep_ms") is not None or rtc.get("soft"):
             return
         rtc["soft"] = True
-        tmp = path.with_name(path.name + ".tmp")  # written whole, as the firmware writes it
-        tmp.write_text(json.dumps(rtc))
-        os.replace(tmp, path)
+        # Here, not at the top: the sim's module costs every board's start a twentieth of
+        # a second, and only a soft reset needs it.
+        from hil.sim import write_json_atomic
+
+        write_json_atomic(path, rtc)
 
     def wake(self, *_: object) -> None:
         self._pin_wake = True

@@ -86,6 +86,15 @@ def _receiver_pid(edge) -> int:
     return wait_for(lambda: next(iter(children(edge.proc.pid)), None), 30, what="the receiving process")
 
 
+def _taken_until(inbox: Inbox, payload: bytes) -> list:
+    """What the inbox gives until a message with `payload` is among it (30 s at most)."""
+    got: list = []
+    deadline = time.monotonic() + 30
+    while not any(m.payload == payload for m in got) and time.monotonic() < deadline:
+        got += inbox.take(100, 0.5)
+    return got
+
+
 def test_acks_go_only_to_the_connection_that_delivered(_mosquitto_session, tmp_path):
     """A message handed over by a receiving process that then died is not acknowledged
     through the process started after it (its packet id means nothing there): the broker
@@ -122,11 +131,7 @@ def test_acks_go_only_to_the_connection_that_delivered(_mosquitto_session, tmp_p
         )
         assert session.restarts == 1
         assert session.ack(got) == 0  # its connection is gone: nothing acked on the new one
-        again = []
-        deadline = time.monotonic() + 30
-        while not any(m.payload == b"one" for m in again) and time.monotonic() < deadline:
-            again += inbox.take(100, 0.5)
-        ones = [m for m in again if m.payload == b"one"]
+        ones = [m for m in _taken_until(inbox, b"one") if m.payload == b"one"]
         assert ones and all(m.generation == session.generation for m in ones)
         assert session.ack(ones) == len(ones)
         assert inbox.redelivered >= 1  # the broker marked it DUP: counted as redelivered
@@ -140,10 +145,7 @@ def test_acks_go_only_to_the_connection_that_delivered(_mosquitto_session, tmp_p
     try:
         assert session.connected.wait(30)
         pub.publish_all([(t, b"marker")])
-        seen = []
-        deadline = time.monotonic() + 30
-        while not any(m.payload == b"marker" for m in seen) and time.monotonic() < deadline:
-            seen += inbox.take(100, 0.5)
+        seen = _taken_until(inbox, b"marker")
         assert [m.payload for m in seen] == [b"marker"]
         session.ack(seen)
     finally:

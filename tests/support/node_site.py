@@ -153,10 +153,11 @@ class NodeSite:
         deadline = time.monotonic() + 60
         while True:
             counts = self._counts()
-            later = {n: len(self.seen(n)) for n in self.nodes if len(self.seen(n)) != counts[n]["stored"]}
             points = {n: self.points(n) for n in self.nodes}
+            seen_now = {n: len(self.seen(n)) for n in self.nodes}  # after the points
+            later = {n: c for n, c in seen_now.items() if c != counts[n]["stored"]}
             for node_id in counts:
-                assert points[node_id] <= len(self.seen(node_id)), (node_id, points[node_id], counts)
+                assert points[node_id] <= seen_now[node_id], (node_id, points[node_id], counts)
             if not later and all(points[n] == c["stored"] for n, c in counts.items()):
                 break
             assert time.monotonic() < deadline, ("counts still moving", later, points, counts)
