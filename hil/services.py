@@ -395,6 +395,21 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def create_database(self, db: str) -> None:
         self.query(f'CREATE DATABASE "{db}"')
 
+    def points_written(self, db: str) -> int:
+        """Points the server has taken into a database's shards since it started (the
+        `writePointsOk` of its /debug/vars statistics): a counter read without a query,
+        so a benchmark can watch a write stream without scanning what it wrote. A point
+        written twice counts twice; `count` gives what the database holds."""
+        with urllib.request.urlopen(self.url + "/debug/vars", timeout=30) as resp:
+            stats = json.load(resp)
+        return sum(
+            entry["values"].get("writePointsOk", 0)
+            for entry in stats.values()
+            if isinstance(entry, dict)
+            and entry.get("name") == "shard"
+            and entry.get("tags", {}).get("database") == db
+        )
+
     def count(self, measurement: str, db: str, field: str = "*", where: str = "") -> int:
         """Number of points in a measurement (the largest per-field count)."""
         clause = f" WHERE {where}" if where else ""

@@ -68,6 +68,24 @@ def test_influxdb_write_query_and_survive_sigkill(influxdb_factory):
     assert db.count("parking", "t") == 2
 
 
+def test_influxdb_counts_the_points_written_to_each_database(influxdb_factory):
+    db = influxdb_factory()
+    for name in ("a", "b"):
+        db.create_database(name)
+    assert db.points_written("a") == 0
+
+    def write(name: str, body: bytes) -> None:
+        req = urllib.request.Request(f"{db.url}/write?db={name}&precision=ms", data=body, method="POST")
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 204
+
+    write("a", b"air,node=a-1 pm25=1 1795334340000\nair,node=a-2 pm25=2 1795334340000")
+    write("b", b"air,node=a-1 pm25=1 1795334340000")
+    write("a", b"air,node=a-1 pm25=1 1795334340000")  # the same point again: written, not added
+    assert (db.points_written("a"), db.points_written("b")) == (3, 1)
+    assert db.count("air", "a") == 2
+
+
 def test_victoria_accepts_v2_line_protocol(victoria):
     # A node id of its own: other tests write air readings to the same session server.
     body = b"air,node=svc-probe,zone=z pm25=35.5 %d" % time.time_ns()
