@@ -60,6 +60,16 @@ def decode(topic: str, payload: bytes, now_ms: int | None = None) -> dict:
     return decode_marked(topic, payload, now_ms)[0]
 
 
+def fast_only(topic: str, payload: bytes, now_ms: int) -> dict | None:
+    """The normalized message when the fast pass accepts it, else None: the reference
+    decides, where the message is validated. The receiving process (edge.receiver)
+    decodes here, on its own core, what the commit loop would otherwise decode."""
+    try:
+        return _fast(topic, payload, now_ms)
+    except Exception:  # _Refer, or a shape this pass did not foresee
+        return None
+
+
 def decode_marked(topic: str, payload: bytes, now_ms: int | None = None) -> tuple[dict, bool]:
     """(message, True when the fast pass accepted it; False when the reference did)."""
     if now_ms is not None:

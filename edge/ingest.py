@@ -48,6 +48,10 @@ class Incoming:
     source: MqttIngest
     size: int = -1  # payload size on arrival (an oversize payload is kept clipped)
     retained: bool = False  # the broker's replay of a retained message on subscribing
+    # The fast decoder's message when the receiving process decoded it already (and the
+    # fast pass accepted it): then the commit loop does not decode it again.
+    decoded: dict | None = None
+    lines: list[str] | None = None  # and the line of each of its readings (edge.schema.raw_line)
 
 
 # A session not connected this long is said at warning, with the broker's address.

@@ -256,7 +256,7 @@ class CommitLoop:
                     if node is not None:
                         throttled.append(node)
                     continue
-                outcome = self.validator.check(m.topic, m.payload, m.arrival_ms)
+                outcome = self.validator.check(m.topic, m.payload, m.arrival_ms, m.decoded)
                 if isinstance(outcome, Rejected):
                     self.dead_letters.add(
                         conn, DeadLetter(outcome.reason, m.topic, m.payload, outcome.detail, m.arrival_ms)
@@ -348,11 +348,13 @@ class CommitLoop:
         self, conn: sqlite3.Connection, accepted: TelemetryAccepted, m: Incoming, now: int, group: Group
     ) -> None:
         live = len(accepted.readings) == 1  # a batch is a node replaying its queue
-        for r in accepted.readings:
+        # Lines the receiving process made (edge.receiver): right unless a time moved.
+        lines = m.lines if m.decoded is not None else None
+        for i, r in enumerate(accepted.readings):
             if not group.first(r):
                 continue
             stored = group.stamped(r)
-            group.raw.append(schema.reading_line(stored))
+            group.raw.append(lines[i] if lines is not None and stored is r else schema.reading_line(stored))
             self.registry.on_reading(stored)
             self.registry.on_time(r.node, estimated=stored.time_estimated, moved=stored.moved)
             if live and r.time_source == "node":

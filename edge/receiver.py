@@ -12,6 +12,13 @@ so after the commit (an "ack" frame, for the connection that delivered it), so a
 in this process, in the pipe or in the edge's inbox when either process dies is simply
 not acknowledged, and the broker delivers it again.
 
+This process also decodes each message (edge.fastdecode's fast pass; `decoded` is its
+message, or None when the reference decoder must decide) and formats the line protocol
+of each reading it decoded (`lines`, edge.schema.raw_line): work that needs nothing of
+the edge's state, done here on the core paho leaves free rather than in the commit loop,
+which the edge's throughput waits on. The commit loop still screens each message first
+and makes every decision on it; a reading whose time it moves gets its line made again.
+
 Started by edge.receiving.ReceiverSession as `python -m edge.receiver`; stdin carries
 the edge's frames, stdout this process's (nothing else may write to it), stderr the log.
 
@@ -21,7 +28,7 @@ the edge's frames, stdout this process's (nothing else may write to it), stderr 
                        ("pub", topic, payload)        retained, QoS 1 (receipts)
                        ("stop",)
     receiver -> edge   ("msgs", [(mid, qos, topic, payload, arrival ms, generation, size,
-                         retained)], redelivered, receipts ignored, QoS 0 dropped)
+                         retained, decoded, lines)], redelivered, receipts ignored, QoS 0 dropped)
                        ("up", generation, member of the broker tier)
                        ("down", generation, failure, reason)
                        ("error", what, wall clock s, count)
@@ -38,9 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import EdgeConfig, MqttConfig
+from edge.fastdecode import fast_only
 from edge.frames import FrameReader, FrameWriter
-from edge.ingest import Inbox, MqttIngest
+from edge.ingest import Inbox, Incoming, MqttIngest
 from edge.logs import current_logging, setup_logging
+from edge.schema import raw_line
+from protocols.topics import TELEMETRY
 
 log = logging.getLogger("urbansense.edge.receiver")
 
@@ -96,6 +106,21 @@ def _session(frame: tuple[Any, ...], inbox: Inbox, out: FrameWriter) -> Reportin
     return session
 
 
+def row_of(m: Incoming) -> tuple[Any, ...]:
+    """A message as a "msgs" frame carries it, with the fast pass's decoding at its arrival
+    time (none for a payload clipped at ingest: the screen refuses it as too large) and,
+    for telemetry, the line of each reading as stored unless its time is moved."""
+    decoded = fast_only(m.topic, m.payload, m.arrival_ms) if m.size <= len(m.payload) else None
+    lines = None
+    if decoded is not None and decoded["channel"] == TELEMETRY:
+        where = decoded["district"], decoded["zone"], decoded["node"], decoded["kind"]
+        lines = [
+            raw_line(*where, dict(r["fields"]), r["ts"], r["time_source"] == "edge")
+            for r in decoded["readings"]
+        ]
+    return (m.mid, m.qos, m.topic, m.payload, m.arrival_ms, m.generation, m.size, m.retained, decoded, lines)
+
+
 def _forward(inbox: Inbox, out: FrameWriter) -> None:
     """Messages from paho's thread to the edge, a batch per frame, with the counts the
     edge's metrics show (as increments)."""
@@ -105,10 +130,7 @@ def _forward(inbox: Inbox, out: FrameWriter) -> None:
         counts = [inbox.redelivered, inbox.receipts_ignored, inbox.qos0_dropped]
         if not batch and counts == sent:
             continue
-        rows = [
-            (m.mid, m.qos, m.topic, m.payload, m.arrival_ms, m.generation, m.size, m.retained) for m in batch
-        ]
-        tell(out, ("msgs", rows, *(now - before for now, before in zip(counts, sent))))
+        tell(out, ("msgs", [row_of(m) for m in batch], *(now - before for now, before in zip(counts, sent))))
         sent = counts
 
 

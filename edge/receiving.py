@@ -115,8 +115,10 @@ class ReceiverSession(SessionState):
                     _, rows, redelivered, ignored, dropped = frame
                     self.inbox.put_many(
                         [
-                            Incoming(mid, qos, topic, payload, arrival, base + gen, self, size, retained)
-                            for mid, qos, topic, payload, arrival, gen, size, retained in rows
+                            Incoming(
+                                mid, qos, topic, payload, arrival, base + gen, self, size, retained, *made
+                            )
+                            for mid, qos, topic, payload, arrival, gen, size, retained, *made in rows
                         ],
                         redelivered,
                         ignored,

@@ -34,7 +34,7 @@ _ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
 # -- series prefixes and fields ----------------------------------------------------------
 PREFIXES_MAX = 100_000  # series prefixes kept (a zone's nodes have a few each)
-_prefixes: dict[tuple[str, ...], str] = {}
+_prefixes: dict[tuple, str] = {}
 _keys: dict[str, str] = {}  # field name -> escaped
 
 
@@ -45,7 +45,7 @@ def _tag_value(value: str) -> str:
 
 def _prefix(measurement: str, *tags: tuple[str, str]) -> str:
     """`measurement,tag=value,... ` with the tags sorted by key, made once per series."""
-    key = (measurement, *(v for _, v in tags))
+    key = (measurement, *tags)  # (a tuple of the pairs: no generator per line)
     prefix = _prefixes.get(key)
     if prefix is None:
         parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
@@ -60,6 +60,9 @@ def _field(name: str, value: float | bool | str) -> str:
     key = _keys.get(name)
     if key is None:
         key = _keys[name] = name.translate(_ESCAPE_KEY)
+    if type(value) is float:  # nearly every field: a catalog number
+        text = repr(value)
+        return f"{key}={text[:-2] if text.endswith('.0') else text}"
     if value is True:
         return key + "=true"
     if value is False:
@@ -84,20 +87,26 @@ def _fields_line(prefix: str, values: dict[str, float | bool | str | None], ts: 
     return f"{prefix}{','.join(fields)} {int(ts)}" if fields else None
 
 
-def _line(prefix: str, values: dict, r: ReadingBase) -> str:
-    """The record's fields (sorted by name) at its time, marked `time_estimated` when the
-    node did not measure that time itself (a point whose time it measured is written as
-    it always was)."""
-    if r.time_estimated:
+def _line(prefix: str, values: dict, ts: int, estimated: bool) -> str:
+    """The fields (sorted by name; `values` is the caller's to change) at their time,
+    marked `time_estimated` when the node did not measure that time itself (a point whose
+    time it measured is written as it always was)."""
+    if estimated:
         values[TIME_ESTIMATED] = True
     fields = ",".join([_field(name, values[name]) for name in sorted(values)])
-    return f"{prefix}{fields} {r.ts}" if fields else ""
+    return f"{prefix}{fields} {ts}" if fields else ""
+
+
+def raw_line(district: str, zone: str, node: str, kind: str, fields: dict, ts: int, estimated: bool) -> str:
+    """Raw reading: measurement = kind, the fields the node sent (a dict the call may
+    change), the reading's own time. From a record (reading_line), or straight from a
+    decoded message's reading in the receiving process (edge.receiver)."""
+    prefix = _prefix(kind, ("district", district), ("zone", zone), ("node", node))
+    return _line(prefix, fields, ts, estimated)
 
 
 def reading_line(r: ReadingBase) -> str:
-    """Raw reading: measurement = kind, the fields the node sent, the reading's own time."""
-    prefix = _prefix(r.kind, ("district", r.district), ("zone", r.zone), ("node", r.node))
-    return _line(prefix, r.fields.values(), r)
+    return raw_line(r.district, r.zone, r.node, r.kind, r.fields.values(), r.ts, r.time_estimated)
 
 
 def event_line(e: EventBase) -> str:
@@ -113,7 +122,7 @@ def event_line(e: EventBase) -> str:
     values: dict[str, float | bool] = {"state": e.state}
     if e.value is not None:
         values["value"] = float(e.value)
-    return _line(prefix, values, e)
+    return _line(prefix, values, e.ts, e.time_estimated)
 
 
 def series_of(r: ReadingBase) -> str:

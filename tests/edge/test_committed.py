@@ -16,6 +16,7 @@ from edge.ingest import Inbox, Incoming
 from edge.metrics import EdgeMetrics
 from edge.outbox import Stream
 from edge.pipeline import CommitLoop
+from edge.receiver import row_of
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from protocols import codec
@@ -285,8 +286,14 @@ def loop(tmp_path):
     commit_loop.close()
 
 
-def incoming(topic_: str, payload: bytes, arrival: int | None = None) -> Incoming:
-    return Incoming(0, 1, topic_, payload, arrival or now_ms(), 0, None)
+def incoming(topic_: str, payload: bytes, arrival: int | None = None, handed_over: bool = False) -> Incoming:
+    """A message as the commit loop takes it; `handed_over`: from a receiving process, which
+    decoded it and made its readings' lines already (edge.receiver.row_of)."""
+    m = Incoming(0, 1, topic_, payload, arrival or now_ms(), 0, None, len(payload))
+    if handed_over:
+        m.decoded, m.lines = row_of(m)[8:]
+        assert m.decoded is not None
+    return m
 
 
 def test_one_receipt_per_node_per_group_for_new_and_duplicate_records(loop):
@@ -315,12 +322,16 @@ def test_one_receipt_per_node_per_group_for_new_and_duplicate_records(loop):
     assert loop.conn.execute("SELECT count(*) FROM seen").fetchone()[0] == 4
 
 
-def test_colliding_times_are_moved_marked_and_counted(loop):
+@pytest.mark.parametrize("handed_over", [False, True], ids=["decoded-here", "from-a-receiving-process"])
+def test_colliding_times_are_moved_marked_and_counted(loop, handed_over):
     loop, _ = loop
     arrival = now_ms()
-    # A batch of clockless readings that waited at the broker: one arrival, one age.
+    # A batch of clockless readings that waited at the broker: one arrival, one age. (A
+    # receiving process made their lines at their own times: the moved ones are made again.)
     items = [codec.reading_item(1, s, {"wet": False}, age_ms=500) for s in range(5)]
-    msgs = [incoming(topic("l-1", "telemetry"), codec.encode_batch("l-1", "leak", items), arrival)]
+    msgs = [
+        incoming(topic("l-1", "telemetry"), codec.encode_batch("l-1", "leak", items), arrival, handed_over)
+    ]
     # Two events of one series at the same time, and one of another series.
     for seq, name in ((5, "leak"), (6, "leak"), (7, "battery-low")):
         msgs.append(
