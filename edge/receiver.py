@@ -44,6 +44,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edge import collector
 from edge.config import EdgeConfig, MqttConfig
 from edge.fastdecode import fast_only
 from edge.frames import FrameReader, FrameWriter
@@ -143,6 +144,7 @@ def serve(reader: FrameReader, out: FrameWriter) -> int:
     session = _session(first, inbox, out)
     threading.Thread(target=_forward, args=(inbox, out), name="receiver-forward", daemon=True).start()
     session.start()
+    collector.settle()
     while True:
         frame = reader.read()
         if frame is None:

@@ -21,7 +21,7 @@ import logging
 import sys
 import threading
 
-from edge import outbox
+from edge import collector, outbox
 from edge.alarms import AlarmPublisher
 from edge.alertmanager import CONSUMER as ALERTMANAGER
 from edge.alertmanager import AlertmanagerCollector, AlertmanagerDelivery
@@ -215,6 +215,7 @@ class EdgeService:
         )
         try:
             self.start_background()
+            collector.settle()  # all that lives as long as the edge is made by now
             self.loop.watch = self._watch
             self.loop.run(self.stop_event)
         except EdgeStartError as err:
