@@ -110,7 +110,11 @@ def _session(frame: tuple[Any, ...], inbox: Inbox, out: FrameWriter) -> Reportin
 def row_of(m: Incoming) -> tuple[Any, ...]:
     """A message as a "msgs" frame carries it, with the fast pass's decoding at its arrival
     time (none for a payload clipped at ingest: the screen refuses it as too large) and,
-    for telemetry, the line of each reading as stored unless its time is moved."""
+    for telemetry, the line of each reading as stored unless its time is moved.
+
+    The message is not screened yet (the commit loop does that first, then decides): the
+    fast pass refuses a payload over the protocol's sizes before parsing it, and any
+    failure of the parser (msgspec's own nesting limit included) is a None here."""
     decoded = fast_only(m.topic, m.payload, m.arrival_ms) if m.size <= len(m.payload) else None
     lines = None
     if decoded is not None and decoded["channel"] == TELEMETRY:
