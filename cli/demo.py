@@ -238,25 +238,21 @@ def _kept_influxdb(args: argparse.Namespace, port: int | None = None):
 
 def _serve(args: argparse.Namespace) -> int:
     """InfluxDB on the kept state until Ctrl-C or SIGTERM, with the commands that ask it."""
-    from demo.city import DemoError, exclusive, interrupts_between_steps
+    from demo.city import DemoError, exclusive
     from hil.services import ServiceError, free_port
+    from hil.stack.city_stack import sigterm_as_interrupt
 
     port = args.port if _port_free(args.port) else free_port()
     influx = _kept_influxdb(args, port)
     url = influx.url
-    # Ctrl-C and SIGTERM only set this: raised as a KeyboardInterrupt wherever the main
-    # thread was, one could land inside the server's Popen.poll() with its wait lock held,
-    # and stopping the server would then wait for that lock for ever.
-    stopping: list[int] = []
     try:
-        with interrupts_between_steps(lambda: stopping.append(1)), exclusive(args.state_dir):
+        with sigterm_as_interrupt(), exclusive(args.state_dir):
             influx.start()
-            if not stopping:
-                _print_serving(url, port == SERVE_PORT)
-            while influx.running() and not stopping:
+            _print_serving(url, port == SERVE_PORT)
+            while influx.running():
                 time.sleep(0.5)
-            if not stopping:
-                raise CommandError(f"InfluxDB on {url} stopped (its log: {influx.log_path})")
+            raise CommandError(f"InfluxDB on {url} stopped (its log: {influx.log_path})")
+    except KeyboardInterrupt:
         print(f"stopped serving {url}", file=sys.stderr)
         return 0
     except DemoError as err:
