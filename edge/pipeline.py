@@ -115,7 +115,7 @@ class CommitLoop:
         ack: Callable[[list[Incoming]], int],
         consumers: Consumers,
         *,
-        max_messages: int = 500,
+        max_messages: int = 1000,
         wait_ms: float = 5.0,
         dedup_ms: int = 48 * 3600_000,
         check_every_s: float = 5.0,
