@@ -188,7 +188,7 @@ class BufferConfig(Section):
     # Group commit: one transaction (one fsync) for up to this many messages ... (Much of
     # a commit's work is per node of the group, not per message: in two of three paired
     # backlog drains, groups of up to 1,000 took 12-21 % less CPU per message than groups
-    # of up to 500, and drained 18-27 % faster; docs/PERFORMANCE.md.)
+    # of up to 500, and drained 22-27 % faster; docs/PERFORMANCE.md.)
     commit_max_messages: int = Field(1000, ge=1, le=100_000)
     # ... or whatever arrived within this many ms after the first one.
     commit_wait_ms: float = Field(0.0, ge=0, le=1000)
