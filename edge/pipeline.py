@@ -349,7 +349,7 @@ class CommitLoop:
     ) -> None:
         live = len(accepted.readings) == 1  # a batch is a node replaying its queue
         # Lines the receiving process made (edge.receiver): right unless a time moved.
-        lines = m.lines if m.decoded is not None else None
+        lines = m.lines
         for i, r in enumerate(accepted.readings):
             if not group.first(r):
                 continue

@@ -120,8 +120,7 @@ def row_of(m: Incoming) -> tuple[Any, ...]:
     if decoded is not None and decoded["channel"] == TELEMETRY:
         where = decoded["district"], decoded["zone"], decoded["node"], decoded["kind"]
         lines = [
-            raw_line(*where, dict(r["fields"]), r["ts"], r["time_source"] == "edge")
-            for r in decoded["readings"]
+            raw_line(*where, r["fields"], r["ts"], r["time_source"] == "edge") for r in decoded["readings"]
         ]
     return (m.mid, m.qos, m.topic, m.payload, m.arrival_ms, m.generation, m.size, m.retained, decoded, lines)
 

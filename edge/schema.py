@@ -88,19 +88,19 @@ def _fields_line(prefix: str, values: dict[str, float | bool | str | None], ts: 
 
 
 def _line(prefix: str, values: dict, ts: int, estimated: bool) -> str:
-    """The fields (sorted by name; `values` is the caller's to change) at their time,
-    marked `time_estimated` when the node did not measure that time itself (a point whose
-    time it measured is written as it always was)."""
+    """The fields (sorted by name) at their time, marked `time_estimated` when the node did
+    not measure that time itself (a point whose time it measured is written as it always
+    was)."""
     if estimated:
-        values[TIME_ESTIMATED] = True
+        values = {**values, TIME_ESTIMATED: True}
     fields = ",".join([_field(name, values[name]) for name in sorted(values)])
     return f"{prefix}{fields} {ts}" if fields else ""
 
 
 def raw_line(district: str, zone: str, node: str, kind: str, fields: dict, ts: int, estimated: bool) -> str:
-    """Raw reading: measurement = kind, the fields the node sent (a dict the call may
-    change), the reading's own time. From a record (reading_line), or straight from a
-    decoded message's reading in the receiving process (edge.receiver)."""
+    """Raw reading: measurement = kind, the fields the node sent, the reading's own time.
+    From a record (reading_line), or straight from a decoded message's reading in the
+    receiving process (edge.receiver)."""
     prefix = _prefix(kind, ("district", district), ("zone", zone), ("node", node))
     return _line(prefix, fields, ts, estimated)
 

@@ -253,11 +253,8 @@ class MosquittoServer(ManagedServer):
 
     def repick_ports(self) -> bool:
         mine = super().repick_ports()
-        if self.bind_client_ids:
-            self.edge_port = free_port()
-            return True
-        self.edge_port = self.port
-        return mine
+        self.edge_port = free_port() if self.bind_client_ids else self.port  # as __init__
+        return mine or self.bind_client_ids
 
     def prepare(self) -> None:
         (self.workdir / "data").mkdir(exist_ok=True)
