@@ -20,7 +20,7 @@ Identity = tuple[str, int, int]  # (node, boot, seq)
 
 
 # Rows per INSERT, here and for the timestamp index (edge.stamps): a whole group commit
-# of single readings (commit_max_messages, 500 by default) in one statement; 4,000
+# of single readings (commit_max_messages, 1,000 by default) in one statement; 4,000
 # parameters, far below SQLite's limit (32,766 since SQLite 3.32; Python 3.11's own
 # library here allows 250,000).
 GROUP_ROWS = 1000

@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig
 from edge.limits import clip_payload
+from edge.window import UnackedWindow
 from protocols.topics import RECEIPT, ROOT
 
 log = logging.getLogger("urbansense.edge.ingest")
@@ -65,10 +66,11 @@ STOP_FLUSH_S = 5.0
 # the city's tree), so it removes nothing from the session.
 BARRIER_FILTER = "urbansense-edge/stop-barrier"
 
-# QoS 1 messages are bounded by the broker's flow control (it sends at most
-# max_inflight_messages unacknowledged ones per session, and the edge acks only after the
-# commit). QoS 0 has no flow control and the protocol never uses it: past this many
-# waiting messages, a QoS 0 message is dropped and counted rather than queued.
+# QoS 1 messages of the main session are bounded by the edge's window (edge.window: the
+# edge acks only after the commit, and paho's thread waits for room), those of the events
+# session by the broker's max_inflight_messages. QoS 0 has no flow control and the
+# protocol never uses it: past this many waiting messages, a QoS 0 message is dropped and
+# counted rather than queued.
 QOS0_MAX_WAITING = 20_000
 
 
@@ -256,12 +258,16 @@ class MqttIngest(SessionState):
         filters: list[str] | None = None,
         client_id: str | None = None,
         urgent: bool = False,
+        window: int | None = None,
     ) -> None:
         m = cfg.mqtt
         super().__init__(m.members, client_id or m.client_id)
         self.cfg = cfg
         self.inbox = inbox
         self.urgent = urgent
+        # How many QoS 1 messages may wait for their commit (edge.window); None: no
+        # bound (the events session: its messages are few, and never wait).
+        self.window = UnackedWindow(window, m.keepalive_s / 2) if window else None
         self.filters = filters if filters is not None else cfg.subscriptions()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -363,6 +369,8 @@ class MqttIngest(SessionState):
             client.ack(msg.mid, msg.qos)
             self.inbox.note_receipt_ignored()
             return
+        if self.window is not None and msg.qos == 1:
+            self.window.enter(self.generation)
         # Measured and clipped here, so an oversize payload is never queued whole.
         payload, size = clip_payload(msg.payload)
         if msg.dup:
@@ -394,6 +402,8 @@ class MqttIngest(SessionState):
         (`generation`); else nothing (the broker delivers them again)."""
         if generation != self.generation or not mids:
             return 0
+        if self.window is not None:
+            self.window.release(generation, len(mids))
         if self._queue_packet is None:
             for mid in mids:
                 self.client.ack(mid, 1)
@@ -440,6 +450,8 @@ class MqttIngest(SessionState):
         it has read every PUBACK queued before it. Then it waits for the DISCONNECT to be
         written: paho writes what is queued only while its thread runs, and `loop_stop`
         does not wait for that."""
+        if self.window is not None:
+            self.window.close()  # paho's thread must not wait for room: it reads the answer
         try:
             connected = self.connected.is_set()
             if connected:

@@ -23,7 +23,7 @@ Started by edge.receiving.ReceiverSession as `python -m edge.receiver`; stdin ca
 the edge's frames, stdout this process's (nothing else may write to it), stderr the log.
 
     edge -> receiver   ("start", mqtt section, base folder, filters, client id, unlimited,
-                         log level, log format)
+                         window, log level, log format)
                        ("ack", generation, [packet ids])
                        ("pub", topic, payload)        retained, QoS 1 (receipts)
                        ("stop",)
@@ -87,20 +87,23 @@ class ReportingIngest(MqttIngest):
         tell(self.out, ("error", what, self.last_error_at, self.connect_errors))
 
 
-def start_frame(cfg: EdgeConfig, filters: list[str], client_id: str, unlimited: bool) -> tuple[Any, ...]:
-    """What the receiving process needs: the edge's MQTT section, its folder, and how the
-    edge logs (the process writes its lines to the same log, the same way)."""
+def start_frame(
+    cfg: EdgeConfig, filters: list[str], client_id: str, unlimited: bool, window: int | None
+) -> tuple[Any, ...]:
+    """What the receiving process needs: the edge's MQTT section, its folder, its window
+    (edge.window), and how the edge logs (the process writes its lines to the same log,
+    the same way)."""
     mqtt = cfg.mqtt.model_dump(mode="json", exclude_unset=True)
-    return ("start", mqtt, str(cfg.base_dir), filters, client_id, unlimited, *current_logging())
+    return ("start", mqtt, str(cfg.base_dir), filters, client_id, unlimited, window, *current_logging())
 
 
 def _session(frame: tuple[Any, ...], inbox: Inbox, out: FrameWriter) -> ReportingIngest:
-    _, mqtt, base_dir, filters, client_id, unlimited, level, fmt = frame
+    _, mqtt, base_dir, filters, client_id, unlimited, window, level, fmt = frame
     setup_logging(level, fmt)
     # The edge validated the whole config; only its MQTT section and folder are used
     # here (MqttIngest reads cfg.mqtt and cfg.path), so the rest is not built again.
     cfg = EdgeConfig.model_construct(mqtt=MqttConfig.model_validate(mqtt), base_dir=Path(base_dir))
-    session = ReportingIngest(cfg, inbox, filters, client_id=client_id)
+    session = ReportingIngest(cfg, inbox, filters, client_id=client_id, window=window)
     session.out = out
     if unlimited:
         session.unlimited_outgoing()

@@ -47,12 +47,18 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 class ReceiverSession(SessionState):
     def __init__(
-        self, cfg: EdgeConfig, inbox: Inbox, filters: list[str], client_id: str | None = None
+        self,
+        cfg: EdgeConfig,
+        inbox: Inbox,
+        filters: list[str],
+        client_id: str | None = None,
+        window: int | None = None,
     ) -> None:
         super().__init__(cfg.mqtt.members, client_id or cfg.mqtt.client_id)
         self.cfg = cfg
         self.inbox = inbox
         self.filters = filters
+        self.window = window  # edge.window: kept in the process, where paho takes messages in
         self._unlimited = False
         self._stopping = threading.Event()
         # Guards the process, its pipe and the generation together: an ack is written
@@ -94,7 +100,7 @@ class ReceiverSession(SessionState):
                 return
             self._process_number += 1
             self._proc, self._out = proc, out
-        out.write(start_frame(self.cfg, self.filters, self.client_id, self._unlimited))
+        out.write(start_frame(self.cfg, self.filters, self.client_id, self._unlimited, self.window))
         threading.Thread(
             target=self._read,
             args=(proc, FrameReader(proc.stdout.fileno()), self._process_number),

@@ -38,6 +38,7 @@ from edge.receiving import ReceiverSession
 from edge.registry import NodeRegistry
 from edge.rollups import RollupBook
 from edge.sinkhealth import SinkHealth
+from edge.window import window_of
 
 log = logging.getLogger("urbansense.edge")
 
@@ -78,7 +79,9 @@ class EdgeService:
         self.sessions: list[MqttIngest | ReceiverSession] = []
         if other_filters:
             receive = ReceiverSession if cfg.mqtt.receiver == "process" else MqttIngest
-            self.sessions.append(receive(cfg, self.inbox, other_filters))
+            self.sessions.append(
+                receive(cfg, self.inbox, other_filters, window=window_of(b.commit_max_messages))
+            )
         if event_filters:
             self.sessions.append(
                 MqttIngest(
