@@ -419,6 +419,11 @@ class MqttIngest(SessionState):
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=False)
 
+    def publish_retained_all(self, messages: list[tuple[str, bytes]]) -> None:
+        """Receipts, each as publish_retained()."""
+        for topic, payload in messages:
+            self.publish_retained(topic, payload)
+
     def publish_retained(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
         """QoS 1, retained (receipts: the newest waits at the broker for its node). While
         disconnected paho keeps it and sends it on the next connection."""

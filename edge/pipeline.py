@@ -152,8 +152,8 @@ class CommitLoop:
         }
         self.committed = CommittedRanges()
         self.stamps = stamps.TimestampIndex()
-        # Publishes a receipt (topic, payload), retained QoS 1; None: receipts are off.
-        self.publish_receipt: Callable[[str, bytes], object] | None = None
+        # Publishes receipts [(topic, payload)], retained QoS 1; None: receipts are off.
+        self.publish_receipts_to: Callable[[list[tuple[str, bytes]]], object] | None = None
         self.owed = OwedReceipts()  # committed, not yet published
         self.receipt_window_s = receipt_window_s
         self.conn = buffer.connect()
@@ -303,14 +303,14 @@ class CommitLoop:
         self.metrics.committed(len(batch), channels, invalid, group.duplicates, len(group.raw), throttled)
         if group.moved:
             self.metrics.ts_collisions.inc(len(group.moved))
-        if owed and self.publish_receipt is not None:
+        if owed and self.publish_receipts_to is not None:
             self.owed.add(owed, time.monotonic())
 
     def publish_receipts(self) -> None:
         """Publish the receipts owed, each made now: after the commits that owe them.
         A window's worth can be hundreds: an event arriving meanwhile is committed
         first, and the rest stay owed, due at once."""
-        if not self.owed or self.publish_receipt is None:
+        if not self.owed or self.publish_receipts_to is None:
             return
         owed = list(self.owed.take().items())
         sent = 0
@@ -318,11 +318,9 @@ class CommitLoop:
             if start and self.inbox.urgent_waiting():
                 self.owed.add(dict(owed[start:]), time.monotonic() - self.receipt_window_s)
                 break
-            for receipt_topic, payload in receipt_messages(
-                dict(owed[start : start + URGENT_CHECK_EVERY]), now_ms()
-            ):
-                self.publish_receipt(receipt_topic, payload)
-                sent += 1
+            messages = receipt_messages(dict(owed[start : start + URGENT_CHECK_EVERY]), now_ms())
+            self.publish_receipts_to(messages)
+            sent += len(messages)
         self.metrics.receipts.inc(sent)
 
     def _claim_times(

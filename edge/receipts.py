@@ -164,9 +164,16 @@ class CommittedRanges:
         return owed
 
 
-def _covered(listed: list[Range], r: Range) -> bool:
-    """Whether one of `listed` holds the whole range `r`."""
-    return any(o[0] == r[0] and o[1] <= r[1] and r[2] <= o[2] for o in listed)
+def _covered(listed: list[Range], got: list[Range]) -> bool:
+    """Whether every range of `got` is held whole by one of `listed`. (Loops, not
+    generators: in a backlog this runs for every node of every group.)"""
+    for boot, first, last in got:
+        for o in listed:
+            if o[0] == boot and o[1] <= first and last <= o[2]:
+                break
+        else:
+            return False
+    return True
 
 
 class OwedReceipts:
@@ -194,7 +201,7 @@ class OwedReceipts:
             if before is not None:
                 receipts = entry[2]
                 listed = receipts[0] if len(receipts) == 1 else [r for got in receipts for r in got]
-                kept = [got for got in before[2] if not all(_covered(listed, r) for r in got)]
+                kept = [got for got in before[2] if not _covered(listed, got)]
                 if kept:
                     entry = (entry[0], entry[1], kept + receipts)
             pending[node] = entry

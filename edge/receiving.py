@@ -1,7 +1,7 @@
 """ReceiverSession: the edge's side of its receiving process (edge.receiver).
 
 It stands where an MqttIngest stands for the commit loop and the metrics (a SessionState
-with ack(), publish_retained(), start(), stop()): it starts `python -m edge.receiver`,
+with ack(), publish_retained_all(), start(), stop()): it starts `python -m edge.receiver`,
 puts the batches it sends into the Inbox, mirrors its connection state, and sends it the
 acknowledgements of committed messages and the receipts to publish.
 
@@ -211,10 +211,10 @@ class ReceiverSession(SessionState):
             return 0
         return len(mids)
 
-    def publish_retained(self, topic: str, payload: bytes) -> None:
-        """A receipt: retained, QoS 1, through the process's session. With no process (it
-        died a moment ago) it is not sent: the node is told by the next one."""
-        self._send(("pub", topic, payload))
+    def publish_retained_all(self, messages: list[tuple[str, bytes]]) -> None:
+        """Receipts: retained, QoS 1, through the process's session, in one frame. With no
+        process (it died a moment ago) they are not sent: each node is told by the next."""
+        self._send(("pubs", messages))
 
     def stop(self) -> None:
         self._stopping.set()

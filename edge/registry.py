@@ -339,11 +339,13 @@ class NodeRegistry:
         self._count_seq(r.node, r.boot, r.seq)
         if state.last_seen_ms is None or r.ts >= state.last_seen_ms:
             state.last_seen_ms = r.ts
-            values = r.fields.values()
-            if "battery_v" in values:
-                state.battery_v = values["battery_v"]
-            if "rssi" in values:
-                state.rssi = values["rssi"]
+            # What the node sent, read in place (FieldsBase.values() builds a dict per
+            # reading for the two fields looked at here).
+            sent = r.fields.model_fields_set
+            if "battery_v" in sent:
+                state.battery_v = r.fields.battery_v
+            if "rssi" in sent:
+                state.rssi = r.fields.rssi
         self._set_online(state, True)
 
     def on_event(self, e: EventBase) -> None:

@@ -143,7 +143,7 @@ class EdgeService:
         self.metrics.add_collector(MqttCollector(self.sessions))
         if cfg.receipts.enabled and self.sessions:
             # Receipts go out through the first session, after the commits.
-            self.loop.publish_receipt = self.sessions[0].publish_retained
+            self.loop.publish_receipts_to = self.sessions[0].publish_retained_all
             self.sessions[0].unlimited_outgoing()
 
     def _backlog(self, name: str, streams: tuple[Stream, ...]):

@@ -276,12 +276,12 @@ def loop(tmp_path):
     commit_loop.prepare()
     sent: list[tuple[str, bytes]] = []
 
-    def publish(topic_: str, payload: bytes) -> None:
+    def publish(messages: list[tuple[str, bytes]]) -> None:
         # Published only after COMMIT: the loop's transaction is over by now.
         assert not commit_loop.conn.in_transaction
-        sent.append((topic_, payload))
+        sent.extend(messages)
 
-    commit_loop.publish_receipt = publish
+    commit_loop.publish_receipts_to = publish
     yield commit_loop, sent
     commit_loop.close()
 
