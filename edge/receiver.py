@@ -58,7 +58,7 @@ log = logging.getLogger("urbansense.edge.receiver")
 # Messages per "msgs" frame at most; under load a frame carries what came within
 # FRAME_WAIT_S of its first message. Without the wait a 50,000-message drain went over in
 # about 5,200 frames of 10 messages, with 250 of about 200 (bench/edge_throughput.py): the
-# edge's frame reader spent 3.4-4.0 us per message instead of 5.0-5.8. Events do not come
+# edge's frame reader spent 3.2-4.0 us per message instead of 4.6-5.8. Events do not come
 # this way (their session is the edge's own), so no alarm waits for it.
 BATCH = 1000
 FRAME_WAIT_S = 0.005
