@@ -45,7 +45,7 @@ def test_a_full_window_waits_for_an_acknowledgement():
     t.join(10)
     assert not t.is_alive()
     assert window.held == 2  # 3 - 2 acknowledged + the one let in
-    assert window.overruns == 0
+    assert window.stalls == 0
 
 
 def test_a_new_connection_starts_with_an_empty_window():
@@ -60,13 +60,23 @@ def test_a_new_connection_starts_with_an_empty_window():
     assert window.held == 0
 
 
-def test_a_stalled_commit_lets_one_message_in_per_wait_and_counts_it():
-    """paho's thread must get back to its loop to keep the connection alive."""
+def test_a_stalled_commit_opens_the_window_until_the_next_acknowledgement():
+    """paho's thread must get back to its loop to keep the connection alive: after a whole
+    wait with nothing acknowledged it stops waiting, until an acknowledgement comes."""
     window = UnackedWindow(1, patience_s=0.05)
     window.enter(1)
     window.enter(1)  # nobody acknowledges: let in after the wait, over the window
-    assert window.held == 2
-    assert window.overruns == 1
+    assert window.stalls == 1 and window.held == 2
+    window.enter(1)  # open now: no wait
+    assert window.stalls == 1 and window.held == 3
+    window.patience_s = 60
+    window.release(1, 1)  # the commit loop goes on: the window holds again
+    t = _entering(window, 1)
+    wait_for(lambda: window.waiting == 1, 10, 0.01, "the window to hold again")
+    window.release(1, 2)
+    t.join(10)
+    assert not t.is_alive()
+    assert window.stalls == 1 and window.held == 1
 
 
 def test_closing_the_window_lets_the_waiting_thread_go_at_once():
@@ -77,7 +87,7 @@ def test_closing_the_window_lets_the_waiting_thread_go_at_once():
     window.close()
     t.join(10)
     assert not t.is_alive()
-    assert window.overruns == 0
+    assert window.stalls == 0
 
 
 # -- who gets a window -------------------------------------------------------------------
