@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 import edge.receiver as receiver
@@ -200,3 +201,29 @@ def test_the_window_bounds_a_returning_sessions_backlog(_mosquitto_session, tmp_
         ingest.stop()
     assert most == 50  # the window was full, and held
     assert [m.payload for m in received] == [f"m{i}".encode() for i in range(BACKLOG)]
+
+
+@pytest.mark.slow
+def test_a_stalled_commit_loop_keeps_the_connection_alive(_mosquitto_session, tmp_path):
+    """Nothing is acknowledged (a commit loop stalled on a full disk): after half a
+    keepalive the window opens, paho's thread goes back to its loop, and its pings keep
+    the session up past the one and a half keepalives a broker waits for a silent one."""
+    mq = _mosquitto_session
+    t = topic("win-0003", "telemetry")
+    cfg = _config(tmp_path, mq.port, "edge-window-stall", keepalive_s=5)
+    _backlog(mq.port, "edge-window-stall", "edge-window-stall-pub", t)
+    inbox = Inbox()
+    ingest = MqttIngest(cfg, inbox, window=5)
+    pongs: list[str] = []
+    ingest.client.on_log = lambda client, userdata, level, buf: (
+        pongs.append(buf) if "PINGRESP" in buf else None
+    )
+    ingest.start()
+    try:
+        wait_for(lambda: ingest.window.stalls == 1, 30, what="the window to open")
+        # Two answered pings: more than 1.5 keepalives after the stall began.
+        wait_for(lambda: len(pongs) >= 2, 60, what="two answered pings")
+        assert ingest.connected.is_set() and ingest.generation == 1
+        assert len(inbox) == BROKER_INFLIGHT  # what the broker sends a silent session
+    finally:
+        ingest.stop()
