@@ -49,15 +49,11 @@ class UnackedWindow:
         self.patience_s = patience_s
         self.stalls = 0  # times nothing was acknowledged for a whole wait
         self.waiting = 0  # threads waiting for room (paho's, or none)
-        self._held = 0
+        self.held = 0  # messages taken in and not acknowledged yet
         self._generation = 0
         self._closed = False
         self._stalled = False  # open until the next acknowledgement
         self._cond = threading.Condition()
-
-    @property
-    def held(self) -> int:
-        return self._held
 
     def enter(self, generation: int) -> None:
         """A message delivered on connection `generation` is taken in (paho's thread):
@@ -65,25 +61,25 @@ class UnackedWindow:
         with self._cond:
             if generation != self._generation:
                 self._generation = generation
-                self._held = 0
-            if self._held >= self.limit and not self._closed and not self._stalled:
+                self.held = 0
+            if self.held >= self.limit and not self._closed and not self._stalled:
                 self.waiting += 1
                 try:
                     room = self._cond.wait_for(
-                        lambda: self._held < self.limit or self._closed, self.patience_s
+                        lambda: self.held < self.limit or self._closed, self.patience_s
                     )
                 finally:
                     self.waiting -= 1
                 if not room:
                     self.stalls += 1
                     self._stalled = True
-            self._held += 1
+            self.held += 1
 
     def release(self, generation: int, n: int) -> None:
         """`n` messages of connection `generation` were acknowledged."""
         with self._cond:
             if generation == self._generation and n:
-                self._held = max(0, self._held - n)
+                self.held = max(0, self.held - n)
                 self._stalled = False
                 self._cond.notify_all()
 

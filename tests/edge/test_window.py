@@ -20,6 +20,7 @@ from edge.window import UnackedWindow, window_of
 from tests.support.edge_process import write_config
 from tests.support.publisher import Publisher
 from tests.support.site import topic
+from tests.support.subscriber import subscribed_client
 from tests.support.waiting import wait_for
 
 BACKLOG = 600
@@ -127,13 +128,9 @@ def test_the_receiving_process_builds_its_session_with_the_edges_window(tmp_path
 # -- against Mosquitto -------------------------------------------------------------------
 def _backlog(port: int, client_id: str, pub_id: str, t: str) -> None:
     """A persistent session with BACKLOG messages queued for it while it is away."""
-    made = threading.Event()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic("+", "telemetry"), qos=1)
-    c.on_subscribe = lambda *a: made.set()
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    assert made.wait(10)
+    c = subscribed_client(
+        "127.0.0.1", port, client_id, [(topic("+", "telemetry"), 1)], lambda *a: None, clean_session=False
+    )
     c.disconnect()
     c.loop_stop()
     pub = Publisher(port, pub_id)
